@@ -1,0 +1,203 @@
+package cecclient
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// newTransport builds the one tuned transport of a Client.
+func newTransport(o *Options) (*http.Transport, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("cec: CAFile: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("cec: CAFile %s holds no PEM certificate", o.CAFile)
+		}
+	}
+	dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:       http.ProxyFromEnvironment,
+		DialContext: dialer.DialContext,
+		TLSClientConfig: &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			RootCAs:            pool,
+			ServerName:         o.ServerName,
+			InsecureSkipVerify: o.InsecureSkipVerify, //nolint:gosec // only when configured, with a warning
+		},
+		TLSHandshakeTimeout:   o.TLSHandshakeTimeout,
+		ResponseHeaderTimeout: o.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConns:          32,
+		MaxIdleConnsPerHost:   8,
+		ForceAttemptHTTP2:     true,
+		// Recordings are sent as they are; transparent gzip would hide
+		// Content-Length and with it the truncation check.
+		DisableCompression: true,
+	}, nil
+}
+
+// userAgentRT sets the User-Agent header.
+type userAgentRT struct {
+	next http.RoundTripper
+	ua   string
+}
+
+func (u *userAgentRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	r.Header.Set("User-Agent", u.ua)
+	return u.next.RoundTrip(r)
+}
+
+// signRT signs every request it sends with a fresh timestamp. It runs after
+// userAgentRT so that every header it may sign is already in place.
+type signRT struct {
+	next   http.RoundTripper
+	signer *Signer
+	now    func() time.Time
+}
+
+func (s *signRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	var body []byte
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body.Close() // the clone gets a fresh reader over the same bytes
+		if req.GetBody == nil {
+			return nil, errors.New("cec: sign: request body is not replayable")
+		}
+		rc, err := req.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		body, err = io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	r := req.Clone(req.Context())
+	if err := s.signer.Sign(r, body, s.now()); err != nil {
+		return nil, err
+	}
+	return s.next.RoundTrip(r)
+}
+
+// watchdogRT cancels a transfer that makes no progress for timeout: while
+// the request body is being sent (reset on every read of it) and while the
+// caller waits inside Read of the response body. Time the caller spends
+// between two Reads (a slow sink) does not count, and neither does the wait
+// for the response headers (ResponseHeaderTimeout covers that).
+type watchdogRT struct {
+	next    http.RoundTripper
+	timeout time.Duration
+}
+
+type watchdog struct {
+	timeout time.Duration
+	timer   *time.Timer
+	fired   atomic.Bool
+	headers atomic.Bool // the response headers have arrived
+	cancel  context.CancelFunc
+	once    sync.Once
+}
+
+func (w *watchdog) arm()    { w.timer.Reset(w.timeout) }
+func (w *watchdog) disarm() { w.timer.Stop() }
+func (w *watchdog) done() {
+	w.once.Do(func() {
+		w.timer.Stop()
+		w.cancel()
+	})
+}
+
+func (w *watchdog) stallErr(err error) error {
+	if w.fired.Load() {
+		return fmt.Errorf("%w: no progress for %s", ErrStalled, w.timeout)
+	}
+	return err
+}
+
+func (t *watchdogRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.timeout <= 0 {
+		return t.next.RoundTrip(req)
+	}
+	ctx, cancel := context.WithCancel(req.Context())
+	w := &watchdog{timeout: t.timeout, cancel: cancel}
+	w.timer = time.AfterFunc(t.timeout, func() {
+		w.fired.Store(true)
+		cancel()
+	})
+	r := req.Clone(ctx)
+	if req.Body != nil && req.Body != http.NoBody {
+		r.Body = &reqBodyWatch{rc: req.Body, w: w}
+	} else {
+		w.disarm()
+	}
+	resp, err := t.next.RoundTrip(r)
+	if err != nil {
+		w.done()
+		return nil, w.stallErr(err)
+	}
+	w.headers.Store(true)
+	w.disarm()
+	resp.Body = &respBodyWatch{rc: resp.Body, w: w}
+	return resp, nil
+}
+
+type reqBodyWatch struct {
+	rc io.ReadCloser
+	w  *watchdog
+}
+
+func (b *reqBodyWatch) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	switch {
+	case b.w.headers.Load():
+		// The server answered early; the response body's reads own the timer.
+	case err == nil:
+		b.w.arm()
+	default:
+		// The whole body is with the transport; waiting for the headers is
+		// ResponseHeaderTimeout's job.
+		b.w.disarm()
+	}
+	return n, err
+}
+
+func (b *reqBodyWatch) Close() error { return b.rc.Close() }
+
+type respBodyWatch struct {
+	rc io.ReadCloser
+	w  *watchdog
+}
+
+func (b *respBodyWatch) Read(p []byte) (int, error) {
+	b.w.arm()
+	n, err := b.rc.Read(p)
+	b.w.disarm()
+	if err != nil && err != io.EOF {
+		err = b.w.stallErr(err)
+	}
+	return n, err
+}
+
+func (b *respBodyWatch) Close() error {
+	err := b.rc.Close()
+	b.w.done()
+	return err
+}

@@ -1,0 +1,195 @@
+// Package cecsim is a simulator of the Huawei Cloud CEC interfaces that
+// cec-archiver talks to: CC-FS (CDR packages and recording downloads, uploads),
+// CC-CMS (inspection recording download) and OIFDE (token, transfer and session
+// records). It follows ../../shared/cec-api.md to the letter: every auth-v2
+// signature is verified, every documented field rule is enforced, and where the
+// documentation is silent the simulator is strict.
+//
+// The dataset (calls, recordings, OIFDE records) is generated deterministically
+// from Options.Seed; recordings are real G.711 A-law WAV files produced as a
+// stream, so they cost no memory whatever their size. Manifest lists what an
+// archiver must end up with, including the SHA-256 of every recording.
+//
+// Faults (HTTP errors, flow control, connection resets, truncation, slow bodies,
+// token expiry, pagination drift) can be injected at start, through the Go API
+// or through the unsigned /_sim/ admin endpoints.
+package cecsim
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Options configures a Server. The zero value is usable: every field has a default.
+type Options struct {
+	Seed              int64
+	Calls             int               // calls in the dataset (default 50)
+	Days              int               // days the calls are spread over (default 1)
+	Start             time.Time         // first day; truncated to midnight in Location (default 2026-11-01)
+	Location          *time.Location    // tenant time zone for CDR dates, bill windows, billFileName date (default UTC)
+	Credentials       map[string]string // AK -> SK (default {"exampleAK": "exampleSK"})
+	TenantID          string            // OIFDE appKey/tenantId (default "tenant-sim")
+	APIPassword       string            // OIFDE appSecret (default "sim-api-password")
+	TokenTTL          time.Duration     // expireTime of gettoken (default 1h; reported in whole seconds, min 1)
+	BillReadyDelay    time.Duration     // a package becomes downloadable this long after queryBillData (default 2s; negative = at once)
+	CallbackRetry     time.Duration     // interval between callback retries (default 10m, like CC-FS), max 6 tries
+	MaxClockSkew      time.Duration     // default 15m
+	MinRecordingBytes int64             // default 4 KiB (or MaxRecordingBytes if that is smaller)
+	MaxRecordingBytes int64             // default 256 KiB; sizes spread log-uniformly between min and max
+	UploadLimitBytes  int64             // ivr/uploadFile size limit (default 5 MB = 5*1024*1024)
+	Admin             bool              // serve the /_sim/ admin endpoints (unsigned)
+	Faults            []Fault           // initial faults
+	Now               func() time.Time  // default time.Now
+	Logger            *zap.Logger       // default zap.NewNop()
+	CallbackClient    *http.Client      // used for callbacks (default: a client with 10s timeout)
+}
+
+// Defaults and hard limits.
+const (
+	defaultCalls          = 50
+	defaultTenantID       = "tenant-sim"
+	defaultAPIPassword    = "sim-api-password"
+	defaultAK             = "exampleAK"
+	defaultSK             = "exampleSK"
+	defaultTokenTTL       = time.Hour
+	defaultBillReadyDelay = 2 * time.Second
+	defaultCallbackRetry  = 10 * time.Minute
+	defaultMaxClockSkew   = 15 * time.Minute
+	defaultMinRecording   = 4 << 10
+	defaultMaxRecording   = 256 << 10
+	defaultUploadLimit    = 5 * 1024 * 1024
+	callbackTries         = 6
+	// minRecordingBytes is a WAV header plus one pair of samples.
+	minRecordingBytes = wavHeaderSize + 2
+	// maxRecordingBytes keeps the RIFF size field within 32 bits.
+	maxRecordingBytes = 1<<32 - 2
+)
+
+// normalize fills in defaults and checks the options.
+func (o Options) normalize() (Options, error) {
+	if o.Calls == 0 {
+		o.Calls = defaultCalls
+	}
+	if o.Calls < 0 {
+		return o, fmt.Errorf("cecsim: Calls must be positive, got %d", o.Calls)
+	}
+	if o.Days == 0 {
+		o.Days = 1
+	}
+	if o.Days < 0 {
+		return o, fmt.Errorf("cecsim: Days must be positive, got %d", o.Days)
+	}
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
+	if o.Start.IsZero() {
+		o.Start = time.Date(2026, time.November, 1, 0, 0, 0, 0, o.Location)
+	}
+	y, m, d := o.Start.In(o.Location).Date()
+	o.Start = time.Date(y, m, d, 0, 0, 0, 0, o.Location)
+
+	if len(o.Credentials) == 0 {
+		o.Credentials = map[string]string{defaultAK: defaultSK}
+	}
+	creds := make(map[string]string, len(o.Credentials))
+	for ak, sk := range o.Credentials {
+		if ak == "" || strings.ContainsAny(ak, "/ \t\r\n") {
+			return o, fmt.Errorf("cecsim: invalid AK %q: it must be non-empty without '/' or spaces", ak)
+		}
+		if sk == "" {
+			return o, fmt.Errorf("cecsim: empty SK for AK %q", ak)
+		}
+		creds[ak] = sk
+	}
+	o.Credentials = creds
+	if o.TenantID == "" {
+		o.TenantID = defaultTenantID
+	}
+	if o.APIPassword == "" {
+		o.APIPassword = defaultAPIPassword
+	}
+
+	var err error
+	if o.TokenTTL, err = positiveDuration("TokenTTL", o.TokenTTL, defaultTokenTTL); err != nil {
+		return o, err
+	}
+	switch {
+	case o.BillReadyDelay == 0:
+		o.BillReadyDelay = defaultBillReadyDelay
+	case o.BillReadyDelay < 0:
+		o.BillReadyDelay = 0
+	}
+	if o.CallbackRetry, err = positiveDuration("CallbackRetry", o.CallbackRetry, defaultCallbackRetry); err != nil {
+		return o, err
+	}
+	if o.MaxClockSkew, err = positiveDuration("MaxClockSkew", o.MaxClockSkew, defaultMaxClockSkew); err != nil {
+		return o, err
+	}
+
+	if o.MaxRecordingBytes == 0 {
+		o.MaxRecordingBytes = defaultMaxRecording
+	}
+	if o.MinRecordingBytes == 0 {
+		// Only a maximum given: it may be below the default minimum.
+		o.MinRecordingBytes = min(defaultMinRecording, o.MaxRecordingBytes)
+	}
+	if o.MinRecordingBytes < minRecordingBytes {
+		return o, fmt.Errorf("cecsim: MinRecordingBytes must be at least %d, got %d", minRecordingBytes, o.MinRecordingBytes)
+	}
+	if o.MaxRecordingBytes < o.MinRecordingBytes {
+		return o, fmt.Errorf("cecsim: MaxRecordingBytes (%d) is below MinRecordingBytes (%d)", o.MaxRecordingBytes, o.MinRecordingBytes)
+	}
+	if o.MaxRecordingBytes > maxRecordingBytes {
+		return o, fmt.Errorf("cecsim: MaxRecordingBytes must be at most %d (a RIFF file), got %d", int64(maxRecordingBytes), o.MaxRecordingBytes)
+	}
+	if o.UploadLimitBytes == 0 {
+		o.UploadLimitBytes = defaultUploadLimit
+	}
+	if o.UploadLimitBytes < 0 {
+		return o, fmt.Errorf("cecsim: UploadLimitBytes must be positive, got %d", o.UploadLimitBytes)
+	}
+
+	faults := make([]Fault, len(o.Faults))
+	for i, f := range o.Faults {
+		if err := f.Validate(); err != nil {
+			return o, fmt.Errorf("cecsim: fault %d: %w", i, err)
+		}
+		faults[i] = f
+	}
+	o.Faults = faults
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.CallbackClient == nil {
+		o.CallbackClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	return o, nil
+}
+
+func positiveDuration(name string, d, def time.Duration) (time.Duration, error) {
+	switch {
+	case d == 0:
+		return def, nil
+	case d < 0:
+		return 0, fmt.Errorf("cecsim: %s must be positive, got %s", name, d)
+	}
+	return d, nil
+}
+
+// sortedAKs returns the AKs in lexical order: AK number i owns VDNs 39+100i and 61+100i.
+func sortedAKs(creds map[string]string) []string {
+	aks := make([]string, 0, len(creds))
+	for ak := range creds {
+		aks = append(aks, ak)
+	}
+	sort.Strings(aks)
+	return aks
+}
