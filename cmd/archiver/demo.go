@@ -138,9 +138,20 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *zap.Logger)
 	base := "https://" + ln.Addr().String()
 	fmt.Fprintf(stdout, "CEC simulator on %s (private CA %s): %d calls over %d day(s)\n", base, caFile, o.Calls, o.Days)
 
+	// CC-FS posts a signed callback when a package is ready; the pass polls
+	// too, so the receiver only verifies and acknowledges it.
+	callbacks := make(chan string, o.Days+1)
+	cbLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	cbSrv := &http.Server{Handler: demoCallback(ak, sk, callbacks, log.Named("callback")), ReadHeaderTimeout: 10 * time.Second}
+	go cbSrv.Serve(cbLn)
+	defer cbSrv.Close()
+
 	client, err := cecclient.New(cecclient.Options{
 		FSURL: base, CMSURL: base, OIFDEURL: base, AK: ak, SK: sk,
-		TenantID: tenant, APIPassword: apiPassword, CAFile: caFile,
+		TenantID: tenant, APIPassword: apiPassword, CAFile: caFile, RateLimit: 200, Burst: 20,
 		BaseBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, StallTimeout: 10 * time.Second,
 		Logger: log.Named("cecclient"),
 	})
@@ -157,7 +168,7 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *zap.Logger)
 	}
 	pass := &jobs.Pass{
 		Client: client, Sink: store, Keys: keys, Tenant: tenant, Location: loc,
-		CallbackURL: "https://archiver.invalid/cdr-callback", SpoolDir: tmp, MaxPackage: 256 << 20,
+		CallbackURL: "http://" + cbLn.Addr().String() + "/cdr-callback", SpoolDir: tmp, MaxPackage: 256 << 20,
 		Poll: 200 * time.Millisecond, ReadyWait: time.Minute, Concurrency: o.Concurrency,
 		Limits: cdr.DefaultLimits(), Log: log.Named("jobs"),
 	}
@@ -176,7 +187,41 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *zap.Logger)
 		items = append(items, rep.Items...)
 		absent = append(absent, rep.Absent...)
 	}
+	verified := 0
+	for len(callbacks) > 0 {
+		<-callbacks
+		verified++
+	}
+	fmt.Fprintf(stdout, "signed CC-FS callbacks received and verified: %d\n", verified)
 	return demoVerify(stdout, sim.Manifest(), items, absent, callsSeen, o.Dir)
+}
+
+// demoCallback answers CC-FS package callbacks after checking their auth-v2 signature.
+func demoCallback(ak, sk string, done chan<- string, log *zap.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+		if err != nil {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		lookup := func(k string) (string, bool) { return sk, k == ak }
+		if _, err := cecclient.VerifyRequest(r, body, lookup, time.Now(), 0); err != nil {
+			log.Warn("callback rejected", zap.Error(err))
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		cb, err := cecclient.DecodeBillCallback(body)
+		if err != nil {
+			http.Error(w, "bad callback", http.StatusBadRequest)
+			return
+		}
+		select {
+		case done <- cb.BillFileName:
+		default:
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"resultCode":"0","resultDesc":"success"}`)
+	})
 }
 
 // demoVerify compares what was archived with the simulator's ground truth.
@@ -191,6 +236,16 @@ func demoVerify(w io.Writer, m *cecsim.Manifest, items []jobs.Item, absent []job
 		}
 		got[it.Kind+"\x00"+it.ID] = it
 		bytes += it.Size
+	}
+	gotAbsent := map[string]bool{}
+	for _, a := range absent {
+		gotAbsent[a.Kind+"\x00"+a.ID] = true
+	}
+	var unaccounted []string
+	for _, a := range m.Absent {
+		if !gotAbsent[a.Kind+"\x00"+a.ID] {
+			unaccounted = append(unaccounted, a.Kind+" "+a.ID+" ("+a.Reason+")")
+		}
 	}
 	var missing, mismatched []string
 	perKind := map[string]int{}
@@ -216,7 +271,7 @@ func demoVerify(w io.Writer, m *cecsim.Manifest, items []jobs.Item, absent []job
 	for _, list := range []struct {
 		what  string
 		items []string
-	}{{"failed", failed}, {"missing", missing}, {"mismatched", mismatched}} {
+	}{{"failed", failed}, {"missing", missing}, {"mismatched", mismatched}, {"absent records not accounted for", unaccounted}} {
 		if len(list.items) > 0 {
 			errs = append(errs, fmt.Sprintf("%d %s: %s", len(list.items), list.what, strings.Join(first(list.items, 5), "; ")))
 		}

@@ -113,12 +113,23 @@ func VerifyAuthV2(r *http.Request, body []byte, lookup func(ak string) (sk strin
 		return "", fmt.Errorf("%w: query string: %v", errAuthMalformed, err)
 	}
 	prefix := authStringPrefix(ak, ts, signedHeaders)
-	canonical := canonicalRequest(r.Method, r.URL.Path, query, signedHeaders, headerValues, body)
+	canonical := canonicalRequest(r.Method, requestPath(r.URL), query, signedHeaders, headerValues, body)
 	want := hexHMAC(hexHMAC(sk, prefix), canonical)
 	if !hmac.Equal([]byte(want), []byte(sig)) {
 		return "", errAuthMismatch
 	}
 	return ak, nil
+}
+
+// requestPath is the path exactly as the request line carried it. §1.2 signs
+// the raw URI, neither encoded again nor decoded: Huawei's demo signs the
+// string it puts into the URL. r.URL.Path is decoded ("/a%20b" becomes
+// "/a b") and would reject every signed path that holds an escape.
+func requestPath(u *url.URL) string {
+	if u.RawPath != "" {
+		return u.RawPath // set by the parser whenever the path was not escaped the default way
+	}
+	return u.EscapedPath()
 }
 
 // signAuthV2 returns the Authorization value for a request; the simulator uses

@@ -157,7 +157,7 @@ func (s *Server) postCallback(pkg *billPkg, sk string, body []byte) error {
 	req.Host = u.Host
 	req.ContentLength = int64(len(body))
 	req.Header.Set("Content-Type", cecwire.ContentTypeJSON)
-	uri := u.Path
+	uri := u.EscapedPath() // the path as sent (u.String() escapes it), not decoded: see requestPath
 	if uri == "" {
 		uri = "/"
 	}

@@ -110,11 +110,13 @@ func New(o Options) (*Server, error) {
 		ctx:      ctx,
 		cancel:   cancel,
 		faultRNG: rand.New(rand.NewPCG(uint64(o.Seed), 0xfa0175)),
-		idRNG:    rand.New(rand.NewPCG(uint64(o.Seed), 0x1d5)),
-		stats:    Stats{Requests: map[string]int{}, Faults: map[FaultKind]int{}},
-		tokens:   map[string]*token{},
-		bills:    map[string]*billPkg{},
-		uploads:  map[string]*upload{},
+		// Like CC-FS, every queryBillData gets a new responseId, also across
+		// restarts of the simulator: the dataset is seeded, request ids are not.
+		idRNG:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		stats:   Stats{Requests: map[string]int{}, Faults: map[FaultKind]int{}},
+		tokens:  map[string]*token{},
+		bills:   map[string]*billPkg{},
+		uploads: map[string]*upload{},
 	}
 	for _, f := range o.Faults {
 		s.faults = append(s.faults, &faultRule{Fault: f})

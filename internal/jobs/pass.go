@@ -38,20 +38,21 @@ const (
 
 // Pass archives the calls of time windows. Its fields are set by the caller.
 type Pass struct {
-	Client      *cecclient.Client
-	Sink        sink.Sink
-	Keys        *sink.KeyBuilder
-	Tenant      string         // tenant label used in object keys
-	Location    *time.Location // tenant time zone of CDR dates and bill windows
-	CallbackURL string         // sent with queryBillData; packages are polled for
-	SpoolDir    string         // where a CDR package is spooled while it is parsed ("" = os.TempDir)
-	MaxPackage  int64          // bytes a CDR package may have
-	Poll        time.Duration  // first interval between downloadBillFile polls
-	ReadyWait   time.Duration  // how long to wait for a package to become ready
-	Concurrency int            // parallel recording downloads
-	Limits      cdr.Limits
-	Log         *zap.Logger
-	Now         func() time.Time
+	Client       *cecclient.Client
+	Sink         sink.Sink
+	Keys         *sink.KeyBuilder
+	Tenant       string         // tenant label used in object keys
+	Location     *time.Location // tenant time zone of CDR dates and bill windows
+	CallbackURL  string         // sent with queryBillData; packages are polled for
+	SpoolDir     string         // where a CDR package is spooled while it is parsed ("" = os.TempDir)
+	MaxPackage   int64          // bytes a CDR package may have
+	Poll         time.Duration  // first interval between downloadBillFile polls
+	ReadyWait    time.Duration  // how long to wait for a package to become ready
+	Concurrency  int            // parallel recording downloads
+	ItemAttempts int            // tries of one recording within the pass (default 3)
+	Limits       cdr.Limits
+	Log          *zap.Logger
+	Now          func() time.Time
 }
 
 // Item is one archived (or failed) object of a pass.
@@ -127,7 +128,7 @@ func (p *Pass) Window(ctx context.Context, begin, end time.Time) (*Report, error
 		return nil, err
 	}
 	day := begin.In(p.Location)
-	pkgItem := p.put(ctx, KindCDR, name, "", sink.KeyFields{VDN: "all", CallID: "package", Name: name}, day, spool, st.Size())
+	pkgItem, _ := p.put(ctx, KindCDR, name, "", sink.KeyFields{VDN: "all", CallID: "package", Name: name}, day, spool, st.Size())
 	rep.Items = append(rep.Items, pkgItem)
 
 	type rec struct {
@@ -208,7 +209,7 @@ func (p *Pass) Window(ctx context.Context, begin, end time.Time) (*Report, error
 			for it := range p.transfers(ctx, callID, vdn, when, addAbsent) {
 				add(it)
 			}
-			for it := range p.ivr(ctx, callID, vdn, when) {
+			for it := range p.ivr(ctx, callID, vdn, when, addAbsent) {
 				add(it)
 			}
 		}
@@ -259,7 +260,7 @@ func (p *Pass) transfers(ctx context.Context, callID, vdn string, when time.Time
 }
 
 // ivr archives the intelligent-IVR session recordings of a call.
-func (p *Pass) ivr(ctx context.Context, callID, vdn string, when time.Time) func(func(Item) bool) {
+func (p *Pass) ivr(ctx context.Context, callID, vdn string, when time.Time, absent func(Absent)) func(func(Item) bool) {
 	return func(yield func(Item) bool) {
 		q := cecclient.OIFDEQuery{CtiCallID: callID}
 		for sr, err := range p.Client.QueryRecordHistory(ctx, q) {
@@ -267,10 +268,11 @@ func (p *Pass) ivr(ctx context.Context, callID, vdn string, when time.Time) func
 				yield(Item{Kind: KindIVR, ID: "query:" + callID, CallID: callID, Err: err.Error()})
 				return
 			}
+			id := sr.LogID.String()
 			if sr.RecordFilePath == "" {
+				absent(Absent{KindIVR, id, callID, "no recordFilePath"})
 				continue
 			}
-			id := sr.LogID.String()
 			fileName, loc := sr.RecordFilePath, sr.LocationID.String()
 			fields := sink.KeyFields{VDN: vdn, CallID: callID, RecordID: id, Name: id + "-" + pathBase(fileName)}
 			it := p.download(ctx, KindIVR, id, callID, fields, when, func() (*cecclient.Download, error) {
@@ -291,16 +293,43 @@ func pathBase(p string) string {
 	return p
 }
 
+// download fetches one recording and stores it. A transient failure (the
+// stream broke, stalled or was cut short: the sink kept nothing) is tried again
+// a few times within the pass; what still fails is reported, never dropped.
 func (p *Pass) download(ctx context.Context, kind, id, callID string, fields sink.KeyFields, when time.Time, get func() (*cecclient.Download, error)) Item {
+	wait := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		it, err := p.downloadOnce(ctx, kind, id, callID, fields, when, get)
+		if err == nil || attempt >= p.itemAttempts() || !cecclient.IsTransient(err) || ctx.Err() != nil {
+			return it
+		}
+		p.Log.Info("retrying item", zap.String("kind", kind), zap.Int("attempt", attempt), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return it
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+func (p *Pass) downloadOnce(ctx context.Context, kind, id, callID string, fields sink.KeyFields, when time.Time, get func() (*cecclient.Download, error)) (Item, error) {
 	d, err := get()
 	if err != nil {
-		return Item{Kind: kind, ID: id, CallID: callID, Err: err.Error()}
+		return Item{Kind: kind, ID: id, CallID: callID, Err: err.Error()}, err
 	}
 	defer d.Body.Close()
 	return p.put(ctx, kind, id, callID, fields, when, d.Body, d.Length)
 }
 
-func (p *Pass) put(ctx context.Context, kind, id, callID string, fields sink.KeyFields, when time.Time, body io.Reader, size int64) Item {
+func (p *Pass) itemAttempts() int {
+	if p.ItemAttempts < 1 {
+		return 3
+	}
+	return p.ItemAttempts
+}
+
+func (p *Pass) put(ctx context.Context, kind, id, callID string, fields sink.KeyFields, when time.Time, body io.Reader, size int64) (Item, error) {
 	it := Item{Kind: kind, ID: id, CallID: callID}
 	f := fields
 	f.Tenant, f.Kind = p.Tenant, kind
@@ -311,7 +340,7 @@ func (p *Pass) put(ctx context.Context, kind, id, callID string, fields sink.Key
 	key, err := p.Keys.Build(f)
 	if err != nil {
 		it.Err = err.Error()
-		return it
+		return it, err
 	}
 	it.Key = key
 	meta := sink.Meta{Metadata: map[string]string{"kind": kind, "call-id": callID}}
@@ -319,10 +348,10 @@ func (p *Pass) put(ctx context.Context, kind, id, callID string, fields sink.Key
 	if err != nil {
 		it.Err = err.Error()
 		p.Log.Warn("store failed", zap.String("kind", kind), zap.String("key", key), zap.Error(err))
-		return it
+		return it, err
 	}
 	it.Size, it.SHA256, it.Existed = obj.Size, obj.SHA256, obj.Existed
-	return it
+	return it, nil
 }
 
 // fetchPackage polls downloadBillFile until the package is ready and spools
