@@ -20,6 +20,13 @@ step() { printf '\n== %s\n' "$*"; }
 step "go version"
 go version
 
+# The S3 integration tests need versitygw (pinned in tools/versitygw); build it
+# in the background while formatting and vet run. The tests share its cache.
+s3build_log=$(mktemp -t cec-archiver-s3build.XXXXXX)
+scripts/s3-server.sh build >"$s3build_log" 2>&1 &
+s3build=$!
+trap 'rm -f "$log" "$s3build_log"' EXIT
+
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files -co --exclude-standard '*.go'))
 if [ -n "$unformatted" ]; then
@@ -31,6 +38,13 @@ echo "ok"
 step "go vet"
 go vet ./...
 echo "ok"
+
+step "versitygw"
+if ! wait "$s3build"; then
+	echo "building versitygw failed:"; cat "$s3build_log"
+	exit 1
+fi
+tail -1 "$s3build_log"
 
 step "go test -race ./..."
 set +e

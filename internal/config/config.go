@@ -238,10 +238,10 @@ func Default() *Config {
 			S3: S3{
 				Region:             "us-east-1",
 				Checksum:           "SHA256",
-				MultipartThreshold: 16 * MiB,
+				MultipartThreshold: 8 * MiB,
 				PartSize:           8 * MiB,
 				UploadConcurrency:  4,
-				MaxInflightBytes:   256 * MiB,
+				MaxInflightBytes:   64 * MiB,
 				KeyTemplate:        "{tenant}/{yyyy}/{mm}/{dd}/{vdn}/{call_id}/{kind}-{name}",
 				PhoneNumbers:       PhoneOmit,
 			},

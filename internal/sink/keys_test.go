@@ -1,0 +1,196 @@
+package sink_test
+
+import (
+	"errors"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cec-archiver/cec-archiver/internal/sink"
+)
+
+var day = time.Date(2024, 5, 1, 10, 30, 0, 0, time.UTC)
+
+func TestNewKeyBuilder(t *testing.T) {
+	for _, tc := range []struct {
+		name, prefix, template string
+		wantErr                string
+	}{
+		{"Default", "recordings", sink.DefaultKeyTemplate, ""},
+		{"NoPrefix", "", "{call_id}.wav", ""},
+		{"FixedTail", "", "{call_id}-{yyyy}{mm}{dd}", ""},
+		{"KindThenDash", "", "{kind}-{name}.wav", ""},
+		{"LastFieldDotSuffix", "", "{vdn}/{name}.wav", ""},
+		{"Empty", "", "", "empty"},
+		{"Unknown", "", "{caller}/{call_id}", "unknown placeholder"},
+		{"Unclosed", "", "{call_id", "unclosed"},
+		{"Absolute", "", "/{call_id}", "invalid key"},
+		{"DotDot", "", "../{call_id}", "invalid key"},
+		{"DoubleSlash", "", "a//{call_id}", "invalid key"},
+		{"TrailingSlash", "", "{call_id}/", "invalid key"},
+		{"Backslash", "", "a\\{call_id}", "not allowed"},
+		{"Percent", "", "a%2F{call_id}", "not allowed"},
+		{"NoIdentity", "", "{tenant}/{yyyy}", "needs {call_id}"},
+		{"Adjacent", "", "{vdn}{call_id}", "followed by another placeholder"},
+		{"AmbiguousDash", "", "{call_id}-{name}", `followed by "-"`},
+		{"AmbiguousDot", "", "{vdn}.{call_id}", `followed by "."`},
+		{"BadPrefix", "a/../b", "{call_id}", "key prefix"},
+		{"ReservedPrefix", sink.ReservedPrefix, "{call_id}", "reserved"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := sink.NewKeyBuilder(tc.prefix, tc.template)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("NewKeyBuilder: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("NewKeyBuilder = %v, want error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestKeyBuilder_Build(t *testing.T) {
+	kb, err := sink.NewKeyBuilder("recordings", sink.DefaultKeyTemplate+".wav")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := sink.KeyFields{Tenant: "acme", VDN: "7", CallID: "1714559400-123", Kind: "recording", Name: "part1", Time: day}
+	for _, tc := range []struct {
+		name string
+		mod  func(*sink.KeyFields)
+		want string // "" means an error is expected
+	}{
+		{"Plain", func(*sink.KeyFields) {}, "recordings/acme/2024/05/01/7/1714559400-123/recording-part1.wav"},
+		{"LocalTimeIsUTC", func(f *sink.KeyFields) { f.Time = day.In(time.FixedZone("CST", 8*3600)) }, "recordings/acme/2024/05/01/7/1714559400-123/recording-part1.wav"},
+		{"SlashEscaped", func(f *sink.KeyFields) { f.CallID = "a/b" }, "recordings/acme/2024/05/01/7/a%2Fb/recording-part1.wav"},
+		{"TraversalEscaped", func(f *sink.KeyFields) { f.Name = "../../etc/passwd" }, "recordings/acme/2024/05/01/7/1714559400-123/recording-..%2F..%2Fetc%2Fpasswd.wav"},
+		{"BackslashEscaped", func(f *sink.KeyFields) { f.VDN = `a\b` }, "recordings/acme/2024/05/01/a%5Cb/1714559400-123/recording-part1.wav"},
+		{"PercentEscaped", func(f *sink.KeyFields) { f.CallID = "a%2Fb" }, "recordings/acme/2024/05/01/7/a%252Fb/recording-part1.wav"},
+		{"UnicodeEscaped", func(f *sink.KeyFields) { f.Tenant = "通话" }, "recordings/%E9%80%9A%E8%AF%9D/2024/05/01/7/1714559400-123/recording-part1.wav"},
+		{"SpaceEscaped", func(f *sink.KeyFields) { f.Name = "a b" }, "recordings/acme/2024/05/01/7/1714559400-123/recording-a%20b.wav"},
+		{"DotDot", func(f *sink.KeyFields) { f.CallID = ".." }, ""},
+		{"Dot", func(f *sink.KeyFields) { f.VDN = "." }, ""},
+		{"Empty", func(f *sink.KeyFields) { f.CallID = "" }, ""},
+		{"Control", func(f *sink.KeyFields) { f.CallID = "a\nb" }, ""},
+		{"NUL", func(f *sink.KeyFields) { f.Name = "a\x00" }, ""},
+		{"InvalidUTF8", func(f *sink.KeyFields) { f.CallID = "a\xffb" }, ""},
+		{"ReplacementChar", func(f *sink.KeyFields) { f.CallID = "a\uFFFDb" }, ""},
+		{"TooLong", func(f *sink.KeyFields) { f.CallID = strings.Repeat("x", sink.MaxFieldLen+1) }, ""},
+		{"KeyTooLong", func(f *sink.KeyFields) {
+			f.CallID = strings.Repeat("/", 200) // 600 bytes escaped
+			f.Name = strings.Repeat("/", 200)
+		}, ""},
+		{"BadKind", func(f *sink.KeyFields) { f.Kind = "Rec-1" }, ""},
+		{"NoTime", func(f *sink.KeyFields) { f.Time = time.Time{} }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := base
+			tc.mod(&f)
+			got, err := kb.Build(f)
+			if tc.want == "" {
+				if err == nil || !errors.Is(err, sink.ErrInvalidKey) {
+					t.Errorf("Build = %q, %v; want ErrInvalidKey", got, err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("Build = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// fuzzTemplates are the templates FuzzKeyBuilder tries besides the fuzzed one.
+var fuzzTemplates = []string{
+	sink.DefaultKeyTemplate,
+	sink.DefaultKeyTemplate + ".wav",
+	"{call_id}",
+	"{kind}-{name}",
+	"{vdn}/{call_id}-{yyyy}{mm}{dd}{hh}.wav",
+	"{tenant}/{agent_id}/{record_id}/{name}",
+}
+
+// FuzzKeyBuilder checks the key builder's promises on arbitrary fields and
+// templates: every key stays under the prefix and is a clean relative path,
+// and two inputs that differ in a field the template uses never share a key.
+func FuzzKeyBuilder(f *testing.F) {
+	f.Add("{call_id}", "acme", "7", "1714559400-123", "r1", "a1", "recording", "x.wav", int64(1714559400),
+		"acme", "7", "1714559400-124", "r1", "a1", "recording", "x.wav", int64(1714559400))
+	f.Add(sink.DefaultKeyTemplate, "a", "b", "c/d", "", "", "cdr", "e", int64(0),
+		"a", "b/c", "d", "", "", "cdr", "e", int64(0))
+	f.Add("{kind}-{name}", "", "", "", "", "", "a", "b-c", int64(1),
+		"", "", "", "", "", "a-b", "c", int64(1))
+	f.Add("{vdn}/{name}.wav", "", "..", "", "", "", "", ".", int64(5),
+		"", "%2F", "", "", "", "", "%", int64(5))
+	f.Add("{call_id}-{name}", "", "", "a-b", "", "", "", "c", int64(1),
+		"", "", "a", "", "", "", "b-c", int64(1))
+	f.Fuzz(func(t *testing.T, tpl string,
+		t1, v1, c1, r1, a1, k1, n1 string, s1 int64,
+		t2, v2, c2, r2, a2, k2, n2 string, s2 int64) {
+		x := sink.KeyFields{Tenant: t1, VDN: v1, CallID: c1, RecordID: r1, AgentID: a1, Kind: k1, Name: n1, Time: time.Unix(s1, 0)}
+		y := sink.KeyFields{Tenant: t2, VDN: v2, CallID: c2, RecordID: r2, AgentID: a2, Kind: k2, Name: n2, Time: time.Unix(s2, 0)}
+		for _, template := range append([]string{tpl}, fuzzTemplates...) {
+			for _, prefix := range []string{"", "archive/rec"} {
+				kb, err := sink.NewKeyBuilder(prefix, template)
+				if err != nil {
+					continue
+				}
+				kx, errX := kb.Build(x)
+				ky, errY := kb.Build(y)
+				for _, k := range []struct {
+					key string
+					err error
+				}{{kx, errX}, {ky, errY}} {
+					if k.err != nil {
+						continue
+					}
+					checkKey(t, prefix, template, k.key)
+				}
+				if errX == nil && errY == nil && kx == ky && !sameProjection(kb, x, y) {
+					t.Fatalf("template %q: distinct inputs share key %q:\n%+v\n%+v", template, kx, x, y)
+				}
+				if errX == nil && errY == nil && kx != ky && sameProjection(kb, x, y) {
+					t.Fatalf("template %q: equal inputs give %q and %q", template, kx, ky)
+				}
+			}
+		}
+	})
+}
+
+func checkKey(t *testing.T, prefix, template, key string) {
+	t.Helper()
+	if err := sink.ValidateKey(key); err != nil {
+		t.Fatalf("template %q: key %q fails ValidateKey: %v", template, key, err)
+	}
+	if prefix != "" && !strings.HasPrefix(key, prefix+"/") {
+		t.Fatalf("template %q: key %q escapes prefix %q", template, key, prefix)
+	}
+	if path.Clean(key) != key || !filepath.IsLocal(key) || strings.HasPrefix(key, "/") {
+		t.Fatalf("template %q: key %q is not a clean local path", template, key)
+	}
+	if len(key) > sink.MaxKeyLen {
+		t.Fatalf("template %q: key is %d bytes", template, len(key))
+	}
+}
+
+// sameProjection reports whether x and y agree on every field kb uses.
+func sameProjection(kb *sink.KeyBuilder, x, y sink.KeyFields) bool {
+	tx, ty := x.Time.UTC(), y.Time.UTC()
+	for _, c := range []struct {
+		name string
+		eq   bool
+	}{
+		{"tenant", x.Tenant == y.Tenant}, {"vdn", x.VDN == y.VDN}, {"call_id", x.CallID == y.CallID},
+		{"record_id", x.RecordID == y.RecordID}, {"agent_id", x.AgentID == y.AgentID},
+		{"kind", x.Kind == y.Kind}, {"name", x.Name == y.Name},
+		{"yyyy", tx.Year() == ty.Year()}, {"mm", tx.Month() == ty.Month()},
+		{"dd", tx.Day() == ty.Day()}, {"hh", tx.Hour() == ty.Hour()},
+	} {
+		if kb.Uses(c.name) && !c.eq {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,646 @@
+// Package s3 is the sink that streams objects into S3-compatible storage
+// (AWS S3, MinIO, Ceph RGW, versitygw, …) with aws-sdk-go-v2.
+//
+// How the sink.Sink contract is kept:
+//
+//   - Streaming with bounded memory. A body of known size up to
+//     MultipartThreshold, or of unknown size that ends within the first part,
+//     is buffered (at most one part) and sent in one PutObject; anything
+//     larger goes as a multipart upload of PartSize parts, UploadConcurrency
+//     of them in flight. Every buffer is drawn from one byte budget
+//     (MaxInflightBytes) shared by all Puts of the Sink, so memory stays
+//     bounded however many Puts run. Buffering the single-put body is
+//     deliberate: its SHA-256 must be known before the request starts, to go
+//     out as metadata, as the S3 checksum header and as the SigV4 payload
+//     hash, and a buffered body can be replayed by the SDK's retries.
+//   - Digests. The SHA-256 of the whole body is computed while streaming.
+//     A single PutObject stores it as metadata "sha256". A multipart upload
+//     stores it as metadata only when the caller supplied it (Meta.SHA256),
+//     because metadata is fixed when the upload is created; otherwise it is
+//     added as the tag "sha256" once the upload is complete. Each request
+//     also carries an S3 checksum (Options.Checksum) that the store verifies.
+//   - Verification. After writing, a HEAD checks size, the stored "sha256"
+//     and the store's checksum (full, or composite "-N" for multipart) when
+//     the store reports one.
+//   - Create-only. A HEAD first (an existing key is never uploaded again:
+//     the body is hashed and compared), then the write with If-None-Match: *
+//     on PutObject and CompleteMultipartUpload, so a racing writer gets 412
+//     and compares too. Stores that ignore the header (probed at New) fall
+//     back to HEAD-then-write, which a concurrent writer can race; New logs
+//     that.
+//   - Nothing left behind. A failed multipart upload (source error, size or
+//     digest mismatch, cancelled context) is aborted; Janitor aborts the
+//     stale uploads of a crashed process.
+package s3
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+	"go.uber.org/zap"
+
+	"github.com/cec-archiver/cec-archiver/internal/sink"
+	"github.com/cec-archiver/cec-archiver/internal/sink/internal/stream"
+)
+
+// Sink writes objects to one bucket under one prefix.
+type Sink struct {
+	opts        Options
+	client      *s3.Client
+	log         *zap.Logger
+	pool        *bufPool
+	budget      *budget
+	conditional bool // send If-None-Match: *
+}
+
+var _ sink.Sink = (*Sink)(nil)
+
+// New validates opts, builds the client and, with ConditionalAuto, probes
+// whether the store honours If-None-Match (one tiny object,
+// Prefix/.cec-archiver/probe-if-none-match, written once).
+func New(ctx context.Context, opts Options) (*Sink, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts.setDefaults()
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.Named("sink.s3").With(zap.String("bucket", opts.Bucket))
+	client, err := newClient(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	b := newBudget(opts.MaxInflightBytes)
+	s := &Sink{opts: opts, client: client, log: log, budget: b, pool: newBufPool(b, opts.PartSize)}
+	switch opts.ConditionalWrite {
+	case ConditionalOn:
+		s.conditional = true
+	case ConditionalAuto:
+		ok, err := s.probeConditional(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("s3: probe conditional writes: %w", err)
+		}
+		s.conditional = ok
+	}
+	if !s.conditional {
+		log.Warn("create-only writes fall back to HEAD-then-PUT: concurrent writers of one key can overwrite each other",
+			zap.String("conditional_write", string(opts.ConditionalWrite)))
+	}
+	return s, nil
+}
+
+// Conditional reports whether create-only is enforced by the store
+// (If-None-Match) rather than by HEAD-then-write.
+func (s *Sink) Conditional() bool { return s.conditional }
+
+// Client returns the S3 client (for the verify tooling and tests).
+func (s *Sink) Client() *s3.Client { return s.client }
+
+// Bucket returns the configured bucket.
+func (s *Sink) Bucket() string { return s.opts.Bucket }
+
+// ObjectKey returns the S3 key that stores key.
+func (s *Sink) ObjectKey(key string) string {
+	if s.opts.Prefix == "" {
+		return key
+	}
+	return s.opts.Prefix + "/" + key
+}
+
+func newClient(ctx context.Context, opts Options) (*s3.Client, error) {
+	var pool *x509.CertPool
+	if opts.CAFile != "" {
+		pem, err := os.ReadFile(opts.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("s3: ca_file: %w", err)
+		}
+		pool, err = x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("s3: ca_file %s: no PEM certificate found", opts.CAFile)
+		}
+	}
+	// A BuildableClient, not an *http.Client: with AWS_CA_BUNDLE set the SDK
+	// only accepts a client it can add transport options to.
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		if tr.TLSClientConfig == nil {
+			tr.TLSClientConfig = &tls.Config{}
+		}
+		tr.TLSClientConfig.MinVersion = tls.VersionTLS12
+		if pool != nil {
+			tr.TLSClientConfig.RootCAs = pool
+		}
+		tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, 4*opts.UploadConcurrency)
+		tr.ResponseHeaderTimeout = 5 * time.Minute // a part upload's answer after its body
+	})
+	loadOpts := []func(*config.LoadOptions) error{
+		config.WithRegion(opts.Region),
+		config.WithHTTPClient(httpClient),
+		// The sink sets every checksum itself; the SDK must not add its
+		// default CRC32 trailer, which some stores reject.
+		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
+		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
+	}
+	switch {
+	case opts.Credentials != nil:
+		loadOpts = append(loadOpts, config.WithCredentialsProvider(opts.Credentials))
+	case opts.AccessKey != "":
+		loadOpts = append(loadOpts, config.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(opts.AccessKey, opts.SecretKey, opts.SessionToken)))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("s3: load aws config: %w", err)
+	}
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if opts.Endpoint != "" {
+			o.BaseEndpoint = aws.String(opts.Endpoint)
+		}
+		o.UsePathStyle = opts.PathStyle
+		o.APIOptions = append(o.APIOptions, opts.APIOptions...)
+	}), nil
+}
+
+// probeConditional writes the probe object with If-None-Match twice: a
+// store that honours the header refuses at least the second write.
+func (s *Sink) probeConditional(ctx context.Context) (bool, error) {
+	key := s.ObjectKey(sink.ReservedPrefix + "/probe-if-none-match")
+	body := []byte("cec-archiver conditional write probe\n")
+	for range 2 {
+		sum := sha256.Sum256(body)
+		in := &s3.PutObjectInput{
+			Bucket:        aws.String(s.opts.Bucket),
+			Key:           aws.String(key),
+			Body:          bytes.NewReader(body),
+			ContentLength: aws.Int64(int64(len(body))),
+			IfNoneMatch:   aws.String("*"),
+		}
+		s.opts.Checksum.setPut(in, s.opts.Checksum.sum(body, sum))
+		_, err := s.client.PutObject(ctx, in, withPayloadHash(hex.EncodeToString(sum[:])))
+		switch {
+		case err == nil:
+			continue
+		case isPreconditionFailed(err):
+			s.log.Debug("store honours If-None-Match")
+			return true, nil
+		case isNotImplemented(err):
+			return false, nil
+		default:
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// Put implements sink.Sink.
+func (s *Sink) Put(ctx context.Context, key string, body io.Reader, size int64, meta sink.Meta) (sink.Object, error) {
+	obj, err := s.put(ctx, key, body, size, meta)
+	if err != nil {
+		return sink.Object{}, fmt.Errorf("s3: put %s: %w", key, err)
+	}
+	return obj, nil
+}
+
+func (s *Sink) put(ctx context.Context, key string, body io.Reader, size int64, meta sink.Meta) (sink.Object, error) {
+	if err := sink.ValidateKey(key); err != nil {
+		return sink.Object{}, err
+	}
+	if err := sink.ValidateMeta(meta); err != nil {
+		return sink.Object{}, err
+	}
+	if size > maxParts*s.opts.PartSize {
+		return sink.Object{}, fmt.Errorf("%d bytes exceed %d parts of %d bytes", size, maxParts, s.opts.PartSize)
+	}
+	body = stream.ContextReader{Ctx: ctx, R: stream.SourceReader{R: body}}
+
+	existing, err := s.stat(ctx, key)
+	switch {
+	case err == nil:
+		return s.compare(ctx, key, existing, body, size, meta)
+	case !errors.Is(err, sink.ErrNotFound):
+		return sink.Object{}, err
+	}
+
+	if size >= 0 && size <= s.opts.MultipartThreshold {
+		buf, err := s.pool.get(ctx, size)
+		if err != nil {
+			return sink.Object{}, err
+		}
+		defer s.pool.put(buf)
+		n, err := io.ReadFull(body, buf.b)
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			return sink.Object{}, stream.CheckSize(size, int64(n))
+		}
+		if err != nil {
+			return sink.Object{}, err
+		}
+		var one [1]byte
+		switch m, err := io.ReadFull(body, one[:]); {
+		case m > 0:
+			return sink.Object{}, stream.CheckSize(size, size+1)
+		case err != io.EOF:
+			return sink.Object{}, err // the source failed after its last byte
+		}
+		return s.putSingle(ctx, key, buf.b, meta)
+	}
+
+	buf, err := s.pool.get(ctx, s.opts.PartSize)
+	if err != nil {
+		return sink.Object{}, err
+	}
+	n, err := io.ReadFull(body, buf.b)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		// The whole body fits in one part: one PutObject.
+		defer s.pool.put(buf)
+		if err := stream.CheckSize(size, int64(n)); err != nil {
+			return sink.Object{}, err
+		}
+		return s.putSingle(ctx, key, buf.b[:n], meta)
+	case err != nil:
+		s.pool.put(buf)
+		return sink.Object{}, err
+	}
+	return s.putMultipart(ctx, key, buf, body, size, meta)
+}
+
+// compare hashes body and decides against the existing object.
+func (s *Sink) compare(ctx context.Context, key string, existing sink.Object, body io.Reader, size int64, meta sink.Meta) (sink.Object, error) {
+	n, sum, err := stream.Digest(ctx, body, size)
+	if err != nil {
+		return sink.Object{}, err
+	}
+	if err := stream.CheckDigest(meta.SHA256, sum); err != nil {
+		return sink.Object{}, err
+	}
+	return s.compareDigest(ctx, key, existing, n, sum)
+}
+
+// compareDigest compares (n, sum) with an existing object, hashing the
+// stored bytes when the store holds no digest for them.
+func (s *Sink) compareDigest(ctx context.Context, key string, existing sink.Object, n int64, sum string) (sink.Object, error) {
+	if existing.SHA256 == "" && existing.Size == n {
+		s.log.Info("existing object has no recorded sha256; hashing its content", zap.String("key", key))
+		got, err := s.digestObject(ctx, key)
+		if err != nil {
+			return sink.Object{}, err
+		}
+		existing.SHA256 = got
+	}
+	return stream.Compare(key, existing, n, sum)
+}
+
+func (s *Sink) digestObject(ctx context.Context, key string) (string, error) {
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.opts.Bucket), Key: aws.String(s.ObjectKey(key))})
+	if err != nil {
+		return "", fmt.Errorf("read existing object: %w", err)
+	}
+	defer out.Body.Close()
+	_, sum, err := stream.Digest(ctx, out.Body, aws.ToInt64(out.ContentLength))
+	if err != nil {
+		return "", fmt.Errorf("read existing object: %w", err)
+	}
+	return sum, nil
+}
+
+// objectAttrs fills what PutObject and CreateMultipartUpload share.
+type objectAttrs struct {
+	metadata     map[string]string
+	tagging      *string
+	contentType  *string
+	sse          types.ServerSideEncryption
+	kmsKeyID     *string
+	storageClass types.StorageClass
+	lockMode     types.ObjectLockMode
+	retainUntil  *time.Time
+	legalHold    types.ObjectLockLegalHoldStatus
+}
+
+func (s *Sink) attrs(meta sink.Meta, sha string) objectAttrs {
+	a := objectAttrs{metadata: map[string]string{}}
+	for k, v := range meta.Metadata {
+		a.metadata[k] = v
+	}
+	if sha != "" {
+		a.metadata[sink.MetaKeySHA256] = sha
+	}
+	if len(meta.Tags) > 0 {
+		a.tagging = aws.String(encodeTags(meta.Tags))
+	}
+	ct := meta.ContentType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	a.contentType = aws.String(ct)
+	if s.opts.SSE != "" {
+		a.sse = types.ServerSideEncryption(s.opts.SSE)
+		if s.opts.SSEKMSKeyID != "" {
+			a.kmsKeyID = aws.String(s.opts.SSEKMSKeyID)
+		}
+	}
+	a.storageClass = types.StorageClass(s.opts.StorageClass)
+	if s.opts.ObjectLockMode != "" {
+		a.lockMode = types.ObjectLockMode(s.opts.ObjectLockMode)
+		until := time.Now().UTC().Add(time.Duration(s.opts.RetentionDays) * 24 * time.Hour).Truncate(time.Second)
+		a.retainUntil = &until
+	}
+	if s.opts.LegalHold {
+		a.legalHold = types.ObjectLockLegalHoldStatusOn
+	}
+	return a
+}
+
+// encodeTags renders the x-amz-tagging header: a URL query with spaces as
+// %20 (not "+", which some stores take literally).
+func encodeTags(tags map[string]string) string {
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	esc := func(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+", "%20") }
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(esc(k) + "=" + esc(tags[k]))
+	}
+	return b.String()
+}
+
+func (s *Sink) putSingle(ctx context.Context, key string, data []byte, meta sink.Meta) (sink.Object, error) {
+	n := int64(len(data))
+	raw := sha256.Sum256(data)
+	sum := hex.EncodeToString(raw[:])
+	if err := stream.CheckDigest(meta.SHA256, sum); err != nil {
+		return sink.Object{}, err
+	}
+	check := s.opts.Checksum.sum(data, raw)
+	a := s.attrs(meta, sum)
+	in := &s3.PutObjectInput{
+		Bucket:                    aws.String(s.opts.Bucket),
+		Key:                       aws.String(s.ObjectKey(key)),
+		Body:                      bytes.NewReader(data),
+		ContentLength:             aws.Int64(n),
+		ContentType:               a.contentType,
+		Metadata:                  a.metadata,
+		Tagging:                   a.tagging,
+		ServerSideEncryption:      a.sse,
+		SSEKMSKeyId:               a.kmsKeyID,
+		StorageClass:              a.storageClass,
+		ObjectLockMode:            a.lockMode,
+		ObjectLockRetainUntilDate: a.retainUntil,
+		ObjectLockLegalHoldStatus: a.legalHold,
+	}
+	if s.conditional {
+		in.IfNoneMatch = aws.String("*")
+	}
+	s.opts.Checksum.setPut(in, check)
+	out, err := s.client.PutObject(ctx, in, withPayloadHash(sum))
+	if err != nil {
+		if isPreconditionFailed(err) {
+			return s.lostRace(ctx, key, n, sum)
+		}
+		return sink.Object{}, err
+	}
+	obj, err := s.verify(ctx, key, n, sum, check, "")
+	if err != nil {
+		return sink.Object{}, err
+	}
+	if obj.VersionID == "" {
+		obj.VersionID = aws.ToString(out.VersionId)
+	}
+	return obj, nil
+}
+
+// lostRace handles 412 from a conditional write: another writer created
+// the key between our HEAD and our write.
+func (s *Sink) lostRace(ctx context.Context, key string, n int64, sum string) (sink.Object, error) {
+	existing, err := s.stat(ctx, key)
+	if err != nil {
+		return sink.Object{}, fmt.Errorf("key created concurrently: %w", err)
+	}
+	return s.compareDigest(ctx, key, existing, n, sum)
+}
+
+// verify reads back what was written: size, recorded digest and the
+// store's checksum (when it reports one).
+func (s *Sink) verify(ctx context.Context, key string, n int64, sum, full, composite string) (sink.Object, error) {
+	out, err := s.head(ctx, key)
+	if err != nil {
+		return sink.Object{}, fmt.Errorf("verify: %w", err)
+	}
+	obj := objectFromHead(key, out)
+	stored := s.opts.Checksum.stored(out)
+	switch {
+	case obj.Size != n:
+		return sink.Object{}, fmt.Errorf("verify: %w: stored %d bytes, wrote %d", sink.ErrSizeMismatch, obj.Size, n)
+	case obj.SHA256 != "" && obj.SHA256 != sum:
+		return sink.Object{}, fmt.Errorf("verify: %w: stored sha256 %s, wrote %s", sink.ErrChecksumMismatch, obj.SHA256, sum)
+	case !matchChecksum(stored, full, composite):
+		return sink.Object{}, fmt.Errorf("verify: %w: store reports %s %s, wrote %s %s",
+			sink.ErrChecksumMismatch, s.opts.Checksum, stored, full, composite)
+	}
+	if stored == "" && s.opts.Checksum != ChecksumNone {
+		s.log.Debug("store reports no checksum; verified size and digest only", zap.String("key", key))
+	}
+	obj.SHA256 = sum
+	return obj, nil
+}
+
+// Stat implements sink.Sink. The digest comes from the "sha256" metadata,
+// else from the "sha256" tag (multipart uploads of unknown digest).
+func (s *Sink) Stat(ctx context.Context, key string) (sink.Object, error) {
+	if err := sink.ValidateKey(key); err != nil {
+		return sink.Object{}, fmt.Errorf("s3: stat %s: %w", key, err)
+	}
+	obj, err := s.stat(ctx, key)
+	if err != nil {
+		return sink.Object{}, fmt.Errorf("s3: stat %s: %w", key, err)
+	}
+	return obj, nil
+}
+
+func (s *Sink) stat(ctx context.Context, key string) (sink.Object, error) {
+	out, err := s.head(ctx, key)
+	if err != nil {
+		return sink.Object{}, err
+	}
+	obj := objectFromHead(key, out)
+	tags, err := s.tags(ctx, key)
+	if err != nil {
+		s.log.Debug("cannot read tags", zap.String("key", key), zap.Error(err))
+	}
+	obj.Tags = tags
+	if obj.SHA256 == "" {
+		obj.SHA256 = tags[sink.MetaKeySHA256]
+	}
+	return obj, nil
+}
+
+func (s *Sink) head(ctx context.Context, key string) (*s3.HeadObjectOutput, error) {
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
+		Bucket:       aws.String(s.opts.Bucket),
+		Key:          aws.String(s.ObjectKey(key)),
+		ChecksumMode: types.ChecksumModeEnabled,
+	})
+	if err != nil {
+		if isNotFound(err) {
+			return nil, sink.ErrNotFound
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Sink) tags(ctx context.Context, key string) (map[string]string, error) {
+	out, err := s.client.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{
+		Bucket: aws.String(s.opts.Bucket),
+		Key:    aws.String(s.ObjectKey(key)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	tags := make(map[string]string, len(out.TagSet))
+	for _, t := range out.TagSet {
+		tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return tags, nil
+}
+
+func objectFromHead(key string, out *s3.HeadObjectOutput) sink.Object {
+	sha := out.Metadata[sink.MetaKeySHA256]
+	etag := strings.Trim(aws.ToString(out.ETag), `"`)
+	checksum := reportedChecksum(out)
+	return sink.Object{
+		Key:       key,
+		Size:      aws.ToInt64(out.ContentLength),
+		SHA256:    sha,
+		VersionID: aws.ToString(out.VersionId),
+		Checksum:  checksum,
+		Multipart: strings.Contains(etag, "-") || aws.ToInt32(out.PartsCount) > 1,
+		Modified:  aws.ToTime(out.LastModified),
+		Metadata:  out.Metadata,
+	}
+}
+
+// Janitor aborts the multipart uploads under Prefix started more than
+// olderThan ago: uploads of a process that died mid-transfer (reliability
+// F2). The sink never resumes uploads, so none of them is still wanted; keep
+// olderThan above the longest plausible upload when several archivers share
+// a prefix. It returns how many uploads it aborted.
+func (s *Sink) Janitor(ctx context.Context, olderThan time.Duration) (int, error) {
+	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(s.opts.Bucket)}
+	if s.opts.Prefix != "" {
+		in.Prefix = aws.String(s.opts.Prefix + "/")
+	}
+	cutoff := time.Now().Add(-olderThan)
+	aborted := 0
+	for {
+		out, err := s.client.ListMultipartUploads(ctx, in)
+		if err != nil {
+			return aborted, fmt.Errorf("s3: janitor: list uploads: %w", err)
+		}
+		for _, u := range out.Uploads {
+			if u.Initiated != nil && u.Initiated.After(cutoff) {
+				continue
+			}
+			_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+				Bucket: aws.String(s.opts.Bucket), Key: u.Key, UploadId: u.UploadId,
+			})
+			if err != nil && !isNoSuchUpload(err) {
+				return aborted, fmt.Errorf("s3: janitor: abort %s: %w", aws.ToString(u.Key), err)
+			}
+			aborted++
+			s.log.Info("aborted stale multipart upload", zap.String("key", aws.ToString(u.Key)),
+				zap.Timep("initiated", u.Initiated))
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			return aborted, nil
+		}
+		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
+	}
+}
+
+// withPayloadHash hands the SigV4 signer the body's SHA-256 we already
+// computed, so the SDK neither reads the body a second time nor falls back
+// to an unsigned payload.
+func withPayloadHash(hexSum string) func(*s3.Options) {
+	return func(o *s3.Options) {
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Initialize.Add(middleware.InitializeMiddlewareFunc("cecPayloadHash",
+				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+					return next.HandleInitialize(v4.SetPayloadHash(ctx, hexSum), in)
+				}), middleware.After)
+		})
+	}
+}
+
+func apiCode(err error) (string, int) {
+	var status int
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		status = re.HTTPStatusCode()
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode(), status
+	}
+	return "", status
+}
+
+func isPreconditionFailed(err error) bool {
+	code, status := apiCode(err)
+	return status == http.StatusPreconditionFailed || code == "PreconditionFailed"
+}
+
+func isNotImplemented(err error) bool {
+	code, status := apiCode(err)
+	return status == http.StatusNotImplemented || code == "NotImplemented"
+}
+
+func isNotFound(err error) bool {
+	var nf *types.NotFound
+	var nk *types.NoSuchKey
+	code, status := apiCode(err)
+	return errors.As(err, &nf) || errors.As(err, &nk) || status == http.StatusNotFound || code == "NotFound" || code == "NoSuchKey"
+}
+
+func isNoSuchUpload(err error) bool {
+	var nu *types.NoSuchUpload
+	code, _ := apiCode(err)
+	return errors.As(err, &nu) || code == "NoSuchUpload"
+}
+
+// sortParts orders completed parts by number, as CompleteMultipartUpload
+// requires.
+func sortParts(parts []types.CompletedPart) {
+	sort.Slice(parts, func(i, j int) bool { return aws.ToInt32(parts[i].PartNumber) < aws.ToInt32(parts[j].PartNumber) })
+}
