@@ -46,7 +46,8 @@ var (
 	ErrInvalidArgument = errors.New("cec: invalid argument")
 	// ErrNotConfigured: the service's URL was not configured. Permanent.
 	ErrNotConfigured = errors.New("cec: service not configured")
-	// ErrTooManyPages: a query went on past ceil(total/pageSize)+1 pages. Permanent.
+	// ErrTooManyPages: a query went on past ceil((total+repeated rows)/pageSize)+1
+	// pages, or a full page held only rows already seen. Permanent.
 	ErrTooManyPages = errors.New("cec: server returned more pages than its total allows")
 )
 

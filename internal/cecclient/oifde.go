@@ -82,9 +82,14 @@ func (q OIFDEQuery) body(tenant, token string, pageNum, pageSize int) cecwire.OI
 }
 
 // QueryTransferRecords pages through queryTransferRecordHistory (cec-api.md
-// A.5). It stops when the rows seen reach total or a page is short or empty,
-// and never asks for more than ceil(total/pageSize)+1 pages. Records are
-// deduplicated by id across pages.
+// A.5). Records are deduplicated by id across pages. It stops at the first
+// short or empty page, or once the distinct records seen reach total. Rows
+// can drift between two page requests (a record inserted in front of the
+// current page): a page then repeats rows of the previous one and the rows
+// it pushed out come on a later page, so repeated rows do not count towards
+// total and each one allows for one more row beyond it. The query never asks
+// for more than ceil((total+repeated)/pageSize)+1 pages, and fails with
+// ErrTooManyPages when a full page brings no row that was not seen before.
 //
 // A record whose id is empty, not valid UTF-8 or otherwise undecodable is
 // yielded as an error wrapping ErrInvalidRecord and the iteration goes on if
@@ -122,7 +127,10 @@ func queryPages[T any](ctx context.Context, c *Client, q OIFDEQuery, op, path st
 		return
 	}
 	seen := make(map[string]struct{})
-	var rows int64
+	// rows: rows received; dups: rows whose id an earlier row had (drift);
+	// total: page 1's total, -1 when it sent none.
+	var rows, dups int64
+	total := int64(-1)
 	limit := int64(maxPages)
 	for pageNum := 1; ; pageNum++ {
 		if int64(pageNum) > limit {
@@ -134,34 +142,51 @@ func queryPages[T any](ctx context.Context, c *Client, q OIFDEQuery, op, path st
 			yield(zero, err)
 			return
 		}
-		if pageNum == 1 && p.total >= 0 {
-			// ceil(total/pageSize)+1, written so that a huge total cannot overflow.
-			ps := int64(pageSize)
-			need := p.total / ps
-			if p.total%ps != 0 {
-				need++
-			}
-			limit = min(limit, need+1)
+		if pageNum == 1 {
+			total = p.total
 		}
 		for _, e := range p.invalid {
 			if !yield(zero, fmt.Errorf("cec: %s page %d: %w", op, pageNum, e)) {
 				return
 			}
 		}
+		fresh := len(p.invalid) // rows of this page not seen before (an invalid row cannot be matched)
 		for i, r := range p.records {
 			if _, dup := seen[p.ids[i]]; dup {
+				dups++
 				continue
 			}
+			fresh++
 			seen[p.ids[i]] = struct{}{}
 			if !yield(r, nil) {
 				return
 			}
 		}
 		rows += int64(p.rows)
-		if p.rows == 0 || p.rows < pageSize || (p.total >= 0 && rows >= p.total) {
+		if p.rows == 0 || p.rows < pageSize {
 			return
 		}
+		// Distinct rows, not rows: counting the repeated rows of a drifted
+		// page towards total would stop before the rows it pushed out.
+		if p.total >= 0 && rows-dups >= p.total {
+			return
+		}
+		if fresh == 0 {
+			// The same rows again (a server ignoring pageNum): more pages
+			// would only raise the limit below, never end the query.
+			yield(zero, fmt.Errorf("cec: %s: %w (page %d of %d holds only rows already seen)", op, ErrTooManyPages, pageNum, pageSize))
+			return
+		}
+		if total >= 0 {
+			limit = min(int64(maxPages), pagesFor(total, dups, int64(pageSize))+1)
+		}
 	}
+}
+
+// pagesFor is ceil((a+b)/ps) for a, b ≥ 0, written so that a huge a cannot
+// overflow.
+func pagesFor(a, b, ps int64) int64 {
+	return a/ps + b/ps + (a%ps+b%ps+ps-1)/ps
 }
 
 // fetchPage gets one page, refreshing the token once on 900001.

@@ -108,6 +108,47 @@ func TestClient_QueryTransferRecords(t *testing.T) {
 			t.Errorf("%d pages requested, want 22", n)
 		}
 	})
+	t.Run("drift pushes rows more than one page past total", func(t *testing.T) {
+		// 20 rows; every page repeats 3 rows of the one before (rows
+		// inserted while paging) and total stays 20.
+		var calls atomic.Int32
+		ts := newTestServer(t, map[string]handlerFunc{
+			cecwire.PathGetToken: tokenHandler(&calls, 0, 3600),
+			cecwire.PathQueryTransferRecords: func(w http.ResponseWriter, r *http.Request, body []byte, hit int) {
+				var q cecwire.OIFDEQuery
+				json.Unmarshal(body, &q)
+				p, _ := strconv.Atoi(q.PageNum)
+				var ids []any
+				for i := (p - 1) * 2; i < min((p-1)*2+5, 20); i++ {
+					ids = append(ids, strconv.Itoa(i))
+				}
+				transferPage(w, 20, ids...)
+			},
+		})
+		ids, errs := collectTransfers(t, newTestClient(t, ts.URL), OIFDEQuery{CallID: "c", PageSize: 5})
+		if len(errs) > 0 || len(ids) != 20 {
+			t.Fatalf("%d ids %v, errs %v", len(ids), ids, errs)
+		}
+		if n := ts.hitCount(cecwire.PathQueryTransferRecords); n != 9 { // ceil(20/5)+1 = 5 would lose rows
+			t.Errorf("%d pages requested, want 9", n)
+		}
+	})
+	t.Run("the same page again and again", func(t *testing.T) {
+		var calls atomic.Int32
+		ts := newTestServer(t, map[string]handlerFunc{
+			cecwire.PathGetToken: tokenHandler(&calls, 0, 3600),
+			cecwire.PathQueryTransferRecords: func(w http.ResponseWriter, r *http.Request, body []byte, hit int) {
+				transferPage(w, 50, "a", "b", "c", "d", "e") // pageNum ignored
+			},
+		})
+		ids, errs := collectTransfers(t, newTestClient(t, ts.URL), OIFDEQuery{CallID: "c", PageSize: 5})
+		if len(ids) != 5 || len(errs) != 1 || !errors.Is(errs[0], ErrTooManyPages) {
+			t.Fatalf("ids %v, errs %v", ids, errs)
+		}
+		if n := ts.hitCount(cecwire.PathQueryTransferRecords); n != 2 {
+			t.Errorf("%d pages requested, want 2", n)
+		}
+	})
 	t.Run("invalid records are reported, the rest goes on", func(t *testing.T) {
 		var calls atomic.Int32
 		ts := newTestServer(t, map[string]handlerFunc{
