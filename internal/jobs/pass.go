@@ -359,12 +359,23 @@ func (p *Pass) put(ctx context.Context, kind, id, callID string, fields sink.Key
 func (p *Pass) fetchPackage(ctx context.Context, name string) (*os.File, error) {
 	deadline := p.now().Add(p.ReadyWait)
 	wait := p.Poll
+	broken := 0 // downloads that failed mid-stream
 	for {
 		d, err := p.Client.DownloadBillFile(ctx, name)
 		if err == nil {
-			return p.spool(d, name)
+			f, serr := p.spool(d, name)
+			if serr == nil {
+				return f, nil
+			}
+			err = serr
 		}
-		if !cecclient.IsNotFound(err) || p.now().After(deadline) {
+		switch {
+		case cecclient.IsNotFound(err) && !p.now().After(deadline):
+			// not ready yet: poll again
+		case cecclient.IsTransient(err) && broken+1 < p.itemAttempts() && ctx.Err() == nil:
+			broken++
+			p.Log.Info("retrying package download", zap.String("bill_file", name), zap.Int("attempt", broken), zap.Error(err))
+		default:
 			return nil, fmt.Errorf("jobs: download package %s: %w", name, err)
 		}
 		select {
