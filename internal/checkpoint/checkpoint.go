@@ -100,7 +100,7 @@ type Item struct {
 
 // DaySummary counts one calendar day's calls and items.
 type DaySummary struct {
-	Day    string
+	Day     string
 	Calls   int
 	Counts  map[string]map[State]int // kind → state → items
 	Updated time.Time                // latest UpdatedAt/CreatedAt among the day's items and calls
