@@ -2,6 +2,10 @@
 // OIFDE on one listener, over TLS or plain HTTP, with faults on demand.
 //
 //	cecsim --self-signed-dir ./tls --admin --fault http500:0.05 --fault 429:0.05@/CCFS/resource/ccfs/downloadRecord
+//
+// --late-recordings N and --unavailable-files N withhold agent recordings until
+// POST /_sim/release-late and POST /_sim/release-unavailable (with --admin);
+// --start today-N places the dataset N days before today in --tz.
 package main
 
 import (
@@ -18,6 +22,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 	_ "time/tzdata" // --tz works on hosts without a zoneinfo database
@@ -80,7 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Int64Var(&c.opts.Seed, "seed", 1, "dataset seed")
 	fs.IntVar(&c.opts.Calls, "calls", 50, "calls in the dataset")
 	fs.IntVar(&c.opts.Days, "days", 1, "days the calls are spread over")
-	fs.StringVar(&start, "start", "2026-11-01", "first day of the dataset, `YYYY-MM-DD` in --tz")
+	fs.StringVar(&start, "start", "2026-11-01", "first day of the dataset, `YYYY-MM-DD` or today-N (midnight N days before today) in --tz")
 	fs.StringVar(&tz, "tz", "UTC", "tenant time zone (IANA name)")
 	fs.StringVar(&ak, "ak", "exampleAK", "developer AK")
 	fs.StringVar(&sk, "sk", "", "developer SK (default $CECSIM_SK, else exampleSK)")
@@ -89,6 +95,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.opts.BillReadyDelay, "bill-ready-delay", 2*time.Second, "delay before a CDR package is ready (negative: at once)")
 	fs.DurationVar(&c.opts.TokenTTL, "token-ttl", time.Hour, "OIFDE token lifetime")
 	fs.Int64Var(&c.opts.MaxRecordingBytes, "max-recording-bytes", 256<<10, "largest recording")
+	fs.IntVar(&c.opts.LateRecordings, "late-recordings", 0, "agent recordings missing from the index and downloads until POST /_sim/release-late")
+	fs.IntVar(&c.opts.UnavailableFiles, "unavailable-files", 0, "indexed agent recordings whose download fails (0300012) until POST /_sim/release-unavailable")
 	fs.Var(&faults, "fault", "inject a fault, `kind[:rate][@path]` (repeatable), e.g. http500:0.05")
 	fs.StringVar(&c.manifestOut, "manifest-out", "", "write the manifest (JSON) to `FILE`")
 	fs.BoolVar(&c.admin, "admin", false, "serve the unsigned /_sim/ admin endpoints")
@@ -117,8 +125,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("--tz: %w", err)
 	}
 	c.opts.Location = loc
-	if c.opts.Start, err = time.ParseInLocation("2006-01-02", start, loc); err != nil {
-		return nil, fmt.Errorf("--start: want YYYY-MM-DD: %w", err)
+	if c.opts.Start, err = parseStart(start, loc, time.Now()); err != nil {
+		return nil, fmt.Errorf("--start: %w", err)
 	}
 	if sk == "" {
 		sk = envOr("CECSIM_SK", "exampleSK")
@@ -132,7 +140,28 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if c.opts.Calls <= 0 || c.opts.Days <= 0 {
 		return nil, errors.New("--calls and --days must be positive")
 	}
+	if c.opts.LateRecordings < 0 || c.opts.UnavailableFiles < 0 {
+		return nil, errors.New("--late-recordings and --unavailable-files must not be negative")
+	}
 	return c, nil
+}
+
+// parseStart reads --start: YYYY-MM-DD, or today-N for midnight N days before
+// the day of now in loc.
+func parseStart(s string, loc *time.Location, now time.Time) (time.Time, error) {
+	if rest, ok := strings.CutPrefix(s, "today-"); ok {
+		n, err := strconv.Atoi(rest)
+		if err != nil || n < 0 || strconv.Itoa(n) != rest {
+			return time.Time{}, fmt.Errorf("want today-N with N a non-negative integer, got %q", s)
+		}
+		y, m, d := now.In(loc).Date()
+		return time.Date(y, m, d-n, 0, 0, 0, 0, loc), nil
+	}
+	t, err := time.ParseInLocation("2006-01-02", s, loc)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("want YYYY-MM-DD or today-N: %w", err)
+	}
+	return t, nil
 }
 
 func envOr(name, def string) string {

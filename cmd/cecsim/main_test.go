@@ -31,6 +31,34 @@ func TestParseFlags(t *testing.T) {
 	if c.opts.Credentials["myAK"] != "fromEnv" || len(c.opts.Faults) != 2 || c.opts.Start.Format(time.RFC3339) != "2026-12-01T00:00:00+08:00" {
 		t.Fatalf("config %+v", c.opts)
 	}
+	if c.opts.LateRecordings != 0 || c.opts.UnavailableFiles != 0 {
+		t.Fatalf("late %d, unavailable %d by default", c.opts.LateRecordings, c.opts.UnavailableFiles)
+	}
+	t.Run("delayed recordings", func(t *testing.T) {
+		c, err := parseFlags([]string{"--plain-http", "--late-recordings", "3", "--unavailable-files", "2"}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.opts.LateRecordings != 3 || c.opts.UnavailableFiles != 2 {
+			t.Fatalf("late %d, unavailable %d", c.opts.LateRecordings, c.opts.UnavailableFiles)
+		}
+	})
+	t.Run("start today-N", func(t *testing.T) {
+		before := time.Now()
+		c, err := parseFlags([]string{"--plain-http", "--tz", "Asia/Shanghai", "--start", "today-2"}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := time.Now()
+		// Midnight in --tz, 2 days before the day of a clock read during parseFlags.
+		st := c.opts.Start
+		if h, m, sec := st.Clock(); h != 0 || m != 0 || sec != 0 || st.Location().String() != "Asia/Shanghai" {
+			t.Fatalf("start %s is not midnight in Asia/Shanghai", st)
+		}
+		if d := st.AddDate(0, 0, 3); !d.After(before) || st.AddDate(0, 0, 2).After(after) {
+			t.Fatalf("start %s is not 2 days before today (%s)", st, before)
+		}
+	})
 	for _, args := range [][]string{
 		{},
 		{"--plain-http", "--self-signed-dir", "x"},
@@ -40,10 +68,58 @@ func TestParseFlags(t *testing.T) {
 		{"--plain-http", "--fault", "bogus"},
 		{"--plain-http", "--calls", "0"},
 		{"--plain-http", "extra"},
+		{"--plain-http", "--late-recordings", "-1"},
+		{"--plain-http", "--unavailable-files", "-1"},
+		{"--plain-http", "--start", "today-x"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) succeeded", args)
 		}
+	}
+}
+
+func TestParseStart(t *testing.T) {
+	shanghai, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, time.March, 10, 20, 0, 0, 0, time.UTC) // 04:00 on the 11th in Shanghai
+	cases := []struct {
+		in   string
+		loc  *time.Location
+		want string // RFC 3339, "" for an error
+	}{
+		{"2026-12-01", shanghai, "2026-12-01T00:00:00+08:00"},
+		{"today-0", time.UTC, "2026-03-10T00:00:00Z"},
+		{"today-0", shanghai, "2026-03-11T00:00:00+08:00"},
+		{"today-2", shanghai, "2026-03-09T00:00:00+08:00"},
+		{"today-11", shanghai, "2026-02-28T00:00:00+08:00"},
+		{"today-3", ny, "2026-03-07T00:00:00-05:00"}, // across the DST change of 8 March
+		{"today", time.UTC, ""},
+		{"today-", time.UTC, ""},
+		{"today--1", time.UTC, ""},
+		{"today-+1", time.UTC, ""},
+		{"today-01", time.UTC, ""},
+		{"today-1d", time.UTC, ""},
+		{"2026/12/01", time.UTC, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.in+"@"+tc.loc.String(), func(t *testing.T) {
+			got, err := parseStart(tc.in, tc.loc, now)
+			if tc.want == "" {
+				if err == nil {
+					t.Fatalf("parsed as %s", got)
+				}
+				return
+			}
+			if err != nil || got.Format(time.RFC3339) != tc.want {
+				t.Fatalf("got %s, %v; want %s", got.Format(time.RFC3339), err, tc.want)
+			}
+		})
 	}
 }
 
@@ -152,9 +228,28 @@ func TestRun_SelfSigned(t *testing.T) {
 }
 
 func TestRun_PlainHTTP(t *testing.T) {
-	addr, stop, _ := startRun(t, "--listen", "127.0.0.1:0", "--plain-http", "--calls", "2", "--api-password", "pw")
-	if tr := getToken(t, http.DefaultClient, "http://"+addr.String()); tr.ErrorCode != 0 {
+	addr, stop, _ := startRun(t, "--listen", "127.0.0.1:0", "--plain-http", "--calls", "20", "--api-password", "pw",
+		"--admin", "--late-recordings", "2", "--unavailable-files", "1")
+	base := "http://" + addr.String()
+	if tr := getToken(t, http.DefaultClient, base); tr.ErrorCode != 0 {
 		t.Fatalf("gettoken %+v", tr)
+	}
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{"/_sim/release-late", 2},
+		{"/_sim/release-unavailable", 1},
+	} {
+		resp, err := http.Post(base+tc.path, cecwire.ContentTypeJSON, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := `{"released":` + strconv.Itoa(tc.want) + `}`; resp.StatusCode != http.StatusOK || string(b) != want {
+			t.Fatalf("POST %s: %d %s, want %s", tc.path, resp.StatusCode, b, want)
+		}
 	}
 	if code := stop(); code != exitOK {
 		t.Fatalf("exit %d", code)

@@ -10,7 +10,8 @@ import (
 // adminPrefix is where the unsigned admin endpoints live (Options.Admin).
 const adminPrefix = "/_sim/"
 
-// serveAdmin serves GET/POST/DELETE /_sim/faults, GET /_sim/manifest and GET /_sim/stats.
+// serveAdmin serves GET/POST/DELETE /_sim/faults, GET /_sim/manifest, GET /_sim/stats,
+// POST /_sim/release-late and POST /_sim/release-unavailable (see the package doc).
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case adminPrefix + "faults":
@@ -56,6 +57,16 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.send(w, r, nil, jsonReply(s.Stats()), Fault{})
+	case adminPrefix + "release-late", adminPrefix + "release-unavailable":
+		if r.Method != http.MethodPost {
+			s.adminMethodNotAllowed(w, r, "POST")
+			return
+		}
+		release := s.ReleaseLate
+		if r.URL.Path == adminPrefix+"release-unavailable" {
+			release = s.ReleaseUnavailable
+		}
+		s.send(w, r, nil, jsonReply(releaseReply{Released: release()}), Fault{})
 	default:
 		s.send(w, r, nil, statusReply(http.StatusNotFound, "no such admin endpoint: "+r.URL.Path), Fault{})
 	}

@@ -21,6 +21,10 @@ import (
 )
 
 // billPkg is a CDR / recording-index package requested with queryBillData.
+// Its content is fixed when it is requested: the calls come from the immutable
+// dataset and hidden is the set of recordings that were late at that moment,
+// so a package requested before ReleaseLate never lists the late recordings,
+// however late it is downloaded.
 type billPkg struct {
 	responseID string // with dashes
 	fileName   string
@@ -29,7 +33,8 @@ type billPkg struct {
 	ready      bool // set when the callback goes out, whatever the clock says
 	begin, end time.Time
 	q          cecwire.QueryBillDataBody
-	callback   *url.URL // nil: no callback
+	callback   *url.URL            // nil: no callback
+	hidden     map[*recording]bool // late recordings at queryBillData time; read-only
 }
 
 // maxCSVRows is the number of data rows per CSV file of a package.
@@ -88,6 +93,7 @@ func (s *Server) queryBillData(q *request) *reply {
 		end:        end,
 		q:          b,
 		callback:   cb,
+		hidden:     s.lateSnapshot(),
 	}
 	s.bills[pkg.fileName] = pkg
 	startCallback := cb != nil && !s.closed
@@ -307,7 +313,7 @@ func (s *Server) billZip(pkg *billPkg) ([]byte, error) {
 	if dt == cecwire.DataTypeRecord || dt == cecwire.DataTypeCallRecord {
 		var rows [][]string
 		for _, c := range calls {
-			rows = append(rows, s.recordRows(c)...)
+			rows = append(rows, s.recordRows(c, pkg.hidden)...)
 		}
 		if err := write("record", cecwire.RecordColumns, rows); err != nil {
 			return nil, err
@@ -354,10 +360,14 @@ func (s *Server) cdrRows(c *dsCall) [][]string {
 	return rows
 }
 
-// recordRows are the recording-index rows of a call, one per agent recording.
-func (s *Server) recordRows(c *dsCall) [][]string {
+// recordRows are the recording-index rows of a call, one per agent recording
+// not in hidden.
+func (s *Server) recordRows(c *dsCall, hidden map[*recording]bool) [][]string {
 	rows := make([][]string, 0, len(c.agentRecs))
 	for k, r := range c.agentRecs {
+		if hidden[r] {
+			continue
+		}
 		status, result := "0", ""
 		if c.taskDone[k] {
 			status, result = "1", "success"

@@ -230,7 +230,9 @@ func (s *Server) downloadRecordFile(q *request) *reply {
 		return errNotOwner("fileName")
 	}
 	rec := s.ds.byFileName[b.FileName]
-	if rec == nil {
+	// A late recording answers as an unknown one; an unavailable one, listed
+	// but not on the file server yet, answers the same code.
+	if rec == nil || s.isWithheld(rec) {
 		return errNoData()
 	}
 	return recordingReply(rec, path.Base(rec.fileName))
@@ -263,13 +265,13 @@ func (s *Server) downloadRecord(q *request) *reply {
 			return errDate("fileName")
 		}
 		rec := s.ds.byOriginal[b.FileName]
-		if rec == nil {
+		if rec == nil || s.isLate(rec) {
 			return errNoData()
 		}
 		if rec.call.ak != q.ak {
 			return errNotOwner("fileName")
 		}
-		if rec.call.ccID != cc || (b.CallID != "" && rec.call.id != b.CallID) {
+		if rec.call.ccID != cc || (b.CallID != "" && rec.call.id != b.CallID) || s.isWithheld(rec) {
 			return errNoData()
 		}
 		recs = []*recording{rec}
@@ -281,10 +283,11 @@ func (s *Server) downloadRecord(q *request) *reply {
 		if c.ak != q.ak {
 			return errNotOwner("callId")
 		}
-		if c.ccID != cc || len(c.agentRecs) == 0 {
+		// Late and unavailable recordings are left out of the call's recordings.
+		recs = s.downloadable(c.agentRecs)
+		if c.ccID != cc || len(recs) == 0 {
 			return errNoData()
 		}
-		recs = c.agentRecs
 	}
 	return recordingsReply(recs, func(r *recording) string { return path.Base(r.original) }, recs[0].call.id+".zip")
 }

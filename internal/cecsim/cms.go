@@ -47,7 +47,8 @@ func (s *Server) cmsDownloadRecordFile(q *request) *reply {
 		return cmsError(cecwire.CMSRecordListEmptyDesc)
 	}
 	var recs []*recording
-	for _, r := range c.agentRecs {
+	// Late and unavailable recordings are left out of the call's recordings.
+	for _, r := range s.downloadable(c.agentRecs) {
 		if b.WorkNo == "" || b.WorkNo == r.agentID {
 			recs = append(recs, r)
 		}

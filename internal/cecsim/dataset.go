@@ -50,6 +50,13 @@ type ManifestRecording struct {
 	LocationID       string `json:"locationId"`       // transfer/ivr
 	Size             int64  `json:"size"`
 	SHA256           string `json:"sha256"` // lowercase hex
+	// Late: an agent recording missing from the index and from downloads until
+	// ReleaseLate (Options.LateRecordings). It stays true after the release.
+	Late bool `json:"late,omitempty"`
+	// Unavailable: an agent recording indexed from the start whose download
+	// answers 0300012 until ReleaseUnavailable (Options.UnavailableFiles). It
+	// stays true after the release.
+	Unavailable bool `json:"unavailable,omitempty"`
 }
 
 // ManifestAbsent is a transfer or IVR record that has no recording.
@@ -85,6 +92,9 @@ type recording struct {
 	location string // transfer/ivr: locationId as text
 	size     int64
 	seed     uint64
+	// Set by pickDelayed, never changed afterwards; whether the recording is
+	// still withheld is Server state.
+	late, unavailable bool
 	// Filled by computeDigests.
 	sha string
 	crc uint32
@@ -524,7 +534,7 @@ func (ds *dataset) manifest(tenantID string) *Manifest {
 			if r != nil {
 				m.Recordings = append(m.Recordings, ManifestRecording{
 					Kind: r.kind, ID: r.id, CallID: c.id, FileName: r.fileName, OriginalFileName: r.original,
-					LocationID: r.location, Size: r.size, SHA256: r.sha,
+					LocationID: r.location, Size: r.size, SHA256: r.sha, Late: r.late, Unavailable: r.unavailable,
 				})
 			}
 		}

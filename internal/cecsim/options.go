@@ -13,6 +13,20 @@
 // Faults (HTTP errors, flow control, connection resets, truncation, slow bodies,
 // token expiry, pagination drift) can be injected at start, through the Go API
 // or through the unsigned /_sim/ admin endpoints.
+//
+// Two kinds of agent recordings make the dataset change over time (see
+// Options.LateRecordings and Options.UnavailableFiles): late ones are absent
+// from the recording index and from every download until ReleaseLate, and
+// unavailable ones are indexed from the start but cannot be downloaded until
+// ReleaseUnavailable.
+//
+// Admin endpoints (Options.Admin, unsigned):
+//
+//	GET/POST/DELETE /_sim/faults   the active faults (POST replaces them with a JSON array)
+//	GET  /_sim/manifest            the Manifest
+//	GET  /_sim/stats               the Stats
+//	POST /_sim/release-late        ReleaseLate; answers {"released": N}
+//	POST /_sim/release-unavailable ReleaseUnavailable; answers {"released": N}
 package cecsim
 
 import (
@@ -47,6 +61,17 @@ type Options struct {
 	Now               func() time.Time  // default time.Now
 	Logger            *zap.Logger       // default zap.NewNop()
 	CallbackClient    *http.Client      // used for callbacks (default: a client with 10s timeout)
+
+	// LateRecordings agent recordings (chosen from Seed, spread over the
+	// dataset; capped at the number of agent recordings) are late: until
+	// ReleaseLate their index rows are missing from every CDR package and
+	// every download answers as for an unknown file. Their calls' CDR rows
+	// are there from the start.
+	LateRecordings int
+	// UnavailableFiles other agent recordings (capped at those left after the
+	// late ones) are in the index from the start, but downloading them answers
+	// 0300012 (No data found) until ReleaseUnavailable.
+	UnavailableFiles int
 }
 
 // Defaults and hard limits.
@@ -146,6 +171,12 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.MaxRecordingBytes > maxRecordingBytes {
 		return o, fmt.Errorf("cecsim: MaxRecordingBytes must be at most %d (a RIFF file), got %d", int64(maxRecordingBytes), o.MaxRecordingBytes)
+	}
+	if o.LateRecordings < 0 {
+		return o, fmt.Errorf("cecsim: LateRecordings must not be negative, got %d", o.LateRecordings)
+	}
+	if o.UnavailableFiles < 0 {
+		return o, fmt.Errorf("cecsim: UnavailableFiles must not be negative, got %d", o.UnavailableFiles)
 	}
 	if o.UploadLimitBytes == 0 {
 		o.UploadLimitBytes = defaultUploadLimit

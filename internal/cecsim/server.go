@@ -42,6 +42,10 @@ type Server struct {
 	tokens   map[string]*token
 	bills    map[string]*billPkg // by billFileName
 	uploads  map[string]*upload  // by fileName
+	// late and unavailable hold the recordings still withheld
+	// (Options.LateRecordings, Options.UnavailableFiles).
+	late        map[*recording]bool
+	unavailable map[*recording]bool
 }
 
 // Stats counts what the simulator saw.
@@ -99,6 +103,7 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	ds := buildDataset(&o)
+	late, unavailable := pickDelayed(ds, o.Seed, o.LateRecordings, o.UnavailableFiles)
 	computeDigests(ds.recs)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
@@ -117,6 +122,15 @@ func New(o Options) (*Server, error) {
 		tokens:  map[string]*token{},
 		bills:   map[string]*billPkg{},
 		uploads: map[string]*upload{},
+
+		late:        make(map[*recording]bool, len(late)),
+		unavailable: make(map[*recording]bool, len(unavailable)),
+	}
+	for _, r := range late {
+		s.late[r] = true
+	}
+	for _, r := range unavailable {
+		s.unavailable[r] = true
 	}
 	for _, f := range o.Faults {
 		s.faults = append(s.faults, &faultRule{Fault: f})
@@ -138,7 +152,8 @@ func New(o Options) (*Server, error) {
 	}
 	s.log.Info("dataset ready",
 		zap.Int64("seed", o.Seed), zap.Int("calls", len(ds.calls)), zap.Int("recordings", len(ds.recs)),
-		zap.Int("absent", len(ds.absent)), zap.String("tenant", o.TenantID))
+		zap.Int("absent", len(ds.absent)), zap.Int("late", len(late)), zap.Int("unavailable", len(unavailable)),
+		zap.String("tenant", o.TenantID))
 	return s, nil
 }
 
