@@ -1,0 +1,367 @@
+// Package telemetry defines the archiver's Prometheus metrics and exposes them:
+// an HTTP server for a long-running daemon (Serve) and a Pushgateway push for a
+// run-once process such as a Kubernetes CronJob (Push).
+//
+// Every metric is registered on a registry the caller builds and passes in,
+// never on the global one. Label values are small enumerations (job names,
+// item kinds, results, states, operations, error classes): never record IDs,
+// URLs or phone numbers.
+//
+// The archiver's job name is exported in the label "job_name", not "job":
+// Prometheus attaches its own "job" label (the scrape job) to every series, and
+// the Pushgateway refuses pushed metrics that carry a "job" label.
+package telemetry
+
+import (
+	"maps"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const namespace = "archiver"
+
+// Metric family names. Names returns them all.
+const (
+	nameBuildInfo        = "archiver_build_info"
+	nameJobRunning       = "archiver_job_running"
+	nameJobRuns          = "archiver_job_runs_total"
+	nameJobDuration      = "archiver_job_duration_seconds"
+	nameJobLastSuccess   = "archiver_job_last_success_timestamp_seconds"
+	nameItemsProcessed   = "archiver_items_processed_total"
+	nameArchivedBytes    = "archiver_archived_bytes_total"
+	nameCDRPackages      = "archiver_cdr_packages_total"
+	nameWatermark        = "archiver_watermark_timestamp_seconds"
+	nameItems            = "archiver_items"
+	nameCheckpointErrors = "archiver_checkpoint_errors_total"
+	nameLedgerObjects    = "archiver_ledger_objects_written_total"
+	nameSinkErrors       = "archiver_sink_errors_total"
+	nameUpstreamErrors   = "archiver_upstream_errors_total"
+	nameShutdowns        = "archiver_shutdowns_total"
+)
+
+// Names lists every metric family name New registers, sorted. Dashboards,
+// alert rules and docs are checked against it.
+func Names() []string {
+	names := []string{
+		nameBuildInfo, nameJobRunning, nameJobRuns, nameJobDuration, nameJobLastSuccess,
+		nameItemsProcessed, nameArchivedBytes, nameCDRPackages, nameWatermark, nameItems,
+		nameCheckpointErrors, nameLedgerObjects, nameSinkErrors, nameUpstreamErrors, nameShutdowns,
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Label values known in advance. Their series are created at zero by New, so
+// that rate() and absent-series alerts work before the first event. They are
+// functions, not package variables, so that nothing can change them.
+
+// knownJobs are the archiver's jobs (config.JobCDR ... config.JobIVR).
+func knownJobs() []string { return []string{"cdr", "recordings", "transfer", "ivr"} }
+
+// knownKinds are the item kinds of the checkpoint store.
+func knownKinds() []string {
+	return []string{"agent", "transfer", "ivr", "transfer_lookup", "ivr_lookup", "cdr"}
+}
+
+// knownItemResults are the outcomes Item counts.
+func knownItemResults() []string {
+	return []string{"done", "existed", "absent", "failed", "dead", "deferred", "released"}
+}
+
+// knownStates are the checkpoint item states (checkpoint.States).
+func knownStates() []string {
+	return []string{"pending", "in_progress", "done", "absent", "failed", "dead"}
+}
+
+// knownPackageResults are the outcomes Package counts.
+func knownPackageResults() []string { return []string{"done", "unchanged", "failed"} }
+
+// knownSinkOps are the sink operations SinkError counts.
+func knownSinkOps() []string { return []string{"put", "stat"} }
+
+// knownUpstreamClasses are the CEC error classes UpstreamError counts.
+func knownUpstreamClasses() []string { return []string{"transient", "not-found", "permanent", "auth"} }
+
+// knownShutdownResults are the outcomes Shutdown counts.
+func knownShutdownResults() []string { return []string{"clean", "abandoned", "forced"} }
+
+// Job run results (the "result" label of archiver_job_runs_total).
+const (
+	resultSuccess = "success"
+	resultFailure = "failure"
+)
+
+// jobDurationBuckets span one second to six hours: a quick incremental run to
+// a large backfill.
+func jobDurationBuckets() []float64 {
+	return []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 21600}
+}
+
+// Metrics holds the archiver's Prometheus metrics. Every method is a no-op on
+// a nil *Metrics, so code that runs without metrics (tests, check-config)
+// passes nil. Label values must come from the documented enumerations.
+type Metrics struct {
+	jobRunning       *prometheus.GaugeVec
+	jobRuns          *prometheus.CounterVec
+	jobDuration      *prometheus.HistogramVec
+	jobLastSuccess   *prometheus.GaugeVec
+	itemsProcessed   *prometheus.CounterVec
+	archivedBytes    *prometheus.CounterVec
+	cdrPackages      *prometheus.CounterVec
+	watermark        *prometheus.GaugeVec
+	items            *prometheus.GaugeVec
+	checkpointErrors prometheus.Counter
+	ledgerObjects    prometheus.Counter
+	sinkErrors       *prometheus.CounterVec
+	upstreamErrors   *prometheus.CounterVec
+	shutdowns        *prometheus.CounterVec
+
+	itemsMu sync.Mutex // serialises SetItems' reset and refill
+}
+
+// New creates the metrics, registers them on reg (it panics if a name is
+// already registered there, as prometheus.MustRegister does) and sets
+// archiver_build_info{version,goversion} to 1.
+func New(reg prometheus.Registerer, version string) *Metrics {
+	m := &Metrics{
+		jobRunning: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "job_running",
+			Help: "1 while a run of the job is in progress, else 0.",
+		}, []string{"job_name"}),
+		jobRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "job_runs_total",
+			Help: "Finished job runs by result (success or failure).",
+		}, []string{"job_name", "result"}),
+		jobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "job_duration_seconds",
+			Help:    "Duration of finished job runs.",
+			Buckets: jobDurationBuckets(),
+		}, []string{"job_name"}),
+		jobLastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "job_last_success_timestamp_seconds",
+			Help: "Unix time the job last finished a run successfully (absent until it has).",
+		}, []string{"job_name"}),
+		itemsProcessed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "items_processed_total",
+			Help: "Items handled by kind and outcome (done, existed, absent, failed, dead, deferred, released).",
+		}, []string{"kind", "result"}),
+		archivedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "archived_bytes_total",
+			Help: "Bytes stored in the sink by item kind.",
+		}, []string{"kind"}),
+		cdrPackages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "cdr_packages_total",
+			Help: "CDR packages handled by outcome (done, unchanged, failed).",
+		}, []string{"result"}),
+		watermark: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "watermark_timestamp_seconds",
+			Help: "Unix time up to which the job has archived everything.",
+		}, []string{"job_name"}),
+		items: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "items",
+			Help: "Items in the checkpoint store by kind and state.",
+		}, []string{"kind", "state"}),
+		checkpointErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "checkpoint_errors_total",
+			Help: "Failed writes or reads of the checkpoint store.",
+		}),
+		ledgerObjects: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "ledger_objects_written_total",
+			Help: "Ledger objects written to the sink.",
+		}),
+		sinkErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "sink_errors_total",
+			Help: "Failed sink operations by operation (put, stat).",
+		}, []string{"op"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "upstream_errors_total",
+			Help: "Failed CEC requests by class (transient, not-found, permanent, auth).",
+		}, []string{"class"}),
+		shutdowns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "shutdowns_total",
+			Help: "Shutdowns by outcome: clean (drained), abandoned (drain timeout), forced (second signal).",
+		}, []string{"result"}),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help: "Always 1; labelled with the archiver version and the Go version that built it.",
+	}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+
+	reg.MustRegister(
+		buildInfo, m.jobRunning, m.jobRuns, m.jobDuration, m.jobLastSuccess,
+		m.itemsProcessed, m.archivedBytes, m.cdrPackages, m.watermark, m.items,
+		m.checkpointErrors, m.ledgerObjects, m.sinkErrors, m.upstreamErrors, m.shutdowns,
+	)
+	m.preinit()
+	return m
+}
+
+// preinit creates the series of every known label combination at zero. The
+// last-success and watermark gauges are left out on purpose: a zero timestamp
+// would read as "55 years ago" and fire the staleness alerts at start-up.
+func (m *Metrics) preinit() {
+	for _, j := range knownJobs() {
+		m.jobRunning.WithLabelValues(j)
+		m.jobDuration.WithLabelValues(j)
+		m.jobRuns.WithLabelValues(j, resultSuccess)
+		m.jobRuns.WithLabelValues(j, resultFailure)
+	}
+	for _, k := range knownKinds() {
+		m.archivedBytes.WithLabelValues(k)
+		for _, r := range knownItemResults() {
+			m.itemsProcessed.WithLabelValues(k, r)
+		}
+	}
+	m.zeroItems()
+	for _, r := range knownPackageResults() {
+		m.cdrPackages.WithLabelValues(r)
+	}
+	for _, op := range knownSinkOps() {
+		m.sinkErrors.WithLabelValues(op)
+	}
+	for _, c := range knownUpstreamClasses() {
+		m.upstreamErrors.WithLabelValues(c)
+	}
+	for _, r := range knownShutdownResults() {
+		m.shutdowns.WithLabelValues(r)
+	}
+}
+
+// zeroItems sets archiver_items to 0 for every known kind and state.
+func (m *Metrics) zeroItems() {
+	for _, k := range knownKinds() {
+		for _, s := range knownStates() {
+			m.items.WithLabelValues(k, s).Set(0)
+		}
+	}
+}
+
+// JobStarted marks a run of job as in progress (archiver_job_running = 1) and
+// returns the function that ends it. done(nil) counts a success and sets the
+// last-success time; done(err) with a non-nil err counts a failure. done
+// records the run's duration and clears archiver_job_running; calls after the
+// first do nothing. On a nil *Metrics, done is a no-op but never nil.
+func (m *Metrics) JobStarted(job string) (done func(err error)) {
+	if m == nil {
+		return func(error) {}
+	}
+	start := time.Now()
+	m.jobRunning.WithLabelValues(job).Set(1)
+	var once sync.Once
+	return func(err error) {
+		once.Do(func() {
+			end := time.Now()
+			m.jobRunning.WithLabelValues(job).Set(0)
+			m.jobDuration.WithLabelValues(job).Observe(end.Sub(start).Seconds())
+			if err != nil {
+				m.jobRuns.WithLabelValues(job, resultFailure).Inc()
+				return
+			}
+			m.jobRuns.WithLabelValues(job, resultSuccess).Inc()
+			m.jobLastSuccess.WithLabelValues(job).Set(float64(end.UnixNano()) / 1e9)
+		})
+	}
+}
+
+// Item counts one item of kind that ended with result: done, existed (already
+// in the sink), absent (no recording, by rule), failed, dead, deferred or
+// released.
+func (m *Metrics) Item(kind, result string) {
+	if m == nil {
+		return
+	}
+	m.itemsProcessed.WithLabelValues(kind, result).Inc()
+}
+
+// Bytes adds n bytes stored in the sink for an item of kind. A negative n is
+// ignored.
+func (m *Metrics) Bytes(kind string, n int64) {
+	if m == nil || n < 0 {
+		return
+	}
+	m.archivedBytes.WithLabelValues(kind).Add(float64(n))
+}
+
+// Package counts one CDR package that ended with result: done, unchanged or
+// failed.
+func (m *Metrics) Package(result string) {
+	if m == nil {
+		return
+	}
+	m.cdrPackages.WithLabelValues(result).Inc()
+}
+
+// Watermark sets the time up to which job has archived everything.
+func (m *Metrics) Watermark(job string, t time.Time) {
+	if m == nil {
+		return
+	}
+	m.watermark.WithLabelValues(job).Set(float64(t.UnixNano()) / 1e9)
+}
+
+// SetItems replaces archiver_items with counts (kind → state → number of
+// items), as read from the checkpoint store: every series is removed, the
+// known kind and state pairs are set to 0, then every pair in counts is set.
+// A pair that disappeared from the store therefore reads 0 or vanishes; it
+// never keeps a stale count.
+func (m *Metrics) SetItems(counts map[string]map[string]int) {
+	if m == nil {
+		return
+	}
+	m.itemsMu.Lock()
+	defer m.itemsMu.Unlock()
+	m.items.Reset()
+	m.zeroItems()
+	for _, kind := range slices.Sorted(maps.Keys(counts)) {
+		for state, n := range counts[kind] {
+			m.items.WithLabelValues(kind, state).Set(float64(n))
+		}
+	}
+}
+
+// CheckpointError counts one failed operation on the checkpoint store.
+func (m *Metrics) CheckpointError() {
+	if m == nil {
+		return
+	}
+	m.checkpointErrors.Inc()
+}
+
+// Ledger counts one ledger object written to the sink.
+func (m *Metrics) Ledger() {
+	if m == nil {
+		return
+	}
+	m.ledgerObjects.Inc()
+}
+
+// SinkError counts one failed sink operation: op is put or stat.
+func (m *Metrics) SinkError(op string) {
+	if m == nil {
+		return
+	}
+	m.sinkErrors.WithLabelValues(op).Inc()
+}
+
+// UpstreamError counts one failed CEC request by class: transient, not-found,
+// permanent or auth.
+func (m *Metrics) UpstreamError(class string) {
+	if m == nil {
+		return
+	}
+	m.upstreamErrors.WithLabelValues(class).Inc()
+}
+
+// Shutdown counts how the process stopped: clean (in-flight work drained),
+// abandoned (the drain timeout ran out) or forced (a second signal).
+func (m *Metrics) Shutdown(result string) {
+	if m == nil {
+		return
+	}
+	m.shutdowns.WithLabelValues(result).Inc()
+}
