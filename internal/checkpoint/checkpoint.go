@@ -109,6 +109,10 @@ type DaySummary struct {
 // Store is the checkpoint store. Implementations are safe for concurrent use
 // by the goroutines of one process; a second process on the same state is
 // refused by Open (ErrLocked).
+//
+// Done, Absent, Fail, Defer and Release require an in_progress item (Absent
+// also accepts pending and failed ones); otherwise they return an error
+// wrapping ErrState, or ErrNotFound for an unknown ID, and change nothing.
 type Store interface {
 	// CreatePackage records a new package request (State pending) and returns
 	// its ID.
@@ -120,6 +124,7 @@ type Store interface {
 	// LastDonePackage returns the newest done package of the window, if any.
 	LastDonePackage(ctx context.Context, begin, end time.Time) (Package, bool, error)
 	// UpdatePackage saves every field of p (by p.ID) except ID and Begin/End.
+	// An unknown ID is an error wrapping ErrNotFound.
 	UpdatePackage(ctx context.Context, p Package) error
 	// CompletePackage, in one transaction, adds the calls (existing call IDs
 	// are kept as they are) and the items (existing (Kind, UpstreamID) pairs
@@ -128,16 +133,22 @@ type Store interface {
 	CompletePackage(ctx context.Context, p Package, calls []Call, items []Item) (added int, err error)
 
 	// AddItems adds items (State pending unless set) and ignores those whose
-	// (Kind, UpstreamID) exists. It returns how many were new.
+	// (Kind, UpstreamID) exists. It returns how many were new. An item may be
+	// added as pending or absent (with Reason); any other State is refused
+	// with an error wrapping ErrState and nothing is added.
 	AddItems(ctx context.Context, items []Item) (added int, err error)
 	// Claim moves up to limit due items of the given kinds to in_progress and
 	// returns them: pending or failed items whose NextAttemptAt is not after
-	// now, oldest NextAttemptAt first, then by ID.
+	// now, oldest NextAttemptAt first, then by ID. No kinds means all kinds;
+	// limit ≤ 0 means no limit. An item is never handed out twice, even to
+	// concurrent callers.
 	Claim(ctx context.Context, kinds []string, now time.Time, limit int) ([]Item, error)
 	// Done marks an in_progress item stored: key, size and digest as the sink
 	// verified them. Only call it after the sink's Put returned nil.
 	Done(ctx context.Context, id int64, key string, size int64, sha256 string) error
-	// Absent marks an item as having no recording, with the reason.
+	// Absent marks an item as having no recording, with the reason. Unlike
+	// the other transitions it also applies to pending and failed items: a
+	// job may rule an item absent without claiming it.
 	Absent(ctx context.Context, id int64, reason string) error
 	// Fail records a failed attempt: Attempts+1, LastError = msg. The item
 	// becomes dead when Attempts reaches maxAttempts, else failed and due at

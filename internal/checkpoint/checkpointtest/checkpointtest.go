@@ -1,0 +1,1104 @@
+// Package checkpointtest is the conformance suite for checkpoint.Store
+// implementations. Each implementation's tests call Run with a function that
+// opens a fresh, empty store.
+package checkpointtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+)
+
+// t0 is the suite's reference instant for windows and due times. The stores
+// stamp CreatedAt and UpdatedAt with their own clocks, which the suite does
+// not control.
+func t0() time.Time { return time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC) }
+
+// Run runs the conformance suite. open must return a fresh, empty store for
+// each call; Run closes the stores it opens.
+func Run(t *testing.T, open func(t *testing.T) checkpoint.Store) {
+	t.Helper()
+	fresh := func(t *testing.T) checkpoint.Store {
+		t.Helper()
+		s := open(t)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s checkpoint.Store)
+	}{
+		{"Package", testPackage},
+		{"CompletePackage", testCompletePackage},
+		{"AddItems", testAddItems},
+		{"Claim", testClaim},
+		{"Transitions", testTransitions},
+		{"Fail", testFail},
+		{"DeferRelease", testDeferRelease},
+		{"RecoverInProgress", testRecoverInProgress},
+		{"Requeue", testRequeue},
+		{"Queries", testQueries},
+		{"Days", testDays},
+		{"Watermark", testWatermark},
+		{"Ledger", testLedger},
+		{"ConcurrentClaim", testConcurrentClaim},
+		{"Params", testParams},
+		{"Times", testTimes},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh(t)) })
+	}
+}
+
+func ctx(t *testing.T) context.Context { return t.Context() }
+
+// add adds items and fails the test unless exactly want were new.
+func add(t *testing.T, s checkpoint.Store, want int, items ...checkpoint.Item) {
+	t.Helper()
+	n, err := s.AddItems(ctx(t), items)
+	if err != nil {
+		t.Fatalf("AddItems: %v", err)
+	}
+	if n != want {
+		t.Fatalf("AddItems added %d, want %d", n, want)
+	}
+}
+
+func item(kind, id string) checkpoint.Item {
+	return checkpoint.Item{Kind: kind, UpstreamID: id, CallID: "c-" + id, Day: "2026-03-01", Key: "k/" + id}
+}
+
+// ids returns the IDs of items.
+func ids(items []checkpoint.Item) []int64 {
+	out := make([]int64, len(items))
+	for i, it := range items {
+		out[i] = it.ID
+	}
+	return out
+}
+
+func upstreams(items []checkpoint.Item) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = it.UpstreamID
+	}
+	return out
+}
+
+func mustItem(t *testing.T, s checkpoint.Store, id int64) checkpoint.Item {
+	t.Helper()
+	it, err := s.Item(ctx(t), id)
+	if err != nil {
+		t.Fatalf("Item(%d): %v", id, err)
+	}
+	return it
+}
+
+// claimAll claims every item due at now.
+func claimAll(t *testing.T, s checkpoint.Store, now time.Time) []checkpoint.Item {
+	t.Helper()
+	got, err := s.Claim(ctx(t), nil, now, 0)
+	if err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	return got
+}
+
+// idOf returns the ID of the item with the given kind and upstream ID.
+func idOf(t *testing.T, s checkpoint.Store, kind, upstream string) int64 {
+	t.Helper()
+	all, err := s.Items(ctx(t))
+	if err != nil {
+		t.Fatalf("Items: %v", err)
+	}
+	for _, it := range all {
+		if it.Kind == kind && it.UpstreamID == upstream {
+			return it.ID
+		}
+	}
+	t.Fatalf("no item %s/%s", kind, upstream)
+	return 0
+}
+
+func wantState(t *testing.T, s checkpoint.Store, id int64, want checkpoint.State) checkpoint.Item {
+	t.Helper()
+	it := mustItem(t, s, id)
+	if it.State != want {
+		t.Fatalf("item %d state = %s, want %s", id, it.State, want)
+	}
+	return it
+}
+
+func testPackage(t *testing.T, s checkpoint.Store) {
+	begin, end := t0(), t0().Add(time.Hour)
+	t.Run("empty", func(t *testing.T) {
+		if _, ok, err := s.OpenPackage(ctx(t), begin, end); err != nil || ok {
+			t.Fatalf("OpenPackage on empty store = ok %v, err %v", ok, err)
+		}
+		if _, ok, err := s.LastDonePackage(ctx(t), begin, end); err != nil || ok {
+			t.Fatalf("LastDonePackage on empty store = ok %v, err %v", ok, err)
+		}
+	})
+	p := checkpoint.Package{Begin: begin, End: end, ResponseID: "r1", BillFileName: "b1.zip", RequestedAt: t0(), State: checkpoint.StateDone}
+	id1, err := s.CreatePackage(ctx(t), p)
+	if err != nil {
+		t.Fatalf("CreatePackage: %v", err)
+	}
+	t.Run("create is pending", func(t *testing.T) {
+		got, ok, err := s.OpenPackage(ctx(t), begin, end)
+		if err != nil || !ok {
+			t.Fatalf("OpenPackage = ok %v, err %v", ok, err)
+		}
+		if got.ID != id1 || got.State != checkpoint.StatePending || got.ResponseID != "r1" || got.BillFileName != "b1.zip" ||
+			!got.Begin.Equal(begin) || !got.End.Equal(end) || !got.RequestedAt.Equal(t0()) || got.UpdatedAt.IsZero() {
+			t.Fatalf("OpenPackage = %+v", got)
+		}
+		if _, ok, _ := s.OpenPackage(ctx(t), begin, end.Add(time.Second)); ok {
+			t.Fatal("OpenPackage matched another window")
+		}
+	})
+	id2, err := s.CreatePackage(ctx(t), checkpoint.Package{Begin: begin, End: end, ResponseID: "r2", RequestedAt: t0().Add(time.Minute)})
+	if err != nil {
+		t.Fatalf("CreatePackage: %v", err)
+	}
+	if id2 == id1 {
+		t.Fatalf("two packages got ID %d", id1)
+	}
+	t.Run("open is newest", func(t *testing.T) {
+		got, ok, err := s.OpenPackage(ctx(t), begin, end)
+		if err != nil || !ok || got.ID != id2 {
+			t.Fatalf("OpenPackage = %d ok %v err %v, want %d", got.ID, ok, err, id2)
+		}
+	})
+	t.Run("update", func(t *testing.T) {
+		up := checkpoint.Package{ID: id2, Begin: begin.Add(-time.Hour), End: end.Add(time.Hour), ResponseID: "r2b", BillFileName: "b2.zip",
+			RequestedAt: t0().Add(2 * time.Minute), State: checkpoint.StateFailed, Attempts: 2, LastError: "boom", Key: "k", RowsKey: "rk",
+			Size: 10, SHA256: "ab", Calls: 3, Items: 4}
+		if err := s.UpdatePackage(ctx(t), up); err != nil {
+			t.Fatalf("UpdatePackage: %v", err)
+		}
+		got, ok, err := s.OpenPackage(ctx(t), begin, end)
+		if err != nil || !ok {
+			t.Fatalf("OpenPackage = ok %v err %v", ok, err)
+		}
+		up.Begin, up.End = begin, end // not updated
+		up.UpdatedAt = got.UpdatedAt
+		if !packageEqual(got, up) {
+			t.Fatalf("after update got %+v\nwant %+v", got, up)
+		}
+	})
+	t.Run("update unknown", func(t *testing.T) {
+		err := s.UpdatePackage(ctx(t), checkpoint.Package{ID: 9999, State: checkpoint.StatePending})
+		if !errors.Is(err, checkpoint.ErrNotFound) {
+			t.Fatalf("UpdatePackage(unknown) = %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("last done", func(t *testing.T) {
+		for _, id := range []int64{id1, id2} {
+			if _, err := s.CompletePackage(ctx(t), checkpoint.Package{ID: id, ResponseID: fmt.Sprint("r", id)}, nil, nil); err != nil {
+				t.Fatalf("CompletePackage(%d): %v", id, err)
+			}
+		}
+		if _, ok, err := s.OpenPackage(ctx(t), begin, end); err != nil || ok {
+			t.Fatalf("OpenPackage with all done = ok %v err %v", ok, err)
+		}
+		got, ok, err := s.LastDonePackage(ctx(t), begin, end)
+		if err != nil || !ok || got.ID != id2 || got.State != checkpoint.StateDone {
+			t.Fatalf("LastDonePackage = %+v ok %v err %v, want ID %d done", got, ok, err, id2)
+		}
+	})
+	t.Run("dead is not open", func(t *testing.T) {
+		id3, err := s.CreatePackage(ctx(t), checkpoint.Package{Begin: begin, End: end})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.UpdatePackage(ctx(t), checkpoint.Package{ID: id3, State: checkpoint.StateDead}); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := s.OpenPackage(ctx(t), begin, end); err != nil || ok {
+			t.Fatalf("OpenPackage with dead newest = ok %v err %v", ok, err)
+		}
+		if got, _, _ := s.LastDonePackage(ctx(t), begin, end); got.ID != id2 {
+			t.Fatalf("LastDonePackage = %d, want %d", got.ID, id2)
+		}
+	})
+}
+
+func packageEqual(a, b checkpoint.Package) bool {
+	return a.ID == b.ID && a.Begin.Equal(b.Begin) && a.End.Equal(b.End) && a.ResponseID == b.ResponseID &&
+		a.BillFileName == b.BillFileName && a.RequestedAt.Equal(b.RequestedAt) && a.State == b.State &&
+		a.Attempts == b.Attempts && a.LastError == b.LastError && a.Key == b.Key && a.RowsKey == b.RowsKey &&
+		a.Size == b.Size && a.SHA256 == b.SHA256 && a.Calls == b.Calls && a.Items == b.Items && a.UpdatedAt.Equal(b.UpdatedAt)
+}
+
+func testCompletePackage(t *testing.T, s checkpoint.Store) {
+	begin, end := t0(), t0().Add(time.Hour)
+	id, err := s.CreatePackage(ctx(t), checkpoint.Package{Begin: begin, End: end})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := []checkpoint.Call{
+		{CallID: "c1", Day: "2026-03-01", Begin: t0(), VDN: "v1", AgentID: "a1"},
+		{CallID: "c2", Day: "2026-03-01", Begin: t0().Add(time.Minute), VDN: "v1", AgentID: "a2"},
+	}
+	items := []checkpoint.Item{item(checkpoint.KindAgent, "f1"), item(checkpoint.KindAgent, "f2"),
+		{Kind: checkpoint.KindTransferLookup, UpstreamID: "c1", CallID: "c1", Day: "2026-03-01", State: checkpoint.StateAbsent, Reason: "no transfer"}}
+	n, err := s.CompletePackage(ctx(t), checkpoint.Package{ID: id, Key: "pk", SHA256: "ps", Calls: 2, Items: 3}, calls, items)
+	if err != nil {
+		t.Fatalf("CompletePackage: %v", err)
+	}
+	if n != 3 {
+		t.Fatalf("CompletePackage added %d, want 3", n)
+	}
+	p, ok, err := s.LastDonePackage(ctx(t), begin, end)
+	if err != nil || !ok || p.ID != id || p.Key != "pk" || p.SHA256 != "ps" || p.Calls != 2 || p.Items != 3 {
+		t.Fatalf("LastDonePackage = %+v ok %v err %v", p, ok, err)
+	}
+	absent := wantState(t, s, idOf(t, s, checkpoint.KindTransferLookup, "c1"), checkpoint.StateAbsent)
+	if absent.Reason != "no transfer" {
+		t.Fatalf("absent item reason = %q", absent.Reason)
+	}
+
+	// A later package of an overlapping window lists f2 again (now done) and
+	// a new f3, and c2 again with other fields: existing rows are untouched.
+	f2 := idOf(t, s, checkpoint.KindAgent, "f2")
+	claimed, err := s.Claim(ctx(t), []string{checkpoint.KindAgent}, t0(), 0)
+	if err != nil || len(claimed) != 2 {
+		t.Fatalf("Claim = %d items, err %v", len(claimed), err)
+	}
+	if err := s.Done(ctx(t), f2, "k/f2", 5, "s2"); err != nil {
+		t.Fatal(err)
+	}
+	id2, err := s.CreatePackage(ctx(t), checkpoint.Package{Begin: begin, End: end.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls2 := []checkpoint.Call{{CallID: "c2", Day: "2026-03-02", VDN: "changed"}, {CallID: "c3", Day: "2026-03-01"}}
+	redo := item(checkpoint.KindAgent, "f2")
+	redo.Key = "other"
+	n, err = s.CompletePackage(ctx(t), checkpoint.Package{ID: id2}, calls2, []checkpoint.Item{redo, item(checkpoint.KindAgent, "f3")})
+	if err != nil {
+		t.Fatalf("CompletePackage again: %v", err)
+	}
+	if n != 1 {
+		t.Fatalf("CompletePackage again added %d, want 1", n)
+	}
+	got := wantState(t, s, f2, checkpoint.StateDone)
+	if got.Key != "k/f2" || got.SHA256 != "s2" || got.Size != 5 {
+		t.Fatalf("existing item changed: %+v", got)
+	}
+	dc, err := s.DayCalls(ctx(t), "2026-03-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dc) != 3 || dc[1].CallID != "c2" || dc[1].VDN != "v1" {
+		t.Fatalf("DayCalls = %+v, want c1 c2(v1) c3", dc)
+	}
+	t.Run("idempotent", func(t *testing.T) {
+		n, err := s.CompletePackage(ctx(t), checkpoint.Package{ID: id2}, calls2, []checkpoint.Item{redo, item(checkpoint.KindAgent, "f3")})
+		if err != nil || n != 0 {
+			t.Fatalf("repeated CompletePackage = %d, %v; want 0, nil", n, err)
+		}
+	})
+	t.Run("unknown package rolls back", func(t *testing.T) {
+		_, err := s.CompletePackage(ctx(t), checkpoint.Package{ID: 9999}, []checkpoint.Call{{CallID: "c9", Day: "2026-03-09"}},
+			[]checkpoint.Item{item(checkpoint.KindAgent, "f9")})
+		if !errors.Is(err, checkpoint.ErrNotFound) {
+			t.Fatalf("CompletePackage(unknown) = %v, want ErrNotFound", err)
+		}
+		if c, _ := s.DayCalls(ctx(t), "2026-03-09"); len(c) != 0 {
+			t.Fatalf("failed CompletePackage left calls %+v", c)
+		}
+		all, _ := s.Items(ctx(t))
+		if slices.Contains(upstreams(all), "f9") {
+			t.Fatal("failed CompletePackage left item f9")
+		}
+	})
+}
+
+func testAddItems(t *testing.T, s checkpoint.Store) {
+	add(t, s, 2, item(checkpoint.KindAgent, "a"), item(checkpoint.KindAgent, "b"))
+	t.Run("dedupe", func(t *testing.T) {
+		// "a" exists; "c" is listed twice in one call; same upstream ID with
+		// another kind is a different item.
+		add(t, s, 2, item(checkpoint.KindAgent, "a"), item(checkpoint.KindAgent, "c"), item(checkpoint.KindAgent, "c"),
+			item(checkpoint.KindTransfer, "a"))
+		all, err := s.Items(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != 4 {
+			t.Fatalf("Items = %d, want 4", len(all))
+		}
+	})
+	t.Run("defaults", func(t *testing.T) {
+		it := wantState(t, s, idOf(t, s, checkpoint.KindAgent, "a"), checkpoint.StatePending)
+		if it.Attempts != 0 || !it.NextAttemptAt.IsZero() || it.CreatedAt.IsZero() || it.UpdatedAt.IsZero() ||
+			it.Key != "k/a" || it.CallID != "c-a" || it.Day != "2026-03-01" {
+			t.Fatalf("added item = %+v", it)
+		}
+	})
+	t.Run("existing state kept", func(t *testing.T) {
+		id := idOf(t, s, checkpoint.KindAgent, "b")
+		if err := s.Absent(ctx(t), id, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		add(t, s, 0, item(checkpoint.KindAgent, "b"))
+		wantState(t, s, id, checkpoint.StateAbsent)
+	})
+	t.Run("refused state", func(t *testing.T) {
+		bad := item(checkpoint.KindAgent, "z")
+		bad.State = checkpoint.StateDone
+		if _, err := s.AddItems(ctx(t), []checkpoint.Item{item(checkpoint.KindAgent, "y"), bad}); !errors.Is(err, checkpoint.ErrState) {
+			t.Fatalf("AddItems(done) = %v, want ErrState", err)
+		}
+		all, _ := s.Items(ctx(t))
+		if slices.Contains(upstreams(all), "y") {
+			t.Fatal("a refused AddItems added part of the batch")
+		}
+	})
+	t.Run("empty", func(t *testing.T) {
+		add(t, s, 0)
+	})
+}
+
+func testClaim(t *testing.T, s checkpoint.Store) {
+	mk := func(kind, id string, next time.Time) checkpoint.Item {
+		it := item(kind, id)
+		it.NextAttemptAt = next
+		return it
+	}
+	add(t, s, 6,
+		mk(checkpoint.KindAgent, "late", t0().Add(time.Hour)),
+		mk(checkpoint.KindAgent, "now", t0()),
+		mk(checkpoint.KindAgent, "zero", time.Time{}),
+		mk(checkpoint.KindAgent, "early", t0().Add(-time.Hour)),
+		mk(checkpoint.KindIVR, "ivr", t0().Add(-2*time.Hour)),
+		mk(checkpoint.KindTransfer, "tr", t0().Add(-3*time.Hour)),
+	)
+	t.Run("kinds and limit", func(t *testing.T) {
+		got, err := s.Claim(ctx(t), []string{checkpoint.KindAgent}, t0(), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"zero", "early"}; !slices.Equal(upstreams(got), want) {
+			t.Fatalf("Claim(agent, 2) = %v, want %v", upstreams(got), want)
+		}
+		for _, it := range got {
+			if it.State != checkpoint.StateInProgress {
+				t.Fatalf("claimed item state = %s", it.State)
+			}
+			wantState(t, s, it.ID, checkpoint.StateInProgress)
+		}
+	})
+	t.Run("claimed not claimed again", func(t *testing.T) {
+		got, err := s.Claim(ctx(t), []string{checkpoint.KindAgent}, t0(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"now"}; !slices.Equal(upstreams(got), want) {
+			t.Fatalf("Claim(agent) = %v, want %v (late not due)", upstreams(got), want)
+		}
+	})
+	t.Run("several kinds", func(t *testing.T) {
+		got, err := s.Claim(ctx(t), []string{checkpoint.KindIVR, checkpoint.KindTransfer}, t0(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"tr", "ivr"}; !slices.Equal(upstreams(got), want) {
+			t.Fatalf("Claim(ivr, transfer) = %v, want %v", upstreams(got), want)
+		}
+	})
+	t.Run("due later", func(t *testing.T) {
+		got, err := s.Claim(ctx(t), nil, t0().Add(time.Hour-time.Nanosecond), 0)
+		if err != nil || len(got) != 0 {
+			t.Fatalf("Claim before due = %v, %v", upstreams(got), err)
+		}
+		got, err = s.Claim(ctx(t), nil, t0().Add(time.Hour), 0)
+		if err != nil || !slices.Equal(upstreams(got), []string{"late"}) {
+			t.Fatalf("Claim at due = %v, %v; want [late]", upstreams(got), err)
+		}
+	})
+	t.Run("nothing left", func(t *testing.T) {
+		got, err := s.Claim(ctx(t), nil, t0().Add(24*time.Hour), 0)
+		if err != nil || len(got) != 0 {
+			t.Fatalf("Claim = %v, %v; want none", upstreams(got), err)
+		}
+	})
+	t.Run("failed is due and ordered", func(t *testing.T) {
+		id := idOf(t, s, checkpoint.KindAgent, "late")
+		if _, err := s.Fail(ctx(t), id, "x", t0().Add(2*time.Hour), 5); err != nil {
+			t.Fatal(err)
+		}
+		add(t, s, 1, mk(checkpoint.KindAgent, "newer", t0().Add(3*time.Hour)))
+		add(t, s, 1, mk(checkpoint.KindAgent, "same", t0().Add(2*time.Hour)))
+		got := claimAll(t, s, t0().Add(3*time.Hour))
+		if want := []string{"late", "same", "newer"}; !slices.Equal(upstreams(got), want) {
+			t.Fatalf("Claim = %v, want %v", upstreams(got), want)
+		}
+	})
+	t.Run("absent done dead not claimed", func(t *testing.T) {
+		ab := item(checkpoint.KindAgent, "absent")
+		ab.State = checkpoint.StateAbsent
+		add(t, s, 1, ab)
+		if got := claimAll(t, s, t0().Add(48*time.Hour)); len(got) != 0 {
+			t.Fatalf("Claim = %v, want none", upstreams(got))
+		}
+	})
+}
+
+// transition is one state-changing call under test.
+type transition struct {
+	name string
+	do   func(ctx context.Context, s checkpoint.Store, id int64) error
+}
+
+func transitions() []transition {
+	return []transition{
+		{"Done", func(c context.Context, s checkpoint.Store, id int64) error { return s.Done(c, id, "k", 1, "s") }},
+		{"Absent", func(c context.Context, s checkpoint.Store, id int64) error { return s.Absent(c, id, "r") }},
+		{"Fail", func(c context.Context, s checkpoint.Store, id int64) error {
+			_, err := s.Fail(c, id, "m", t0(), 3)
+			return err
+		}},
+		{"Defer", func(c context.Context, s checkpoint.Store, id int64) error { return s.Defer(c, id, t0(), "n") }},
+		{"Release", func(c context.Context, s checkpoint.Store, id int64) error { return s.Release(c, id) }},
+	}
+}
+
+func testTransitions(t *testing.T, s checkpoint.Store) {
+	// One item in each state the suite can reach.
+	n := 0
+	inState := func(t *testing.T, st checkpoint.State) int64 {
+		t.Helper()
+		n++
+		// A kind of its own, so that claiming it claims nothing else.
+		kind, up := fmt.Sprint("kind", n), fmt.Sprint("t", n)
+		it := item(kind, up)
+		if st == checkpoint.StateAbsent {
+			it.State, it.Reason = checkpoint.StateAbsent, "r"
+		}
+		add(t, s, 1, it)
+		id := idOf(t, s, kind, up)
+		if st == checkpoint.StatePending || st == checkpoint.StateAbsent {
+			return id
+		}
+		got, err := s.Claim(ctx(t), []string{kind}, t0().Add(-time.Hour), 0)
+		if err != nil || len(got) != 1 || got[0].ID != id {
+			t.Fatalf("setup claim = %v, %v; want [%d]", ids(got), err, id)
+		}
+		switch st {
+		case checkpoint.StateDone:
+			err = s.Done(ctx(t), id, "k", 1, "s")
+		case checkpoint.StateFailed:
+			_, err = s.Fail(ctx(t), id, "m", t0(), 0)
+		case checkpoint.StateDead:
+			_, err = s.Fail(ctx(t), id, "m", t0(), 1)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantState(t, s, id, st)
+		return id
+	}
+	allowed := map[string][]checkpoint.State{
+		"Absent": {checkpoint.StateInProgress, checkpoint.StatePending, checkpoint.StateFailed},
+	}
+	for _, tr := range transitions() {
+		ok := allowed[tr.name]
+		if ok == nil {
+			ok = []checkpoint.State{checkpoint.StateInProgress}
+		}
+		for _, st := range checkpoint.States {
+			t.Run(tr.name+" from "+string(st), func(t *testing.T) {
+				id := inState(t, st)
+				before := mustItem(t, s, id)
+				err := tr.do(ctx(t), s, id)
+				if slices.Contains(ok, st) {
+					if err != nil {
+						t.Fatalf("%s from %s: %v", tr.name, st, err)
+					}
+					return
+				}
+				if !errors.Is(err, checkpoint.ErrState) {
+					t.Fatalf("%s from %s = %v, want ErrState", tr.name, st, err)
+				}
+				if msg := err.Error(); !strings.Contains(msg, fmt.Sprint(id)) || !strings.Contains(msg, string(st)) {
+					t.Fatalf("error %q does not name item %d and state %s", msg, id, st)
+				}
+				after := mustItem(t, s, id)
+				if after.State != before.State || after.Attempts != before.Attempts || after.LastError != before.LastError {
+					t.Fatalf("refused %s changed the item: %+v → %+v", tr.name, before, after)
+				}
+			})
+		}
+		t.Run(tr.name+" unknown", func(t *testing.T) {
+			if err := tr.do(ctx(t), s, 987654); !errors.Is(err, checkpoint.ErrNotFound) {
+				t.Fatalf("%s(unknown) = %v, want ErrNotFound", tr.name, err)
+			}
+		})
+	}
+	t.Run("Item unknown", func(t *testing.T) {
+		if _, err := s.Item(ctx(t), 987654); !errors.Is(err, checkpoint.ErrNotFound) {
+			t.Fatalf("Item(unknown) = %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("Done fields", func(t *testing.T) {
+		id := inState(t, checkpoint.StateFailed)
+		claimAll(t, s, t0())
+		if err := s.Done(ctx(t), id, "k/final", 1234, "abcd"); err != nil {
+			t.Fatal(err)
+		}
+		it := wantState(t, s, id, checkpoint.StateDone)
+		if it.Key != "k/final" || it.Size != 1234 || it.SHA256 != "abcd" || it.Attempts != 1 {
+			t.Fatalf("done item = %+v", it)
+		}
+	})
+	t.Run("Absent fields", func(t *testing.T) {
+		id := inState(t, checkpoint.StatePending)
+		if err := s.Absent(ctx(t), id, "no recording by rule"); err != nil {
+			t.Fatal(err)
+		}
+		if it := wantState(t, s, id, checkpoint.StateAbsent); it.Reason != "no recording by rule" {
+			t.Fatalf("absent reason = %q", it.Reason)
+		}
+	})
+}
+
+func testFail(t *testing.T, s checkpoint.Store) {
+	add(t, s, 1, item(checkpoint.KindAgent, "f"))
+	id := idOf(t, s, checkpoint.KindAgent, "f")
+	now := t0()
+	for attempt := 1; attempt <= 3; attempt++ {
+		got := claimAll(t, s, now)
+		if len(got) != 1 || got[0].ID != id {
+			t.Fatalf("attempt %d: claim = %v", attempt, ids(got))
+		}
+		next := now.Add(time.Minute)
+		st, err := s.Fail(ctx(t), id, fmt.Sprint("err ", attempt), next, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := checkpoint.StateFailed
+		if attempt == 3 {
+			want = checkpoint.StateDead
+		}
+		if st != want {
+			t.Fatalf("attempt %d: Fail = %s, want %s", attempt, st, want)
+		}
+		it := wantState(t, s, id, want)
+		if it.Attempts != attempt || it.LastError != fmt.Sprint("err ", attempt) {
+			t.Fatalf("attempt %d: item = %+v", attempt, it)
+		}
+		if want == checkpoint.StateFailed {
+			if !it.NextAttemptAt.Equal(next) {
+				t.Fatalf("NextAttemptAt = %v, want %v", it.NextAttemptAt, next)
+			}
+			if got := claimAll(t, s, next.Add(-time.Nanosecond)); len(got) != 0 {
+				t.Fatalf("failed item claimed before due: %v", ids(got))
+			}
+		}
+		now = next
+	}
+	if got := claimAll(t, s, now.Add(time.Hour)); len(got) != 0 {
+		t.Fatalf("dead item claimed: %v", ids(got))
+	}
+	t.Run("no limit", func(t *testing.T) {
+		add(t, s, 1, item(checkpoint.KindAgent, "g"))
+		g := idOf(t, s, checkpoint.KindAgent, "g")
+		for i := 1; i <= 5; i++ {
+			claimAll(t, s, t0().Add(time.Duration(i)*time.Hour))
+			st, err := s.Fail(ctx(t), g, "e", t0().Add(time.Duration(i)*time.Hour), 0)
+			if err != nil || st != checkpoint.StateFailed {
+				t.Fatalf("Fail with maxAttempts 0 = %s, %v; want failed", st, err)
+			}
+		}
+		if it := mustItem(t, s, g); it.Attempts != 5 {
+			t.Fatalf("attempts = %d, want 5", it.Attempts)
+		}
+	})
+}
+
+func testDeferRelease(t *testing.T, s checkpoint.Store) {
+	add(t, s, 1, item(checkpoint.KindIVR, "d"))
+	id := idOf(t, s, checkpoint.KindIVR, "d")
+	claimAll(t, s, t0())
+	if _, err := s.Fail(ctx(t), id, "first", t0(), 5); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("Defer", func(t *testing.T) {
+		claimAll(t, s, t0())
+		next := t0().Add(10 * time.Minute)
+		if err := s.Defer(ctx(t), id, next, "not settled"); err != nil {
+			t.Fatal(err)
+		}
+		it := wantState(t, s, id, checkpoint.StatePending)
+		if it.Attempts != 1 || it.LastError != "not settled" || !it.NextAttemptAt.Equal(next) {
+			t.Fatalf("deferred item = %+v", it)
+		}
+		if got := claimAll(t, s, next.Add(-time.Nanosecond)); len(got) != 0 {
+			t.Fatal("deferred item claimed before due")
+		}
+		claimAll(t, s, next)
+		if err := s.Defer(ctx(t), id, next, ""); err != nil {
+			t.Fatal(err)
+		}
+		if it := mustItem(t, s, id); it.LastError != "" {
+			t.Fatalf("Defer with empty note kept LastError %q", it.LastError)
+		}
+	})
+	t.Run("Release", func(t *testing.T) {
+		got := claimAll(t, s, t0().Add(time.Hour))
+		if len(got) != 1 {
+			t.Fatalf("claim = %v", ids(got))
+		}
+		if err := s.Release(ctx(t), id); err != nil {
+			t.Fatal(err)
+		}
+		it := wantState(t, s, id, checkpoint.StatePending)
+		if it.Attempts != 1 {
+			t.Fatalf("Release counted an attempt: %d", it.Attempts)
+		}
+		// Due at once: any claim time finds it.
+		if got := claimAll(t, s, t0().Add(-24*time.Hour)); len(got) != 1 || got[0].ID != id {
+			t.Fatalf("released item not due at once: %v", ids(got))
+		}
+	})
+}
+
+func testRecoverInProgress(t *testing.T, s checkpoint.Store) {
+	add(t, s, 4, item(checkpoint.KindAgent, "1"), item(checkpoint.KindAgent, "2"), item(checkpoint.KindAgent, "3"), item(checkpoint.KindAgent, "4"))
+	got, err := s.Claim(ctx(t), nil, t0(), 3)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("Claim = %v, %v", ids(got), err)
+	}
+	if err := s.Done(ctx(t), got[0].ID, "k", 1, "s"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.RecoverInProgress(ctx(t))
+	if err != nil || n != 2 {
+		t.Fatalf("RecoverInProgress = %d, %v; want 2", n, err)
+	}
+	if left, _ := s.Items(ctx(t), checkpoint.StateInProgress); len(left) != 0 {
+		t.Fatalf("in_progress after recover: %v", ids(left))
+	}
+	wantState(t, s, got[0].ID, checkpoint.StateDone)
+	for _, it := range got[1:] {
+		if r := wantState(t, s, it.ID, checkpoint.StatePending); r.Attempts != 0 {
+			t.Fatalf("recover counted an attempt: %+v", r)
+		}
+	}
+	if again := claimAll(t, s, t0()); len(again) != 3 {
+		t.Fatalf("after recover claim = %v, want 3 items", ids(again))
+	}
+	if n, err := s.RecoverInProgress(ctx(t)); err != nil || n != 3 {
+		t.Fatalf("second RecoverInProgress = %d, %v; want 3", n, err)
+	}
+	if n, err := s.RecoverInProgress(ctx(t)); err != nil || n != 0 {
+		t.Fatalf("idle RecoverInProgress = %d, %v; want 0", n, err)
+	}
+}
+
+func testRequeue(t *testing.T, s checkpoint.Store) {
+	kill := func(kind, up string) int64 {
+		add(t, s, 1, item(kind, up))
+		id := idOf(t, s, kind, up)
+		claimAll(t, s, t0())
+		if st, err := s.Fail(ctx(t), id, "bad", t0().Add(time.Hour), 1); err != nil || st != checkpoint.StateDead {
+			t.Fatalf("Fail = %s, %v", st, err)
+		}
+		return id
+	}
+	a, tr, ivr := kill(checkpoint.KindAgent, "a"), kill(checkpoint.KindTransfer, "t"), kill(checkpoint.KindIVR, "i")
+	add(t, s, 1, item(checkpoint.KindAgent, "pending"))
+	t.Run("by kind", func(t *testing.T) {
+		n, err := s.Requeue(ctx(t), checkpoint.KindAgent)
+		if err != nil || n != 1 {
+			t.Fatalf("Requeue(agent) = %d, %v; want 1", n, err)
+		}
+		it := wantState(t, s, a, checkpoint.StatePending)
+		if it.Attempts != 0 || !it.NextAttemptAt.IsZero() {
+			t.Fatalf("requeued item = %+v", it)
+		}
+		wantState(t, s, tr, checkpoint.StateDead)
+	})
+	t.Run("all", func(t *testing.T) {
+		n, err := s.Requeue(ctx(t))
+		if err != nil || n != 2 {
+			t.Fatalf("Requeue() = %d, %v; want 2", n, err)
+		}
+		wantState(t, s, tr, checkpoint.StatePending)
+		wantState(t, s, ivr, checkpoint.StatePending)
+		if n, _ := s.Requeue(ctx(t)); n != 0 {
+			t.Fatalf("Requeue with no dead = %d", n)
+		}
+	})
+}
+
+func testQueries(t *testing.T, s checkpoint.Store) {
+	for _, day := range []string{"2026-03-02", "2026-03-01"} {
+		for _, up := range []string{"b", "a"} {
+			it := item(checkpoint.KindAgent, day+up)
+			it.Day = day
+			add(t, s, 1, it)
+		}
+	}
+	got := claimAll(t, s, t0())
+	if err := s.Done(ctx(t), got[1].ID, "k", 1, "s"); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("Items", func(t *testing.T) {
+		all, err := s.Items(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.IsSorted(ids(all)) || len(all) != 4 {
+			t.Fatalf("Items() = %v, want 4 sorted", ids(all))
+		}
+		ip, err := s.Items(ctx(t), checkpoint.StateInProgress)
+		if err != nil || len(ip) != 3 || !slices.IsSorted(ids(ip)) {
+			t.Fatalf("Items(in_progress) = %v, %v", ids(ip), err)
+		}
+		both, err := s.Items(ctx(t), checkpoint.StateDone, checkpoint.StateInProgress)
+		if err != nil || len(both) != 4 {
+			t.Fatalf("Items(done, in_progress) = %v, %v", ids(both), err)
+		}
+		none, err := s.Items(ctx(t), checkpoint.StateDead)
+		if err != nil || len(none) != 0 {
+			t.Fatalf("Items(dead) = %v, %v", ids(none), err)
+		}
+	})
+	t.Run("DayItems", func(t *testing.T) {
+		d, err := s.DayItems(ctx(t), "2026-03-01")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"2026-03-01b", "2026-03-01a"}; !slices.Equal(upstreams(d), want) {
+			t.Fatalf("DayItems = %v, want %v (by ID)", upstreams(d), want)
+		}
+		if d, err := s.DayItems(ctx(t), "1999-01-01"); err != nil || len(d) != 0 {
+			t.Fatalf("DayItems(empty day) = %v, %v", upstreams(d), err)
+		}
+	})
+	t.Run("DayCalls", func(t *testing.T) {
+		id, err := s.CreatePackage(ctx(t), checkpoint.Package{Begin: t0(), End: t0().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := []checkpoint.Call{{CallID: "z", Day: "2026-03-01", Begin: t0(), VDN: "v", AgentID: "a"},
+			{CallID: "m", Day: "2026-03-01"}, {CallID: "q", Day: "2026-03-02"}}
+		if _, err := s.CompletePackage(ctx(t), checkpoint.Package{ID: id}, calls, nil); err != nil {
+			t.Fatal(err)
+		}
+		d, err := s.DayCalls(ctx(t), "2026-03-01")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d) != 2 || d[0].CallID != "m" || !callEqual(d[1], calls[0]) {
+			t.Fatalf("DayCalls = %+v, want m then %+v", d, calls[0])
+		}
+	})
+}
+
+func callEqual(a, b checkpoint.Call) bool {
+	return a.CallID == b.CallID && a.Day == b.Day && a.Begin.Equal(b.Begin) && a.VDN == b.VDN && a.AgentID == b.AgentID
+}
+
+func testDays(t *testing.T, s checkpoint.Store) {
+	if d, err := s.Days(ctx(t)); err != nil || len(d) != 0 {
+		t.Fatalf("Days on empty store = %v, %v", d, err)
+	}
+	id, err := s.CreatePackage(ctx(t), checkpoint.Package{Begin: t0(), End: t0().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := []checkpoint.Call{{CallID: "c1", Day: "2026-03-02"}, {CallID: "c2", Day: "2026-03-02"}, {CallID: "c3", Day: "2026-02-28"}}
+	mk := func(kind, up, day string) checkpoint.Item {
+		it := item(kind, up)
+		it.Day = day
+		return it
+	}
+	items := []checkpoint.Item{
+		mk(checkpoint.KindAgent, "a1", "2026-03-02"), mk(checkpoint.KindAgent, "a2", "2026-03-02"),
+		mk(checkpoint.KindAgent, "a3", "2026-03-02"), mk(checkpoint.KindIVRLookup, "c1", "2026-03-02"),
+		mk(checkpoint.KindAgent, "a4", "2026-03-01"), // a day with items and no calls
+	}
+	if _, err := s.CompletePackage(ctx(t), checkpoint.Package{ID: id}, calls, items); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Claim(ctx(t), []string{checkpoint.KindAgent}, t0(), 2)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Claim = %v, %v", ids(got), err)
+	}
+	if err := s.Done(ctx(t), got[0].ID, "k", 1, "s"); err != nil {
+		t.Fatal(err)
+	}
+	days, err := s.Days(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range days {
+		names = append(names, d.Day)
+		if d.Updated.IsZero() || d.Updated.Location() != time.UTC {
+			t.Fatalf("day %s Updated = %v, want a UTC time", d.Day, d.Updated)
+		}
+	}
+	if want := []string{"2026-02-28", "2026-03-01", "2026-03-02"}; !slices.Equal(names, want) {
+		t.Fatalf("Days = %v, want %v", names, want)
+	}
+	want := []checkpoint.DaySummary{
+		{Day: "2026-02-28", Calls: 1, Counts: map[string]map[checkpoint.State]int{}},
+		{Day: "2026-03-01", Calls: 0, Counts: map[string]map[checkpoint.State]int{checkpoint.KindAgent: {checkpoint.StatePending: 1}}},
+		{Day: "2026-03-02", Calls: 2, Counts: map[string]map[checkpoint.State]int{
+			checkpoint.KindAgent:     {checkpoint.StateDone: 1, checkpoint.StateInProgress: 1, checkpoint.StatePending: 1},
+			checkpoint.KindIVRLookup: {checkpoint.StatePending: 1},
+		}},
+	}
+	for i, w := range want {
+		d := days[i]
+		if d.Calls != w.Calls || !countsEqual(d.Counts, w.Counts) {
+			t.Fatalf("Days[%d] = %+v, want %+v", i, d, w)
+		}
+	}
+	t.Run("Updated follows changes", func(t *testing.T) {
+		before := days[2].Updated
+		it := mustItem(t, s, got[1].ID)
+		if err := s.Release(ctx(t), it.ID); err != nil {
+			t.Fatal(err)
+		}
+		after, err := s.Days(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		upd := mustItem(t, s, it.ID).UpdatedAt
+		if after[2].Updated.Before(before) || !after[2].Updated.Equal(maxTime(upd, before)) {
+			t.Fatalf("Updated = %v, want max(%v, %v)", after[2].Updated, before, upd)
+		}
+	})
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func countsEqual(a, b map[string]map[checkpoint.State]int) bool {
+	norm := func(m map[string]map[checkpoint.State]int) map[string]map[checkpoint.State]int {
+		out := map[string]map[checkpoint.State]int{}
+		for k, v := range m {
+			for st, n := range v {
+				if n != 0 {
+					if out[k] == nil {
+						out[k] = map[checkpoint.State]int{}
+					}
+					out[k][st] = n
+				}
+			}
+		}
+		return out
+	}
+	return maps.EqualFunc(norm(a), norm(b), func(x, y map[checkpoint.State]int) bool { return maps.Equal(x, y) })
+}
+
+func testWatermark(t *testing.T, s checkpoint.Store) {
+	if _, ok, err := s.Watermark(ctx(t), "cdr"); err != nil || ok {
+		t.Fatalf("Watermark(unset) = ok %v, err %v", ok, err)
+	}
+	w1 := time.Date(2026, 3, 1, 9, 30, 0, 123456789, time.FixedZone("CST", 8*3600))
+	if err := s.SetWatermark(ctx(t), "cdr", w1); err != nil {
+		t.Fatal(err)
+	}
+	w2 := w1.Add(time.Hour)
+	if err := s.SetWatermark(ctx(t), "cdr", w2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetWatermark(ctx(t), "ivr", w1); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := s.Watermark(ctx(t), "cdr")
+	if err != nil || !ok || !got.Equal(w2) || got.Location() != time.UTC {
+		t.Fatalf("Watermark(cdr) = %v ok %v err %v, want %v in UTC", got, ok, err, w2)
+	}
+	got, ok, err = s.Watermark(ctx(t), "ivr")
+	if err != nil || !ok || !got.Equal(w1) {
+		t.Fatalf("Watermark(ivr) = %v ok %v err %v, want %v", got, ok, err, w1)
+	}
+}
+
+func testLedger(t *testing.T, s checkpoint.Store) {
+	if _, _, ok, err := s.Ledger(ctx(t), "2026-03-01"); err != nil || ok {
+		t.Fatalf("Ledger(unset) = ok %v, err %v", ok, err)
+	}
+	if err := s.SetLedger(ctx(t), "2026-03-01", "s1", "k1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLedger(ctx(t), "2026-03-01", "s2", "k2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLedger(ctx(t), "2026-03-02", "s3", "k3"); err != nil {
+		t.Fatal(err)
+	}
+	for day, want := range map[string][2]string{"2026-03-01": {"s2", "k2"}, "2026-03-02": {"s3", "k3"}} {
+		sum, key, ok, err := s.Ledger(ctx(t), day)
+		if err != nil || !ok || sum != want[0] || key != want[1] {
+			t.Fatalf("Ledger(%s) = %q %q ok %v err %v, want %v", day, sum, key, ok, err, want)
+		}
+	}
+}
+
+func testConcurrentClaim(t *testing.T, s checkpoint.Store) {
+	const total, workers = 200, 8
+	batch := make([]checkpoint.Item, total)
+	for i := range batch {
+		batch[i] = item(checkpoint.KindAgent, fmt.Sprint("i", i))
+	}
+	add(t, s, total, batch...)
+	var (
+		mu   sync.Mutex
+		seen = map[int64]int{}
+		wg   sync.WaitGroup
+		errs = make(chan error, workers)
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				got, err := s.Claim(context.Background(), nil, t0(), 3)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(got) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, it := range got {
+					seen[it.ID]++
+				}
+				mu.Unlock()
+				for _, it := range got {
+					if err := s.Done(context.Background(), it.ID, it.Key, 1, "s"); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("worker: %v", err)
+	}
+	if len(seen) != total {
+		t.Fatalf("claimed %d distinct items, want %d", len(seen), total)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("item %d claimed %d times", id, n)
+		}
+	}
+	done, err := s.Items(ctx(t), checkpoint.StateDone)
+	if err != nil || len(done) != total {
+		t.Fatalf("done items = %d, %v; want %d", len(done), err, total)
+	}
+}
+
+func testParams(t *testing.T, s checkpoint.Store) {
+	p := map[string]string{"file_name": "rec 01.wav", "location": "L-7", "quote": `a"b\c`, "unicode": "通话", "empty": ""}
+	it := item(checkpoint.KindAgent, "p")
+	it.Params = p
+	add(t, s, 2, it, item(checkpoint.KindAgent, "noparams"))
+	got := mustItem(t, s, idOf(t, s, checkpoint.KindAgent, "p"))
+	if !maps.Equal(got.Params, p) {
+		t.Fatalf("Params = %v, want %v", got.Params, p)
+	}
+	claimed := claimAll(t, s, t0())
+	for _, c := range claimed {
+		if c.UpstreamID == "p" && !maps.Equal(c.Params, p) {
+			t.Fatalf("claimed Params = %v, want %v", c.Params, p)
+		}
+	}
+	if np := mustItem(t, s, idOf(t, s, checkpoint.KindAgent, "noparams")); len(np.Params) != 0 {
+		t.Fatalf("item without params got %v", np.Params)
+	}
+}
+
+func testTimes(t *testing.T, s checkpoint.Store) {
+	loc := time.FixedZone("UTC+8", 8*3600)
+	begin := time.Date(2026, 3, 1, 0, 0, 0, 1, loc)
+	end := time.Date(2026, 3, 1, 23, 59, 59, 999999999, loc)
+	req := time.Now() // carries a monotonic reading
+	id, err := s.CreatePackage(ctx(t), checkpoint.Package{Begin: begin, End: end, RequestedAt: req})
+	if err != nil {
+		t.Fatal(err)
+	}
+	utc := func(name string, got, want time.Time) {
+		t.Helper()
+		if !got.Equal(want) || got.Location() != time.UTC {
+			t.Errorf("%s = %v (%v), want %v in UTC", name, got, got.Location(), want)
+		}
+	}
+	t.Run("package", func(t *testing.T) {
+		p, ok, err := s.OpenPackage(ctx(t), begin.UTC(), end.In(time.Local))
+		if err != nil || !ok || p.ID != id {
+			t.Fatalf("OpenPackage by equal instants in other zones = %d ok %v err %v", p.ID, ok, err)
+		}
+		utc("Begin", p.Begin, begin)
+		utc("End", p.End, end)
+		utc("RequestedAt", p.RequestedAt, req)
+		utc("UpdatedAt", p.UpdatedAt, p.UpdatedAt)
+	})
+	t.Run("item", func(t *testing.T) {
+		next := time.Date(2026, 3, 1, 8, 0, 0, 42, loc)
+		it := item(checkpoint.KindAgent, "t")
+		it.NextAttemptAt = next
+		add(t, s, 1, it)
+		got := mustItem(t, s, idOf(t, s, checkpoint.KindAgent, "t"))
+		utc("NextAttemptAt", got.NextAttemptAt, next)
+		utc("CreatedAt", got.CreatedAt, got.CreatedAt)
+		utc("UpdatedAt", got.UpdatedAt, got.UpdatedAt)
+		if c := claimAll(t, s, next.Add(-time.Nanosecond)); len(c) != 0 {
+			t.Fatal("claimed one nanosecond early")
+		}
+		if c := claimAll(t, s, next); len(c) != 1 {
+			t.Fatal("not claimed when due")
+		}
+	})
+	t.Run("zero", func(t *testing.T) {
+		zid, err := s.CreatePackage(ctx(t), checkpoint.Package{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok, err := s.OpenPackage(ctx(t), time.Time{}, time.Time{})
+		if err != nil || !ok || p.ID != zid {
+			t.Fatalf("OpenPackage(zero window) = %d ok %v err %v", p.ID, ok, err)
+		}
+		if !p.Begin.IsZero() || !p.End.IsZero() || !p.RequestedAt.IsZero() {
+			t.Fatalf("zero times came back as %v %v %v", p.Begin, p.End, p.RequestedAt)
+		}
+	})
+	t.Run("call", func(t *testing.T) {
+		cb := time.Date(2026, 3, 1, 12, 0, 0, 7, loc)
+		if _, err := s.CompletePackage(ctx(t), checkpoint.Package{ID: id}, []checkpoint.Call{{CallID: "tc", Day: "2026-03-01", Begin: cb}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.DayCalls(ctx(t), "2026-03-01")
+		if err != nil || len(c) != 1 {
+			t.Fatalf("DayCalls = %v, %v", c, err)
+		}
+		utc("Call.Begin", c[0].Begin, cb)
+	})
+}

@@ -1,0 +1,159 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
+)
+
+// ErrSchemaTooNew is returned by Open when the database was migrated by a
+// newer archiver than this one: running an old binary on it could lose data.
+var ErrSchemaTooNew = errors.New("checkpoint: database schema is newer than this archiver supports")
+
+// ErrSchemaTooOld is returned by a ReadOnly Open when the database has not
+// been migrated to this binary's schema; a read-write Open migrates it.
+var ErrSchemaTooOld = errors.New("checkpoint: database schema is older than this archiver; open it read-write once to migrate")
+
+// migrations returns the schema migrations; migration i+1 is at index i and
+// PRAGMA user_version records the last one applied. Append only: never edit
+// a migration that has shipped.
+func migrations() []string {
+	return []string{
+		// 1: the initial schema. Times are integer Unix nanoseconds UTC, 0 for
+		// the zero time.
+		`
+CREATE TABLE packages (
+	id             INTEGER PRIMARY KEY AUTOINCREMENT,
+	begin          INTEGER NOT NULL,
+	"end"          INTEGER NOT NULL,
+	response_id    TEXT    NOT NULL DEFAULT '',
+	bill_file_name TEXT    NOT NULL DEFAULT '',
+	requested_at   INTEGER NOT NULL DEFAULT 0,
+	state          TEXT    NOT NULL CHECK (state IN ('pending','in_progress','done','absent','failed','dead')),
+	attempts       INTEGER NOT NULL DEFAULT 0,
+	last_error     TEXT    NOT NULL DEFAULT '',
+	key            TEXT    NOT NULL DEFAULT '',
+	rows_key       TEXT    NOT NULL DEFAULT '',
+	size           INTEGER NOT NULL DEFAULT 0,
+	sha256         TEXT    NOT NULL DEFAULT '',
+	calls          INTEGER NOT NULL DEFAULT 0,
+	items          INTEGER NOT NULL DEFAULT 0,
+	updated_at     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX packages_window ON packages (begin, "end");
+
+CREATE TABLE calls (
+	call_id    TEXT    PRIMARY KEY,
+	day        TEXT    NOT NULL,
+	begin      INTEGER NOT NULL DEFAULT 0,
+	vdn        TEXT    NOT NULL DEFAULT '',
+	agent_id   TEXT    NOT NULL DEFAULT '',
+	created_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX calls_day ON calls (day);
+
+CREATE TABLE items (
+	id              INTEGER PRIMARY KEY AUTOINCREMENT,
+	kind            TEXT    NOT NULL,
+	upstream_id     TEXT    NOT NULL,
+	call_id         TEXT    NOT NULL DEFAULT '',
+	day             TEXT    NOT NULL DEFAULT '',
+	key             TEXT    NOT NULL DEFAULT '',
+	params          TEXT    NOT NULL DEFAULT '',
+	state           TEXT    NOT NULL CHECK (state IN ('pending','in_progress','done','absent','failed','dead')),
+	attempts        INTEGER NOT NULL DEFAULT 0,
+	next_attempt_at INTEGER NOT NULL DEFAULT 0,
+	last_error      TEXT    NOT NULL DEFAULT '',
+	reason          TEXT    NOT NULL DEFAULT '',
+	size            INTEGER NOT NULL DEFAULT 0,
+	sha256          TEXT    NOT NULL DEFAULT '',
+	created_at      INTEGER NOT NULL DEFAULT 0,
+	updated_at      INTEGER NOT NULL DEFAULT 0,
+	UNIQUE (kind, upstream_id)
+);
+CREATE INDEX items_due ON items (state, next_attempt_at);
+CREATE INDEX items_day ON items (day);
+
+CREATE TABLE watermarks (
+	job TEXT    PRIMARY KEY,
+	t   INTEGER NOT NULL
+);
+
+CREATE TABLE ledgers (
+	day        TEXT    PRIMARY KEY,
+	sha256     TEXT    NOT NULL,
+	key        TEXT    NOT NULL,
+	written_at INTEGER NOT NULL
+);
+`,
+	}
+}
+
+// schemaVersion reads PRAGMA user_version.
+func schemaVersion(ctx context.Context, db *sql.DB) (int, error) {
+	var v int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, err
+	}
+	return v, nil
+}
+
+// checkVersion refuses a database from a newer binary.
+func checkVersion(path string, have int) error {
+	if want := len(migrations()); have > want {
+		return fmt.Errorf("checkpoint: open %s: schema version %d, this archiver knows up to %d: %w", path, have, want, ErrSchemaTooNew)
+	}
+	return nil
+}
+
+// migrate applies the migrations the database lacks, each in its own
+// transaction together with the user_version bump, so a crash leaves the
+// database at one version or the next.
+func migrate(ctx context.Context, db *sql.DB, path string, log *zap.Logger) error {
+	have, err := schemaVersion(ctx, db)
+	if err != nil {
+		return fmt.Errorf("checkpoint: read schema version of %s: %w", path, err)
+	}
+	if err := checkVersion(path, have); err != nil {
+		return err
+	}
+	all := migrations()
+	for v := have + 1; v <= len(all); v++ {
+		if err := applyMigration(ctx, db, v, all[v-1]); err != nil {
+			return fmt.Errorf("checkpoint: migrate %s to version %d: %w", path, v, err)
+		}
+		log.Info("checkpoint schema migrated", zap.Int("version", v))
+	}
+	return nil
+}
+
+func applyMigration(ctx context.Context, db *sql.DB, v int, stmts string) (err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	// Re-read inside the write transaction: another connection may have
+	// migrated meanwhile (it cannot in this process, but be exact).
+	var cur int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&cur); err != nil {
+		return err
+	}
+	if cur >= v {
+		return tx.Rollback()
+	}
+	if _, err := tx.ExecContext(ctx, stmts); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,231 @@
+// Package sqlite implements checkpoint.Store on an embedded SQLite database
+// (modernc.org/sqlite, pure Go).
+//
+// The database runs in WAL mode with synchronous=FULL: every state change is
+// one IMMEDIATE transaction, durable once the method returns. A read-write
+// store holds an exclusive flock on path+".lock" for its lifetime, so a second
+// daemon on the same state file is refused with a *checkpoint.LockedError; a
+// ReadOnly store (archiver status) takes no lock and can read while a daemon
+// runs.
+//
+// Times are stored as integer Unix nanoseconds UTC and come back in UTC. The
+// zero time is stored as 0, so the instant 1970-01-01T00:00:00Z reads back as
+// the zero time; times outside the years 1678–2262 cannot be stored and are
+// refused with an error.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+)
+
+// DefaultBusyTimeout is how long a statement waits for another connection's
+// lock before failing with SQLITE_BUSY, when Options.BusyTimeout is zero.
+const DefaultBusyTimeout = 5 * time.Second
+
+// Options configure Open.
+type Options struct {
+	// ReadOnly opens an existing database for reading only and takes no
+	// lock; every state-changing method fails.
+	ReadOnly bool
+	// BusyTimeout bounds waits on another connection's lock (default
+	// DefaultBusyTimeout).
+	BusyTimeout time.Duration
+	// Logger receives migrations and lock events (default zap.NewNop()).
+	Logger *zap.Logger
+	// Now stamps CreatedAt, UpdatedAt and ledger times (default time.Now).
+	Now func() time.Time
+}
+
+// Store is a checkpoint.Store backed by one SQLite database file. It is safe
+// for concurrent use; a read-write Store serialises all statements on one
+// connection, which also serialises writers.
+type Store struct {
+	db       *sql.DB
+	path     string
+	readOnly bool
+	log      *zap.Logger
+	now      func() time.Time
+
+	mu   sync.Mutex // guards lock and done
+	lock *os.File   // nil for ReadOnly
+	done bool
+}
+
+var _ checkpoint.Store = (*Store)(nil)
+
+// Open opens (creating and migrating when needed) the state database at path.
+//
+// Unless o.ReadOnly, it first takes an exclusive non-blocking flock on
+// path+".lock"; when another process (or another Store in this process)
+// holds it, Open returns a *checkpoint.LockedError (errors.Is ErrLocked) with
+// the holder's PID when readable. It creates the parent directory (0700) and
+// the database file (0600) if missing, and applies pending migrations. A
+// database migrated by a newer archiver is refused (ErrSchemaTooNew).
+//
+// With o.ReadOnly the database must exist and be at this binary's schema
+// version; nothing is created, locked or migrated.
+func Open(path string, o Options) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("checkpoint: open: empty path")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: open %s: %w", path, err)
+	}
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = DefaultBusyTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Store{path: path, readOnly: o.ReadOnly, log: o.Logger, now: o.Now}
+	ctx := context.Background()
+
+	if o.ReadOnly {
+		if _, err := os.Stat(abs); err != nil {
+			return nil, fmt.Errorf("checkpoint: open %s read-only: %w", path, err)
+		}
+		db, err := sql.Open("sqlite", dsn(abs, o))
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint: open %s read-only: %w", path, err)
+		}
+		v, err := schemaVersion(ctx, db)
+		if err == nil {
+			err = checkVersion(path, v)
+		}
+		if err == nil && v < len(migrations()) {
+			err = fmt.Errorf("checkpoint: open %s read-only: schema version %d, want %d: %w", path, v, len(migrations()), ErrSchemaTooOld)
+		}
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("checkpoint: open %s read-only: %w", path, err)
+		}
+		s.db = db
+		return s, nil
+	}
+
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return nil, fmt.Errorf("checkpoint: open %s: %w", path, err)
+	}
+	lock, err := lockFile(path, abs+".lock")
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Store, error) {
+		unlockFile(lock)
+		return nil, err
+	}
+	// Create the file ourselves so that it (and the -wal and -shm files
+	// SQLite derives from it) is private to the daemon's user.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fail(fmt.Errorf("checkpoint: open %s: %w", path, err))
+	}
+	f.Close()
+	db, err := sql.Open("sqlite", dsn(abs, o))
+	if err != nil {
+		return fail(fmt.Errorf("checkpoint: open %s: %w", path, err))
+	}
+	// One connection: writers queue in database/sql instead of meeting
+	// SQLITE_BUSY, and transactions never interleave.
+	db.SetMaxOpenConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, db, path, s.log); err != nil {
+		db.Close()
+		return fail(err)
+	}
+	s.db = db
+	s.lock = lock
+	return s, nil
+}
+
+// dsn builds a file: URI (so that any byte of the path survives) with the
+// driver's pragmas.
+func dsn(abs string, o Options) string {
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), OmitHost: true}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(o.BusyTimeout.Milliseconds(), 10)+")")
+	q.Add("_pragma", "foreign_keys(1)")
+	if o.ReadOnly {
+		q.Set("mode", "ro")
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous(FULL)")
+		q.Set("_txlock", "immediate")
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// Close closes the database and releases the lock. Closing twice is a no-op.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return nil
+	}
+	s.done = true
+	err := s.db.Close()
+	if err != nil {
+		err = fmt.Errorf("checkpoint: close %s: %w", s.path, err)
+	}
+	if s.lock != nil {
+		if lerr := unlockFile(s.lock); lerr != nil && err == nil {
+			err = fmt.Errorf("checkpoint: unlock %s: %w", s.path, lerr)
+		}
+		s.lock = nil
+	}
+	return err
+}
+
+// Path returns the database path Open was given.
+func (s *Store) Path() string { return s.path }
+
+// stamp returns the store clock as Unix nanoseconds UTC.
+func (s *Store) stamp() int64 { return s.now().UnixNano() }
+
+// timeEnc converts times to stored integers, remembering the first that does
+// not fit so a method can check once.
+type timeEnc struct{ err error }
+
+func (e *timeEnc) enc(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	// Unix nanoseconds in an int64 span the years 1677 to 2262.
+	if t.Before(time.Unix(0, math.MinInt64+1)) || t.After(time.Unix(0, math.MaxInt64)) {
+		if e.err == nil {
+			e.err = fmt.Errorf("time %s out of the storable range", t.Format(time.RFC3339Nano))
+		}
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// dec converts a stored integer back to a UTC time.
+func dec(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}

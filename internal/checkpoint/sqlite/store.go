@@ -1,0 +1,730 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+)
+
+// ErrReadOnly is returned by every state-changing method of a Store opened
+// with Options.ReadOnly.
+var ErrReadOnly = errors.New("checkpoint: store is open read-only")
+
+const pkgCols = `id, begin, "end", response_id, bill_file_name, requested_at, state, attempts,
+	last_error, key, rows_key, size, sha256, calls, items, updated_at`
+
+const itemCols = `id, kind, upstream_id, call_id, day, key, params, state, attempts,
+	next_attempt_at, last_error, reason, size, sha256, created_at, updated_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+// write runs fn in one IMMEDIATE transaction: it commits when fn returns
+// nil and rolls back otherwise.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// read runs fn in a read transaction, so its queries see one snapshot.
+func (s *Store) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return fn(tx)
+}
+
+// in returns "(?,?,…)" for n values and the values as arguments.
+func in[T any](vals []T) (string, []any) {
+	args := make([]any, len(vals))
+	for i, v := range vals {
+		args[i] = v
+	}
+	return "(" + strings.TrimSuffix(strings.Repeat("?,", len(vals)), ",") + ")", args
+}
+
+func knownState(st checkpoint.State) bool { return slices.Contains(checkpoint.States, st) }
+
+func scanPackage(r scanner) (checkpoint.Package, error) {
+	var p checkpoint.Package
+	var begin, end, requested, updated int64
+	err := r.Scan(&p.ID, &begin, &end, &p.ResponseID, &p.BillFileName, &requested, &p.State, &p.Attempts,
+		&p.LastError, &p.Key, &p.RowsKey, &p.Size, &p.SHA256, &p.Calls, &p.Items, &updated)
+	if err != nil {
+		return checkpoint.Package{}, err
+	}
+	p.Begin, p.End, p.RequestedAt, p.UpdatedAt = dec(begin), dec(end), dec(requested), dec(updated)
+	return p, nil
+}
+
+func scanItem(r scanner) (checkpoint.Item, error) {
+	var it checkpoint.Item
+	var params string
+	var next, created, updated int64
+	err := r.Scan(&it.ID, &it.Kind, &it.UpstreamID, &it.CallID, &it.Day, &it.Key, &params, &it.State, &it.Attempts,
+		&next, &it.LastError, &it.Reason, &it.Size, &it.SHA256, &created, &updated)
+	if err != nil {
+		return checkpoint.Item{}, err
+	}
+	if params != "" {
+		if err := json.Unmarshal([]byte(params), &it.Params); err != nil {
+			return checkpoint.Item{}, fmt.Errorf("item %d: decode params: %w", it.ID, err)
+		}
+		if len(it.Params) == 0 {
+			it.Params = nil
+		}
+	}
+	it.NextAttemptAt, it.CreatedAt, it.UpdatedAt = dec(next), dec(created), dec(updated)
+	return it, nil
+}
+
+func collectItems(rows *sql.Rows) ([]checkpoint.Item, error) {
+	defer rows.Close()
+	var out []checkpoint.Item
+	for rows.Next() {
+		it, err := scanItem(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}
+
+// encodeParams stores an empty map as "" (read back as nil).
+func encodeParams(p map[string]string) (string, error) {
+	if len(p) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// CreatePackage records a new package request in state pending, whatever
+// p.State says, and returns its ID.
+func (s *Store) CreatePackage(ctx context.Context, p checkpoint.Package) (int64, error) {
+	var id int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var e timeEnc
+		begin, end, requested := e.enc(p.Begin), e.enc(p.End), e.enc(p.RequestedAt)
+		if e.err != nil {
+			return e.err
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO packages (begin, "end", response_id, bill_file_name, requested_at,
+			state, attempts, last_error, key, rows_key, size, sha256, calls, items, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			begin, end, p.ResponseID, p.BillFileName, requested, checkpoint.StatePending, p.Attempts, p.LastError,
+			p.Key, p.RowsKey, p.Size, p.SHA256, p.Calls, p.Items, s.stamp())
+		if err != nil {
+			return err
+		}
+		id, err = res.LastInsertId()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint: create package %s–%s: %w", fmtTime(p.Begin), fmtTime(p.End), err)
+	}
+	return id, nil
+}
+
+func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// OpenPackage returns the newest package of [begin, end) that is neither
+// done nor dead.
+func (s *Store) OpenPackage(ctx context.Context, begin, end time.Time) (checkpoint.Package, bool, error) {
+	p, ok, err := s.findPackage(ctx, begin, end, `state NOT IN ('done', 'dead')`)
+	if err != nil {
+		return p, ok, fmt.Errorf("checkpoint: open package %s–%s: %w", fmtTime(begin), fmtTime(end), err)
+	}
+	return p, ok, nil
+}
+
+// LastDonePackage returns the newest done package of [begin, end).
+func (s *Store) LastDonePackage(ctx context.Context, begin, end time.Time) (checkpoint.Package, bool, error) {
+	p, ok, err := s.findPackage(ctx, begin, end, `state = 'done'`)
+	if err != nil {
+		return p, ok, fmt.Errorf("checkpoint: last done package %s–%s: %w", fmtTime(begin), fmtTime(end), err)
+	}
+	return p, ok, nil
+}
+
+func (s *Store) findPackage(ctx context.Context, begin, end time.Time, cond string) (checkpoint.Package, bool, error) {
+	var e timeEnc
+	b, en := e.enc(begin), e.enc(end)
+	if e.err != nil {
+		return checkpoint.Package{}, false, e.err
+	}
+	row := s.db.QueryRowContext(ctx, `SELECT `+pkgCols+` FROM packages
+		WHERE begin = ? AND "end" = ? AND `+cond+` ORDER BY id DESC LIMIT 1`, b, en)
+	p, err := scanPackage(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return checkpoint.Package{}, false, nil
+	}
+	if err != nil {
+		return checkpoint.Package{}, false, err
+	}
+	return p, true, nil
+}
+
+// UpdatePackage saves every field of p except ID, Begin and End; UpdatedAt
+// is set from the store clock. p.State must be one of checkpoint.States. An
+// unknown ID is ErrNotFound.
+func (s *Store) UpdatePackage(ctx context.Context, p checkpoint.Package) error {
+	err := s.write(ctx, func(tx *sql.Tx) error { return s.updatePackage(ctx, tx, p) })
+	if err != nil {
+		return fmt.Errorf("checkpoint: update package %d: %w", p.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) updatePackage(ctx context.Context, tx *sql.Tx, p checkpoint.Package) error {
+	if !knownState(p.State) {
+		return fmt.Errorf("unknown state %q", p.State)
+	}
+	var e timeEnc
+	requested := e.enc(p.RequestedAt)
+	if e.err != nil {
+		return e.err
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE packages SET response_id = ?, bill_file_name = ?, requested_at = ?,
+		state = ?, attempts = ?, last_error = ?, key = ?, rows_key = ?, size = ?, sha256 = ?, calls = ?, items = ?,
+		updated_at = ? WHERE id = ?`,
+		p.ResponseID, p.BillFileName, requested, p.State, p.Attempts, p.LastError, p.Key, p.RowsKey, p.Size,
+		p.SHA256, p.Calls, p.Items, s.stamp(), p.ID)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return checkpoint.ErrNotFound
+	}
+	return nil
+}
+
+// CompletePackage adds calls and items (existing ones untouched) and saves p
+// as done, in one transaction. It returns how many items were new.
+func (s *Store) CompletePackage(ctx context.Context, p checkpoint.Package, calls []checkpoint.Call, items []checkpoint.Item) (int, error) {
+	var added int
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := s.insertCalls(ctx, tx, calls); err != nil {
+			return err
+		}
+		var err error
+		if added, err = s.insertItems(ctx, tx, items); err != nil {
+			return err
+		}
+		p.State = checkpoint.StateDone
+		return s.updatePackage(ctx, tx, p)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint: complete package %d: %w", p.ID, err)
+	}
+	return added, nil
+}
+
+func (s *Store) insertCalls(ctx context.Context, tx *sql.Tx, calls []checkpoint.Call) error {
+	if len(calls) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO calls (call_id, day, begin, vdn, agent_id, created_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (call_id) DO NOTHING`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	now := s.stamp()
+	for _, c := range calls {
+		if c.CallID == "" {
+			return errors.New("call with empty CallID")
+		}
+		var e timeEnc
+		begin := e.enc(c.Begin)
+		if e.err != nil {
+			return fmt.Errorf("call %s: %w", c.CallID, e.err)
+		}
+		if _, err := stmt.ExecContext(ctx, c.CallID, c.Day, begin, c.VDN, c.AgentID, now); err != nil {
+			return fmt.Errorf("call %s: %w", c.CallID, err)
+		}
+	}
+	return nil
+}
+
+// insertItems adds the items that are new and returns how many. An item's
+// State may be empty (pending), pending or absent.
+func (s *Store) insertItems(ctx context.Context, tx *sql.Tx, items []checkpoint.Item) (int, error) {
+	if len(items) == 0 {
+		return 0, nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO items (kind, upstream_id, call_id, day, key, params, state,
+		attempts, next_attempt_at, last_error, reason, size, sha256, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, upstream_id) DO NOTHING`)
+	if err != nil {
+		return 0, err
+	}
+	defer stmt.Close()
+	now := s.stamp()
+	added := 0
+	for _, it := range items {
+		if it.Kind == "" || it.UpstreamID == "" {
+			return 0, fmt.Errorf("item %q/%q: empty kind or upstream id", it.Kind, it.UpstreamID)
+		}
+		st := it.State
+		if st == "" {
+			st = checkpoint.StatePending
+		}
+		if st != checkpoint.StatePending && st != checkpoint.StateAbsent {
+			return 0, fmt.Errorf("item %s/%s: cannot be added as %s: %w", it.Kind, it.UpstreamID, st, checkpoint.ErrState)
+		}
+		params, err := encodeParams(it.Params)
+		if err != nil {
+			return 0, fmt.Errorf("item %s/%s: encode params: %w", it.Kind, it.UpstreamID, err)
+		}
+		var e timeEnc
+		next := e.enc(it.NextAttemptAt)
+		if e.err != nil {
+			return 0, fmt.Errorf("item %s/%s: %w", it.Kind, it.UpstreamID, e.err)
+		}
+		res, err := stmt.ExecContext(ctx, it.Kind, it.UpstreamID, it.CallID, it.Day, it.Key, params, st,
+			it.Attempts, next, it.LastError, it.Reason, it.Size, it.SHA256, now, now)
+		if err != nil {
+			return 0, fmt.Errorf("item %s/%s: %w", it.Kind, it.UpstreamID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, err
+		}
+		added += int(n)
+	}
+	return added, nil
+}
+
+// AddItems adds the items whose (Kind, UpstreamID) is new, in one
+// transaction, and returns how many. State may be empty (pending), pending,
+// or absent (with Reason); any other state is refused with ErrState.
+func (s *Store) AddItems(ctx context.Context, items []checkpoint.Item) (int, error) {
+	var added int
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		added, err = s.insertItems(ctx, tx, items)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint: add %d items: %w", len(items), err)
+	}
+	return added, nil
+}
+
+// Claim moves up to limit due items of the given kinds (all kinds when
+// none) to in_progress and returns them, oldest NextAttemptAt first, then by
+// ID. A limit ≤ 0 means no limit.
+func (s *Store) Claim(ctx context.Context, kinds []string, now time.Time, limit int) ([]checkpoint.Item, error) {
+	var out []checkpoint.Item
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var e timeEnc
+		n := e.enc(now)
+		if e.err != nil {
+			return e.err
+		}
+		if limit <= 0 {
+			limit = -1 // SQLite: no limit
+		}
+		args := []any{checkpoint.StateInProgress, s.stamp(), n}
+		kindCond := ""
+		if len(kinds) > 0 {
+			list, kargs := in(kinds)
+			kindCond = ` AND kind IN ` + list
+			args = append(args, kargs...)
+		}
+		args = append(args, limit)
+		rows, err := tx.QueryContext(ctx, `UPDATE items SET state = ?, updated_at = ?
+			WHERE id IN (SELECT id FROM items
+				WHERE state IN ('pending', 'failed') AND next_attempt_at <= ?`+kindCond+`
+				ORDER BY next_attempt_at, id LIMIT ?)
+			RETURNING `+itemCols, args...)
+		if err != nil {
+			return err
+		}
+		out, err = collectItems(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: claim %s: %w", kindsString(kinds), err)
+	}
+	// RETURNING gives rows in no defined order.
+	slices.SortFunc(out, func(a, b checkpoint.Item) int {
+		return cmp.Or(a.NextAttemptAt.Compare(b.NextAttemptAt), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+func kindsString(kinds []string) string {
+	if len(kinds) == 0 {
+		return "all kinds"
+	}
+	return strings.Join(kinds, ",")
+}
+
+// change runs one item transition: it checks, inside the transaction, that
+// the item exists (else ErrNotFound) and is in one of the from states (else
+// ErrState), then calls fn with its current attempts.
+func (s *Store) change(ctx context.Context, op string, id int64, from []checkpoint.State, fn func(tx *sql.Tx, attempts int) error) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var st checkpoint.State
+		var attempts int
+		err := tx.QueryRowContext(ctx, `SELECT state, attempts FROM items WHERE id = ?`, id).Scan(&st, &attempts)
+		if errors.Is(err, sql.ErrNoRows) {
+			return checkpoint.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(from, st) {
+			return fmt.Errorf("item is %s: %w", st, checkpoint.ErrState)
+		}
+		return fn(tx, attempts)
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint: %s item %d: %w", op, id, err)
+	}
+	return nil
+}
+
+// Done marks an in_progress item done with the key, size and digest the
+// sink verified, and clears LastError.
+func (s *Store) Done(ctx context.Context, id int64, key string, size int64, sha256 string) error {
+	return s.change(ctx, "done", id, []checkpoint.State{checkpoint.StateInProgress}, func(tx *sql.Tx, _ int) error {
+		_, err := tx.ExecContext(ctx, `UPDATE items SET state = ?, key = ?, size = ?, sha256 = ?, last_error = '',
+			updated_at = ? WHERE id = ?`, checkpoint.StateDone, key, size, sha256, s.stamp(), id)
+		return err
+	})
+}
+
+// Absent marks an item absent with the reason. Unlike the other transitions
+// it also applies to pending and failed items: a job may rule an item absent
+// without claiming it.
+func (s *Store) Absent(ctx context.Context, id int64, reason string) error {
+	from := []checkpoint.State{checkpoint.StateInProgress, checkpoint.StatePending, checkpoint.StateFailed}
+	return s.change(ctx, "absent", id, from, func(tx *sql.Tx, _ int) error {
+		_, err := tx.ExecContext(ctx, `UPDATE items SET state = ?, reason = ?, updated_at = ? WHERE id = ?`,
+			checkpoint.StateAbsent, reason, s.stamp(), id)
+		return err
+	})
+}
+
+// Fail records a failed attempt of an in_progress item: Attempts+1,
+// LastError = msg; the item becomes dead when Attempts reaches maxAttempts
+// (maxAttempts > 0), else failed and due at next. It returns the new state.
+func (s *Store) Fail(ctx context.Context, id int64, msg string, next time.Time, maxAttempts int) (checkpoint.State, error) {
+	var st checkpoint.State
+	err := s.change(ctx, "fail", id, []checkpoint.State{checkpoint.StateInProgress}, func(tx *sql.Tx, attempts int) error {
+		var e timeEnc
+		n := e.enc(next)
+		if e.err != nil {
+			return e.err
+		}
+		attempts++
+		st = checkpoint.StateFailed
+		if maxAttempts > 0 && attempts >= maxAttempts {
+			st = checkpoint.StateDead
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE items SET state = ?, attempts = ?, last_error = ?, next_attempt_at = ?,
+			updated_at = ? WHERE id = ?`, st, attempts, msg, n, s.stamp(), id)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	return st, nil
+}
+
+// Defer puts an in_progress item back to pending, due at next, without
+// counting an attempt; note replaces LastError.
+func (s *Store) Defer(ctx context.Context, id int64, next time.Time, note string) error {
+	return s.change(ctx, "defer", id, []checkpoint.State{checkpoint.StateInProgress}, func(tx *sql.Tx, _ int) error {
+		var e timeEnc
+		n := e.enc(next)
+		if e.err != nil {
+			return e.err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE items SET state = ?, next_attempt_at = ?, last_error = ?, updated_at = ?
+			WHERE id = ?`, checkpoint.StatePending, n, note, s.stamp(), id)
+		return err
+	})
+}
+
+// Release puts an in_progress item back to pending, due at once, without
+// counting an attempt.
+func (s *Store) Release(ctx context.Context, id int64) error {
+	return s.change(ctx, "release", id, []checkpoint.State{checkpoint.StateInProgress}, func(tx *sql.Tx, _ int) error {
+		_, err := tx.ExecContext(ctx, `UPDATE items SET state = ?, next_attempt_at = 0, updated_at = ? WHERE id = ?`,
+			checkpoint.StatePending, s.stamp(), id)
+		return err
+	})
+}
+
+// RecoverInProgress releases every in_progress item (pending, due at once)
+// and returns how many.
+func (s *Store) RecoverInProgress(ctx context.Context) (int, error) {
+	n, err := s.exec(ctx, `UPDATE items SET state = ?, next_attempt_at = 0, updated_at = ? WHERE state = ?`,
+		checkpoint.StatePending, s.stamp(), checkpoint.StateInProgress)
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint: recover in-progress items: %w", err)
+	}
+	return n, nil
+}
+
+// Requeue moves every dead item of the given kinds (all when none) back to
+// pending, due at once, with Attempts 0, and returns how many. LastError is
+// kept for the record.
+func (s *Store) Requeue(ctx context.Context, kinds ...string) (int, error) {
+	q := `UPDATE items SET state = ?, attempts = 0, next_attempt_at = 0, updated_at = ? WHERE state = ?`
+	args := []any{checkpoint.StatePending, s.stamp(), checkpoint.StateDead}
+	if len(kinds) > 0 {
+		list, kargs := in(kinds)
+		q += ` AND kind IN ` + list
+		args = append(args, kargs...)
+	}
+	n, err := s.exec(ctx, q, args...)
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint: requeue dead items of %s: %w", kindsString(kinds), err)
+	}
+	return n, nil
+}
+
+// exec runs one statement in a write transaction and returns the rows it
+// changed.
+func (s *Store) exec(ctx context.Context, q string, args ...any) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
+}
+
+// Item returns one item by ID, or an error wrapping ErrNotFound.
+func (s *Store) Item(ctx context.Context, id int64) (checkpoint.Item, error) {
+	it, err := scanItem(s.db.QueryRowContext(ctx, `SELECT `+itemCols+` FROM items WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		err = checkpoint.ErrNotFound
+	}
+	if err != nil {
+		return checkpoint.Item{}, fmt.Errorf("checkpoint: item %d: %w", id, err)
+	}
+	return it, nil
+}
+
+// Items returns the items in any of the given states (all when none),
+// ordered by ID.
+func (s *Store) Items(ctx context.Context, states ...checkpoint.State) ([]checkpoint.Item, error) {
+	q := `SELECT ` + itemCols + ` FROM items`
+	var args []any
+	if len(states) > 0 {
+		var list string
+		list, args = in(states)
+		q += ` WHERE state IN ` + list
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY id`, args...)
+	if err == nil {
+		var out []checkpoint.Item
+		if out, err = collectItems(rows); err == nil {
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("checkpoint: items %v: %w", states, err)
+}
+
+// DayCalls returns one day's calls ordered by CallID.
+func (s *Store) DayCalls(ctx context.Context, day string) ([]checkpoint.Call, error) {
+	out, err := func() ([]checkpoint.Call, error) {
+		rows, err := s.db.QueryContext(ctx, `SELECT call_id, day, begin, vdn, agent_id FROM calls
+			WHERE day = ? ORDER BY call_id`, day)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		var out []checkpoint.Call
+		for rows.Next() {
+			var c checkpoint.Call
+			var begin int64
+			if err := rows.Scan(&c.CallID, &c.Day, &begin, &c.VDN, &c.AgentID); err != nil {
+				return nil, err
+			}
+			c.Begin = dec(begin)
+			out = append(out, c)
+		}
+		return out, rows.Err()
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: calls of %s: %w", day, err)
+	}
+	return out, nil
+}
+
+// DayItems returns one day's items ordered by ID.
+func (s *Store) DayItems(ctx context.Context, day string) ([]checkpoint.Item, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+itemCols+` FROM items WHERE day = ? ORDER BY id`, day)
+	if err == nil {
+		var out []checkpoint.Item
+		if out, err = collectItems(rows); err == nil {
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("checkpoint: items of %s: %w", day, err)
+}
+
+// Days summarises every day that has calls or items, oldest first, from one
+// snapshot of the database.
+func (s *Store) Days(ctx context.Context) ([]checkpoint.DaySummary, error) {
+	byDay := map[string]*checkpoint.DaySummary{}
+	get := func(day string) *checkpoint.DaySummary {
+		d, ok := byDay[day]
+		if !ok {
+			d = &checkpoint.DaySummary{Day: day, Counts: map[string]map[checkpoint.State]int{}}
+			byDay[day] = d
+		}
+		return d
+	}
+	later := func(d *checkpoint.DaySummary, n int64) {
+		if t := dec(n); t.After(d.Updated) {
+			d.Updated = t
+		}
+	}
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT day, COUNT(*), MAX(created_at) FROM calls GROUP BY day`)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var day string
+			var n int
+			var upd int64
+			if err := rows.Scan(&day, &n, &upd); err != nil {
+				rows.Close()
+				return err
+			}
+			d := get(day)
+			d.Calls = n
+			later(d, upd)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows, err = tx.QueryContext(ctx, `SELECT day, kind, state, COUNT(*), MAX(MAX(created_at, updated_at))
+			FROM items GROUP BY day, kind, state`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var day, kind string
+			var st checkpoint.State
+			var n int
+			var upd int64
+			if err := rows.Scan(&day, &kind, &st, &n, &upd); err != nil {
+				return err
+			}
+			d := get(day)
+			if d.Counts[kind] == nil {
+				d.Counts[kind] = map[checkpoint.State]int{}
+			}
+			d.Counts[kind][st] = n
+			later(d, upd)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: days: %w", err)
+	}
+	out := make([]checkpoint.DaySummary, 0, len(byDay))
+	for _, d := range byDay {
+		out = append(out, *d)
+	}
+	slices.SortFunc(out, func(a, b checkpoint.DaySummary) int { return strings.Compare(a.Day, b.Day) })
+	return out, nil
+}
+
+// Watermark returns a job's watermark, ok false when it has none.
+func (s *Store) Watermark(ctx context.Context, job string) (time.Time, bool, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT t FROM watermarks WHERE job = ?`, job).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("checkpoint: watermark of %s: %w", job, err)
+	}
+	return dec(n), true, nil
+}
+
+// SetWatermark stores a job's watermark, replacing the previous one.
+func (s *Store) SetWatermark(ctx context.Context, job string, t time.Time) error {
+	_, err := func() (int, error) {
+		var e timeEnc
+		n := e.enc(t)
+		if e.err != nil {
+			return 0, e.err
+		}
+		return s.exec(ctx, `INSERT INTO watermarks (job, t) VALUES (?, ?)
+			ON CONFLICT (job) DO UPDATE SET t = excluded.t`, job, n)
+	}()
+	if err != nil {
+		return fmt.Errorf("checkpoint: set watermark of %s: %w", job, err)
+	}
+	return nil
+}
+
+// Ledger returns the digest and key of the last ledger written for a day.
+func (s *Store) Ledger(ctx context.Context, day string) (string, string, bool, error) {
+	var sum, key string
+	err := s.db.QueryRowContext(ctx, `SELECT sha256, key FROM ledgers WHERE day = ?`, day).Scan(&sum, &key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", false, nil
+	}
+	if err != nil {
+		return "", "", false, fmt.Errorf("checkpoint: ledger of %s: %w", day, err)
+	}
+	return sum, key, true, nil
+}
+
+// SetLedger records the ledger object written for a day, replacing the
+// previous record.
+func (s *Store) SetLedger(ctx context.Context, day, sha256, key string) error {
+	_, err := s.exec(ctx, `INSERT INTO ledgers (day, sha256, key, written_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (day) DO UPDATE SET sha256 = excluded.sha256, key = excluded.key, written_at = excluded.written_at`,
+		day, sha256, key, s.stamp())
+	if err != nil {
+		return fmt.Errorf("checkpoint: set ledger of %s: %w", day, err)
+	}
+	return nil
+}
