@@ -1,0 +1,691 @@
+package jobs
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cec-archiver/cec-archiver/internal/cdr"
+	"github.com/cec-archiver/cec-archiver/internal/cecclient"
+	"github.com/cec-archiver/cec-archiver/internal/cecwire"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/sink"
+)
+
+// storeError marks a failed checkpoint store call: it stops the job.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+func (a *Archiver) storeErr(op string, err error) error {
+	a.met.CheckpointError()
+	return &storeError{fmt.Errorf("jobs: checkpoint %s: %w", op, err)}
+}
+
+// runCDR processes the scheduled windows (plan nil) and advances the cdr
+// watermark, or processes plan and leaves the watermark alone (backfill).
+func (a *Archiver) runCDR(ctx context.Context, plan []Window) (*Report, error) {
+	log := a.log.With(zap.String("job", JobCDR))
+	rep := &Report{}
+	if a.CallbackURL == "" {
+		// CC-FS requires callBackURL; polling works whatever it is, but an
+		// empty one is refused, so every window would fail.
+		return rep, errors.New("jobs: cdr: no callback URL: queryBillData requires callBackURL (cec.callback_url)")
+	}
+	sctx := storeCtx(ctx)
+	backfill := plan != nil
+	var wm time.Time
+	var wmOK bool
+	if !backfill {
+		var err error
+		wm, wmOK, err = a.Store.Watermark(sctx, JobCDR)
+		if err != nil {
+			return rep, a.storeErr("read cdr watermark", err)
+		}
+		plan = a.scheduled(wm, wmOK, a.now())
+	}
+	newWM := wm
+	if !wmOK && len(plan) > 0 {
+		newWM = plan[0].Begin
+	}
+	initial := newWM
+	blocked := false
+	var runErr error
+	for _, w := range plan {
+		if ctx.Err() != nil {
+			break
+		}
+		rep.Windows++
+		err := a.processWindow(ctx, log, w, rep)
+		done := err == nil
+		if err != nil {
+			var se *storeError
+			switch {
+			case errors.As(err, &se):
+				runErr = err
+			case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+				// Shutdown: the package stays open and is resumed next run.
+			default:
+				rep.PackagesFailed++
+				rep.Errors = append(rep.Errors, fmt.Sprintf("cdr window %s: %v", w, err))
+				log.Warn("window failed", zap.Time("begin", w.Begin), zap.Time("end", w.End), zap.Error(err))
+				if authError(err) && rep.AuthError == nil {
+					rep.AuthError = err
+					runErr = fmt.Errorf("jobs: cdr: %w", err)
+				}
+			}
+			// A window behind the stored watermark was done before: a failed
+			// re-scan does not undo that.
+			done = wmOK && !w.End.After(wm)
+		}
+		if !backfill && !blocked {
+			if done && !w.Begin.After(newWM) {
+				if w.End.After(newWM) {
+					newWM = w.End
+				}
+			} else {
+				blocked = true
+			}
+		}
+		if runErr != nil {
+			break
+		}
+	}
+	if !backfill && newWM.After(initial) {
+		if err := a.Store.SetWatermark(sctx, JobCDR, newWM); err != nil {
+			return rep, errors.Join(runErr, a.storeErr("set cdr watermark", err))
+		}
+		a.met.Watermark(JobCDR, newWM)
+		log.Info("watermark advanced", zap.Time("watermark", newWM))
+	}
+	if runErr == nil && ctx.Err() != nil {
+		runErr = ctx.Err()
+	}
+	return rep, runErr
+}
+
+// processWindow obtains, archives and records the package of one window.
+func (a *Archiver) processWindow(ctx context.Context, log *zap.Logger, w Window, rep *Report) error {
+	sctx := storeCtx(ctx)
+	log = log.With(zap.Time("begin", w.Begin), zap.Time("end", w.End))
+	now := a.now()
+	p, ok, err := a.Store.OpenPackage(sctx, w.Begin, w.End)
+	if err != nil {
+		return a.storeErr("open package", err)
+	}
+	if ok && now.Before(p.RequestedAt.Add(a.readyTimeout())) {
+		log.Info("resuming package", zap.String("bill_file", p.BillFileName))
+	} else {
+		if ok && p.State == checkpoint.StatePending {
+			// Requested by an earlier run that never saw it ready.
+			p.State, p.Attempts = checkpoint.StateFailed, p.Attempts+1
+			p.LastError = fmt.Sprintf("not ready after %s", a.readyTimeout())
+			if err := a.Store.UpdatePackage(sctx, p); err != nil {
+				return a.storeErr("update package", err)
+			}
+		}
+		responseID, err := a.Client.QueryBillData(ctx, cecclient.BillQuery{
+			Begin: w.Begin, End: w.End, Location: a.loc(),
+			DataType: cecwire.DataTypeCallRecord, CallBackURL: a.CallbackURL,
+		})
+		if err != nil {
+			a.met.UpstreamError(upstreamClass(err))
+			return fmt.Errorf("jobs: cdr: query bill data: %w", err)
+		}
+		p = checkpoint.Package{
+			Begin: w.Begin, End: w.End, ResponseID: responseID,
+			BillFileName: cecclient.BillFileName(now.In(a.loc()), responseID),
+			RequestedAt:  now, State: checkpoint.StatePending,
+		}
+		if p.ID, err = a.Store.CreatePackage(sctx, p); err != nil {
+			return a.storeErr("create package", err)
+		}
+		log.Info("package requested", zap.String("bill_file", p.BillFileName))
+	}
+	fail := func(err error) error {
+		if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			return err // left open: resumed by the next run
+		}
+		a.met.Package("failed")
+		p.State, p.Attempts, p.LastError = checkpoint.StateFailed, p.Attempts+1, err.Error()
+		if uerr := a.Store.UpdatePackage(sctx, p); uerr != nil {
+			return errors.Join(err, a.storeErr("update package", uerr))
+		}
+		return err
+	}
+	spool, err := a.fetchPackage(ctx, log, &p)
+	if err != nil {
+		return fail(err)
+	}
+	defer spool.remove()
+	if err := a.storePackage(ctx, log, w, &p, spool, rep); err != nil {
+		var se *storeError
+		if errors.As(err, &se) {
+			return err
+		}
+		return fail(err)
+	}
+	return nil
+}
+
+// spooled is a package downloaded to a temp file.
+type spooled struct {
+	f      *os.File
+	size   int64
+	sha256 string
+}
+
+func (s *spooled) remove() {
+	s.f.Close()
+	os.Remove(s.f.Name())
+}
+
+// fetchPackage waits until the package is ready and spools it: it polls
+// downloadBillFile (interval doubling up to a minute) and, with Callbacks,
+// also wakes up when the package's callback arrives. It gives up at
+// RequestedAt + ReadyTimeout.
+func (a *Archiver) fetchPackage(ctx context.Context, log *zap.Logger, p *checkpoint.Package) (*spooled, error) {
+	deadline := p.RequestedAt.Add(a.readyTimeout())
+	wait, quick := a.pollInterval(), inPassBackoff
+	var ready <-chan struct{}
+	if a.Callbacks != nil {
+		ready = a.Callbacks.Wait(p.BillFileName)
+	}
+	for {
+		if a.Callbacks != nil {
+			// CC-FS names the package in its callback; prefer that name.
+			if name, ok := a.Callbacks.nameFor(p.ResponseID); ok && name != p.BillFileName {
+				log.Info("callback names the package", zap.String("bill_file", name), zap.String("computed", p.BillFileName))
+				p.BillFileName = name
+				if err := a.Store.UpdatePackage(storeCtx(ctx), *p); err != nil {
+					return nil, a.storeErr("update package", err)
+				}
+				ready = a.Callbacks.Wait(name)
+			}
+		}
+		s, err := a.downloadPackage(a.transferCtx(ctx), p.BillFileName)
+		if err == nil {
+			log.Info("package downloaded", zap.String("bill_file", p.BillFileName), zap.Int64("bytes", s.size), zap.String("sha256", s.sha256))
+			return s, nil
+		}
+		var d time.Duration
+		switch {
+		case cecclient.IsNotFound(err):
+			d, quick = wait, inPassBackoff
+			wait = min(wait*2, MaxPollInterval)
+		case cecclient.IsTransient(err) && a.transferCtx(ctx).Err() == nil:
+			a.met.UpstreamError(cecclient.Transient.String())
+			log.Info("package download failed, retrying", zap.String("bill_file", p.BillFileName), zap.Error(err))
+			d = quick
+			quick = min(quick*2, wait)
+		default:
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			a.met.UpstreamError(upstreamClass(err))
+			return nil, fmt.Errorf("jobs: cdr: download package %s: %w", p.BillFileName, err)
+		}
+		now := a.now()
+		if !now.Before(deadline) {
+			return nil, fmt.Errorf("jobs: cdr: package %s not ready after %s: %w", p.BillFileName, a.readyTimeout(), err)
+		}
+		d = min(d, deadline.Sub(now))
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-ready:
+			ready = nil // poll now, then on the timer
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// downloadPackage downloads the package into a 0600 temp file, bounded by
+// MaxPackageBytes, hashing it on the way, and fsyncs it.
+func (a *Archiver) downloadPackage(ctx context.Context, name string) (_ *spooled, err error) {
+	d, err := a.Client.DownloadBillFile(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Body.Close()
+	f, err := os.CreateTemp(a.SpoolDir, "cdr-*.zip")
+	if err != nil {
+		return nil, fmt.Errorf("jobs: spool %s: %w", name, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	h := sha256.New()
+	max := a.maxPackageBytes()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(d.Body, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("jobs: spool %s: %w", name, err)
+	}
+	if n > max {
+		return nil, fmt.Errorf("jobs: spool %s: package larger than %d bytes", name, max)
+	}
+	if d.Length >= 0 && n != d.Length {
+		return nil, fmt.Errorf("jobs: spool %s: %d bytes, Content-Length %d: %w", name, n, d.Length, io.ErrUnexpectedEOF)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("jobs: spool %s: %w", name, err)
+	}
+	return &spooled{f: f, size: n, sha256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// callInfo gathers what the package says about one call.
+type callInfo struct {
+	begin      time.Time
+	vdn, agent string
+}
+
+// badRows counts rows that cannot be used; the first one is named.
+type badRows struct {
+	n     int
+	first string
+}
+
+func (b *badRows) add(r cdr.Row, why string) {
+	if b.n == 0 {
+		b.first = fmt.Sprintf("%s line %d: %s", r.File, r.Line, why)
+	}
+	b.n++
+}
+
+// storePackage archives the ZIP and its rows and records calls and items.
+// A package identical to the last done one of the window (same SHA-256) is
+// not stored again. A row that cannot be used (no call_id, no file_name, no
+// parsable call_begin, no valid key) fails the package, naming the file and
+// line: the ZIP is archived, but neither rows, calls nor items are recorded,
+// and the package is retried on the next run (it stays visible in status and
+// holds the watermark back) — never skipped silently.
+func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, p *checkpoint.Package, s *spooled, rep *Report) error {
+	sctx, tctx := storeCtx(ctx), a.transferCtx(ctx)
+	pkg, err := cdr.Open(s.f, s.size, a.limits())
+	if err != nil {
+		return fmt.Errorf("jobs: cdr: package %s: %w", p.BillFileName, err)
+	}
+	p.Size, p.SHA256 = s.size, s.sha256
+	prev, ok, err := a.Store.LastDonePackage(sctx, w.Begin, w.End)
+	if err != nil {
+		return a.storeErr("last done package", err)
+	}
+	if ok && prev.SHA256 == s.sha256 {
+		p.State, p.Key, p.RowsKey, p.Calls, p.Items, p.LastError = checkpoint.StateDone, "", prev.RowsKey, prev.Calls, prev.Items, ""
+		if _, err := a.Store.CompletePackage(sctx, *p, nil, nil); err != nil {
+			return a.storeErr("complete package", err)
+		}
+		a.met.Package("unchanged")
+		rep.Packages++
+		log.Info("package unchanged", zap.String("bill_file", p.BillFileName))
+		return nil
+	}
+	keyTime := wallUTC(w.Begin, a.loc())
+	key, err := a.cdrKeys.Build(sink.KeyFields{Tenant: a.Tenant, Name: p.BillFileName, Time: keyTime})
+	if err != nil {
+		return fmt.Errorf("jobs: cdr: package %s: key: %w", p.BillFileName, err)
+	}
+	rowsKey, err := a.cdrKeys.Build(sink.KeyFields{Tenant: a.Tenant, Name: p.BillFileName + ".rows.jsonl.gz", Time: keyTime})
+	if err != nil {
+		return fmt.Errorf("jobs: cdr: package %s: key: %w", p.BillFileName, err)
+	}
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("jobs: cdr: package %s: %w", p.BillFileName, err)
+	}
+	meta := sink.Meta{SHA256: s.sha256, ContentType: "application/zip", Metadata: map[string]string{
+		"kind": "cdr", "window-begin": w.Begin.UTC().Format(time.RFC3339), "window-end": w.End.UTC().Format(time.RFC3339),
+	}}
+	obj, err := a.Sink.Put(tctx, key, s.f, s.size, meta)
+	if err != nil {
+		a.met.SinkError("put")
+		return fmt.Errorf("jobs: cdr: store package %s: %w", p.BillFileName, err)
+	}
+	if !obj.Existed {
+		a.met.Bytes("cdr", obj.Size)
+		rep.Bytes += obj.Size
+	}
+
+	calls, items, rows, err := a.parsePackage(pkg, p.BillFileName)
+	if rows != nil {
+		defer rows.remove()
+	}
+	if err != nil {
+		return err
+	}
+	obj, err = a.Sink.Put(tctx, rowsKey, rows.f, rows.size, sink.Meta{SHA256: rows.sha256, ContentType: "application/x-ndjson",
+		Metadata: map[string]string{"kind": "cdr-rows", "package-sha256": s.sha256}})
+	if err != nil {
+		a.met.SinkError("put")
+		return fmt.Errorf("jobs: cdr: store rows of %s: %w", p.BillFileName, err)
+	}
+	if !obj.Existed {
+		a.met.Bytes("cdr", obj.Size)
+		rep.Bytes += obj.Size
+	}
+	p.State, p.Key, p.RowsKey, p.Calls, p.Items, p.LastError = checkpoint.StateDone, key, rowsKey, len(calls), len(items), ""
+	added, err := a.Store.CompletePackage(sctx, *p, calls, items)
+	if err != nil {
+		return a.storeErr("complete package", err)
+	}
+	rep.Packages++
+	rep.Added += added
+	a.met.Package("done")
+	log.Info("package archived", zap.String("bill_file", p.BillFileName), zap.String("key", key),
+		zap.Int("calls", len(calls)), zap.Int("items", len(items)), zap.Int("new_items", added))
+	return nil
+}
+
+// rowJSON is one line of the rows file.
+type rowJSON struct {
+	File   string            `json:"file"`
+	Kind   string            `json:"kind"`
+	Line   int               `json:"line"`
+	Fields map[string]string `json:"fields"`
+}
+
+// limitWriter fails once more than max bytes are written.
+type limitWriter struct {
+	w   io.Writer
+	n   int64
+	max int64
+}
+
+func (l *limitWriter) Write(b []byte) (int, error) {
+	if l.n+int64(len(b)) > l.max {
+		return 0, fmt.Errorf("rows file larger than %d bytes", l.max)
+	}
+	n, err := l.w.Write(b)
+	l.n += int64(n)
+	return n, err
+}
+
+// parsePackage walks both CSV kinds: it writes every row to a gzipped JSON
+// Lines temp file and derives the calls and items.
+func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.Call, _ []checkpoint.Item, _ *spooled, err error) {
+	f, err := os.CreateTemp(a.SpoolDir, "cdr-rows-*.jsonl.gz")
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("jobs: cdr: rows of %s: %w", name, err)
+	}
+	rows := &spooled{f: f}
+	h := sha256.New()
+	lw := &limitWriter{w: io.MultiWriter(f, h), max: 2 * a.limits().MaxTotalBytes}
+	bw := bufio.NewWriterSize(lw, 64<<10)
+	gz := gzip.NewWriter(bw)
+	enc := json.NewEncoder(gz)
+	enc.SetEscapeHTML(false)
+
+	loc := a.loc()
+	calls := map[string]*callInfo{}
+	var callOrder []string
+	items := map[string]checkpoint.Item{} // by kind + "\x00" + upstream id
+	var itemOrder []string
+	addItem := func(it checkpoint.Item) {
+		k := it.Kind + "\x00" + it.UpstreamID
+		if _, ok := items[k]; !ok {
+			items[k] = it
+			itemOrder = append(itemOrder, k)
+		}
+	}
+	var bad badRows
+	noteCall := func(id string, begin time.Time, vdn, agent string) {
+		c, ok := calls[id]
+		if !ok {
+			c = &callInfo{begin: begin}
+			calls[id] = c
+			callOrder = append(callOrder, id)
+		}
+		if begin.Before(c.begin) {
+			c.begin = begin
+		}
+		if c.vdn == "" {
+			c.vdn = vdn
+		}
+		if c.agent == "" {
+			c.agent = agent
+		}
+	}
+	parseTime := func(s string) (time.Time, bool) {
+		t, err := time.ParseInLocation(cecwire.TimeLayout, strings.TrimSpace(s), loc)
+		return t, err == nil
+	}
+	for _, kind := range []cdr.Kind{cdr.KindCall, cdr.KindRecord} {
+		cols := cecwire.CallColumns
+		if kind == cdr.KindRecord {
+			cols = cecwire.RecordColumns
+		}
+		err := pkg.Walk(kind, func(r cdr.Row) error {
+			fields := make(map[string]string, len(r.Fields))
+			for i, v := range r.Fields {
+				if i < len(cols) {
+					fields[cols[i]] = v
+				} else {
+					fields["col_"+strconv.Itoa(i+1)] = v
+				}
+			}
+			if err := enc.Encode(rowJSON{File: r.File, Kind: string(kind), Line: r.Line, Fields: fields}); err != nil {
+				return err
+			}
+			callID := strings.TrimSpace(r.Get(kind, "call_id"))
+			if callID == "" {
+				bad.add(r, "no call_id")
+				return nil
+			}
+			begin, ok := parseTime(r.Get(kind, "call_begin"))
+			if !ok && kind == cdr.KindCall {
+				begin, ok = parseTime(r.Get(kind, "wait_begin"))
+			}
+			if !ok {
+				bad.add(r, "call_begin is not yyyy-MM-dd HH:mm:ss")
+				return nil
+			}
+			vdn, agent := strings.TrimSpace(r.Get(kind, "vdn_id")), strings.TrimSpace(r.Get(kind, "agent_id"))
+			noteCall(callID, begin, vdn, agent)
+			if kind != cdr.KindRecord {
+				return nil
+			}
+			it, err := a.agentItem(r, callID, begin, vdn, agent)
+			if err != nil {
+				bad.add(r, err.Error())
+				return nil
+			}
+			addItem(it)
+			return nil
+		})
+		if err != nil {
+			return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: %w", name, err)
+		}
+	}
+	if err := gz.Close(); err != nil {
+		return nil, nil, rows, fmt.Errorf("jobs: cdr: rows of %s: %w", name, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, nil, rows, fmt.Errorf("jobs: cdr: rows of %s: %w", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, nil, rows, fmt.Errorf("jobs: cdr: rows of %s: %w", name, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, nil, rows, fmt.Errorf("jobs: cdr: rows of %s: %w", name, err)
+	}
+	rows.size, rows.sha256 = lw.n, hex.EncodeToString(h.Sum(nil))
+	if bad.n > 0 {
+		return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: %d unusable rows, first %s", name, bad.n, bad.first)
+	}
+
+	sort.Strings(callOrder)
+	out := make([]checkpoint.Call, 0, len(calls))
+	for _, id := range callOrder {
+		c := calls[id]
+		day := c.begin.In(loc).Format(time.DateOnly)
+		out = append(out, checkpoint.Call{CallID: id, Day: day, Begin: c.begin, VDN: c.vdn, AgentID: c.agent})
+		params := map[string]string{"call_id": id, "call_begin": c.begin.Format(time.RFC3339), "vdn": c.vdn, "agent_id": c.agent}
+		for _, kind := range []string{checkpoint.KindTransferLookup, checkpoint.KindIVRLookup} {
+			addItem(checkpoint.Item{Kind: kind, UpstreamID: id, CallID: id, Day: day, Params: cloneParams(params), State: checkpoint.StatePending})
+		}
+		if a.method() == MethodCMS && c.hasRecord(items, id) {
+			it, err := a.cmsItem(id, c)
+			if err != nil {
+				return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: call %s: %w", name, id, err)
+			}
+			addItem(it)
+		}
+	}
+	list := make([]checkpoint.Item, 0, len(itemOrder))
+	for _, k := range itemOrder {
+		if it := items[k]; it.Kind != cmsMarker {
+			list = append(list, it)
+		}
+	}
+	return out, list, rows, nil
+}
+
+// hasRecord reports whether the recording index listed a row for the call
+// (with Method cms, recording-index rows are not items; they are marked with
+// a placeholder kind in items).
+func (c *callInfo) hasRecord(items map[string]checkpoint.Item, callID string) bool {
+	_, ok := items[cmsMarker+"\x00"+callID]
+	return ok
+}
+
+// cmsMarker is a temporary kind noting that a call has recording-index rows
+// when Method is cms; it is removed before the items are recorded.
+const cmsMarker = "\x00cms"
+
+func cloneParams(p map[string]string) map[string]string {
+	out := make(map[string]string, len(p))
+	for k, v := range p {
+		out[k] = v
+	}
+	return out
+}
+
+// orNone keeps key fields non-empty: a template may use a field the
+// contact centre left blank.
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// wallUTC expresses t's wall clock in loc as UTC fields: the key builder
+// formats dates in UTC, and keys carry the tenant's calendar day.
+func wallUTC(t time.Time, loc *time.Location) time.Time {
+	l := t.In(loc)
+	return time.Date(l.Year(), l.Month(), l.Day(), l.Hour(), l.Minute(), l.Second(), 0, time.UTC)
+}
+
+// pathBase is the last element of an upstream path that may use either slash.
+func pathBase(p string) string {
+	if i := strings.LastIndexAny(p, `/\`); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
+
+// metaParams stores the object metadata in an item's params ("meta.k",
+// "tag.k"); the policy has already left out or hashed phone numbers.
+func metaParams(p map[string]string, m sink.Meta) {
+	for k, v := range m.Metadata {
+		p["meta."+k] = v
+	}
+	for k, v := range m.Tags {
+		p["tag."+k] = v
+	}
+}
+
+// paramsMeta rebuilds the object metadata from an item's params.
+func paramsMeta(p map[string]string) sink.Meta {
+	m := sink.Meta{Metadata: map[string]string{}, Tags: map[string]string{}}
+	for k, v := range p {
+		if s, ok := strings.CutPrefix(k, "meta."); ok {
+			m.Metadata[s] = v
+		} else if s, ok := strings.CutPrefix(k, "tag."); ok {
+			m.Tags[s] = v
+		}
+	}
+	return m
+}
+
+// agentItem is the item of one recording-index row (with Method cms, a
+// marker noting the call has recordings).
+func (a *Archiver) agentItem(r cdr.Row, callID string, begin time.Time, vdn, agent string) (checkpoint.Item, error) {
+	loc := a.loc()
+	day := begin.In(loc).Format(time.DateOnly)
+	if a.method() == MethodCMS {
+		return checkpoint.Item{Kind: cmsMarker, UpstreamID: callID}, nil
+	}
+	fileName := strings.TrimSpace(r.Get(cdr.KindRecord, "file_name"))
+	if fileName == "" {
+		return checkpoint.Item{}, errors.New("no file_name")
+	}
+	key, err := a.Keys.Build(sink.KeyFields{
+		Tenant: a.Tenant, VDN: orNone(vdn), CallID: callID, AgentID: orNone(agent), RecordID: fileName,
+		Kind: checkpoint.KindAgent, Name: orNone(pathBase(fileName)), Time: wallUTC(begin, loc),
+	})
+	if err != nil {
+		return checkpoint.Item{}, fmt.Errorf("key: %w", err)
+	}
+	end, _ := time.ParseInLocation(cecwire.TimeLayout, strings.TrimSpace(r.Get(cdr.KindRecord, "call_end")), loc)
+	m, err := a.Meta.Meta(sink.RecordAttrs{
+		CallID: callID, RecordID: fileName, AgentID: agent, VDN: vdn, Begin: begin, End: end,
+		CallerNo: r.Get(cdr.KindRecord, "caller_no"), CalleeNo: r.Get(cdr.KindRecord, "callee_no"),
+	}, "")
+	if err != nil {
+		return checkpoint.Item{}, fmt.Errorf("metadata: %w", err)
+	}
+	params := map[string]string{
+		"file_name": fileName, "original_file_name": strings.TrimSpace(r.Get(cdr.KindRecord, "original_file_name")),
+		"cc_id": strings.TrimSpace(r.Get(cdr.KindRecord, "cc_id")), "agent_id": agent, "vdn": vdn,
+		"call_begin": begin.Format(time.RFC3339),
+	}
+	metaParams(params, m)
+	return checkpoint.Item{
+		Kind: checkpoint.KindAgent, UpstreamID: fileName, CallID: callID, Day: day, Key: key,
+		Params: params, State: checkpoint.StatePending,
+	}, nil
+}
+
+// cmsItem is the one agent item of a call with Method cms: CC-CMS returns
+// the call's recordings (a WAV or a ZIP) by call id.
+func (a *Archiver) cmsItem(callID string, c *callInfo) (checkpoint.Item, error) {
+	loc := a.loc()
+	id := "cms:" + callID
+	key, err := a.Keys.Build(sink.KeyFields{
+		Tenant: a.Tenant, VDN: orNone(c.vdn), CallID: callID, AgentID: orNone(c.agent), RecordID: id,
+		Kind: checkpoint.KindAgent, Name: callID, Time: wallUTC(c.begin, loc),
+	})
+	if err != nil {
+		return checkpoint.Item{}, fmt.Errorf("key: %w", err)
+	}
+	m, err := a.Meta.Meta(sink.RecordAttrs{CallID: callID, RecordID: id, AgentID: c.agent, VDN: c.vdn, Begin: c.begin}, "")
+	if err != nil {
+		return checkpoint.Item{}, fmt.Errorf("metadata: %w", err)
+	}
+	params := map[string]string{"call_id": callID, "agent_id": c.agent, "vdn": c.vdn, "call_begin": c.begin.Format(time.RFC3339)}
+	metaParams(params, m)
+	return checkpoint.Item{
+		Kind: checkpoint.KindAgent, UpstreamID: id, CallID: callID, Day: c.begin.In(loc).Format(time.DateOnly),
+		Key: key, Params: params, State: checkpoint.StatePending,
+	}, nil
+}

@@ -1,0 +1,462 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cec-archiver/cec-archiver/internal/cecclient"
+	"github.com/cec-archiver/cec-archiver/internal/cecwire"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/sink"
+)
+
+// jobSpec is what an item job claims and how it retries.
+type jobSpec struct {
+	name   string
+	kinds  []string
+	retry  Retry
+	settle time.Duration
+}
+
+func (a *Archiver) spec(job string) jobSpec {
+	switch job {
+	case JobTransfer:
+		return jobSpec{job, []string{checkpoint.KindTransferLookup, checkpoint.KindTransfer}, a.Transfer.withDefaults(), settleMaxAge(a.TransferSettleMaxAge)}
+	case JobIVR:
+		return jobSpec{job, []string{checkpoint.KindIVRLookup, checkpoint.KindIVR}, a.IVR.withDefaults(), settleMaxAge(a.IVRSettleMaxAge)}
+	}
+	return jobSpec{JobRecordings, []string{checkpoint.KindAgent}, a.Recordings.withDefaults(), 0}
+}
+
+// itemRun is the state of one run of an item job.
+type itemRun struct {
+	a       *Archiver
+	spec    jobSpec
+	log     *zap.Logger
+	rep     syncReport
+	claimAt time.Time // items due at the start of the run; a failure is due again on a later run
+
+	stopOnce sync.Once
+	stopped  chan struct{}
+	mu       sync.Mutex
+	err      error // what stopped the job (store failure, auth error)
+}
+
+func (r *itemRun) stop(err error) {
+	r.mu.Lock()
+	if r.err == nil {
+		r.err = err
+	}
+	r.mu.Unlock()
+	r.stopOnce.Do(func() { close(r.stopped) })
+}
+
+func (r *itemRun) isStopped() bool {
+	select {
+	case <-r.stopped:
+		return true
+	default:
+		return false
+	}
+}
+
+// runItems claims the job's due items in batches and processes them, at
+// most Concurrency at a time across all jobs, until none is due, ctx ends
+// or the job stops (auth error, checkpoint failure). Items are claimed as
+// due at the start of the run, so an item failing or deferred in this run
+// waits for a later run, while items that lookups add are processed now.
+func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
+	r := &itemRun{a: a, spec: a.spec(job), log: a.log.With(zap.String("job", job)), claimAt: a.now(), stopped: make(chan struct{})}
+	sctx := storeCtx(ctx)
+	batch := 4 * a.concurrency()
+	for ctx.Err() == nil && !r.isStopped() {
+		items, err := a.Store.Claim(sctx, r.spec.kinds, r.claimAt, batch)
+		if err != nil {
+			r.stop(a.storeErr("claim", err))
+			break
+		}
+		if len(items) == 0 {
+			break
+		}
+		var wg sync.WaitGroup
+		for i, it := range items {
+			started := false
+			if ctx.Err() == nil && !r.isStopped() {
+				select {
+				case a.sem <- struct{}{}:
+					started = ctx.Err() == nil && !r.isStopped()
+					if !started {
+						<-a.sem
+					}
+				case <-ctx.Done():
+				case <-r.stopped:
+				}
+			}
+			if !started {
+				r.release(sctx, items[i:])
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-a.sem }()
+				r.process(ctx, it)
+			}()
+		}
+		wg.Wait()
+	}
+	rep := r.rep.snapshot()
+	r.mu.Lock()
+	err := r.err
+	r.mu.Unlock()
+	if err == nil {
+		err = ctx.Err()
+	}
+	return rep, err
+}
+
+// release puts claimed items back without counting an attempt.
+func (r *itemRun) release(sctx context.Context, items []checkpoint.Item) {
+	for _, it := range items {
+		if err := r.a.Store.Release(sctx, it.ID); err != nil {
+			r.stop(r.a.storeErr("release", err))
+			continue
+		}
+		r.a.met.Item(it.Kind, "released")
+		r.rep.add(func(rep *Report) { rep.Released++ })
+	}
+}
+
+func (r *itemRun) process(ctx context.Context, it checkpoint.Item) {
+	switch it.Kind {
+	case checkpoint.KindTransferLookup, checkpoint.KindIVRLookup:
+		r.lookup(ctx, it)
+	default:
+		r.fetch(ctx, it)
+	}
+}
+
+// backoff is the wait before the next try after attempts failures: Backoff
+// doubling per attempt, capped at 64×Backoff, with full jitter (never 0).
+func (r *itemRun) backoff(attempts int) time.Duration {
+	b := r.spec.retry.Backoff
+	d := b << min(max(attempts-1, 0), 6)
+	return time.Duration(rand.Int64N(int64(d))) + 1
+}
+
+// failed records a failed attempt, or releases the item when the failure
+// is shutdown or refused credentials.
+func (r *itemRun) failed(ctx context.Context, it checkpoint.Item, err error) {
+	a, sctx, tctx := r.a, storeCtx(ctx), r.a.transferCtx(ctx)
+	log := r.log.With(zap.String("kind", it.Kind), zap.String("upstream_id", it.UpstreamID), zap.String("call_id", it.CallID))
+	switch {
+	case tctx.Err() != nil:
+		r.release(sctx, []checkpoint.Item{it})
+		log.Info("item abandoned at shutdown")
+		return
+	case authError(err):
+		r.release(sctx, []checkpoint.Item{it})
+		r.rep.add(func(rep *Report) {
+			if rep.AuthError == nil {
+				rep.AuthError = err
+			}
+		})
+		log.Error("credentials refused, stopping the job", zap.Error(err))
+		r.stop(fmt.Errorf("jobs: %s: %w", r.spec.name, err))
+		return
+	}
+	msg := err.Error()
+	if cecclient.IsNotFound(err) {
+		msg = "not found upstream (not yet available?): " + msg
+	}
+	st, serr := a.Store.Fail(sctx, it.ID, msg, a.now().Add(r.backoff(it.Attempts+1)), r.spec.retry.MaxAttempts)
+	if serr != nil {
+		r.stop(a.storeErr("fail", serr))
+		return
+	}
+	if st == checkpoint.StateDead {
+		a.met.Item(it.Kind, "dead")
+		r.rep.add(func(rep *Report) { rep.Dead++ })
+		log.Error("item is dead", zap.Int("attempts", it.Attempts+1), zap.Error(err))
+		return
+	}
+	a.met.Item(it.Kind, "failed")
+	r.rep.add(func(rep *Report) { rep.Failed++ })
+	log.Warn("item failed", zap.Int("attempts", it.Attempts+1), zap.Error(err))
+}
+
+// fetch downloads one recording and stores it under its key. Transient
+// failures are tried again InPassAttempts times within the run.
+func (r *itemRun) fetch(ctx context.Context, it checkpoint.Item) {
+	a, tctx := r.a, r.a.transferCtx(ctx)
+	var obj sink.Object
+	var err error
+	wait := inPassBackoff
+	for attempt := 1; ; attempt++ {
+		obj, err = r.fetchOnce(tctx, it)
+		if err == nil || attempt >= a.inPassAttempts() || tctx.Err() != nil || authError(err) ||
+			errors.Is(err, sink.ErrConflict) || !cecclient.IsTransient(err) {
+			break
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-tctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+		wait *= 2
+	}
+	if err != nil {
+		r.failed(ctx, it, err)
+		return
+	}
+	if serr := a.Store.Done(storeCtx(ctx), it.ID, it.Key, obj.Size, obj.SHA256); serr != nil {
+		r.stop(a.storeErr("done", serr))
+		return
+	}
+	if obj.Existed {
+		// Stored by an earlier run that crashed before its checkpoint (F3).
+		a.met.Item(it.Kind, "existed")
+		r.rep.add(func(rep *Report) { rep.Existed++ })
+		return
+	}
+	a.met.Item(it.Kind, "done")
+	a.met.Bytes(it.Kind, obj.Size)
+	r.rep.add(func(rep *Report) { rep.Done++; rep.Bytes += obj.Size })
+}
+
+func (r *itemRun) fetchOnce(ctx context.Context, it checkpoint.Item) (sink.Object, error) {
+	a := r.a
+	d, err := r.open(ctx, it)
+	if err != nil {
+		a.met.UpstreamError(upstreamClass(err))
+		return sink.Object{}, err
+	}
+	defer d.Body.Close()
+	meta := paramsMeta(it.Params)
+	meta.ContentType = "audio/wav"
+	if d.Zip {
+		meta.ContentType = "application/zip"
+	}
+	obj, err := a.Sink.Put(ctx, it.Key, d.Body, d.Length, meta)
+	if err != nil {
+		a.met.SinkError("put")
+		return sink.Object{}, fmt.Errorf("jobs: store %s %s: %w", it.Kind, it.Key, err)
+	}
+	return obj, nil
+}
+
+// open starts the download of an item with the interface its kind needs.
+func (r *itemRun) open(ctx context.Context, it checkpoint.Item) (*cecclient.Download, error) {
+	a, p := r.a, it.Params
+	switch it.Kind {
+	case checkpoint.KindTransfer, checkpoint.KindIVR:
+		return a.Client.DownloadOiapRecord(ctx, p["record_path"], p["location_id"])
+	case checkpoint.KindAgent:
+	default:
+		return nil, fmt.Errorf("jobs: item %d: unknown kind %q", it.ID, it.Kind)
+	}
+	if strings.HasPrefix(it.UpstreamID, "cms:") {
+		begin, _ := time.Parse(time.RFC3339, p["call_begin"])
+		if !begin.IsZero() {
+			begin = begin.In(a.loc())
+		}
+		return a.Client.CMSDownloadRecordFile(ctx, cecclient.CMSRecordRequest{CallID: it.CallID, WorkNo: p["agent_id"], Begin: begin})
+	}
+	if a.method() == MethodDownloadRecord {
+		name := p["original_file_name"]
+		if name == "" {
+			name = p["file_name"]
+		}
+		return a.Client.DownloadRecord(ctx, cecclient.DownloadRecordRequest{FileName: name, CcID: p["cc_id"]})
+	}
+	return a.Client.DownloadRecordFile(ctx, p["file_name"])
+}
+
+// lookup queries OIFDE for one call's transfer or IVR records and adds an
+// item per recording (or an absent item with the reason). Transfer records
+// that have not settled (opResult INIT, recordResult N/A, …) are waited for
+// until SettleMaxAge after the call began: the lookup is deferred by
+// Retry.Backoff; past that age they are absent with the reason.
+func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
+	a, sctx, tctx := r.a, storeCtx(ctx), r.a.transferCtx(ctx)
+	now := a.now()
+	callBegin, err := time.Parse(time.RFC3339, it.Params["call_begin"])
+	if err != nil {
+		r.failed(ctx, it, fmt.Errorf("jobs: lookup %s: call_begin %q: %w", it.CallID, it.Params["call_begin"], err))
+		return
+	}
+	var (
+		pending, absent []checkpoint.Item
+		unsettled       int
+		invalid         []string
+		qerr            error
+	)
+	q := cecclient.OIFDEQuery{CtiCallID: it.CallID}
+	if it.Kind == checkpoint.KindTransferLookup {
+		for tr, err := range a.Client.QueryTransferRecords(tctx, q) {
+			if err != nil {
+				if errors.Is(err, cecclient.ErrInvalidRecord) {
+					invalid = append(invalid, err.Error())
+					continue
+				}
+				qerr = err
+				break
+			}
+			id, path := tr.ID.String(), tr.RecordFilePath
+			ok := tr.RecordResult == cecwire.RecordResultOK || tr.RecordResult == ""
+			switch {
+			case tr.OpResult == cecwire.OpResultSuccess && path != "" && ok:
+				rec, err := r.recordingItem(it, checkpoint.KindTransfer, id, path, tr.LocationID.String(),
+					msTime(tr.StartTime), msTime(tr.EndTime), tr.CallingNumber, tr.CalledNumber, callBegin)
+				if err != nil {
+					invalid = append(invalid, err.Error())
+					continue
+				}
+				pending = append(pending, rec)
+			case tr.OpResult == cecwire.OpResultFail:
+				absent = append(absent, r.absentItem(it, checkpoint.KindTransfer, id, "opResult FAIL"))
+			default:
+				why := "opResult " + tr.OpResult
+				switch {
+				case tr.OpResult == cecwire.OpResultSuccess && !ok:
+					why = "recordResult " + tr.RecordResult
+				case tr.OpResult == cecwire.OpResultSuccess:
+					why = "no recordFilePath"
+				case tr.OpResult == "":
+					why = "no opResult"
+				}
+				if now.Sub(callBegin) > r.spec.settle {
+					absent = append(absent, r.absentItem(it, checkpoint.KindTransfer, id, fmt.Sprintf("%s after settle_max_age %s", why, r.spec.settle)))
+				} else {
+					unsettled++
+				}
+			}
+		}
+	} else {
+		for sr, err := range a.Client.QueryRecordHistory(tctx, q) {
+			if err != nil {
+				if errors.Is(err, cecclient.ErrInvalidRecord) {
+					invalid = append(invalid, err.Error())
+					continue
+				}
+				qerr = err
+				break
+			}
+			id := sr.LogID.String()
+			if sr.RecordFilePath == "" {
+				absent = append(absent, r.absentItem(it, checkpoint.KindIVR, id, "no recordFilePath"))
+				continue
+			}
+			rec, err := r.recordingItem(it, checkpoint.KindIVR, id, sr.RecordFilePath, sr.LocationID.String(),
+				time.Time{}, time.Time{}, sr.CallingNumber, sr.CalledNumber, callBegin)
+			if err != nil {
+				invalid = append(invalid, err.Error())
+				continue
+			}
+			pending = append(pending, rec)
+		}
+	}
+	// What was found is recorded even when the query broke off: adding is
+	// idempotent, and the lookup is tried again.
+	for _, list := range [][]checkpoint.Item{pending, absent} {
+		if len(list) == 0 {
+			continue
+		}
+		added, err := a.Store.AddItems(sctx, list)
+		if err != nil {
+			r.stop(a.storeErr("add items", err))
+			return
+		}
+		isAbsent := list[0].State == checkpoint.StateAbsent
+		r.rep.add(func(rep *Report) {
+			rep.Added += added
+			if isAbsent {
+				rep.Absent += added
+			}
+		})
+		if isAbsent {
+			for range added {
+				a.met.Item(list[0].Kind, "absent")
+			}
+		}
+	}
+	switch {
+	case qerr != nil:
+		r.failed(ctx, it, fmt.Errorf("jobs: lookup %s: %w", it.CallID, qerr))
+		return
+	case len(invalid) > 0:
+		r.failed(ctx, it, fmt.Errorf("jobs: lookup %s: %d unusable records, first: %s", it.CallID, len(invalid), invalid[0]))
+		return
+	case unsettled > 0:
+		note := fmt.Sprintf("waiting for %d records to settle", unsettled)
+		if unsettled == 1 {
+			note = "waiting for 1 record to settle"
+		}
+		if err := a.Store.Defer(sctx, it.ID, now.Add(r.spec.retry.Backoff), note); err != nil {
+			r.stop(a.storeErr("defer", err))
+			return
+		}
+		a.met.Item(it.Kind, "deferred")
+		r.rep.add(func(rep *Report) { rep.Deferred++ })
+		return
+	}
+	if err := a.Store.Done(sctx, it.ID, "", 0, ""); err != nil {
+		r.stop(a.storeErr("done", err))
+		return
+	}
+	a.met.Item(it.Kind, "done")
+	r.rep.add(func(rep *Report) { rep.Done++ })
+}
+
+func msTime(ms int64) time.Time {
+	if ms <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// recordingItem is a transfer or IVR recording found by a lookup. Its key
+// uses the call's begin, so that every recording of a call shares a day.
+func (r *itemRun) recordingItem(lookup checkpoint.Item, kind, id, path, location string, begin, end time.Time, caller, callee string, callBegin time.Time) (checkpoint.Item, error) {
+	a, p := r.a, lookup.Params
+	key, err := a.Keys.Build(sink.KeyFields{
+		Tenant: a.Tenant, VDN: orNone(p["vdn"]), CallID: lookup.CallID, AgentID: orNone(p["agent_id"]), RecordID: id,
+		Kind: kind, Name: id + "-" + orNone(pathBase(path)), Time: wallUTC(callBegin, a.loc()),
+	})
+	if err != nil {
+		return checkpoint.Item{}, fmt.Errorf("%s %s: key: %w", kind, id, err)
+	}
+	if begin.IsZero() {
+		begin = callBegin
+	}
+	m, err := a.Meta.Meta(sink.RecordAttrs{
+		CallID: lookup.CallID, RecordID: id, AgentID: p["agent_id"], VDN: p["vdn"], Begin: begin, End: end,
+		CallerNo: caller, CalleeNo: callee,
+	}, "")
+	if err != nil {
+		return checkpoint.Item{}, fmt.Errorf("%s %s: metadata: %w", kind, id, err)
+	}
+	params := map[string]string{
+		"record_path": path, "location_id": location, "call_begin": p["call_begin"], "vdn": p["vdn"], "agent_id": p["agent_id"],
+	}
+	metaParams(params, m)
+	return checkpoint.Item{
+		Kind: kind, UpstreamID: id, CallID: lookup.CallID, Day: lookup.Day, Key: key, Params: params,
+		State: checkpoint.StatePending, NextAttemptAt: r.claimAt,
+	}, nil
+}
+
+func (r *itemRun) absentItem(lookup checkpoint.Item, kind, id, reason string) checkpoint.Item {
+	return checkpoint.Item{
+		Kind: kind, UpstreamID: id, CallID: lookup.CallID, Day: lookup.Day, State: checkpoint.StateAbsent, Reason: reason,
+		Params: map[string]string{"call_begin": lookup.Params["call_begin"]},
+	}
+}

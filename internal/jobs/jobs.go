@@ -1,0 +1,510 @@
+// Package jobs holds the checkpointed archival jobs.
+//
+//   - cdr requests, per time window, the CDR and recording-index package of
+//     CC-FS (queryBillData), waits until it is ready (callback or polling
+//     downloadBillFile), archives the ZIP as-is with its rows as gzipped JSON
+//     Lines, and records every call and every item the package lists in the
+//     checkpoint store, in one transaction.
+//   - recordings downloads the agent recordings the index listed.
+//   - transfer and ivr look the calls up in OIFDE, add the transfer and IVR
+//     recordings they find (or record why there is none), and download them.
+//
+// Every item goes pending → in_progress → done | absent | failed → … → dead;
+// nothing is dropped: a failure is recorded in the store, retried with
+// backoff on later runs and, after MaxAttempts, kept as dead and reported in
+// the per-day ledger objects (WriteLedgers).
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cec-archiver/cec-archiver/internal/cdr"
+	"github.com/cec-archiver/cec-archiver/internal/cecclient"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/sink"
+)
+
+// Job names (the same strings as config.Job*).
+const (
+	JobCDR        = "cdr"
+	JobRecordings = "recordings"
+	JobTransfer   = "transfer"
+	JobIVR        = "ivr"
+)
+
+// Recording download methods (the same strings as config.Method*).
+const (
+	MethodDownloadRecordFile = "downloadRecordFile"
+	MethodDownloadRecord     = "downloadRecord"
+	MethodCMS                = "cms"
+)
+
+// Defaults of Settings and Retry.
+const (
+	DefaultWindow          = time.Hour
+	DefaultReadyTimeout    = 30 * time.Minute
+	DefaultPollInterval    = 5 * time.Second
+	MaxPollInterval        = time.Minute
+	DefaultSettleMaxAge    = 72 * time.Hour
+	DefaultConcurrency     = 4
+	DefaultInPassAttempts  = 3
+	DefaultMaxPackageBytes = 1 << 30
+	DefaultMaxAttempts     = 10
+	DefaultBackoff         = time.Minute
+	// MaxWindow is the longest window queryBillData accepts.
+	MaxWindow = 72 * time.Hour
+	// inPassBackoff is the first wait between quick in-run retries.
+	inPassBackoff = 200 * time.Millisecond
+)
+
+// Settings tune the jobs. Zero values take the defaults above.
+type Settings struct {
+	Tenant       string         // {tenant} in keys
+	Location     *time.Location // tenant time zone: CDR times, window alignment, calendar days (nil = UTC)
+	Window       time.Duration  // cdr window: divides 24h, or is a whole number of days ≤ 72h
+	Lookback     int            // past windows re-requested every run
+	ReadyTimeout time.Duration  // wait for a package before giving up on this request (re-requested next run)
+	PollInterval time.Duration  // first downloadBillFile poll interval (doubles, capped at 1 min); default 5s
+	CallbackURL  string         // callBackURL sent to queryBillData
+	Method       string         // MethodDownloadRecordFile (default) | MethodDownloadRecord | MethodCMS
+
+	Recordings, Transfer, IVR Retry // per job: agent items / transfer lookups+items / ivr lookups+items
+
+	TransferSettleMaxAge, IVRSettleMaxAge time.Duration // default 72h
+
+	Concurrency     int    // parallel downloads across all jobs (default 4)
+	InPassAttempts  int    // quick in-run tries of a transient download failure (default 3, 200ms doubling)
+	SpoolDir        string // temp dir for CDR packages ("" = os.TempDir())
+	MaxPackageBytes int64  // default 1 GiB
+	Limits          cdr.Limits
+}
+
+// Retry says how a job's failed items are retried across runs.
+type Retry struct {
+	MaxAttempts int // failed attempts before an item is dead (default 10)
+	// Backoff is the first wait after a failure; it doubles per attempt,
+	// capped at 64×Backoff, with full jitter; default 1m. It is also the
+	// re-query interval of a lookup waiting for OIFDE records to settle.
+	Backoff time.Duration
+}
+
+func (r Retry) withDefaults() Retry {
+	if r.MaxAttempts <= 0 {
+		r.MaxAttempts = DefaultMaxAttempts
+	}
+	if r.Backoff <= 0 {
+		r.Backoff = DefaultBackoff
+	}
+	return r
+}
+
+// Archiver runs the jobs. Set its fields, then call its methods; it may be
+// used by several goroutines (Once runs the item jobs concurrently) but the
+// fields must not change meanwhile.
+type Archiver struct {
+	Client *cecclient.Client
+	Sink   sink.Sink
+	Store  checkpoint.Store
+	Keys   *sink.KeyBuilder // recording keys (configured template)
+	Prefix string           // key prefix for CDR packages and ledgers (same as the KeyBuilder's prefix)
+	Meta   sink.MetaPolicy
+	Settings
+	Callbacks *Callbacks // nil: poll only
+	Metrics   Metrics    // *telemetry.Metrics; nil ok
+	Log       *zap.Logger
+	Now       func() time.Time // nil = time.Now
+	// Abort, when non-nil, bounds in-flight work: the ctx passed to a Run
+	// method only stops NEW work (no new windows, no new claims); transfers
+	// already started continue until they finish or Abort is cancelled.
+	// Abandoned items are Released (not counted as attempts) with a context
+	// that is not cancelled. When nil, the ctx of the Run method bounds both.
+	Abort context.Context
+
+	initOnce sync.Once
+	initErr  error
+	sem      chan struct{} // download slots shared by every job
+	cdrKeys  *sink.KeyBuilder
+	ledKeys  *sink.KeyBuilder
+	met      Metrics
+	log      *zap.Logger
+}
+
+// Window is a time window [Begin, End) of the cdr job.
+type Window struct{ Begin, End time.Time }
+
+// String formats the window in its own location.
+func (w Window) String() string {
+	return w.Begin.Format("2006-01-02 15:04") + " – " + w.End.Format("2006-01-02 15:04 MST")
+}
+
+// Report counts what one run did; Merge aggregates reports of several jobs.
+type Report struct {
+	Windows        int   // windows processed (requested or resumed)
+	Packages       int   // packages completed (including unchanged)
+	PackagesFailed int   // packages that could not be obtained or parsed this run
+	Added          int   // new items recorded (by packages and lookups)
+	Done           int   // items completed by this run: recordings newly written, lookups done
+	Existed        int   // recordings the sink already held with the same content, marked done (not in Done)
+	Absent         int   // items marked absent (lookups) this run
+	Deferred       int   // lookups deferred (OIFDE records not settled)
+	Failed         int   // failed attempts recorded (the item will be retried)
+	Dead           int   // items that became dead this run
+	Released       int   // items abandoned at shutdown or on an auth error, not counted as attempts
+	Bytes          int64 // bytes newly stored: recordings, CDR packages and their rows files
+	// Errors lists window/package-level failures, human readable.
+	Errors []string
+	// AuthError is the first authentication/permission error met (HTTP
+	// 401/403, S3 AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch).
+	AuthError error
+}
+
+// Merge adds o's counts to r.
+func (r *Report) Merge(o *Report) {
+	if o == nil {
+		return
+	}
+	r.Windows += o.Windows
+	r.Packages += o.Packages
+	r.PackagesFailed += o.PackagesFailed
+	r.Added += o.Added
+	r.Done += o.Done
+	r.Existed += o.Existed
+	r.Absent += o.Absent
+	r.Deferred += o.Deferred
+	r.Failed += o.Failed
+	r.Dead += o.Dead
+	r.Released += o.Released
+	r.Bytes += o.Bytes
+	r.Errors = append(r.Errors, o.Errors...)
+	if r.AuthError == nil {
+		r.AuthError = o.AuthError
+	}
+}
+
+// syncReport is a Report shared by the workers of one run.
+type syncReport struct {
+	mu sync.Mutex
+	r  Report
+}
+
+func (s *syncReport) add(f func(r *Report)) {
+	s.mu.Lock()
+	f(&s.r)
+	s.mu.Unlock()
+}
+
+func (s *syncReport) snapshot() *Report {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.r
+	r.Errors = append([]string(nil), s.r.Errors...)
+	return &r
+}
+
+// init checks the settings once and builds what every method shares.
+func (a *Archiver) init() error {
+	a.initOnce.Do(func() {
+		a.log = a.Log
+		if a.log == nil {
+			a.log = zap.NewNop()
+		}
+		a.met = a.Metrics
+		if a.met == nil {
+			a.met = nopMetrics{}
+		}
+		a.sem = make(chan struct{}, a.concurrency())
+		var errs []error
+		if a.Store == nil {
+			errs = append(errs, errors.New("no checkpoint store"))
+		}
+		if a.Sink == nil {
+			errs = append(errs, errors.New("no sink"))
+		}
+		if a.Keys == nil {
+			errs = append(errs, errors.New("no key builder"))
+		}
+		if a.Tenant == "" {
+			errs = append(errs, errors.New("no tenant"))
+		}
+		if err := checkWindow(a.window()); err != nil {
+			errs = append(errs, err)
+		}
+		var err error
+		if a.cdrKeys, err = sink.NewKeyBuilder(a.Prefix, "{tenant}/cdr/{yyyy}/{mm}/{dd}/{name}"); err != nil {
+			errs = append(errs, err)
+		}
+		if a.ledKeys, err = sink.NewKeyBuilder(a.Prefix, "{tenant}/ledger/{yyyy}/{mm}/{dd}/{name}"); err != nil {
+			errs = append(errs, err)
+		}
+		if err := a.Meta.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		switch a.Method {
+		case "", MethodDownloadRecordFile, MethodDownloadRecord, MethodCMS:
+		default:
+			errs = append(errs, fmt.Errorf("unknown recording method %q", a.Method))
+		}
+		if err := errors.Join(errs...); err != nil {
+			a.initErr = fmt.Errorf("jobs: archiver: %w", err)
+		}
+	})
+	return a.initErr
+}
+
+func (a *Archiver) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+func (a *Archiver) loc() *time.Location {
+	if a.Location == nil {
+		return time.UTC
+	}
+	return a.Location
+}
+
+func (a *Archiver) window() time.Duration {
+	if a.Window <= 0 {
+		return DefaultWindow
+	}
+	return a.Window
+}
+
+func (a *Archiver) readyTimeout() time.Duration {
+	if a.ReadyTimeout <= 0 {
+		return DefaultReadyTimeout
+	}
+	return a.ReadyTimeout
+}
+
+func (a *Archiver) pollInterval() time.Duration {
+	if a.PollInterval <= 0 {
+		return DefaultPollInterval
+	}
+	return a.PollInterval
+}
+
+func (a *Archiver) concurrency() int {
+	if a.Concurrency <= 0 {
+		return DefaultConcurrency
+	}
+	return a.Concurrency
+}
+
+func (a *Archiver) inPassAttempts() int {
+	if a.InPassAttempts <= 0 {
+		return DefaultInPassAttempts
+	}
+	return a.InPassAttempts
+}
+
+func (a *Archiver) maxPackageBytes() int64 {
+	if a.MaxPackageBytes <= 0 {
+		return DefaultMaxPackageBytes
+	}
+	return a.MaxPackageBytes
+}
+
+func (a *Archiver) limits() cdr.Limits {
+	if a.Limits == (cdr.Limits{}) {
+		return cdr.DefaultLimits()
+	}
+	return a.Limits
+}
+
+func (a *Archiver) method() string {
+	if a.Method == "" {
+		return MethodDownloadRecordFile
+	}
+	return a.Method
+}
+
+func settleMaxAge(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultSettleMaxAge
+	}
+	return d
+}
+
+// transferCtx is the context of work already started: Abort when set, else ctx.
+func (a *Archiver) transferCtx(ctx context.Context) context.Context {
+	if a.Abort != nil {
+		return a.Abort
+	}
+	return ctx
+}
+
+// Run runs one job once: "cdr", "recordings", "transfer" or "ivr".
+// Window-level failures are in Report.Errors; the error is for what stops
+// the job (a checkpoint store failure, an auth error, ctx ended).
+func (a *Archiver) Run(ctx context.Context, job string) (*Report, error) {
+	if err := a.init(); err != nil {
+		return &Report{}, err
+	}
+	done := a.met.JobStarted(job)
+	var rep *Report
+	var err error
+	switch job {
+	case JobCDR:
+		rep, err = a.runCDR(ctx, nil)
+	case JobRecordings, JobTransfer, JobIVR:
+		rep, err = a.runItems(ctx, job)
+	default:
+		return &Report{}, fmt.Errorf("jobs: run: unknown job %q", job)
+	}
+	done(err)
+	return rep, err
+}
+
+// allJobs is the order Once runs the jobs in.
+var allJobs = [...]string{JobCDR, JobRecordings, JobTransfer, JobIVR}
+
+// Once runs the given jobs (all four when none): cdr first if included,
+// then recordings, transfer and ivr concurrently, then WriteLedgers.
+func (a *Archiver) Once(ctx context.Context, jobs ...string) (*Report, error) {
+	if err := a.init(); err != nil {
+		return &Report{}, err
+	}
+	if len(jobs) == 0 {
+		jobs = allJobs[:]
+	}
+	want := map[string]bool{}
+	for _, j := range jobs {
+		switch j {
+		case JobCDR, JobRecordings, JobTransfer, JobIVR:
+			want[j] = true
+		default:
+			return &Report{}, fmt.Errorf("jobs: once: unknown job %q", j)
+		}
+	}
+	total := &Report{}
+	var errs []error
+	if want[JobCDR] {
+		rep, err := a.Run(ctx, JobCDR)
+		total.Merge(rep)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	rep, err := a.itemJobs(ctx, want)
+	total.Merge(rep)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return a.finish(ctx, total, errs)
+}
+
+// itemJobs runs the wanted item jobs concurrently.
+func (a *Archiver) itemJobs(ctx context.Context, want map[string]bool) (*Report, error) {
+	total := &Report{}
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for _, j := range allJobs[1:] {
+		if !want[j] || ctx.Err() != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep, err := a.Run(ctx, j)
+			mu.Lock()
+			defer mu.Unlock()
+			total.Merge(rep)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return total, errors.Join(errs...)
+}
+
+// finish writes the ledgers (unless ctx ended) and joins the errors.
+func (a *Archiver) finish(ctx context.Context, total *Report, errs []error) (*Report, error) {
+	if ctx.Err() == nil {
+		if _, err := a.WriteLedgers(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	return total, dedupeErrors(errs)
+}
+
+// dedupeErrors joins errs, leaving out repeats of context errors.
+func dedupeErrors(errs []error) error {
+	var out []error
+	ctxSeen := false
+	for _, e := range errs {
+		if e == nil {
+			continue
+		}
+		if errors.Is(e, context.Canceled) || errors.Is(e, context.DeadlineExceeded) {
+			if ctxSeen {
+				continue
+			}
+			ctxSeen = true
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
+}
+
+// Backfill runs the cdr job over Plan(from, to) (the watermark is left as
+// it is), then the item jobs, then WriteLedgers.
+func (a *Archiver) Backfill(ctx context.Context, from, to time.Time) (*Report, error) {
+	if err := a.init(); err != nil {
+		return &Report{}, err
+	}
+	total := &Report{}
+	var errs []error
+	done := a.met.JobStarted(JobCDR)
+	rep, err := a.runCDR(ctx, a.Plan(from, to))
+	done(err)
+	total.Merge(rep)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	rep, err = a.itemJobs(ctx, map[string]bool{JobRecordings: true, JobTransfer: true, JobIVR: true})
+	total.Merge(rep)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return a.finish(ctx, total, errs)
+}
+
+// authError reports whether err means the credentials are refused:
+// cecclient.IsAuth (HTTP 401/403, OIFDE gettoken refused), or an S3 error
+// code for refused credentials.
+func authError(err error) bool {
+	if err == nil {
+		return false
+	}
+	if cecclient.IsAuth(err) {
+		return true
+	}
+	var coded interface{ ErrorCode() string }
+	if errors.As(err, &coded) {
+		switch coded.ErrorCode() {
+		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken":
+			return true
+		}
+	}
+	return false
+}
+
+// storeCtx is a context for checkpoint writes: never cancelled by ctx, so a
+// checkpoint is always written.
+func storeCtx(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }

@@ -1,0 +1,265 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/sink"
+)
+
+// JobLedger is the watermark name of the ledger writer.
+const JobLedger = "ledger"
+
+// ledgerMargin re-examines days updated shortly before the last ledger pass
+// (clock granularity, writes racing the pass).
+const ledgerMargin = time.Minute
+
+// Ledger is the completeness ledger of one calendar day: every call the CDR
+// packages listed, with each of its recordings archived, absent (and why),
+// pending, failed or dead.
+type Ledger struct {
+	Version     int            `json:"version"`
+	Tenant      string         `json:"tenant"`
+	Day         string         `json:"day"`
+	GeneratedAt *time.Time     `json:"generated_at,omitempty"`
+	Complete    bool           `json:"complete"`
+	Totals      LedgerTotals   `json:"totals"`
+	Calls       []LedgerCall   `json:"calls"`
+	Orphans     []LedgerRecord `json:"orphans,omitempty"` // items whose call is not among the day's calls
+}
+
+// LedgerTotals counts a day's calls and recordings by state. Pending
+// includes in_progress.
+type LedgerTotals struct {
+	Calls    int `json:"calls"`
+	Archived int `json:"archived"`
+	Absent   int `json:"absent"`
+	Pending  int `json:"pending"`
+	Failed   int `json:"failed"`
+	Dead     int `json:"dead"`
+}
+
+// LedgerCall is one call of a ledger.
+type LedgerCall struct {
+	CallID     string            `json:"call_id"`
+	Begin      time.Time         `json:"begin"`
+	VDN        string            `json:"vdn"`
+	Recordings []LedgerRecord    `json:"recordings"`
+	Lookups    map[string]string `json:"lookups"` // "transfer" / "ivr" → lookup state
+}
+
+// LedgerRecord is one recording (or absent record) of a call.
+type LedgerRecord struct {
+	Kind     string `json:"kind"`
+	ID       string `json:"id"`
+	CallID   string `json:"call_id,omitempty"` // orphans only
+	State    string `json:"state"`
+	Key      string `json:"key,omitempty"`
+	Size     int64  `json:"size,omitempty"`
+	SHA256   string `json:"sha256,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	Error    string `json:"error,omitempty"`
+	Attempts int    `json:"attempts,omitempty"`
+}
+
+// WriteLedgers writes a new ledger object for every day that changed since
+// the last pass (the "ledger" watermark) and whose content differs from the
+// last ledger written. Ledger objects are create-only and never replaced:
+// the newest key of a day is its current ledger. It also exports the item
+// counts to Metrics.
+func (a *Archiver) WriteLedgers(ctx context.Context) (written int, err error) {
+	if err := a.init(); err != nil {
+		return 0, err
+	}
+	log := a.log.With(zap.String("job", JobLedger))
+	sctx := storeCtx(ctx)
+	start := a.now()
+	since, haveSince, err := a.Store.Watermark(sctx, JobLedger)
+	if err != nil {
+		return 0, a.storeErr("read ledger watermark", err)
+	}
+	days, err := a.Store.Days(sctx)
+	if err != nil {
+		return 0, a.storeErr("days", err)
+	}
+	counts := map[string]map[string]int{}
+	for _, d := range days {
+		for kind, states := range d.Counts {
+			if counts[kind] == nil {
+				counts[kind] = map[string]int{}
+			}
+			for st, n := range states {
+				counts[kind][string(st)] += n
+			}
+		}
+	}
+	a.met.SetItems(counts)
+	for _, d := range days {
+		if ctx.Err() != nil {
+			return written, ctx.Err()
+		}
+		if haveSince && d.Updated.Before(since.Add(-ledgerMargin)) {
+			continue
+		}
+		ok, err := a.writeLedger(ctx, d.Day, start)
+		if err != nil {
+			return written, err
+		}
+		if ok {
+			written++
+			log.Info("ledger written", zap.String("day", d.Day))
+		}
+	}
+	if err := a.Store.SetWatermark(sctx, JobLedger, start); err != nil {
+		return written, a.storeErr("set ledger watermark", err)
+	}
+	return written, nil
+}
+
+// BuildLedger assembles a day's ledger from the checkpoint store (without
+// GeneratedAt).
+func (a *Archiver) BuildLedger(ctx context.Context, day string) (*Ledger, error) {
+	if err := a.init(); err != nil {
+		return nil, err
+	}
+	sctx := storeCtx(ctx)
+	calls, err := a.Store.DayCalls(sctx, day)
+	if err != nil {
+		return nil, a.storeErr("day calls", err)
+	}
+	items, err := a.Store.DayItems(sctx, day)
+	if err != nil {
+		return nil, a.storeErr("day items", err)
+	}
+	l := &Ledger{Version: 1, Tenant: a.Tenant, Day: day, Complete: true, Calls: []LedgerCall{}}
+	idx := map[string]int{}
+	sort.Slice(calls, func(i, j int) bool { return calls[i].CallID < calls[j].CallID })
+	for _, c := range calls {
+		idx[c.CallID] = len(l.Calls)
+		l.Calls = append(l.Calls, LedgerCall{
+			CallID: c.CallID, Begin: c.Begin.UTC(), VDN: c.VDN, Recordings: []LedgerRecord{},
+			Lookups: map[string]string{"transfer": "missing", "ivr": "missing"},
+		})
+	}
+	l.Totals.Calls = len(calls)
+	for _, it := range items {
+		i, known := idx[it.CallID]
+		switch it.Kind {
+		case checkpoint.KindTransferLookup, checkpoint.KindIVRLookup:
+			if known {
+				name := "transfer"
+				if it.Kind == checkpoint.KindIVRLookup {
+					name = "ivr"
+				}
+				l.Calls[i].Lookups[name] = string(it.State)
+			}
+			continue
+		}
+		rec := LedgerRecord{
+			Kind: it.Kind, ID: it.UpstreamID, State: string(it.State), Reason: it.Reason,
+			Error: it.LastError, Attempts: it.Attempts,
+		}
+		if it.State == checkpoint.StateDone {
+			rec.Key, rec.Size, rec.SHA256 = it.Key, it.Size, it.SHA256
+		}
+		switch it.State {
+		case checkpoint.StateDone:
+			l.Totals.Archived++
+		case checkpoint.StateAbsent:
+			l.Totals.Absent++
+		case checkpoint.StateFailed:
+			l.Totals.Failed++
+			l.Complete = false
+		case checkpoint.StateDead:
+			l.Totals.Dead++
+			l.Complete = false
+		default:
+			l.Totals.Pending++
+			l.Complete = false
+		}
+		if known {
+			l.Calls[i].Recordings = append(l.Calls[i].Recordings, rec)
+		} else {
+			rec.CallID = it.CallID
+			l.Orphans = append(l.Orphans, rec)
+		}
+	}
+	less := func(r []LedgerRecord) func(i, j int) bool {
+		return func(i, j int) bool {
+			if r[i].Kind != r[j].Kind {
+				return r[i].Kind < r[j].Kind
+			}
+			if r[i].CallID != r[j].CallID {
+				return r[i].CallID < r[j].CallID
+			}
+			return r[i].ID < r[j].ID
+		}
+	}
+	for i := range l.Calls {
+		c := &l.Calls[i]
+		sort.Slice(c.Recordings, less(c.Recordings))
+		if c.Lookups["transfer"] != string(checkpoint.StateDone) || c.Lookups["ivr"] != string(checkpoint.StateDone) {
+			l.Complete = false
+		}
+	}
+	sort.Slice(l.Orphans, less(l.Orphans))
+	return l, nil
+}
+
+// writeLedger writes day's ledger if it differs from the last one written.
+func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time) (bool, error) {
+	sctx := storeCtx(ctx)
+	l, err := a.BuildLedger(ctx, day)
+	if err != nil {
+		return false, err
+	}
+	body, err := json.Marshal(l)
+	if err != nil {
+		return false, fmt.Errorf("jobs: ledger %s: %w", day, err)
+	}
+	sum := sha256.Sum256(body)
+	digest := hex.EncodeToString(sum[:])
+	last, _, ok, err := a.Store.Ledger(sctx, day)
+	if err != nil {
+		return false, a.storeErr("ledger", err)
+	}
+	if ok && last == digest {
+		return false, nil
+	}
+	gen := now.UTC().Truncate(time.Second)
+	l.GeneratedAt = &gen
+	body, err = json.MarshalIndent(l, "", " ")
+	if err != nil {
+		return false, fmt.Errorf("jobs: ledger %s: %w", day, err)
+	}
+	t, err := time.Parse(time.DateOnly, day)
+	if err != nil {
+		return false, fmt.Errorf("jobs: ledger: day %q: %w", day, err)
+	}
+	key, err := a.ledKeys.Build(sink.KeyFields{
+		Tenant: a.Tenant, Time: t,
+		Name: "ledger-" + gen.Format("20060102T150405Z") + "-" + digest[:12] + ".json",
+	})
+	if err != nil {
+		return false, fmt.Errorf("jobs: ledger %s: key: %w", day, err)
+	}
+	if _, err := a.Sink.Put(a.transferCtx(ctx), key, bytes.NewReader(body), int64(len(body)),
+		sink.Meta{ContentType: "application/json", Metadata: map[string]string{"kind": "ledger", "day": day, "ledger-sha256": digest}}); err != nil {
+		a.met.SinkError("put")
+		return false, fmt.Errorf("jobs: ledger %s: %w", day, err)
+	}
+	if err := a.Store.SetLedger(sctx, day, digest, key); err != nil {
+		return false, a.storeErr("set ledger", err)
+	}
+	a.met.Ledger()
+	return true, nil
+}
