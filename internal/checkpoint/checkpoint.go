@@ -53,6 +53,7 @@ type Package struct {
 	RowsKey      string // object key of the gzipped JSON Lines CDR rows
 	Size         int64  // ZIP bytes
 	SHA256       string // ZIP digest (hex)
+	RowsSHA256   string // digest of the CSV rows' content, independent of entry names and ZIP bytes: a re-scan that finds the same rows is not stored again
 	Calls        int    // calls found in the package
 	Items        int    // items the package listed (new or already known)
 	UpdatedAt    time.Time

@@ -187,6 +187,10 @@ type spooled struct {
 	f      *os.File
 	size   int64
 	sha256 string
+	// content is, for a rows file, the digest of the rows themselves (kind
+	// and fields, not entry names or line numbers): CC-FS zips a re-requested
+	// window anew, with new entry names, so only this tells an unchanged CDR.
+	content string
 }
 
 func (s *spooled) remove() {
@@ -313,8 +317,9 @@ func (b *badRows) add(r cdr.Row, why string) {
 }
 
 // storePackage archives the ZIP and its rows and records calls and items.
-// A package identical to the last done one of the window (same SHA-256) is
-// not stored again. A row that cannot be used (no call_id, no file_name, no
+// A package identical to the last done one of the window (same ZIP SHA-256,
+// or the same rows under new entry names, as CC-FS zips a re-requested window
+// anew) is not stored again. A row that cannot be used (no call_id, no file_name, no
 // parsable call_begin, no valid key) fails the package, naming the file and
 // line: the ZIP is archived, but neither rows, calls nor items are recorded,
 // and the package is retried on the next run (it stays visible in status and
@@ -326,18 +331,27 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		return fmt.Errorf("jobs: cdr: package %s: %w", p.BillFileName, err)
 	}
 	p.Size, p.SHA256 = s.size, s.sha256
+	calls, items, rows, perr := a.parsePackage(pkg, p.BillFileName)
+	if rows != nil {
+		defer rows.remove()
+	}
 	prev, ok, err := a.Store.LastDonePackage(sctx, w.Begin, w.End)
 	if err != nil {
 		return a.storeErr("last done package", err)
 	}
-	if ok && prev.SHA256 == s.sha256 {
-		p.State, p.Key, p.RowsKey, p.Calls, p.Items, p.LastError = checkpoint.StateDone, "", prev.RowsKey, prev.Calls, prev.Items, ""
-		if _, err := a.Store.CompletePackage(sctx, *p, nil, nil); err != nil {
+	if perr == nil && ok && (prev.SHA256 == s.sha256 || prev.RowsSHA256 == rows.content) {
+		// The same CDR as the last package of this window: nothing new to
+		// store. Calls and items are still offered (they are known already).
+		p.State, p.Key, p.RowsKey, p.RowsSHA256, p.LastError = checkpoint.StateDone, "", prev.RowsKey, rows.content, ""
+		p.Calls, p.Items = len(calls), len(items)
+		added, err := a.Store.CompletePackage(sctx, *p, calls, items)
+		if err != nil {
 			return a.storeErr("complete package", err)
 		}
 		a.met.Package("unchanged")
 		rep.Packages++
-		log.Info("package unchanged", zap.String("bill_file", p.BillFileName))
+		rep.Added += added
+		log.Info("package unchanged", zap.String("bill_file", p.BillFileName), zap.Int("new_items", added))
 		return nil
 	}
 	keyTime := wallUTC(w.Begin, a.loc())
@@ -352,6 +366,7 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("jobs: cdr: package %s: %w", p.BillFileName, err)
 	}
+	// The ZIP is archived as-is even when some of its rows are unusable.
 	meta := sink.Meta{SHA256: s.sha256, ContentType: "application/zip", Metadata: map[string]string{
 		"kind": "cdr", "window-begin": w.Begin.UTC().Format(time.RFC3339), "window-end": w.End.UTC().Format(time.RFC3339),
 	}}
@@ -364,13 +379,8 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		a.met.Bytes("cdr", obj.Size)
 		rep.Bytes += obj.Size
 	}
-
-	calls, items, rows, err := a.parsePackage(pkg, p.BillFileName)
-	if rows != nil {
-		defer rows.remove()
-	}
-	if err != nil {
-		return err
+	if perr != nil {
+		return perr
 	}
 	obj, err = a.Sink.Put(tctx, rowsKey, rows.f, rows.size, sink.Meta{SHA256: rows.sha256, ContentType: "application/x-ndjson",
 		Metadata: map[string]string{"kind": "cdr-rows", "package-sha256": s.sha256}})
@@ -382,7 +392,7 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		a.met.Bytes("cdr", obj.Size)
 		rep.Bytes += obj.Size
 	}
-	p.State, p.Key, p.RowsKey, p.Calls, p.Items, p.LastError = checkpoint.StateDone, key, rowsKey, len(calls), len(items), ""
+	p.State, p.Key, p.RowsKey, p.RowsSHA256, p.Calls, p.Items, p.LastError = checkpoint.StateDone, key, rowsKey, rows.content, len(calls), len(items), ""
 	added, err := a.Store.CompletePackage(sctx, *p, calls, items)
 	if err != nil {
 		return a.storeErr("complete package", err)
@@ -428,6 +438,7 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 	}
 	rows := &spooled{f: f}
 	h := sha256.New()
+	content := sha256.New()
 	lw := &limitWriter{w: io.MultiWriter(f, h), max: 2 * a.limits().MaxTotalBytes}
 	bw := bufio.NewWriterSize(lw, 64<<10)
 	gz := gzip.NewWriter(bw)
@@ -485,6 +496,11 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 			if err := enc.Encode(rowJSON{File: r.File, Kind: string(kind), Line: r.Line, Fields: fields}); err != nil {
 				return err
 			}
+			content.Write([]byte(kind))
+			for _, v := range r.Fields {
+				fmt.Fprintf(content, "\x00%d:%s", len(v), v)
+			}
+			content.Write([]byte{'\n'})
 			callID := strings.TrimSpace(r.Get(kind, "call_id"))
 			if callID == "" {
 				bad.add(r, "no call_id")
@@ -527,7 +543,7 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, nil, rows, fmt.Errorf("jobs: cdr: rows of %s: %w", name, err)
 	}
-	rows.size, rows.sha256 = lw.n, hex.EncodeToString(h.Sum(nil))
+	rows.size, rows.sha256, rows.content = lw.n, hex.EncodeToString(h.Sum(nil)), hex.EncodeToString(content.Sum(nil))
 	if bad.n > 0 {
 		return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: %d unusable rows, first %s", name, bad.n, bad.first)
 	}

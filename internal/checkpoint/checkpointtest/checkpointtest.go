@@ -181,7 +181,7 @@ func testPackage(t *testing.T, s checkpoint.Store) {
 	t.Run("update", func(t *testing.T) {
 		up := checkpoint.Package{ID: id2, Begin: begin.Add(-time.Hour), End: end.Add(time.Hour), ResponseID: "r2b", BillFileName: "b2.zip",
 			RequestedAt: t0().Add(2 * time.Minute), State: checkpoint.StateFailed, Attempts: 2, LastError: "boom", Key: "k", RowsKey: "rk",
-			Size: 10, SHA256: "ab", Calls: 3, Items: 4}
+			Size: 10, SHA256: "ab", RowsSHA256: "cd", Calls: 3, Items: 4}
 		if err := s.UpdatePackage(ctx(t), up); err != nil {
 			t.Fatalf("UpdatePackage: %v", err)
 		}
@@ -236,7 +236,7 @@ func packageEqual(a, b checkpoint.Package) bool {
 	return a.ID == b.ID && a.Begin.Equal(b.Begin) && a.End.Equal(b.End) && a.ResponseID == b.ResponseID &&
 		a.BillFileName == b.BillFileName && a.RequestedAt.Equal(b.RequestedAt) && a.State == b.State &&
 		a.Attempts == b.Attempts && a.LastError == b.LastError && a.Key == b.Key && a.RowsKey == b.RowsKey &&
-		a.Size == b.Size && a.SHA256 == b.SHA256 && a.Calls == b.Calls && a.Items == b.Items && a.UpdatedAt.Equal(b.UpdatedAt)
+		a.Size == b.Size && a.SHA256 == b.SHA256 && a.RowsSHA256 == b.RowsSHA256 && a.Calls == b.Calls && a.Items == b.Items && a.UpdatedAt.Equal(b.UpdatedAt)
 }
 
 func testCompletePackage(t *testing.T, s checkpoint.Store) {

@@ -89,6 +89,9 @@ CREATE TABLE ledgers (
 	written_at INTEGER NOT NULL
 );
 `,
+		// 2: the content digest of a package's rows, to recognise a re-scanned
+		// window whose CDR did not change although CC-FS zipped it anew.
+		`ALTER TABLE packages ADD COLUMN rows_sha256 TEXT NOT NULL DEFAULT '';`,
 	}
 }
 

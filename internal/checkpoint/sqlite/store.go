@@ -19,7 +19,7 @@ import (
 var ErrReadOnly = errors.New("checkpoint: store is open read-only")
 
 const pkgCols = `id, begin, "end", response_id, bill_file_name, requested_at, state, attempts,
-	last_error, key, rows_key, size, sha256, calls, items, updated_at`
+	last_error, key, rows_key, size, sha256, calls, items, updated_at, rows_sha256`
 
 const itemCols = `id, kind, upstream_id, call_id, day, key, params, state, attempts,
 	next_attempt_at, last_error, reason, size, sha256, created_at, updated_at`
@@ -68,7 +68,7 @@ func scanPackage(r scanner) (checkpoint.Package, error) {
 	var p checkpoint.Package
 	var begin, end, requested, updated int64
 	err := r.Scan(&p.ID, &begin, &end, &p.ResponseID, &p.BillFileName, &requested, &p.State, &p.Attempts,
-		&p.LastError, &p.Key, &p.RowsKey, &p.Size, &p.SHA256, &p.Calls, &p.Items, &updated)
+		&p.LastError, &p.Key, &p.RowsKey, &p.Size, &p.SHA256, &p.Calls, &p.Items, &updated, &p.RowsSHA256)
 	if err != nil {
 		return checkpoint.Package{}, err
 	}
@@ -133,10 +133,10 @@ func (s *Store) CreatePackage(ctx context.Context, p checkpoint.Package) (int64,
 			return e.err
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO packages (begin, "end", response_id, bill_file_name, requested_at,
-			state, attempts, last_error, key, rows_key, size, sha256, calls, items, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			state, attempts, last_error, key, rows_key, size, sha256, calls, items, updated_at, rows_sha256)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			begin, end, p.ResponseID, p.BillFileName, requested, checkpoint.StatePending, p.Attempts, p.LastError,
-			p.Key, p.RowsKey, p.Size, p.SHA256, p.Calls, p.Items, s.stamp())
+			p.Key, p.RowsKey, p.Size, p.SHA256, p.Calls, p.Items, s.stamp(), p.RowsSHA256)
 		if err != nil {
 			return err
 		}
@@ -210,9 +210,9 @@ func (s *Store) updatePackage(ctx context.Context, tx *sql.Tx, p checkpoint.Pack
 	}
 	res, err := tx.ExecContext(ctx, `UPDATE packages SET response_id = ?, bill_file_name = ?, requested_at = ?,
 		state = ?, attempts = ?, last_error = ?, key = ?, rows_key = ?, size = ?, sha256 = ?, calls = ?, items = ?,
-		updated_at = ? WHERE id = ?`,
+		updated_at = ?, rows_sha256 = ? WHERE id = ?`,
 		p.ResponseID, p.BillFileName, requested, p.State, p.Attempts, p.LastError, p.Key, p.RowsKey, p.Size,
-		p.SHA256, p.Calls, p.Items, s.stamp(), p.ID)
+		p.SHA256, p.Calls, p.Items, s.stamp(), p.RowsSHA256, p.ID)
 	if err != nil {
 		return err
 	}
