@@ -22,7 +22,7 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 func checkConfig(args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration `file` (TOML); without it only the defaults and the environment are checked")
+	path := fs.String("config", "", "configuration `file` (TOML); default $"+configEnv+"; without either only the defaults and the environment are checked")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: archiver check-config [--config FILE]\n\n"+
 			"Load the configuration as the daemon would (defaults, FILE, ARCHIVER_* environment\n"+
@@ -40,7 +40,11 @@ func checkConfig(args []string, stdout, stderr io.Writer, env func(string) (stri
 		return exitConfig
 	}
 
-	cfg, err := config.Load(*path, env)
+	file := *path
+	if file == "" {
+		file, _ = env(configEnv)
+	}
+	cfg, err := config.Load(file, env)
 	if err != nil {
 		for _, e := range flatten(err) {
 			fmt.Fprintln(stderr, e)

@@ -15,6 +15,8 @@ ak = "test-ak"
 sk = "test-sk"
 tenant_id = "test-tenant"
 api_password = "test-password"
+callback_url = "https://archiver.example.com:8443/ccfs/callback"
+callback_listen = ":8443"
 `
 
 func writeConfig(t *testing.T, content string) string {
@@ -72,7 +74,7 @@ func TestCmdCheckConfig(t *testing.T) {
 				return []string{"--config", writeConfig(t, validCEC+"akk = 1\nconcurrency = 0\n\n[log]\nlevel = \"verbose\"\n\n[jobs.cdr]\nwindow = \"96h\"\n")}
 			},
 			wantCode: exitConfig,
-			wantStderr: "cec.akk: unknown key (line 8); did you mean \"ak\"?\n" +
+			wantStderr: "cec.akk: unknown key (line 10); did you mean \"ak\"?\n" +
 				"cec.concurrency: must be between 1 and 64 (got 0)\n" +
 				"jobs.cdr.window: must be at most 72h, the longest range CC-FS accepts (got 96h)\n" +
 				"log.level: must be one of \"debug\", \"info\", \"warn\", \"error\" (got \"verbose\")\n",
@@ -83,8 +85,8 @@ func TestCmdCheckConfig(t *testing.T) {
 				return []string{"--config", writeConfig(t, validCEC+"concurrency = \"four\"\ndial_timeout = 10\n")}
 			},
 			wantCode: exitConfig,
-			wantStderr: "cec.concurrency: want an integer, got a string (line 8)\n" +
-				"cec.dial_timeout: want a duration string such as \"30s\", got an integer (line 9)\n",
+			wantStderr: "cec.concurrency: want an integer, got a string (line 10)\n" +
+				"cec.dial_timeout: want a duration string such as \"30s\", got an integer (line 11)\n",
 		},
 		{
 			name:       "missing file",

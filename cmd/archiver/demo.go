@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,6 +30,8 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/cdr"
 	"github.com/cec-archiver/cec-archiver/internal/cecclient"
 	"github.com/cec-archiver/cec-archiver/internal/cecsim"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint/sqlite"
 	"github.com/cec-archiver/cec-archiver/internal/jobs"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 	"github.com/cec-archiver/cec-archiver/internal/sink/dir"
@@ -138,14 +141,15 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *zap.Logger)
 	base := "https://" + ln.Addr().String()
 	fmt.Fprintf(stdout, "CEC simulator on %s (private CA %s): %d calls over %d day(s)\n", base, caFile, o.Calls, o.Days)
 
-	// CC-FS posts a signed callback when a package is ready; the pass polls
-	// too, so the receiver only verifies and acknowledges it.
-	callbacks := make(chan string, o.Days+1)
+	// CC-FS posts a signed callback when a package is ready: the archiver's
+	// receiver verifies it and wakes up the waiting cdr job.
+	callbacks := jobs.NewCallbacks(func(k string) (string, bool) { return sk, k == ak }, log)
+	var verified atomic.Int64
 	cbLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	cbSrv := &http.Server{Handler: demoCallback(ak, sk, callbacks, log.Named("callback")), ReadHeaderTimeout: 10 * time.Second}
+	cbSrv := &http.Server{Handler: countAccepted(callbacks, &verified), ReadHeaderTimeout: 10 * time.Second}
 	go cbSrv.Serve(cbLn)
 	defer cbSrv.Close()
 
@@ -158,88 +162,98 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *zap.Logger)
 	if err != nil {
 		return err
 	}
-	store, err := dir.New(dir.Options{Root: o.Dir})
+	out, err := dir.New(dir.Options{Root: o.Dir, Logger: log})
 	if err != nil {
 		return err
 	}
+	defer out.Close()
 	keys, err := sink.NewKeyBuilder("", sink.DefaultKeyTemplate)
 	if err != nil {
 		return err
 	}
-	pass := &jobs.Pass{
-		Client: client, Sink: store, Keys: keys, Tenant: tenant, Location: loc,
-		CallbackURL: "http://" + cbLn.Addr().String() + "/cdr-callback", SpoolDir: tmp, MaxPackage: 256 << 20,
-		Poll: 200 * time.Millisecond, ReadyWait: time.Minute, Concurrency: o.Concurrency,
-		Limits: cdr.DefaultLimits(), Log: log.Named("jobs"),
+	store, err := sqlite.Open(filepath.Join(tmp, "state.db"), sqlite.Options{Logger: log.Named("checkpoint")})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	a := &jobs.Archiver{
+		Client: client, Sink: out, Store: store, Keys: keys,
+		Settings: jobs.Settings{
+			Tenant: tenant, Location: loc, Window: 24 * time.Hour,
+			ReadyTimeout: time.Minute, PollInterval: 200 * time.Millisecond,
+			CallbackURL: "http://" + cbLn.Addr().String() + "/cdr-callback",
+			Concurrency: o.Concurrency, SpoolDir: tmp, MaxPackageBytes: 256 << 20, Limits: cdr.DefaultLimits(),
+		},
+		Callbacks: callbacks,
+		Log:       log.Named("jobs"),
 	}
 
-	var items []jobs.Item
-	var absent []jobs.Absent
+	end := start.AddDate(0, 0, o.Days)
+	rep, err := a.Backfill(ctx, start, end)
+	if err != nil {
+		return fmt.Errorf("backfill: %w", err)
+	}
 	callsSeen := 0
-	for d := 0; d < o.Days; d++ {
-		begin := start.AddDate(0, 0, d)
-		rep, err := pass.Window(ctx, begin, begin.AddDate(0, 0, 1))
+	for _, w := range a.Plan(start, end) {
+		p, ok, err := store.LastDonePackage(ctx, w.Begin, w.End)
 		if err != nil {
-			return fmt.Errorf("window %s: %w", begin.Format("2006-01-02"), err)
+			return err
 		}
-		fmt.Fprintf(stdout, "%s: package %s, %d calls\n", begin.Format("2006-01-02"), rep.BillFileName, len(rep.Calls))
-		callsSeen += len(rep.Calls)
-		items = append(items, rep.Items...)
-		absent = append(absent, rep.Absent...)
+		if !ok {
+			fmt.Fprintf(stdout, "%s: no package\n", w.Begin.Format("2006-01-02"))
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: package %s, %d calls\n", w.Begin.Format("2006-01-02"), p.BillFileName, p.Calls)
+		callsSeen += p.Calls
 	}
-	verified := 0
-	for len(callbacks) > 0 {
-		<-callbacks
-		verified++
+	fmt.Fprintf(stdout, "signed CC-FS callbacks received and verified: %d\n", verified.Load())
+	items, err := store.Items(ctx)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(stdout, "signed CC-FS callbacks received and verified: %d\n", verified)
-	return demoVerify(stdout, sim.Manifest(), items, absent, callsSeen, o.Dir)
+	return demoVerify(stdout, sim.Manifest(), rep, items, callsSeen, o.Dir)
 }
 
-// demoCallback answers CC-FS package callbacks after checking their auth-v2 signature.
-func demoCallback(ak, sk string, done chan<- string, log *zap.Logger) http.Handler {
+// countAccepted counts the requests h answers with 200: for the callback
+// receiver, callbacks whose signature it verified.
+func countAccepted(h http.Handler, n *atomic.Int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-		if err != nil {
-			http.Error(w, "bad body", http.StatusBadRequest)
-			return
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		if sw.status == http.StatusOK {
+			n.Add(1)
 		}
-		lookup := func(k string) (string, bool) { return sk, k == ak }
-		if _, err := cecclient.VerifyRequest(r, body, lookup, time.Now(), 0); err != nil {
-			log.Warn("callback rejected", zap.Error(err))
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		cb, err := cecclient.DecodeBillCallback(body)
-		if err != nil {
-			http.Error(w, "bad callback", http.StatusBadRequest)
-			return
-		}
-		select {
-		case done <- cb.BillFileName:
-		default:
-		}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"resultCode":"0","resultDesc":"success"}`)
 	})
 }
 
-// demoVerify compares what was archived with the simulator's ground truth.
-func demoVerify(w io.Writer, m *cecsim.Manifest, items []jobs.Item, absent []jobs.Absent, calls int, root string) error {
-	got := map[string]jobs.Item{}
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// demoVerify compares what the state says was archived with the simulator's
+// ground truth.
+func demoVerify(w io.Writer, m *cecsim.Manifest, rep *jobs.Report, items []checkpoint.Item, calls int, root string) error {
+	got := map[string]checkpoint.Item{}
+	gotAbsent := map[string]bool{}
 	var failed []string
 	var bytes int64
+	cdrPackages := rep.Packages
 	for _, it := range items {
-		if it.Err != "" {
-			failed = append(failed, fmt.Sprintf("%s %s: %s", it.Kind, it.ID, it.Err))
-			continue
+		switch it.State {
+		case checkpoint.StateDone:
+			got[it.Kind+"\x00"+it.UpstreamID] = it
+			bytes += it.Size
+		case checkpoint.StateAbsent:
+			gotAbsent[it.Kind+"\x00"+it.UpstreamID] = true
+		default:
+			failed = append(failed, fmt.Sprintf("%s %s (%s): %s", it.Kind, it.UpstreamID, it.State, it.LastError))
 		}
-		got[it.Kind+"\x00"+it.ID] = it
-		bytes += it.Size
-	}
-	gotAbsent := map[string]bool{}
-	for _, a := range absent {
-		gotAbsent[a.Kind+"\x00"+a.ID] = true
 	}
 	var unaccounted []string
 	for _, a := range m.Absent {
@@ -260,13 +274,17 @@ func demoVerify(w io.Writer, m *cecsim.Manifest, items []jobs.Item, absent []job
 			perKind[r.Kind]++
 		}
 	}
-	fmt.Fprintf(w, "archived to %s: %d objects, %d bytes (agent %d, transfer %d, ivr %d recordings, %d CDR packages)\n",
-		root, len(got), bytes, perKind[jobs.KindAgent], perKind[jobs.KindTransfer], perKind[jobs.KindIVR], countKind(items, jobs.KindCDR))
+	fmt.Fprintf(w, "archived to %s: %d recordings, %d bytes (agent %d, transfer %d, ivr %d), %d CDR packages\n",
+		root, perKind[checkpoint.KindAgent]+perKind[checkpoint.KindTransfer]+perKind[checkpoint.KindIVR], bytes,
+		perKind[checkpoint.KindAgent], perKind[checkpoint.KindTransfer], perKind[checkpoint.KindIVR], cdrPackages)
 	fmt.Fprintf(w, "calls in CDR packages: %d of %d in the simulator; records without a recording: %d (simulator: %d)\n",
-		calls, len(m.Calls), len(absent), len(m.Absent))
+		calls, len(m.Calls), len(m.Absent)-len(unaccounted), len(m.Absent))
 	var errs []string
 	if calls != len(m.Calls) {
 		errs = append(errs, fmt.Sprintf("%d calls enumerated, the simulator has %d", calls, len(m.Calls)))
+	}
+	for _, e := range rep.Errors {
+		errs = append(errs, "window: "+e)
 	}
 	for _, list := range []struct {
 		what  string
@@ -281,16 +299,6 @@ func demoVerify(w io.Writer, m *cecsim.Manifest, items []jobs.Item, absent []job
 	}
 	fmt.Fprintf(w, "OK: all %d recordings match the simulator's manifest (size and SHA-256)\n", len(m.Recordings))
 	return nil
-}
-
-func countKind(items []jobs.Item, kind string) int {
-	n := 0
-	for _, it := range items {
-		if it.Kind == kind && it.Err == "" {
-			n++
-		}
-	}
-	return n
 }
 
 func first(s []string, n int) []string {

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
+
+	"github.com/cec-archiver/cec-archiver/internal/jobs"
 )
 
 // Exit codes shared by every subcommand.
 const (
 	exitOK         = 0
-	exitFailed     = 1 // some items failed or are dead
+	exitFailed     = 1 // some items failed or are dead, a window failed, or the state is locked
 	exitConfig     = 2 // configuration or usage error
 	exitPermission = 3 // authentication or permission error
 )
@@ -19,37 +22,84 @@ const (
 const usage = `usage: archiver <command> [flags]
 
 commands:
-  demo           run the archiver end to end against an embedded CEC simulator
+  run            the daemon: run every enabled job on its schedule until SIGTERM
+  once           run the jobs once (all, or --job NAME), write the ledgers, exit
+  backfill       archive the days --from YYYY-MM-DD --to YYYY-MM-DD (--dry-run: only print the plan)
+  status         print what the state database holds, per day (works while the daemon runs)
+  requeue        move dead items back to pending so the next run tries them again
   check-config   validate a configuration file and print every problem
+  demo           run the archiver end to end against an embedded CEC simulator
   version        print the version
+
+Every command but demo and version reads its configuration from --config FILE,
+or from the file named by $ARCHIVER_CONFIG when --config is not given, plus the
+ARCHIVER_* environment overrides. Run "archiver <command> -h" for its flags.
+
+exit codes: 0 success, 1 items or windows failed (or the state is locked by
+another archiver), 2 configuration or usage error, 3 authentication or
+permission error (CEC or S3).
 `
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(newCLI(os.Stdout, os.Stderr).main(os.Args[1:]))
 }
 
+// cli is the environment of one invocation. main fills it from the process;
+// tests fill it with buffers, a map environment and a fake signal channel.
+type cli struct {
+	stdout, stderr io.Writer
+	// env looks up environment variables (os.LookupEnv).
+	env func(string) (string, bool)
+	// signals delivers SIGINT/SIGTERM. nil: the process's own signals.
+	signals <-chan os.Signal
+	// forcedGrace is how long a command waits for its work to release its
+	// items after a second signal before it returns anyway.
+	forcedGrace time.Duration
+	// afterRun, when set, is called by "run" after each job run (tests).
+	afterRun func(job string, rep *jobs.Report, err error)
+}
+
+func newCLI(stdout, stderr io.Writer) *cli {
+	return &cli{stdout: stdout, stderr: stderr, env: os.LookupEnv, forcedGrace: time.Second}
+}
+
+// run keeps the old entry point of the tests: the process environment.
 func run(args []string, stdout, stderr io.Writer) int {
+	return newCLI(stdout, stderr).main(args)
+}
+
+func (c *cli) main(args []string) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(c.stderr, usage)
 		return exitConfig
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
+	case "run":
+		return c.cmdRun(rest)
+	case "once":
+		return c.cmdOnce(rest)
+	case "backfill":
+		return c.cmdBackfill(rest)
+	case "status":
+		return c.cmdStatus(rest)
+	case "requeue":
+		return c.cmdRequeue(rest)
 	case "demo":
-		return cmdDemo(rest, stdout, stderr)
+		return cmdDemo(rest, c.stdout, c.stderr)
 	case "check-config":
-		return cmdCheckConfig(rest, stdout, stderr)
+		return checkConfig(rest, c.stdout, c.stderr, c.env)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "archiver", version)
+		fmt.Fprintln(c.stdout, "archiver", version)
 		return exitOK
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(c.stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "archiver: unknown command %q\n\n%s", cmd, usage)
+		fmt.Fprintf(c.stderr, "archiver: unknown command %q\n\n%s", cmd, usage)
 		return exitConfig
 	}
 }

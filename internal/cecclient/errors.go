@@ -121,6 +121,26 @@ func IsNotFound(err error) bool { return err != nil && Classify(err) == NotFound
 // IsPermanent reports whether Classify(err) == Permanent.
 func IsPermanent(err error) bool { return err != nil && Classify(err) == Permanent }
 
+// opGetToken is the Op of OIFDE gettoken requests (token.go).
+const opGetToken = "get token"
+
+// IsAuth reports whether err is CEC refusing the archiver's credentials or
+// permissions: HTTP 401 or 403 from any service (a wrong AK/SK, clock skew
+// beyond the signature window, a WAF blocking the source address), or OIFDE
+// gettoken refusing the tenant ID or API password. Retrying does not help: an
+// operator has to fix the configuration, so callers stop and report instead
+// of counting the error against an item.
+func IsAuth(err error) bool {
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	if ae.HTTPStatus == 401 || ae.HTTPStatus == 403 {
+		return true
+	}
+	return ae.Service == ServiceOIFDE && ae.Op == opGetToken && ae.ResultCode != "" && ae.class() == Permanent
+}
+
 // Classify sorts err into Transient, NotFound or Permanent:
 //   - transient: HTTP 5xx, 408, 418 and 429 (WAF), flow control 0300008/0300009,
 //     OIFDE token expiry 900001 (after the client's own refresh failed), connection

@@ -130,3 +130,30 @@ func TestAPIError_Error(t *testing.T) {
 		}
 	}
 }
+
+func TestIsAuth(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"401", fmt.Errorf("cec: op: %w", &APIError{Service: ServiceFS, Op: "download record", HTTPStatus: 401}), true},
+		{"403 CMS", &APIError{Service: ServiceCMS, Op: "download", HTTPStatus: 403}, true},
+		{"403 OIFDE", &APIError{Service: ServiceOIFDE, Op: "query", HTTPStatus: 403}, true},
+		{"gettoken refused", fmt.Errorf("x: %w", &APIError{Service: ServiceOIFDE, Op: opGetToken, HTTPStatus: 200, ResultCode: "1", Desc: "appKey or appSecret is wrong"}), true},
+		{"gettoken without token", &APIError{Service: ServiceOIFDE, Op: opGetToken, HTTPStatus: 200, Desc: "no usable authToken in the answer"}, false},
+		{"gettoken 503", &APIError{Service: ServiceOIFDE, Op: opGetToken, HTTPStatus: 503}, false},
+		{"oifde query code", &APIError{Service: ServiceOIFDE, Op: "query records", HTTPStatus: 200, ResultCode: "1"}, false},
+		{"500", &APIError{Service: ServiceFS, Op: "op", HTTPStatus: 500}, false},
+		{"parameter error", &APIError{Service: ServiceFS, Op: "op", HTTPStatus: 200, ResultCode: "0300028"}, false},
+		{"network", &net.OpError{Op: "read", Err: syscall.ECONNRESET}, false},
+		{"plain", errors.New("401 unauthorized"), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := IsAuth(c.err); got != c.want {
+				t.Errorf("IsAuth(%v) = %v, want %v", c.err, got, c.want)
+			}
+		})
+	}
+}

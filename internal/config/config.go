@@ -187,8 +187,9 @@ type CDRJob struct {
 // recording index.
 type RecordingsJob struct {
 	Job
-	Method      string `toml:"method"`       // MethodDownloadRecordFile, MethodDownloadRecord or MethodCMS
-	MaxAttempts int    `toml:"max_attempts"` // runs that may fail on one recording before it is dead
+	Method       string   `toml:"method"`        // MethodDownloadRecordFile, MethodDownloadRecord or MethodCMS
+	MaxAttempts  int      `toml:"max_attempts"`  // runs that may fail on one recording before it is dead
+	RetryBackoff Duration `toml:"retry_backoff"` // delay before a failed recording is tried again (doubles per attempt)
 }
 
 // OIFDEJob is [jobs.transfer] and [jobs.ivr]: query OIFDE records and download
@@ -196,6 +197,8 @@ type RecordingsJob struct {
 type OIFDEJob struct {
 	Job
 	SettleMaxAge Duration `toml:"settle_max_age"` // how long a not-yet-final record is re-queried
+	MaxAttempts  int      `toml:"max_attempts"`   // runs that may fail on one record before it is dead
+	RetryBackoff Duration `toml:"retry_backoff"`  // delay before a failed record is tried again (doubles per attempt)
 }
 
 // Metrics is the [metrics] table.
@@ -219,6 +222,12 @@ type Shutdown struct {
 // [cec] endpoints and credentials, which have no sensible default.
 func Default() *Config {
 	job := func(schedule string) Job { return Job{Schedule: schedule, Enabled: true} }
+	oifde := func() OIFDEJob {
+		return OIFDEJob{
+			Job: job("@every 1h"), SettleMaxAge: Duration{72 * time.Hour},
+			MaxAttempts: 10, RetryBackoff: Duration{time.Minute},
+		}
+	}
 	return &Config{
 		CEC: CEC{
 			Concurrency:           4,
@@ -258,12 +267,13 @@ func Default() *Config {
 				ReadyTimeout:    Duration{30 * time.Minute},
 			},
 			Recordings: RecordingsJob{
-				Job:         job("@every 15m"),
-				Method:      MethodDownloadRecordFile,
-				MaxAttempts: 10,
+				Job:          job("@every 15m"),
+				Method:       MethodDownloadRecordFile,
+				MaxAttempts:  10,
+				RetryBackoff: Duration{time.Minute},
 			},
-			Transfer: OIFDEJob{Job: job("@every 1h"), SettleMaxAge: Duration{72 * time.Hour}},
-			IVR:      OIFDEJob{Job: job("@every 1h"), SettleMaxAge: Duration{72 * time.Hour}},
+			Transfer: oifde(),
+			IVR:      oifde(),
 		},
 		Metrics:  Metrics{Listen: "127.0.0.1:9108"},
 		Log:      Log{Level: "info", Format: "json"},

@@ -212,7 +212,7 @@ func TestConfig_Warnings(t *testing.T) {
 	}
 	// http is a warning, not an error.
 	c.Jobs.CDR.Enabled = true
-	c.CEC.AK, c.CEC.SK, c.Sink.S3.Bucket = "ak", NewSecret("sk"), "bucket"
+	c.CEC.AK, c.CEC.SK, c.CEC.TenantID, c.Sink.S3.Bucket = "ak", NewSecret("sk"), "tenant", "bucket"
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)
 	}
@@ -239,9 +239,13 @@ func TestConfig_Validate(t *testing.T) {
 		{"valid", func(c *Config) {}, ""},
 		{"sk_file counts as set", func(c *Config) { c.CEC.SK = Secret{}; c.CEC.SKFile = "/run/secrets/sk" }, ""},
 		{"only cdr needs no OIFDE", func(c *Config) {
-			c.CEC.OIFDEURL, c.CEC.TenantID, c.CEC.APIPassword = "", "", Secret{}
+			c.CEC.OIFDEURL, c.CEC.APIPassword = "", Secret{}
 			c.Jobs.Transfer.Enabled, c.Jobs.IVR.Enabled = false, false
 		}, ""},
+		{"only cdr still needs the tenant", func(c *Config) {
+			c.CEC.OIFDEURL, c.CEC.TenantID, c.CEC.APIPassword = "", "", Secret{}
+			c.Jobs.Transfer.Enabled, c.Jobs.IVR.Enabled = false, false
+		}, "cec.tenant_id: required: it is the {tenant} of every object key and the OIFDE tenant"},
 		{"cms needs cms_url", func(c *Config) { c.Jobs.Recordings.Method = MethodCMS },
 			`cec.cms_url: required when jobs.recordings.method = "cms"`},
 		{"nothing enabled needs nothing", func(c *Config) {
@@ -289,6 +293,15 @@ func TestConfig_Validate(t *testing.T) {
 		{"disabled job needs no schedule", func(c *Config) { c.Jobs.IVR.Schedule = ""; c.Jobs.IVR.Enabled = false }, ""},
 		{"negative jitter", func(c *Config) { c.Jobs.Transfer.Jitter = Duration{-time.Minute} }, "jobs.transfer.jitter: must not be negative (got -1m)"},
 		{"window fraction", func(c *Config) { c.Jobs.CDR.Window = Duration{90*time.Second + time.Millisecond} }, "jobs.cdr.window: must be a whole number of seconds (got 1m30.001s)"},
+		{"window 7m", func(c *Config) { c.Jobs.CDR.Window = Duration{7 * time.Minute} }, "jobs.cdr.window: must divide 24h (such as 15m, 1h, 6h) or be a whole number of days (got 7m)"},
+		{"window 36h", func(c *Config) { c.Jobs.CDR.Window = Duration{36 * time.Hour} }, "jobs.cdr.window: must divide 24h (such as 15m, 1h, 6h) or be a whole number of days (got 36h)"},
+		{"window 48h", func(c *Config) { c.Jobs.CDR.Window = Duration{48 * time.Hour} }, ""},
+		{"window 90s", func(c *Config) { c.Jobs.CDR.Window = Duration{90 * time.Second} }, ""},
+		{"retry", func(c *Config) {
+			c.Jobs.Recordings.RetryBackoff = Duration{}
+			c.Jobs.IVR.MaxAttempts = 0
+			c.Jobs.Transfer.RetryBackoff = Duration{-time.Second}
+		}, "jobs.recordings.retry_backoff: must be positive (got 0s)\njobs.transfer.retry_backoff: must be positive (got -1s)\njobs.ivr.max_attempts: must be between 1 and 1000 (got 0)"},
 		{"method", func(c *Config) { c.Jobs.Recordings.Method = "ftp" }, `jobs.recordings.method: must be one of "downloadRecordFile", "downloadRecord", "cms" (got "ftp")`},
 		{"settle", func(c *Config) { c.Jobs.IVR.SettleMaxAge = Duration{} }, "jobs.ivr.settle_max_age: must be positive (got 0s)"},
 		{"metrics disabled", func(c *Config) { c.Metrics.Listen = "" }, ""},

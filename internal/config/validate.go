@@ -20,8 +20,9 @@ import (
 // ca_file and callback certificate files exist.
 //
 // Which [cec] keys are required depends on the enabled jobs: every job needs
-// CC-FS and the C2 AK/SK (recordings with method "cms" needs CC-CMS instead);
-// the transfer and ivr jobs also need OIFDE and its tenant ID and API password.
+// CC-FS, the C2 AK/SK and the tenant ID (recordings with method "cms" needs
+// CC-CMS instead of CC-FS); the transfer and ivr jobs also need OIFDE and its
+// API password.
 // The defaults lack exactly those keys.
 func (c *Config) Validate() error {
 	return errors.Join(c.problems()...)
@@ -53,6 +54,12 @@ func (c *Config) Warnings() []string {
 	httpWarn("cec.cms_url", c.CEC.CMSURL, "sends signed requests and recordings unencrypted")
 	httpWarn("cec.oifde_url", c.CEC.OIFDEURL, "sends the API password and recordings unencrypted")
 	httpWarn("cec.callback_url", c.CEC.CallbackURL, "is normally refused by CC-FS, which calls back over HTTPS")
+	if c.CEC.CallbackURL == "" && c.Jobs.CDR.Enabled {
+		// queryBillData requires a callBackURL (the client refuses to send
+		// the request without one); the archiver polls as well, so the URL
+		// only has to be accepted, but the cdr job cannot run without it.
+		w = append(w, "cec.callback_url: empty, but CC-FS requires a callBackURL in every package request: the cdr job will fail; set callback_url and callback_listen")
+	}
 	if c.CEC.InsecureSkipVerify {
 		w = append(w, "cec.insecure_skip_verify: the TLS certificates of CEC are not verified; use ca_file instead")
 	}
@@ -122,10 +129,11 @@ func (v *validator) cec(c *Config) {
 	if strings.ContainsAny(e.AK, " \t\r\n/") {
 		v.add("cec.ak", "must not contain whitespace or '/'")
 	}
+	if e.TenantID == "" && (n.c2() || n.oifde) {
+		// Every object key starts with the tenant; OIFDE also needs it as appKey.
+		v.add("cec.tenant_id", "required: it is the {tenant} of every object key and the OIFDE tenant")
+	}
 	if n.oifde {
-		if e.TenantID == "" {
-			v.add("cec.tenant_id", oifdeWhy)
-		}
 		if !e.APIPassword.IsSet() && e.APIPasswordFile == "" {
 			v.add("cec.api_password", oifdeWhy+" (set cec.api_password_file or ARCHIVER_CEC_API_PASSWORD)")
 		}
@@ -417,15 +425,26 @@ func (v *validator) jobs(j *Jobs) {
 		v.add("jobs.cdr.window", "must be at most %s, the longest range CC-FS accepts (got %s)", Duration{MaxCDRWindow}, j.CDR.Window)
 	case w%time.Second != 0:
 		v.add("jobs.cdr.window", "must be a whole number of seconds (got %s)", j.CDR.Window)
+	case w < 24*time.Hour && (24*time.Hour)%w != 0, w > 24*time.Hour && w%(24*time.Hour) != 0:
+		// Windows are aligned to the tenant's midnight: each day splits into whole windows.
+		v.add("jobs.cdr.window", "must divide 24h (such as 15m, 1h, 6h) or be a whole number of days (got %s)", j.CDR.Window)
 	}
 	v.intRange("jobs.cdr.lookback_windows", j.CDR.LookbackWindows, 0, 100)
 	v.positive("jobs.cdr.ready_timeout", j.CDR.ReadyTimeout)
 
 	v.oneOf("jobs.recordings.method", j.Recordings.Method, MethodDownloadRecordFile, MethodDownloadRecord, MethodCMS)
 	v.intRange("jobs.recordings.max_attempts", j.Recordings.MaxAttempts, 1, 1000)
+	v.positive("jobs.recordings.retry_backoff", j.Recordings.RetryBackoff)
 
-	v.positive("jobs.transfer.settle_max_age", j.Transfer.SettleMaxAge)
-	v.positive("jobs.ivr.settle_max_age", j.IVR.SettleMaxAge)
+	for _, o := range []struct {
+		name string
+		*OIFDEJob
+	}{{JobTransfer, &j.Transfer}, {JobIVR, &j.IVR}} {
+		prefix := "jobs." + o.name + "."
+		v.positive(prefix+"settle_max_age", o.SettleMaxAge)
+		v.intRange(prefix+"max_attempts", o.MaxAttempts, 1, 1000)
+		v.positive(prefix+"retry_backoff", o.RetryBackoff)
+	}
 }
 
 func (v *validator) metrics(m *Metrics) {

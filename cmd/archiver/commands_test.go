@@ -1,0 +1,537 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cec-archiver/cec-archiver/internal/cecsim"
+	"github.com/cec-archiver/cec-archiver/internal/cecwire"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint/sqlite"
+	"github.com/cec-archiver/cec-archiver/internal/jobs"
+)
+
+const (
+	testAK       = "cmdAK"
+	testSK       = "cmd-secret-key"
+	testTenant   = "tenant-cmd"
+	testPassword = "cmd-api-password"
+)
+
+// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testEnv is one simulator, a directory sink and a state file, with a
+// configuration file pointing at them.
+type testEnv struct {
+	t        *testing.T
+	sim      *cecsim.Server
+	url      string
+	dir      string
+	state    string
+	archive  string
+	config   string
+	callback string // host:port of the callback receiver
+	env      map[string]string
+}
+
+// newTestEnv starts a simulator with two days of calls ending yesterday, and
+// writes a configuration for it: window 24h, lookback 2 (both days), short
+// settle ages, fast retries. extra is appended to the configuration.
+func newTestEnv(t *testing.T, faults []cecsim.Fault, extra string) *testEnv {
+	t.Helper()
+	now := time.Now().UTC()
+	sim, err := cecsim.New(cecsim.Options{
+		Seed: 3, Calls: 12, Days: 2, Start: now.AddDate(0, 0, -2), Location: time.UTC,
+		Credentials: map[string]string{testAK: testSK}, TenantID: testTenant, APIPassword: testPassword,
+		BillReadyDelay: -1, MaxRecordingBytes: 8 << 10, Faults: faults, Logger: zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim)
+	t.Cleanup(func() { srv.Close(); sim.Close() })
+	dir := t.TempDir()
+	e := &testEnv{t: t, sim: sim, url: srv.URL, dir: dir,
+		state: filepath.Join(dir, "state.db"), archive: filepath.Join(dir, "archive"), env: map[string]string{}}
+	e.config = filepath.Join(dir, "config.toml")
+	e.callback = freeAddr(t)
+	e.writeConfig(extra)
+	return e
+}
+
+func (e *testEnv) writeConfig(extra string) {
+	e.t.Helper()
+	cfg := fmt.Sprintf(`[cec]
+fs_url = %[1]q
+oifde_url = %[1]q
+ak = %[2]q
+sk = %[3]q
+tenant_id = %[4]q
+api_password = %[5]q
+callback_url = "http://%[8]s/ccfs/callback"
+callback_listen = %[8]q
+rate_limit = 1000.0
+max_attempts = 1
+concurrency = 4
+
+[sink]
+type = "dir"
+dir = %[6]q
+
+[checkpoint]
+path = %[7]q
+
+[jobs.cdr]
+window = "24h"
+lookback_windows = 2
+ready_timeout = "10s"
+
+[jobs.recordings]
+retry_backoff = "1s"
+
+[jobs.transfer]
+settle_max_age = "1h"
+
+[jobs.ivr]
+settle_max_age = "1h"
+
+[metrics]
+listen = ""
+
+[log]
+level = "warn"
+format = "console"
+`, e.url, testAK, testSK, testTenant, testPassword, e.archive, e.state, e.callback)
+	if err := os.WriteFile(e.config, []byte(cfg+extra), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// run runs the archiver in-process with the test's environment.
+func (e *testEnv) run(args ...string) (code int, stdout, stderr string) {
+	e.t.Helper()
+	return e.runWith(nil, args...)
+}
+
+func (e *testEnv) runWith(setup func(c *cli), args ...string) (code int, stdout, stderr string) {
+	e.t.Helper()
+	var out, errOut syncBuffer
+	c := &cli{stdout: &out, stderr: &errOut, env: mapEnv(e.env), signals: make(chan os.Signal), forcedGrace: time.Second}
+	if setup != nil {
+		setup(c)
+	}
+	code = c.main(args)
+	return code, out.String(), errOut.String()
+}
+
+// freeAddr returns a local address no one listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func mapEnv(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+func (e *testEnv) requests() int {
+	n := 0
+	for _, c := range e.sim.Stats().Requests {
+		n += c
+	}
+	return n
+}
+
+func TestCmdOnce(t *testing.T) {
+	t.Run("clean dataset", func(t *testing.T) {
+		e := newTestEnv(t, nil, "")
+		code, out, errOut := e.run("once", "--config", e.config)
+		if code != exitOK {
+			t.Fatalf("once = %d, want 0\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		if !strings.HasPrefix(out, "once: 2 windows, 2 packages, ") || !strings.Contains(out, " 0 failed, 0 dead, ") {
+			t.Errorf("summary:\n%s", out)
+		}
+		m := e.sim.Manifest()
+		if got := countFiles(t, e.archive); got != len(m.Recordings) {
+			t.Errorf("%d files archived, the simulator has %d recordings", got, len(m.Recordings))
+		}
+		// A second run stores nothing new and still exits 0.
+		code, out, errOut = e.run("once", "--config", e.config)
+		if code != exitOK || !strings.Contains(out, " 0 new items,") {
+			t.Errorf("second once = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+	})
+	t.Run("config from ARCHIVER_CONFIG", func(t *testing.T) {
+		e := newTestEnv(t, nil, "")
+		e.env[configEnv] = e.config
+		if code, out, errOut := e.run("once", "--job", "cdr"); code != exitOK {
+			t.Fatalf("once = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+	})
+	t.Run("a recording always fails", func(t *testing.T) {
+		e := newTestEnv(t, []cecsim.Fault{{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadRecordFile}}, "")
+		code, out, errOut := e.run("once", "--config", e.config)
+		if code != exitFailed {
+			t.Fatalf("once = %d, want 1\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		agents := 0
+		for _, r := range e.sim.Manifest().Recordings {
+			if r.Kind == cecsim.KindAgent {
+				agents++
+				if !strings.Contains(errOut, " agent "+r.ID+" ") {
+					t.Errorf("failed recording %s not listed on stderr", r.ID)
+				}
+			}
+		}
+		if agents == 0 {
+			t.Fatal("the dataset has no agent recording; change the seed")
+		}
+		if !strings.Contains(errOut, fmt.Sprintf("once: %d items failed or dead:", agents)) {
+			t.Errorf("stderr does not count %d failed items:\n%s", agents, errOut)
+		}
+	})
+	t.Run("SIGTERM drains and exits 0", func(t *testing.T) {
+		slow := cecsim.Fault{Kind: cecsim.FaultSlow, Path: cecwire.PathDownloadRecordFile, DelayMS: 300}
+		e := newTestEnv(t, []cecsim.Fault{slow}, "")
+		e.env["ARCHIVER_LOG_LEVEL"] = "info"
+		sigs := make(chan os.Signal, 1)
+		go func() {
+			// Signal once the first recording download is under way.
+			for e.sim.Stats().Requests[cecwire.PathDownloadRecordFile] == 0 {
+				time.Sleep(10 * time.Millisecond)
+			}
+			sigs <- syscall.SIGTERM
+		}()
+		code, out, errOut := e.runWith(func(c *cli) { c.signals = sigs }, "once", "--config", e.config)
+		if code != exitOK {
+			t.Fatalf("once after SIGTERM = %d, want 0\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		if !strings.Contains(errOut, "draining") {
+			t.Errorf("no drain logged:\n%s", errOut)
+		}
+		st, err := sqlite.Open(e.state, sqlite.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		for _, state := range []checkpoint.State{checkpoint.StateInProgress, checkpoint.StateFailed, checkpoint.StateDead} {
+			if items, err := st.Items(t.Context(), state); err != nil || len(items) > 0 {
+				t.Errorf("%d items %s after a drain (%v)", len(items), state, err)
+			}
+		}
+	})
+	t.Run("wrong SK", func(t *testing.T) {
+		e := newTestEnv(t, nil, "")
+		e.env["ARCHIVER_CEC_SK"] = "not-the-secret-key"
+		code, out, errOut := e.run("once", "--config", e.config)
+		if code != exitPermission {
+			t.Fatalf("once = %d, want 3\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		if e.sim.Stats().AuthFailures == 0 {
+			t.Error("the simulator saw no authentication failure")
+		}
+		if strings.Contains(out+errOut, "not-the-secret-key") {
+			t.Error("the SK was printed")
+		}
+	})
+	t.Run("wrong API password", func(t *testing.T) {
+		e := newTestEnv(t, nil, "")
+		e.env["ARCHIVER_CEC_API_PASSWORD"] = "not-the-password"
+		code, out, errOut := e.run("once", "--config", e.config, "--job", "cdr,transfer")
+		if code != exitPermission {
+			t.Fatalf("once = %d, want 3\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		if strings.Contains(out+errOut, "not-the-password") {
+			t.Error("the password was printed")
+		}
+	})
+	t.Run("bad config", func(t *testing.T) {
+		e := newTestEnv(t, nil, "")
+		e.env["ARCHIVER_JOBS_CDR_WINDOW"] = "7m"
+		code, _, errOut := e.run("once", "--config", e.config)
+		if code != exitConfig || !strings.Contains(errOut, "jobs.cdr.window: must divide 24h") {
+			t.Errorf("once = %d, want 2; stderr:\n%s", code, errOut)
+		}
+		if n := e.requests(); n != 0 {
+			t.Errorf("%d requests to CEC with a bad configuration", n)
+		}
+	})
+	t.Run("postgres", func(t *testing.T) {
+		e := newTestEnv(t, nil, "")
+		e.env["ARCHIVER_CHECKPOINT_DRIVER"] = "postgres"
+		e.env["ARCHIVER_CHECKPOINT_DSN"] = "postgres://localhost/archiver"
+		code, _, errOut := e.run("once", "--config", e.config)
+		if code != exitConfig || !strings.Contains(errOut, "checkpoint.driver: postgres is not implemented yet") {
+			t.Errorf("once = %d, want 2; stderr:\n%s", code, errOut)
+		}
+	})
+	t.Run("unknown job", func(t *testing.T) {
+		e := newTestEnv(t, nil, "")
+		code, _, errOut := e.run("once", "--config", e.config, "--job", "cdr,calls")
+		if code != exitConfig || !strings.Contains(errOut, `unknown job "calls"`) {
+			t.Errorf("once = %d, want 2; stderr:\n%s", code, errOut)
+		}
+	})
+	t.Run("state locked", func(t *testing.T) {
+		e := newTestEnv(t, nil, "")
+		held, err := sqlite.Open(e.state, sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer held.Close()
+		code, _, errOut := e.run("once", "--config", e.config)
+		want := fmt.Sprintf("another archiver is running on %s (pid %d)", e.state, os.Getpid())
+		if code != exitFailed || !strings.Contains(errOut, want) {
+			t.Errorf("once = %d, want 1 and %q; stderr:\n%s", code, want, errOut)
+		}
+		if n := e.requests(); n != 0 {
+			t.Errorf("%d requests to CEC while the state is locked", n)
+		}
+	})
+}
+
+func TestCmdBackfill(t *testing.T) {
+	day := func(d int) string { return time.Now().UTC().AddDate(0, 0, d).Format(dateLayout) }
+	t.Run("dry run", func(t *testing.T) {
+		e := newTestEnv(t, nil, "")
+		code, out, errOut := e.run("backfill", "--config", e.config, "--from", day(-2), "--to", day(-1), "--dry-run")
+		if code != exitOK {
+			t.Fatalf("backfill --dry-run = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		if !strings.Contains(out, day(-2)) || !strings.Contains(out, day(-1)) {
+			t.Errorf("the plan does not show both days:\n%s", out)
+		}
+		if n := e.requests(); n != 0 {
+			t.Errorf("a dry run made %d requests", n)
+		}
+		if _, err := os.Stat(e.state); err == nil {
+			t.Error("a dry run created the state file")
+		}
+	})
+	t.Run("real run", func(t *testing.T) {
+		e := newTestEnv(t, nil, "")
+		code, out, errOut := e.run("backfill", "--config", e.config, "--from", day(-2), "--to", day(-1))
+		if code != exitOK || !strings.HasPrefix(out, "backfill: 2 windows, 2 packages,") {
+			t.Fatalf("backfill = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+	})
+	t.Run("from after to", func(t *testing.T) {
+		e := newTestEnv(t, nil, "")
+		code, _, errOut := e.run("backfill", "--config", e.config, "--from", day(-1), "--to", day(-2))
+		if code != exitConfig || !strings.Contains(errOut, "is after --to") {
+			t.Errorf("backfill = %d, want 2; stderr:\n%s", code, errOut)
+		}
+	})
+	t.Run("bad date", func(t *testing.T) {
+		e := newTestEnv(t, nil, "")
+		code, _, _ := e.run("backfill", "--config", e.config, "--from", "2026-13-01", "--to", day(-1))
+		if code != exitConfig {
+			t.Errorf("backfill = %d, want 2", code)
+		}
+	})
+}
+
+func TestCmdStatus(t *testing.T) {
+	t.Run("no state", func(t *testing.T) {
+		e := newTestEnv(t, nil, "")
+		code, _, errOut := e.run("status", "--config", e.config)
+		if code != exitFailed || !strings.Contains(errOut, "no state file at "+e.state) {
+			t.Errorf("status = %d, want 1; stderr:\n%s", code, errOut)
+		}
+	})
+	e := newTestEnv(t, []cecsim.Fault{{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadRecordFile}}, "")
+	if code, out, errOut := e.run("once", "--config", e.config); code != exitFailed {
+		t.Fatalf("once = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	// The state is held open, as by a running daemon: status reads anyway.
+	held, err := sqlite.Open(e.state, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	m := e.sim.Manifest()
+	days := map[string]int{}
+	for _, c := range m.Calls {
+		days[c.Day]++
+	}
+	t.Run("table", func(t *testing.T) {
+		code, out, errOut := e.run("status", "--config", e.config, "--failed")
+		if code != exitOK {
+			t.Fatalf("status = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		if !strings.Contains(out, "DAY") || !strings.Contains(out, "COMPLETE") || !strings.Contains(out, "cdr watermark: ") {
+			t.Errorf("no table:\n%s", out)
+		}
+		for d := range days {
+			if !strings.Contains(out, d) {
+				t.Errorf("day %s missing:\n%s", d, out)
+			}
+		}
+		if !strings.Contains(out, "failed and dead items: ") || !strings.Contains(out, " agent ") {
+			t.Errorf("--failed lists no agent item:\n%s", out)
+		}
+	})
+	t.Run("json", func(t *testing.T) {
+		code, out, errOut := e.run("status", "--config", e.config, "--json", "--failed")
+		if code != exitOK {
+			t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
+		}
+		var rep statusReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		calls := 0
+		for _, d := range rep.Days {
+			calls += d.Calls
+			if d.Complete || d.Failed == 0 {
+				t.Errorf("day %s: complete %v with %d failed; every agent recording failed", d.Day, d.Complete, d.Failed)
+			}
+		}
+		if calls != len(m.Calls) || len(rep.Days) != len(days) {
+			t.Errorf("status shows %d calls over %d days, the simulator has %d over %d", calls, len(rep.Days), len(m.Calls), len(days))
+		}
+		if len(rep.Failed) == 0 {
+			t.Error("no failed items in JSON")
+		}
+	})
+}
+
+func TestCmdRequeue(t *testing.T) {
+	e := newTestEnv(t, []cecsim.Fault{{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadRecordFile}}, "")
+	e.env["ARCHIVER_JOBS_RECORDINGS_MAX_ATTEMPTS"] = "1"
+	if code, out, errOut := e.run("once", "--config", e.config, "--job", "cdr,recordings"); code != exitFailed {
+		t.Fatalf("once = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	st, err := sqlite.Open(e.state, sqlite.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := st.Items(t.Context(), checkpoint.StateDead)
+	st.Close()
+	if err != nil || len(dead) == 0 {
+		t.Fatalf("no dead items after a failed run with max_attempts 1 (%v)", err)
+	}
+	if code, _, errOut := e.run("requeue", "--config", e.config, "--kind", "bogus"); code != exitConfig {
+		t.Errorf("requeue --kind bogus = %d, want 2; stderr:\n%s", code, errOut)
+	}
+	code, out, errOut := e.run("requeue", "--config", e.config, "--kind", "agent")
+	if code != exitOK || !strings.Contains(out, fmt.Sprintf("requeue: %d dead items are pending again", len(dead))) {
+		t.Errorf("requeue = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+}
+
+func TestCmdRun(t *testing.T) {
+	e := newTestEnv(t, nil, "")
+	e.env["ARCHIVER_JOBS_CDR_SCHEDULE"] = "@every 1s"
+	e.env["ARCHIVER_JOBS_RECORDINGS_SCHEDULE"] = "CRON_TZ=Asia/Shanghai 5 * * * *"
+	e.env["ARCHIVER_JOBS_TRANSFER_ENABLED"] = "false"
+	e.env["ARCHIVER_JOBS_IVR_ENABLED"] = "false"
+	e.env["ARCHIVER_METRICS_LISTEN"] = "127.0.0.1:0"
+	e.env["ARCHIVER_LOG_LEVEL"] = "info"
+	e.env["ARCHIVER_LOG_FORMAT"] = "json"
+
+	sigs := make(chan os.Signal, 1)
+	ran := make(chan *jobs.Report, 8)
+	code, out, errOut := e.runWith(func(c *cli) {
+		c.signals = sigs
+		c.afterRun = func(job string, rep *jobs.Report, err error) {
+			if job != "cdr" {
+				t.Errorf("job %s ran; only cdr is due within the test", job)
+			}
+			if err != nil {
+				t.Errorf("cdr run: %v", err)
+			}
+			select {
+			case ran <- rep:
+			default:
+			}
+			select {
+			case sigs <- os.Interrupt:
+			default:
+			}
+		}
+	}, "run", "--config", e.config)
+	if code != exitOK {
+		t.Fatalf("run = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	select {
+	case rep := <-ran:
+		if rep.Windows != 2 {
+			t.Errorf("the cdr run did %d windows, want 2", rep.Windows)
+		}
+	default:
+		t.Fatal("no cdr run happened")
+	}
+	for _, want := range []string{`"job":"recordings"`, `"next_run"`, `"draining`, `"shutdown":"clean"`} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("log lacks %s:\n%s", want, errOut)
+		}
+	}
+}
+
+func TestCmdRun_BadSchedule(t *testing.T) {
+	e := newTestEnv(t, nil, "")
+	e.env["ARCHIVER_JOBS_CDR_SCHEDULE"] = "CRON_TZ=Mars/Olympus 5 * * * *"
+	code, _, errOut := e.run("run", "--config", e.config)
+	if code != exitConfig || !strings.Contains(errOut, "jobs.cdr.schedule") {
+		t.Errorf("run = %d, want 2; stderr:\n%s", code, errOut)
+	}
+}
+
+func TestMain_Usage(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		code int
+	}{
+		{nil, exitConfig},
+		{[]string{"help"}, exitOK},
+		{[]string{"nope"}, exitConfig},
+		{[]string{"once", "extra"}, exitConfig},
+		{[]string{"status", "-h"}, exitOK},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errOut syncBuffer
+			c := &cli{stdout: &out, stderr: &errOut, env: mapEnv(nil)}
+			if code := c.main(tt.args); code != tt.code {
+				t.Errorf("exit %d, want %d\n%s%s", code, tt.code, out.String(), errOut.String())
+			}
+		})
+	}
+}

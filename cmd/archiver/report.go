@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/cec-archiver/cec-archiver/internal/cecclient"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/jobs"
+)
+
+// summary is the one-line account of a run, on stdout.
+func summary(w io.Writer, cmd string, r *jobs.Report) {
+	fmt.Fprintf(w, "%s: %d windows, %d packages, %d new items, %d done (%d already stored), %d absent, %d deferred, %d failed, %d dead, %d bytes\n",
+		cmd, r.Windows, r.Packages, r.Added, r.Done+r.Existed, r.Existed, r.Absent, r.Deferred, r.Failed, r.Dead, r.Bytes)
+}
+
+// outcome turns the result of a run (once, backfill) into output and an exit
+// code: the summary on stdout; every failed and dead item of the state, the
+// window failures and the run's error on stderr.
+func (c *cli) outcome(ctx context.Context, cmd string, store checkpoint.Store, rep *jobs.Report, runErr error, sh *shutdown) int {
+	if rep == nil {
+		rep = &jobs.Report{}
+	}
+	summary(c.stdout, cmd, rep)
+	code := exitOK
+	fail := func(n int) {
+		if n > code {
+			code = n
+		}
+	}
+	for _, e := range rep.Errors {
+		fmt.Fprintf(c.stderr, "%s: failed window: %s\n", cmd, e)
+		fail(exitFailed)
+	}
+	if rep.PackagesFailed > 0 && len(rep.Errors) == 0 {
+		fmt.Fprintf(c.stderr, "%s: %d packages could not be obtained\n", cmd, rep.PackagesFailed)
+		fail(exitFailed)
+	}
+	if store != nil {
+		bad, err := store.Items(ctx, checkpoint.StateFailed, checkpoint.StateDead)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "%s: list failed items: %v\n", cmd, err)
+			fail(exitFailed)
+		}
+		if len(bad) > 0 {
+			fmt.Fprintf(c.stderr, "%s: %d items failed or dead:\n", cmd, len(bad))
+			printItems(c.stderr, bad)
+			fail(exitFailed)
+		}
+		if waiting, err := store.Items(ctx, checkpoint.StatePending); err == nil && len(waiting) > 0 {
+			fmt.Fprintf(c.stdout, "%s: %d items waiting for a later run (pending or deferred, not failures)\n", cmd, len(waiting))
+		}
+	}
+	if rep.Released > 0 {
+		fmt.Fprintf(c.stdout, "%s: %d items released at shutdown; the next run does them\n", cmd, rep.Released)
+	}
+	for _, e := range flatten(runErr) {
+		if e == nil || sh.Signalled() && errors.Is(e, context.Canceled) {
+			continue // a drain after SIGTERM is a clean end (reliability F17)
+		}
+		fmt.Fprintf(c.stderr, "%s: %v\n", cmd, e)
+		fail(exitFailed)
+	}
+	if rep.AuthError != nil || cecclient.IsAuth(runErr) {
+		if rep.AuthError != nil {
+			fmt.Fprintf(c.stderr, "%s: authentication or permission refused: %v\n", cmd, rep.AuthError)
+		}
+		fail(exitPermission)
+	}
+	if sh.Result() == shutdownForced {
+		fail(exitFailed)
+	}
+	return code
+}
+
+// printItems lists items, one per line: kind, upstream ID, call ID, state,
+// attempts and the last error. Phone numbers never appear: the IDs are file
+// names and record IDs, and errors are masked where they are made.
+func printItems(w io.Writer, items []checkpoint.Item) {
+	for _, it := range items {
+		fmt.Fprintf(w, "  %s %s %s call=%s attempts=%d: %s\n",
+			it.State, it.Kind, it.UpstreamID, orDash(it.CallID), it.Attempts, orDash(oneLine(it.LastError)))
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/config"
+)
+
+// isLookup reports whether items of kind are per-call lookups rather than
+// recordings: they are work to do, but nothing is archived for them.
+func isLookup(kind string) bool {
+	return kind == checkpoint.KindTransferLookup || kind == checkpoint.KindIVRLookup
+}
+
+// dayStatus is one row of the status table.
+type dayStatus struct {
+	Day      string `json:"day"`
+	Calls    int    `json:"calls"`
+	Archived int    `json:"archived"` // recordings done
+	Absent   int    `json:"absent"`   // recordings absent by rule
+	Pending  int    `json:"pending"`  // items (recordings and lookups) pending or in progress
+	Failed   int    `json:"failed"`
+	Dead     int    `json:"dead"`
+	Complete bool   `json:"complete"` // every item is done or absent
+	// Kinds has every count: kind → state → items.
+	Kinds        map[string]map[checkpoint.State]int `json:"kinds"`
+	LedgerKey    string                              `json:"ledger_key,omitempty"`
+	LedgerSHA256 string                              `json:"ledger_sha256,omitempty"`
+}
+
+// itemStatus is a failed or dead item as status shows it. Params are left
+// out: they may hold phone numbers.
+type itemStatus struct {
+	Kind          string           `json:"kind"`
+	UpstreamID    string           `json:"upstream_id"`
+	CallID        string           `json:"call_id,omitempty"`
+	Day           string           `json:"day,omitempty"`
+	State         checkpoint.State `json:"state"`
+	Attempts      int              `json:"attempts"`
+	NextAttemptAt *time.Time       `json:"next_attempt_at,omitempty"`
+	LastError     string           `json:"last_error,omitempty"`
+}
+
+// statusReport is what status prints.
+type statusReport struct {
+	Days         []dayStatus  `json:"days"`
+	CDRWatermark *time.Time   `json:"cdr_watermark,omitempty"`
+	Failed       []itemStatus `json:"failed,omitempty"` // with --failed
+}
+
+// cmdStatus implements "archiver status".
+func (c *cli) cmdStatus(args []string) int {
+	fs, path := c.newFlagSet("status", "status [--config FILE] [--json] [--failed]",
+		"Print what the state database holds, one line per calendar day (cec.time_zone):\n"+
+			"calls, recordings archived and absent, items pending, failed and dead, and\n"+
+			"whether the day is complete; then the cdr watermark and each day's last ledger.\n"+
+			"Opens the state read-only: it works while the daemon runs.")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	failed := fs.Bool("failed", false, "also list every failed and dead item")
+	if code, ok := c.parseFlags(fs, args); !ok {
+		return code
+	}
+	cfg, ok := c.loadConfig(*path)
+	if !ok {
+		return exitConfig
+	}
+	log, err := newLogger(cfg.Log, c.stderr)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "status: %v\n", err)
+		return exitConfig
+	}
+	defer func() { _ = log.Sync() }()
+	ctx := context.Background()
+	a, err := wire(ctx, cfg, log.With(zap.String("cmd", "status")), ctx, wireOptions{readOnly: true, noClient: true})
+	if err != nil {
+		return c.startupError("status", err)
+	}
+	defer a.close()
+	rep, err := collectStatus(ctx, a.store, *failed)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "status: %v\n", err)
+		return exitFailed
+	}
+	if *asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			fmt.Fprintf(c.stderr, "status: %v\n", err)
+			return exitFailed
+		}
+		return exitOK
+	}
+	printStatus(c.stdout, rep, *failed)
+	return exitOK
+}
+
+func collectStatus(ctx context.Context, st checkpoint.Store, withFailed bool) (*statusReport, error) {
+	days, err := st.Days(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read days: %w", err)
+	}
+	rep := &statusReport{Days: []dayStatus{}}
+	for _, d := range days {
+		row := dayStatus{Day: d.Day, Calls: d.Calls, Kinds: d.Counts, Complete: true}
+		for kind, states := range d.Counts {
+			for state, n := range states {
+				switch state {
+				case checkpoint.StateDone:
+					if !isLookup(kind) {
+						row.Archived += n
+					}
+				case checkpoint.StateAbsent:
+					if !isLookup(kind) {
+						row.Absent += n
+					}
+				case checkpoint.StatePending, checkpoint.StateInProgress:
+					row.Pending += n
+				case checkpoint.StateFailed:
+					row.Failed += n
+				case checkpoint.StateDead:
+					row.Dead += n
+				}
+			}
+		}
+		row.Complete = row.Pending == 0 && row.Failed == 0 && row.Dead == 0
+		sum, key, ok, err := st.Ledger(ctx, d.Day)
+		if err != nil {
+			return nil, fmt.Errorf("read ledger of %s: %w", d.Day, err)
+		}
+		if ok {
+			row.LedgerKey, row.LedgerSHA256 = key, sum
+		}
+		rep.Days = append(rep.Days, row)
+	}
+	wm, ok, err := st.Watermark(ctx, config.JobCDR)
+	if err != nil {
+		return nil, fmt.Errorf("read the cdr watermark: %w", err)
+	}
+	if ok {
+		rep.CDRWatermark = &wm
+	}
+	if withFailed {
+		items, err := st.Items(ctx, checkpoint.StateFailed, checkpoint.StateDead)
+		if err != nil {
+			return nil, fmt.Errorf("list failed items: %w", err)
+		}
+		rep.Failed = []itemStatus{}
+		for _, it := range items {
+			s := itemStatus{Kind: it.Kind, UpstreamID: it.UpstreamID, CallID: it.CallID, Day: it.Day,
+				State: it.State, Attempts: it.Attempts, LastError: oneLine(it.LastError)}
+			if it.State == checkpoint.StateFailed && !it.NextAttemptAt.IsZero() {
+				next := it.NextAttemptAt
+				s.NextAttemptAt = &next
+			}
+			rep.Failed = append(rep.Failed, s)
+		}
+	}
+	return rep, nil
+}
+
+func printStatus(w io.Writer, rep *statusReport, withFailed bool) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "DAY\tCALLS\tARCHIVED\tABSENT\tPENDING\tFAILED\tDEAD\tCOMPLETE\t")
+	for _, d := range rep.Days {
+		complete := "no"
+		if d.Complete {
+			complete = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", d.Day, d.Calls, d.Archived, d.Absent, d.Pending, d.Failed, d.Dead, complete)
+	}
+	_ = tw.Flush()
+	if len(rep.Days) == 0 {
+		fmt.Fprintln(w, "(no days recorded yet)")
+	}
+	if rep.CDRWatermark != nil {
+		fmt.Fprintf(w, "\ncdr watermark: %s\n", rep.CDRWatermark.Format(time.RFC3339))
+	} else {
+		fmt.Fprintln(w, "\ncdr watermark: none (the cdr job has not completed a window yet)")
+	}
+	fmt.Fprintln(w, "\nledgers:")
+	n := 0
+	for _, d := range rep.Days {
+		if d.LedgerKey != "" {
+			fmt.Fprintf(w, "  %s %s sha256=%s\n", d.Day, d.LedgerKey, d.LedgerSHA256)
+			n++
+		}
+	}
+	if n == 0 {
+		fmt.Fprintln(w, "  none written yet")
+	}
+	if withFailed {
+		fmt.Fprintf(w, "\nfailed and dead items: %d\n", len(rep.Failed))
+		for _, it := range rep.Failed {
+			next := ""
+			if it.NextAttemptAt != nil {
+				next = " next=" + it.NextAttemptAt.Format(time.RFC3339)
+			}
+			fmt.Fprintf(w, "  %s %s %s call=%s day=%s attempts=%d%s: %s\n",
+				it.State, it.Kind, it.UpstreamID, orDash(it.CallID), orDash(it.Day), it.Attempts, next, orDash(it.LastError))
+		}
+	}
+}

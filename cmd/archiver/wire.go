@@ -1,0 +1,416 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/smithy-go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/cec-archiver/cec-archiver/internal/cdr"
+	"github.com/cec-archiver/cec-archiver/internal/cecclient"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint/sqlite"
+	"github.com/cec-archiver/cec-archiver/internal/config"
+	"github.com/cec-archiver/cec-archiver/internal/jobs"
+	"github.com/cec-archiver/cec-archiver/internal/sink"
+	"github.com/cec-archiver/cec-archiver/internal/sink/dir"
+	"github.com/cec-archiver/cec-archiver/internal/sink/s3"
+	"github.com/cec-archiver/cec-archiver/internal/telemetry"
+)
+
+// Settings without a configuration key: sensible constants instead of knobs.
+const (
+	maxPackageBytes   = 1 << 30        // largest CDR package ZIP accepted
+	janitorAge        = 24 * time.Hour // multipart uploads older than this are ours and dead
+	minPollInterval   = 250 * time.Millisecond
+	maxPollInterval   = 15 * time.Second // first downloadBillFile poll interval, at most
+	callbackMaxHeader = 16 << 10
+)
+
+// wireOptions say what a command needs built.
+type wireOptions struct {
+	// readOnly opens the state read-only (no lock; the daemon may be running)
+	// and builds no sink: for status and dry runs.
+	readOnly bool
+	// optionalState tolerates a missing state file in readOnly mode: an empty
+	// state is read instead.
+	optionalState bool
+	// noClient builds no CEC client (status, requeue).
+	noClient bool
+}
+
+// app is the archiver wired from the configuration, in one place. close
+// releases everything it opened, in reverse order.
+type app struct {
+	cfg       *config.Config
+	log       *zap.Logger
+	client    *cecclient.Client
+	sink      sink.Sink
+	store     checkpoint.Store
+	reg       *prometheus.Registry
+	metrics   *telemetry.Metrics
+	callbacks *jobs.Callbacks
+	archiver  *jobs.Archiver
+	closers   []func()
+}
+
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}
+
+// configError is a configuration problem found while wiring (exit 2).
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
+
+// authError is an authentication or permission failure found while wiring
+// (exit 3).
+type authError struct{ err error }
+
+func (e *authError) Error() string { return e.err.Error() }
+func (e *authError) Unwrap() error { return e.err }
+
+// errNoState: a read-only command found no state file.
+var errNoState = errors.New("no state file")
+
+// wire builds the parts the configuration describes. abort bounds in-flight
+// work of the archiver (see jobs.Archiver.Abort).
+func wire(ctx context.Context, cfg *config.Config, log *zap.Logger, abort context.Context, o wireOptions) (_ *app, err error) {
+	a := &app{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration: " + w)
+	}
+	loc, err := cfg.CEC.Location()
+	if err != nil {
+		return nil, &configError{fmt.Errorf("cec.time_zone: %w", err)}
+	}
+
+	// Metrics: a private registry, never the global one.
+	a.reg = prometheus.NewRegistry()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.metrics = telemetry.New(a.reg, version)
+
+	if !o.noClient {
+		if a.client, err = cecclient.New(clientOptions(cfg, log)); err != nil {
+			return nil, &configError{err}
+		}
+	}
+
+	// Keys. With S3 the sink puts sink.s3.prefix in front of every key, so the
+	// key builders get none: the prefix appears once.
+	keys, err := sink.NewKeyBuilder("", cfg.Sink.S3.KeyTemplate)
+	if err != nil {
+		return nil, &configError{fmt.Errorf("sink.s3.key_template: %w", err)}
+	}
+	meta, err := metaPolicy(cfg)
+	if err != nil {
+		return nil, &configError{err}
+	}
+
+	if err := a.openStore(ctx, o); err != nil {
+		return nil, err
+	}
+	if o.readOnly {
+		a.sink = readOnlySink{}
+	} else if err := a.openSink(ctx); err != nil {
+		return nil, err
+	}
+
+	if cfg.CEC.CallbackListen != "" && !o.readOnly {
+		a.callbacks = jobs.NewCallbacks(func(ak string) (string, bool) {
+			if ak != cfg.CEC.AK {
+				return "", false
+			}
+			return cfg.CEC.SK.Reveal(), true
+		}, log.Named("callback"))
+	}
+
+	a.archiver = &jobs.Archiver{
+		Client:    a.client,
+		Sink:      a.sink,
+		Store:     a.store,
+		Keys:      keys,
+		Prefix:    "",
+		Meta:      meta,
+		Settings:  settings(cfg, loc),
+		Callbacks: a.callbacks,
+		Metrics:   a.metrics,
+		Log:       log.Named("jobs"),
+		Now:       time.Now,
+		Abort:     abort,
+	}
+	return a, nil
+}
+
+// openStore opens the checkpoint store and, read-write, releases the items a
+// dead process left in progress.
+func (a *app) openStore(ctx context.Context, o wireOptions) error {
+	c := a.cfg.Checkpoint
+	switch c.Driver {
+	case config.DriverSQLite:
+	case config.DriverPostgres:
+		return &configError{errors.New("checkpoint.driver: postgres is not implemented yet")}
+	default:
+		return &configError{fmt.Errorf("checkpoint.driver: unknown driver %q", c.Driver)}
+	}
+	path := c.Path
+	if o.readOnly {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			if !o.optionalState {
+				return fmt.Errorf("%w at %s (checkpoint.path): nothing has been archived with this configuration yet", errNoState, path)
+			}
+			// No state yet: read an empty one, created aside, so that the
+			// real state file is not created by a command that only reads.
+			tmp, err := os.MkdirTemp("", "archiver-empty-state-")
+			if err != nil {
+				return err
+			}
+			a.closers = append(a.closers, func() { _ = os.RemoveAll(tmp) })
+			empty, err := sqlite.Open(filepath.Join(tmp, "state.db"), sqlite.Options{Logger: a.log.Named("checkpoint")})
+			if err != nil {
+				return err
+			}
+			if err := empty.Close(); err != nil {
+				return err
+			}
+			path = filepath.Join(tmp, "state.db")
+		}
+	}
+	st, err := sqlite.Open(path, sqlite.Options{ReadOnly: o.readOnly, Logger: a.log.Named("checkpoint")})
+	if err != nil {
+		return err
+	}
+	a.store = st
+	a.closers = append(a.closers, func() {
+		if err := st.Close(); err != nil {
+			a.log.Error("close the state database", zap.Error(err))
+		}
+	})
+	if o.readOnly {
+		return nil
+	}
+	n, err := st.RecoverInProgress(ctx)
+	if err != nil {
+		return fmt.Errorf("checkpoint: recover in-progress items: %w", err)
+	}
+	if n > 0 {
+		a.log.Info("released items left in progress by a previous process", zap.Int("items", n))
+	}
+	return nil
+}
+
+// readOnlySink is the sink of read-only commands (dry runs): nothing is
+// stored and nothing is looked up.
+type readOnlySink struct{}
+
+var _ sink.Sink = readOnlySink{}
+
+// errReadOnly: a read-only command tried to use the sink.
+var errReadOnly = errors.New("sink: read-only command: nothing is stored")
+
+func (readOnlySink) Put(context.Context, string, io.Reader, int64, sink.Meta) (sink.Object, error) {
+	return sink.Object{}, errReadOnly
+}
+
+func (readOnlySink) Stat(context.Context, string) (sink.Object, error) {
+	return sink.Object{}, errReadOnly
+}
+
+// openSink builds the sink and clears what a dead process left in it.
+func (a *app) openSink(ctx context.Context) error {
+	cfg := a.cfg
+	switch cfg.Sink.Type {
+	case config.SinkDir:
+		d, err := dir.New(dir.Options{Root: cfg.Sink.Dir, Logger: a.log})
+		if err != nil {
+			return err
+		}
+		a.sink = d
+		a.closers = append(a.closers, func() { _ = d.Close() })
+		if n, err := d.Janitor(ctx, janitorAge); err != nil {
+			a.log.Warn("sink janitor failed; stale temp files stay until the next start", zap.Error(err))
+		} else if n > 0 {
+			a.log.Info("sink janitor removed stale temp files", zap.Int("files", n))
+		}
+	case config.SinkS3:
+		s, err := s3.New(ctx, s3Options(cfg, a.log))
+		if err != nil {
+			if isS3Auth(err) {
+				return &authError{err}
+			}
+			return err
+		}
+		a.sink = s
+		if n, err := s.Janitor(ctx, janitorAge); err != nil {
+			a.log.Warn("sink janitor failed; stale multipart uploads stay until the next start", zap.Error(err))
+		} else {
+			a.log.Info("sink janitor done", zap.Int("aborted_uploads", n), zap.Duration("older_than", janitorAge))
+		}
+	default:
+		return &configError{fmt.Errorf("sink.type: unknown type %q", cfg.Sink.Type)}
+	}
+	return nil
+}
+
+func clientOptions(cfg *config.Config, log *zap.Logger) cecclient.Options {
+	c := cfg.CEC
+	return cecclient.Options{
+		FSURL: c.FSURL, CMSURL: c.CMSURL, OIFDEURL: c.OIFDEURL,
+		AK: c.AK, SK: c.SK.Reveal(), TenantID: c.TenantID, APIPassword: c.APIPassword.Reveal(),
+		CAFile: c.CAFile, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify,
+		SignedHeaders:         c.SignedHeaders,
+		RateLimit:             c.RateLimit,
+		Burst:                 c.Concurrency,
+		MaxAttempts:           c.MaxAttempts,
+		DialTimeout:           c.DialTimeout.Duration,
+		TLSHandshakeTimeout:   c.TLSHandshakeTimeout.Duration,
+		ResponseHeaderTimeout: c.ResponseHeaderTimeout.Duration,
+		StallTimeout:          c.StallTimeout.Duration,
+		UploadMaxBytes:        int64(c.UploadMaxBytes),
+		UserAgent:             "cec-archiver/" + version,
+		Logger:                log,
+	}
+}
+
+func s3Options(cfg *config.Config, log *zap.Logger) s3.Options {
+	s := cfg.Sink.S3
+	checksum := s3.ChecksumAlgorithm(s.Checksum)
+	if s.Checksum == "none" {
+		checksum = s3.ChecksumNone
+	}
+	return s3.Options{
+		Endpoint: s.Endpoint, Region: s.Region, Bucket: s.Bucket, Prefix: s.Prefix, PathStyle: s.PathStyle,
+		AccessKey: s.AccessKey, SecretKey: s.SecretKey.Reveal(), CAFile: s.CAFile,
+		Checksum: checksum,
+		SSE:      s.SSE, SSEKMSKeyID: s.SSEKMSKeyID, StorageClass: s.StorageClass,
+		ObjectLockMode: s.ObjectLockMode, RetentionDays: s.RetentionDays, LegalHold: s.LegalHold,
+		MultipartThreshold: int64(s.MultipartThreshold),
+		PartSize:           int64(s.PartSize),
+		UploadConcurrency:  s.UploadConcurrency,
+		MaxInflightBytes:   int64(s.MaxInflightBytes),
+		Logger:             log,
+	}
+}
+
+func metaPolicy(cfg *config.Config) (sink.MetaPolicy, error) {
+	s := cfg.Sink.S3
+	p := sink.MetaPolicy{Phone: sink.PhoneMode(s.PhoneNumbers)}
+	if p.Phone == sink.PhoneHMAC {
+		p.HMACKey = []byte(s.PhoneHMACKey.Reveal())
+	}
+	if err := p.Validate(); err != nil {
+		return p, fmt.Errorf("sink.s3.phone_numbers: %w", err)
+	}
+	return p, nil
+}
+
+// settings maps [jobs.*] and [cec] onto jobs.Settings.
+func settings(cfg *config.Config, loc *time.Location) jobs.Settings {
+	j := cfg.Jobs
+	ready := j.CDR.ReadyTimeout.Duration
+	return jobs.Settings{
+		Tenant:       cfg.CEC.TenantID,
+		Location:     loc,
+		Window:       j.CDR.Window.Duration,
+		Lookback:     j.CDR.LookbackWindows,
+		ReadyTimeout: ready,
+		// Poll a package a few dozen times within ready_timeout at first
+		// (the interval doubles from there).
+		PollInterval: min(max((ready/30).Round(time.Millisecond), minPollInterval), maxPollInterval),
+		CallbackURL:  cfg.CEC.CallbackURL,
+		Method:       j.Recordings.Method,
+		Recordings:   jobs.Retry{MaxAttempts: j.Recordings.MaxAttempts, Backoff: j.Recordings.RetryBackoff.Duration},
+		Transfer:     jobs.Retry{MaxAttempts: j.Transfer.MaxAttempts, Backoff: j.Transfer.RetryBackoff.Duration},
+		IVR:          jobs.Retry{MaxAttempts: j.IVR.MaxAttempts, Backoff: j.IVR.RetryBackoff.Duration},
+
+		TransferSettleMaxAge: j.Transfer.SettleMaxAge.Duration,
+		IVRSettleMaxAge:      j.IVR.SettleMaxAge.Duration,
+
+		Concurrency:     cfg.CEC.Concurrency,
+		SpoolDir:        os.TempDir(),
+		MaxPackageBytes: maxPackageBytes,
+		Limits:          cdr.DefaultLimits(),
+	}
+}
+
+// isS3Auth reports whether err is S3 refusing the credentials or access.
+func isS3Auth(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AllAccessDisabled":
+			return true
+		}
+	}
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusForbidden || re.HTTPStatusCode() == http.StatusUnauthorized)
+}
+
+// serveCallbacks starts the CC-FS callback receiver on cec.callback_listen
+// (HTTPS when a certificate is configured). It returns a function that shuts
+// it down.
+func (a *app) serveCallbacks() (stop func(), err error) {
+	if a.callbacks == nil {
+		return func() {}, nil
+	}
+	c := a.cfg.CEC
+	log := a.log.Named("callback")
+	ln, err := net.Listen("tcp", c.CallbackListen)
+	if err != nil {
+		return nil, fmt.Errorf("callback: listen %s: %w", c.CallbackListen, err)
+	}
+	srv := &http.Server{
+		Handler:           a.callbacks,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    callbackMaxHeader,
+		ErrorLog:          zap.NewStdLog(log),
+	}
+	tlsOn := c.CallbackCertFile != ""
+	if tlsOn {
+		cert, err := tls.LoadX509KeyPair(c.CallbackCertFile, c.CallbackKeyFile)
+		if err != nil {
+			ln.Close()
+			return nil, &configError{fmt.Errorf("cec.callback_cert_file: %w", err)}
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("callback receiver stopped", zap.Error(err))
+		}
+	}()
+	log.Info("receiving CC-FS callbacks", zap.Stringer("addr", ln.Addr()), zap.Bool("tls", tlsOn))
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
+}
