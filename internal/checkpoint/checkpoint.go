@@ -26,7 +26,7 @@ const (
 	StatePending    State = "pending"     // waiting to be tried (never tried, deferred, or released)
 	StateInProgress State = "in_progress" // claimed by a worker of the running process
 	StateDone       State = "done"        // stored and verified by the sink
-	StateAbsent     State = "absent"      // has no recording, by rule; Reason says why
+	StateAbsent     State = "absent"      // has no recording: on the source's own evidence (Evidence) or by an operator's decision (AttestedAt); Reason says why
 	StateFailed     State = "failed"      // the last attempt failed; tried again from NextAttemptAt
 	StateDead       State = "dead"        // failed MaxAttempts times; kept and reported, no longer tried
 )
@@ -54,6 +54,10 @@ type Package struct {
 	Size         int64  // ZIP bytes
 	SHA256       string // ZIP digest (hex)
 	RowsSHA256   string // digest of the CSV rows' content, independent of entry names and ZIP bytes: a re-scan that finds the same rows is not stored again
+	// QuarantineKey is where the bytes of a package rejected for its content
+	// were kept (a key that includes their SHA-256), "" when none. A rejected
+	// package never takes its final key.
+	QuarantineKey string
 	Calls        int    // calls found in the package
 	Items        int    // items the package listed (new or already known)
 	UpdatedAt    time.Time
@@ -93,6 +97,12 @@ type Item struct {
 	NextAttemptAt time.Time // a pending or failed item is not due before this
 	LastError     string
 	Reason        string // why the item is absent
+	// Evidence is what the source said that proves the absence (interface,
+	// result code, when), for an item absent on the source's evidence.
+	Evidence string
+	// AttestedAt is when an operator declared the item absent (Resolve); zero
+	// unless the absence is the operator's decision, then Reason is theirs.
+	AttestedAt time.Time
 	Size          int64  // stored bytes (done)
 	SHA256        string // stored digest, hex (done)
 	CreatedAt     time.Time
@@ -122,6 +132,9 @@ type Store interface {
 	// neither done nor dead, if any: a request to keep polling after a restart
 	// instead of asking CC-FS again.
 	OpenPackage(ctx context.Context, begin, end time.Time) (Package, bool, error)
+	// Packages returns the packages in any of the given states (all when
+	// none), ordered by window begin, then ID.
+	Packages(ctx context.Context, states ...State) ([]Package, error)
 	// LastDonePackage returns the newest done package of the window, if any.
 	LastDonePackage(ctx context.Context, begin, end time.Time) (Package, bool, error)
 	// UpdatePackage saves every field of p (by p.ID) except ID and Begin/End.
@@ -147,10 +160,16 @@ type Store interface {
 	// Done marks an in_progress item stored: key, size and digest as the sink
 	// verified them. Only call it after the sink's Put returned nil.
 	Done(ctx context.Context, id int64, key string, size int64, sha256 string) error
-	// Absent marks an item as having no recording, with the reason. Unlike
-	// the other transitions it also applies to pending and failed items: a
-	// job may rule an item absent without claiming it.
-	Absent(ctx context.Context, id int64, reason string) error
+	// Absent marks an item as having no recording, with the reason and the
+	// source's evidence. Unlike the other transitions it also applies to
+	// pending and failed items: a job may rule an item absent without
+	// claiming it.
+	Absent(ctx context.Context, id int64, reason, evidence string) error
+	// Resolve is an operator's decision that a failed or dead item has no
+	// recording: it becomes absent with the operator's reason and AttestedAt
+	// = at. Any other state is refused with ErrState. It returns the item as
+	// it is now.
+	Resolve(ctx context.Context, id int64, reason string, at time.Time) (Item, error)
 	// Fail records a failed attempt: Attempts+1, LastError = msg. The item
 	// becomes dead when Attempts reaches maxAttempts, else failed and due at
 	// next. It returns the new state.

@@ -51,6 +51,8 @@ func Run(t *testing.T, open func(t *testing.T) checkpoint.Store) {
 		{"Ledger", testLedger},
 		{"ConcurrentClaim", testConcurrentClaim},
 		{"Params", testParams},
+		{"Verdicts", testVerdicts},
+		{"Packages", testPackages},
 		{"Times", testTimes},
 	}
 	for _, tc := range tests {
@@ -348,7 +350,7 @@ func testAddItems(t *testing.T, s checkpoint.Store) {
 	})
 	t.Run("existing state kept", func(t *testing.T) {
 		id := idOf(t, s, checkpoint.KindAgent, "b")
-		if err := s.Absent(ctx(t), id, "gone"); err != nil {
+		if err := s.Absent(ctx(t), id, "gone", ""); err != nil {
 			t.Fatal(err)
 		}
 		add(t, s, 0, item(checkpoint.KindAgent, "b"))
@@ -464,7 +466,11 @@ type transition struct {
 func transitions() []transition {
 	return []transition{
 		{"Done", func(c context.Context, s checkpoint.Store, id int64) error { return s.Done(c, id, "k", 1, "s") }},
-		{"Absent", func(c context.Context, s checkpoint.Store, id int64) error { return s.Absent(c, id, "r") }},
+		{"Absent", func(c context.Context, s checkpoint.Store, id int64) error { return s.Absent(c, id, "r", "e") }},
+		{"Resolve", func(c context.Context, s checkpoint.Store, id int64) error {
+			_, err := s.Resolve(c, id, "operator says so", t0())
+			return err
+		}},
 		{"Fail", func(c context.Context, s checkpoint.Store, id int64) error {
 			_, err := s.Fail(c, id, "m", t0(), 3)
 			return err
@@ -510,7 +516,8 @@ func testTransitions(t *testing.T, s checkpoint.Store) {
 		return id
 	}
 	allowed := map[string][]checkpoint.State{
-		"Absent": {checkpoint.StateInProgress, checkpoint.StatePending, checkpoint.StateFailed},
+		"Absent":  {checkpoint.StateInProgress, checkpoint.StatePending, checkpoint.StateFailed},
+		"Resolve": {checkpoint.StateFailed, checkpoint.StateDead},
 	}
 	for _, tr := range transitions() {
 		ok := allowed[tr.name]
@@ -564,7 +571,7 @@ func testTransitions(t *testing.T, s checkpoint.Store) {
 	})
 	t.Run("Absent fields", func(t *testing.T) {
 		id := inState(t, checkpoint.StatePending)
-		if err := s.Absent(ctx(t), id, "no recording by rule"); err != nil {
+		if err := s.Absent(ctx(t), id, "no recording by rule", ""); err != nil {
 			t.Fatal(err)
 		}
 		if it := wantState(t, s, id, checkpoint.StateAbsent); it.Reason != "no recording by rule" {
@@ -1101,4 +1108,87 @@ func testTimes(t *testing.T, s checkpoint.Store) {
 		}
 		utc("Call.Begin", c[0].Begin, cb)
 	})
+}
+
+// testVerdicts: an absence keeps the source's evidence, an operator's
+// decision keeps its reason and time, and both survive a re-add.
+func testVerdicts(t *testing.T, s checkpoint.Store) {
+	ev := item(checkpoint.KindTransfer, "ev")
+	ev.State, ev.Reason, ev.Evidence = checkpoint.StateAbsent, "no recording", "queryTransferRecordHistory: opResult FAIL, no recordFilePath"
+	add(t, s, 3, ev, item(checkpoint.KindTransfer, "nf"), item(checkpoint.KindAgent, "op"))
+	got := wantState(t, s, idOf(t, s, checkpoint.KindTransfer, "ev"), checkpoint.StateAbsent)
+	if got.Evidence != ev.Evidence || got.Reason != ev.Reason || !got.AttestedAt.IsZero() {
+		t.Fatalf("added absent item = %+v", got)
+	}
+	nf := idOf(t, s, checkpoint.KindTransfer, "nf")
+	if err := s.Absent(ctx(t), nf, "not found upstream", "downloadOiapRecord 0300012 at 2026-03-04T10:00:00Z"); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustItem(t, s, nf); got.Evidence != "downloadOiapRecord 0300012 at 2026-03-04T10:00:00Z" || got.Reason != "not found upstream" {
+		t.Fatalf("Absent kept %+v", got)
+	}
+	op := idOf(t, s, checkpoint.KindAgent, "op")
+	claimed, err := s.Claim(ctx(t), []string{checkpoint.KindAgent}, t0(), 0)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim = %v, %v", ids(claimed), err)
+	}
+	if _, err := s.Fail(ctx(t), op, "garbage", t0(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Resolve(ctx(t), op, "", t0()); err == nil {
+		t.Fatal("Resolve with an empty reason succeeded")
+	}
+	at := t0().Add(90 * time.Minute)
+	res, err := s.Resolve(ctx(t), op, "upstream lists a file that never existed (ticket 42)", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.State != checkpoint.StateAbsent || res.Reason != "upstream lists a file that never existed (ticket 42)" || !res.AttestedAt.Equal(at) {
+		t.Fatalf("Resolve = %+v", res)
+	}
+	if got := mustItem(t, s, op); !got.AttestedAt.Equal(at) || got.State != checkpoint.StateAbsent {
+		t.Fatalf("after Resolve the item is %+v", got)
+	}
+	if _, err := s.Resolve(ctx(t), op, "again", at); !errors.Is(err, checkpoint.ErrState) {
+		t.Fatalf("Resolve of an absent item = %v, want ErrState", err)
+	}
+}
+
+// testPackages: Packages lists by state, in window order, with every field.
+func testPackages(t *testing.T, s checkpoint.Store) {
+	mk := func(h int) int64 {
+		t.Helper()
+		id, err := s.CreatePackage(ctx(t), checkpoint.Package{Begin: t0().Add(time.Duration(h) * time.Hour), End: t0().Add(time.Duration(h+1) * time.Hour),
+			ResponseID: fmt.Sprint("r", h), BillFileName: fmt.Sprint("b", h), RequestedAt: t0()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	late, early := mk(5), mk(1)
+	p, ok, err := s.OpenPackage(ctx(t), t0().Add(5*time.Hour), t0().Add(6*time.Hour))
+	if err != nil || !ok || p.ID != late {
+		t.Fatalf("OpenPackage = %+v, %v, %v", p, ok, err)
+	}
+	p.State, p.Attempts, p.LastError, p.QuarantineKey = checkpoint.StateFailed, 1, "bad row", "t/quarantine/x-abc.zip"
+	if err := s.UpdatePackage(ctx(t), p); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.Packages(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || all[0].ID != early || all[1].ID != late {
+		t.Fatalf("Packages() = %+v, want [%d %d]", all, early, late)
+	}
+	failed, err := s.Packages(ctx(t), checkpoint.StateFailed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(failed) != 1 || failed[0].ID != late || failed[0].QuarantineKey != "t/quarantine/x-abc.zip" || failed[0].LastError != "bad row" {
+		t.Fatalf("Packages(failed) = %+v", failed)
+	}
+	if none, err := s.Packages(ctx(t), checkpoint.StateDead); err != nil || len(none) != 0 {
+		t.Fatalf("Packages(dead) = %+v, %v", none, err)
+	}
 }

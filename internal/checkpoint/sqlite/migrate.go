@@ -92,6 +92,12 @@ CREATE TABLE ledgers (
 		// 2: the content digest of a package's rows, to recognise a re-scanned
 		// window whose CDR did not change although CC-FS zipped it anew.
 		`ALTER TABLE packages ADD COLUMN rows_sha256 TEXT NOT NULL DEFAULT '';`,
+		// 3: verdicts carry their proof: the source's evidence of an absence,
+		// the time an operator attested one, and where a package rejected for
+		// its content was quarantined.
+		`ALTER TABLE items ADD COLUMN evidence TEXT NOT NULL DEFAULT '';
+ALTER TABLE items ADD COLUMN attested_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE packages ADD COLUMN quarantine_key TEXT NOT NULL DEFAULT '';`,
 	}
 }
 

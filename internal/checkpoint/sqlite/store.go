@@ -19,10 +19,10 @@ import (
 var ErrReadOnly = errors.New("checkpoint: store is open read-only")
 
 const pkgCols = `id, begin, "end", response_id, bill_file_name, requested_at, state, attempts,
-	last_error, key, rows_key, size, sha256, calls, items, updated_at, rows_sha256`
+	last_error, key, rows_key, size, sha256, calls, items, updated_at, rows_sha256, quarantine_key`
 
 const itemCols = `id, kind, upstream_id, call_id, day, key, params, state, attempts,
-	next_attempt_at, last_error, reason, size, sha256, created_at, updated_at`
+	next_attempt_at, last_error, reason, size, sha256, created_at, updated_at, evidence, attested_at`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -68,7 +68,7 @@ func scanPackage(r scanner) (checkpoint.Package, error) {
 	var p checkpoint.Package
 	var begin, end, requested, updated int64
 	err := r.Scan(&p.ID, &begin, &end, &p.ResponseID, &p.BillFileName, &requested, &p.State, &p.Attempts,
-		&p.LastError, &p.Key, &p.RowsKey, &p.Size, &p.SHA256, &p.Calls, &p.Items, &updated, &p.RowsSHA256)
+		&p.LastError, &p.Key, &p.RowsKey, &p.Size, &p.SHA256, &p.Calls, &p.Items, &updated, &p.RowsSHA256, &p.QuarantineKey)
 	if err != nil {
 		return checkpoint.Package{}, err
 	}
@@ -79,9 +79,9 @@ func scanPackage(r scanner) (checkpoint.Package, error) {
 func scanItem(r scanner) (checkpoint.Item, error) {
 	var it checkpoint.Item
 	var params string
-	var next, created, updated int64
+	var next, created, updated, attested int64
 	err := r.Scan(&it.ID, &it.Kind, &it.UpstreamID, &it.CallID, &it.Day, &it.Key, &params, &it.State, &it.Attempts,
-		&next, &it.LastError, &it.Reason, &it.Size, &it.SHA256, &created, &updated)
+		&next, &it.LastError, &it.Reason, &it.Size, &it.SHA256, &created, &updated, &it.Evidence, &attested)
 	if err != nil {
 		return checkpoint.Item{}, err
 	}
@@ -93,7 +93,7 @@ func scanItem(r scanner) (checkpoint.Item, error) {
 			it.Params = nil
 		}
 	}
-	it.NextAttemptAt, it.CreatedAt, it.UpdatedAt = dec(next), dec(created), dec(updated)
+	it.NextAttemptAt, it.CreatedAt, it.UpdatedAt, it.AttestedAt = dec(next), dec(created), dec(updated), dec(attested)
 	return it, nil
 }
 
@@ -133,10 +133,10 @@ func (s *Store) CreatePackage(ctx context.Context, p checkpoint.Package) (int64,
 			return e.err
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO packages (begin, "end", response_id, bill_file_name, requested_at,
-			state, attempts, last_error, key, rows_key, size, sha256, calls, items, updated_at, rows_sha256)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			state, attempts, last_error, key, rows_key, size, sha256, calls, items, updated_at, rows_sha256, quarantine_key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			begin, end, p.ResponseID, p.BillFileName, requested, checkpoint.StatePending, p.Attempts, p.LastError,
-			p.Key, p.RowsKey, p.Size, p.SHA256, p.Calls, p.Items, s.stamp(), p.RowsSHA256)
+			p.Key, p.RowsKey, p.Size, p.SHA256, p.Calls, p.Items, s.stamp(), p.RowsSHA256, p.QuarantineKey)
 		if err != nil {
 			return err
 		}
@@ -168,6 +168,35 @@ func (s *Store) LastDonePackage(ctx context.Context, begin, end time.Time) (chec
 		return p, ok, fmt.Errorf("checkpoint: last done package %s–%s: %w", fmtTime(begin), fmtTime(end), err)
 	}
 	return p, ok, nil
+}
+
+// Packages returns the packages in any of the given states (all when none),
+// by window begin, then ID.
+func (s *Store) Packages(ctx context.Context, states ...checkpoint.State) ([]checkpoint.Package, error) {
+	q := `SELECT ` + pkgCols + ` FROM packages`
+	var args []any
+	if len(states) > 0 {
+		var list string
+		list, args = in(states)
+		q += ` WHERE state IN ` + list
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY begin, id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: packages: %w", err)
+	}
+	defer rows.Close()
+	var out []checkpoint.Package
+	for rows.Next() {
+		p, err := scanPackage(rows)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint: packages: %w", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("checkpoint: packages: %w", err)
+	}
+	return out, nil
 }
 
 func (s *Store) findPackage(ctx context.Context, begin, end time.Time, cond string) (checkpoint.Package, bool, error) {
@@ -210,9 +239,9 @@ func (s *Store) updatePackage(ctx context.Context, tx *sql.Tx, p checkpoint.Pack
 	}
 	res, err := tx.ExecContext(ctx, `UPDATE packages SET response_id = ?, bill_file_name = ?, requested_at = ?,
 		state = ?, attempts = ?, last_error = ?, key = ?, rows_key = ?, size = ?, sha256 = ?, calls = ?, items = ?,
-		updated_at = ?, rows_sha256 = ? WHERE id = ?`,
+		updated_at = ?, rows_sha256 = ?, quarantine_key = ? WHERE id = ?`,
 		p.ResponseID, p.BillFileName, requested, p.State, p.Attempts, p.LastError, p.Key, p.RowsKey, p.Size,
-		p.SHA256, p.Calls, p.Items, s.stamp(), p.RowsSHA256, p.ID)
+		p.SHA256, p.Calls, p.Items, s.stamp(), p.RowsSHA256, p.QuarantineKey, p.ID)
 	if err != nil {
 		return err
 	}
@@ -281,8 +310,8 @@ func (s *Store) insertItems(ctx context.Context, tx *sql.Tx, items []checkpoint.
 		return 0, nil
 	}
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO items (kind, upstream_id, call_id, day, key, params, state,
-		attempts, next_attempt_at, last_error, reason, size, sha256, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, upstream_id) DO NOTHING`)
+		attempts, next_attempt_at, last_error, reason, size, sha256, created_at, updated_at, evidence)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, upstream_id) DO NOTHING`)
 	if err != nil {
 		return 0, err
 	}
@@ -310,7 +339,7 @@ func (s *Store) insertItems(ctx context.Context, tx *sql.Tx, items []checkpoint.
 			return 0, fmt.Errorf("item %s/%s: %w", it.Kind, it.UpstreamID, e.err)
 		}
 		res, err := stmt.ExecContext(ctx, it.Kind, it.UpstreamID, it.CallID, it.Day, it.Key, params, st,
-			it.Attempts, next, it.LastError, it.Reason, it.Size, it.SHA256, now, now)
+			it.Attempts, next, it.LastError, it.Reason, it.Size, it.SHA256, now, now, it.Evidence)
 		if err != nil {
 			return 0, fmt.Errorf("item %s/%s: %w", it.Kind, it.UpstreamID, err)
 		}
@@ -424,16 +453,39 @@ func (s *Store) Done(ctx context.Context, id int64, key string, size int64, sha2
 	})
 }
 
-// Absent marks an item absent with the reason. Unlike the other transitions
-// it also applies to pending and failed items: a job may rule an item absent
-// without claiming it.
-func (s *Store) Absent(ctx context.Context, id int64, reason string) error {
+// Absent marks an item absent with the reason and the source's evidence.
+// Unlike the other transitions it also applies to pending and failed items:
+// a job may rule an item absent without claiming it.
+func (s *Store) Absent(ctx context.Context, id int64, reason, evidence string) error {
 	from := []checkpoint.State{checkpoint.StateInProgress, checkpoint.StatePending, checkpoint.StateFailed}
 	return s.change(ctx, "absent", id, from, func(tx *sql.Tx, _ int) error {
-		_, err := tx.ExecContext(ctx, `UPDATE items SET state = ?, reason = ?, updated_at = ? WHERE id = ?`,
-			checkpoint.StateAbsent, reason, s.stamp(), id)
+		_, err := tx.ExecContext(ctx, `UPDATE items SET state = ?, reason = ?, evidence = ?, updated_at = ? WHERE id = ?`,
+			checkpoint.StateAbsent, reason, evidence, s.stamp(), id)
 		return err
 	})
+}
+
+// Resolve records an operator's decision that a failed or dead item has no
+// recording.
+func (s *Store) Resolve(ctx context.Context, id int64, reason string, at time.Time) (checkpoint.Item, error) {
+	if strings.TrimSpace(reason) == "" {
+		return checkpoint.Item{}, fmt.Errorf("checkpoint: resolve item %d: empty reason", id)
+	}
+	var e timeEnc
+	when := e.enc(at)
+	if e.err != nil || when == 0 {
+		return checkpoint.Item{}, fmt.Errorf("checkpoint: resolve item %d: bad time %v", id, at)
+	}
+	from := []checkpoint.State{checkpoint.StateFailed, checkpoint.StateDead}
+	err := s.change(ctx, "resolve", id, from, func(tx *sql.Tx, _ int) error {
+		_, err := tx.ExecContext(ctx, `UPDATE items SET state = ?, reason = ?, attested_at = ?, updated_at = ? WHERE id = ?`,
+			checkpoint.StateAbsent, reason, when, s.stamp(), id)
+		return err
+	})
+	if err != nil {
+		return checkpoint.Item{}, err
+	}
+	return s.Item(ctx, id)
 }
 
 // Fail records a failed attempt of an in_progress item: Attempts+1,
