@@ -58,9 +58,9 @@ type Package struct {
 	// were kept (a key that includes their SHA-256), "" when none. A rejected
 	// package never takes its final key.
 	QuarantineKey string
-	Calls        int    // calls found in the package
-	Items        int    // items the package listed (new or already known)
-	UpdatedAt    time.Time
+	Calls         int // calls found in the package
+	Items         int // items the package listed (new or already known)
+	UpdatedAt     time.Time
 }
 
 // Call is one call enumerated by a CDR package.
@@ -103,10 +103,10 @@ type Item struct {
 	// AttestedAt is when an operator declared the item absent (Resolve); zero
 	// unless the absence is the operator's decision, then Reason is theirs.
 	AttestedAt time.Time
-	Size          int64  // stored bytes (done)
-	SHA256        string // stored digest, hex (done)
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	Size       int64  // stored bytes (done)
+	SHA256     string // stored digest, hex (done)
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 // DaySummary counts one calendar day's calls and items.
