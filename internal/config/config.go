@@ -251,7 +251,7 @@ func Default() *Config {
 				PartSize:           8 * MiB,
 				UploadConcurrency:  4,
 				MaxInflightBytes:   64 * MiB,
-				KeyTemplate:        "{tenant}/{yyyy}/{mm}/{dd}/{vdn}/{call_id}/{kind}-{name}",
+				KeyTemplate:        "{tenant}/{yyyy}/{mm}/{dd}/{vdn}/{call_id}/{kind}-{name}-{rid}",
 				PhoneNumbers:       PhoneOmit,
 			},
 		},

@@ -13,7 +13,7 @@ func TestKeyTemplate_MatchesSink(t *testing.T) {
 		t.Errorf("default sink.s3.key_template = %q, sink.DefaultKeyTemplate = %q", got, sink.DefaultKeyTemplate)
 	}
 	for _, p := range KeyTemplatePlaceholders() {
-		tmpl := "{" + p + "}/{name}"
+		tmpl := "{" + p + "}/{record_id}"
 		if err := CheckKeyTemplate(tmpl); err != nil {
 			t.Errorf("CheckKeyTemplate(%q): %v", tmpl, err)
 		}
@@ -21,7 +21,7 @@ func TestKeyTemplate_MatchesSink(t *testing.T) {
 			t.Errorf("placeholder {%s} is accepted here but not by the sink: %v", p, err)
 		}
 	}
-	for _, tmpl := range []string{"{nope}/{name}", "{tenant}/{yyyy}", "/{name}", "a//{name}", "a b/{name}", "{name"} {
+	for _, tmpl := range []string{"{nope}/{record_id}", "{tenant}/{yyyy}", "{call_id}/{name}", "/{rid}", "a//{rid}", "a b/{rid}", "{rid"} {
 		if CheckKeyTemplate(tmpl) == nil {
 			t.Errorf("CheckKeyTemplate(%q) accepted it", tmpl)
 		}

@@ -326,21 +326,22 @@ func TestConfig_Validate(t *testing.T) {
 
 func TestCheckKeyTemplate(t *testing.T) {
 	for tmpl, want := range map[string]string{
-		"{tenant}/{yyyy}/{mm}/{dd}/{vdn}/{call_id}/{kind}-{name}": "",
-		"{name}":                 "",
-		"raw/{hh}/{name}":        "",
-		"":                       "required",
-		"{tenant}/{call_id}":     "",
-		"{agent_id}/{record_id}": "",
-		"{tenant}/{yyyy}":        "must contain {call_id}, {record_id} or {name}",
-		"{name":                  "unclosed '{'",
-		"name}/{name}":           "character '}' not allowed",
-		"a b/{name}":             "character ' ' not allowed",
-		"{yyyy}/{name}/":         "empty, '.' or '..'",
-		"/{name}":                "must not start with '/'",
-		"a//{name}":              "empty, '.' or '..'",
-		"../{name}":              "empty, '.' or '..'",
-		"{Name}":                 "unknown placeholder {Name}",
+		"{tenant}/{yyyy}/{mm}/{dd}/{vdn}/{call_id}/{kind}-{name}-{rid}": "",
+		"{record_id}":             "",
+		"raw/{hh}/{rid}":          "",
+		"":                        "required",
+		"{tenant}/{call_id}":      "must contain {record_id} or {rid}",
+		"{call_id}/{kind}-{name}": "must contain {record_id} or {rid}",
+		"{agent_id}/{record_id}":  "",
+		"{tenant}/{yyyy}":         "must contain {record_id} or {rid}",
+		"{rid":                    "unclosed '{'",
+		"name}/{rid}":             "character '}' not allowed",
+		"a b/{rid}":               "character ' ' not allowed",
+		"{yyyy}/{rid}/":           "empty, '.' or '..'",
+		"/{rid}":                  "must not start with '/'",
+		"a//{rid}":                "empty, '.' or '..'",
+		"../{rid}":                "empty, '.' or '..'",
+		"{Name}":                  "unknown placeholder {Name}",
 	} {
 		err := CheckKeyTemplate(tmpl)
 		switch {

@@ -328,13 +328,14 @@ func (v *validator) s3(s *S3) {
 // say when the sink is built (it also rejects templates whose keys could
 // collide); a test keeps the two lists in step.
 func KeyTemplatePlaceholders() []string {
-	return []string{"tenant", "yyyy", "mm", "dd", "hh", "vdn", "call_id", "record_id", "agent_id", "kind", "name"}
+	return []string{"tenant", "yyyy", "mm", "dd", "hh", "vdn", "call_id", "record_id", "rid", "agent_id", "kind", "name"}
 }
 
 // CheckKeyTemplate checks an object key template: only known {placeholders},
-// closed braces, literal text of A-Z a-z 0-9 . _ - / only, at least one of
-// {call_id}, {record_id} or {name} (so that records get distinct keys), and no
-// leading '/' or empty, '.' or '..' segment.
+// closed braces, literal text of A-Z a-z 0-9 . _ - / only, {record_id} or
+// {rid} (so that two recordings of one call never share a key: {name} is a
+// base name, which they may share), and no leading '/' or empty, '.' or '..'
+// segment.
 func CheckKeyTemplate(t string) error {
 	if t == "" {
 		return errors.New("required")
@@ -368,8 +369,8 @@ func CheckKeyTemplate(t string) error {
 		shape.WriteString("x")
 		rest = rest[open+end+1:]
 	}
-	if !used["call_id"] && !used["record_id"] && !used["name"] {
-		return errors.New("must contain {call_id}, {record_id} or {name}, or different records would share a key")
+	if !used["record_id"] && !used["rid"] {
+		return errors.New("must contain {record_id} or {rid}, or two recordings of one call whose file names share a base name would share a key")
 	}
 	if strings.HasPrefix(t, "/") {
 		return errors.New("must not start with '/'")

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -301,6 +302,7 @@ func (a *Archiver) downloadPackage(ctx context.Context, name string) (_ *spooled
 type callInfo struct {
 	begin      time.Time
 	vdn, agent string
+	records    []string // file_name of each recording-index row (Method cms: the members a call-level download must hold)
 }
 
 // badRows counts rows that cannot be used; the first one is named.
@@ -355,11 +357,11 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		return nil
 	}
 	keyTime := wallUTC(w.Begin, a.loc())
-	key, err := a.cdrKeys.Build(sink.KeyFields{Tenant: a.Tenant, Name: p.BillFileName, Time: keyTime})
+	key, err := a.cdrKeys.Build(sink.KeyFields{Tenant: a.Tenant, RecordID: p.BillFileName, Time: keyTime})
 	if err != nil {
 		return fmt.Errorf("jobs: cdr: package %s: key: %w", p.BillFileName, err)
 	}
-	rowsKey, err := a.cdrKeys.Build(sink.KeyFields{Tenant: a.Tenant, Name: p.BillFileName + ".rows.jsonl.gz", Time: keyTime})
+	rowsKey, err := a.cdrKeys.Build(sink.KeyFields{Tenant: a.Tenant, RecordID: p.BillFileName + ".rows.jsonl.gz", Time: keyTime})
 	if err != nil {
 		return fmt.Errorf("jobs: cdr: package %s: key: %w", p.BillFileName, err)
 	}
@@ -519,6 +521,17 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 			if kind != cdr.KindRecord {
 				return nil
 			}
+			if a.method() == MethodCMS {
+				fileName := strings.TrimSpace(r.Get(cdr.KindRecord, "file_name"))
+				if fileName == "" {
+					bad.add(r, "no file_name")
+					return nil
+				}
+				if c := calls[callID]; !slices.Contains(c.records, fileName) {
+					c.records = append(c.records, fileName)
+				}
+				return nil
+			}
 			it, err := a.agentItem(r, callID, begin, vdn, agent)
 			if err != nil {
 				bad.add(r, err.Error())
@@ -548,6 +561,19 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 		return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: %d unusable rows, first %s", name, bad.n, bad.first)
 	}
 
+	// An agent recording belongs to its call's day, and its key carries the
+	// call's date: a recording that starts after midnight is not filed apart
+	// from its call.
+	for _, k := range itemOrder {
+		it := items[k]
+		if it.Kind != checkpoint.KindAgent {
+			continue
+		}
+		if err := a.placeAgent(&it, calls[it.CallID].begin); err != nil {
+			return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: call %s recording %s: %w", name, it.CallID, it.UpstreamID, err)
+		}
+		items[k] = it
+	}
 	sort.Strings(callOrder)
 	out := make([]checkpoint.Call, 0, len(calls))
 	for _, id := range callOrder {
@@ -558,7 +584,7 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 		for _, kind := range []string{checkpoint.KindTransferLookup, checkpoint.KindIVRLookup} {
 			addItem(checkpoint.Item{Kind: kind, UpstreamID: id, CallID: id, Day: day, Params: cloneParams(params), State: checkpoint.StatePending})
 		}
-		if a.method() == MethodCMS && c.hasRecord(items, id) {
+		if a.method() == MethodCMS && len(c.records) > 0 {
 			it, err := a.cmsItem(id, c)
 			if err != nil {
 				return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: call %s: %w", name, id, err)
@@ -568,24 +594,10 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 	}
 	list := make([]checkpoint.Item, 0, len(itemOrder))
 	for _, k := range itemOrder {
-		if it := items[k]; it.Kind != cmsMarker {
-			list = append(list, it)
-		}
+		list = append(list, items[k])
 	}
 	return out, list, rows, nil
 }
-
-// hasRecord reports whether the recording index listed a row for the call
-// (with Method cms, recording-index rows are not items; they are marked with
-// a placeholder kind in items).
-func (c *callInfo) hasRecord(items map[string]checkpoint.Item, callID string) bool {
-	_, ok := items[cmsMarker+"\x00"+callID]
-	return ok
-}
-
-// cmsMarker is a temporary kind noting that a call has recording-index rows
-// when Method is cms; it is removed before the items are recorded.
-const cmsMarker = "\x00cms"
 
 func cloneParams(p map[string]string) map[string]string {
 	out := make(map[string]string, len(p))
@@ -643,24 +655,13 @@ func paramsMeta(p map[string]string) sink.Meta {
 	return m
 }
 
-// agentItem is the item of one recording-index row (with Method cms, a
-// marker noting the call has recordings).
+// agentItem is the item of one recording-index row. Its day and key are
+// set by placeAgent once the call's begin is known.
 func (a *Archiver) agentItem(r cdr.Row, callID string, begin time.Time, vdn, agent string) (checkpoint.Item, error) {
 	loc := a.loc()
-	day := begin.In(loc).Format(time.DateOnly)
-	if a.method() == MethodCMS {
-		return checkpoint.Item{Kind: cmsMarker, UpstreamID: callID}, nil
-	}
 	fileName := strings.TrimSpace(r.Get(cdr.KindRecord, "file_name"))
 	if fileName == "" {
 		return checkpoint.Item{}, errors.New("no file_name")
-	}
-	key, err := a.Keys.Build(sink.KeyFields{
-		Tenant: a.Tenant, VDN: orNone(vdn), CallID: callID, AgentID: orNone(agent), RecordID: fileName,
-		Kind: checkpoint.KindAgent, Name: orNone(pathBase(fileName)), Time: wallUTC(begin, loc),
-	})
-	if err != nil {
-		return checkpoint.Item{}, fmt.Errorf("key: %w", err)
 	}
 	end, _ := time.ParseInLocation(cecwire.TimeLayout, strings.TrimSpace(r.Get(cdr.KindRecord, "call_end")), loc)
 	m, err := a.Meta.Meta(sink.RecordAttrs{
@@ -676,14 +677,35 @@ func (a *Archiver) agentItem(r cdr.Row, callID string, begin time.Time, vdn, age
 		"call_begin": begin.Format(time.RFC3339),
 	}
 	metaParams(params, m)
-	return checkpoint.Item{
-		Kind: checkpoint.KindAgent, UpstreamID: fileName, CallID: callID, Day: day, Key: key,
-		Params: params, State: checkpoint.StatePending,
-	}, nil
+	it := checkpoint.Item{
+		Kind: checkpoint.KindAgent, UpstreamID: fileName, CallID: callID, Params: params, State: checkpoint.StatePending,
+	}
+	// A key now, so that a row whose fields cannot make one fails the package naming its line.
+	if err := a.placeAgent(&it, begin); err != nil {
+		return checkpoint.Item{}, err
+	}
+	return it, nil
+}
+
+// placeAgent sets an agent item's day and key from its call's begin.
+func (a *Archiver) placeAgent(it *checkpoint.Item, callBegin time.Time) error {
+	loc := a.loc()
+	p := it.Params
+	key, err := a.Keys.Build(sink.KeyFields{
+		Tenant: a.Tenant, VDN: orNone(p["vdn"]), CallID: it.CallID, AgentID: orNone(p["agent_id"]), RecordID: it.UpstreamID,
+		Kind: checkpoint.KindAgent, Name: orNone(pathBase(it.UpstreamID)), Time: wallUTC(callBegin, loc),
+	})
+	if err != nil {
+		return fmt.Errorf("key: %w", err)
+	}
+	it.Key, it.Day = key, callBegin.In(loc).Format(time.DateOnly)
+	return nil
 }
 
 // cmsItem is the one agent item of a call with Method cms: CC-CMS returns
-// the call's recordings (a WAV or a ZIP) by call id.
+// the call's recordings (a WAV or a ZIP) by call id. Params "members" lists
+// the file_name of every recording-index row of the call: the download must
+// hold each of them.
 func (a *Archiver) cmsItem(callID string, c *callInfo) (checkpoint.Item, error) {
 	loc := a.loc()
 	id := "cms:" + callID
@@ -698,7 +720,12 @@ func (a *Archiver) cmsItem(callID string, c *callInfo) (checkpoint.Item, error) 
 	if err != nil {
 		return checkpoint.Item{}, fmt.Errorf("metadata: %w", err)
 	}
-	params := map[string]string{"call_id": callID, "agent_id": c.agent, "vdn": c.vdn, "call_begin": c.begin.Format(time.RFC3339)}
+	members, err := json.Marshal(c.records)
+	if err != nil {
+		return checkpoint.Item{}, err
+	}
+	params := map[string]string{"call_id": callID, "agent_id": c.agent, "vdn": c.vdn, "call_begin": c.begin.Format(time.RFC3339),
+		"members": string(members)}
 	metaParams(params, m)
 	return checkpoint.Item{
 		Kind: checkpoint.KindAgent, UpstreamID: id, CallID: callID, Day: c.begin.In(loc).Format(time.DateOnly),

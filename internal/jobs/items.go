@@ -46,7 +46,55 @@ type itemRun struct {
 	stopOnce sync.Once
 	stopped  chan struct{}
 	mu       sync.Mutex
-	err      error // what stopped the job (store failure, auth error)
+	err      error // what stopped the job (store failure, or refused credentials for every kind)
+	// authStopped holds the kinds whose interface refused the credentials:
+	// only the work that needs that interface stops (a refused OIFDE token
+	// stops the lookups, not the downloads of transfer recordings already
+	// found, which go to CC-FS).
+	authStopped map[string]error
+}
+
+// stopKind stops claiming items of kind after its interface refused the
+// credentials; when every kind of the job is stopped, the job stops.
+func (r *itemRun) stopKind(kind string, err error) {
+	r.mu.Lock()
+	if r.authStopped == nil {
+		r.authStopped = map[string]error{}
+	}
+	if _, ok := r.authStopped[kind]; !ok {
+		r.authStopped[kind] = err
+	}
+	all := true
+	for _, k := range r.spec.kinds {
+		if _, ok := r.authStopped[k]; !ok {
+			all = false
+		}
+	}
+	r.mu.Unlock()
+	if all {
+		r.stop(fmt.Errorf("jobs: %s: %w", r.spec.name, err))
+	}
+}
+
+// kindStopped reports whether kind's interface refused the credentials.
+func (r *itemRun) kindStopped(kind string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.authStopped[kind]
+	return ok
+}
+
+// liveKinds are the job's kinds whose interface has not refused the credentials.
+func (r *itemRun) liveKinds() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, k := range r.spec.kinds {
+		if _, ok := r.authStopped[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func (r *itemRun) stop(err error) {
@@ -77,7 +125,11 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 	sctx := storeCtx(ctx)
 	batch := 4 * a.concurrency()
 	for ctx.Err() == nil && !r.isStopped() {
-		items, err := a.Store.Claim(sctx, r.spec.kinds, r.claimAt, batch)
+		kinds := r.liveKinds()
+		if len(kinds) == 0 {
+			break
+		}
+		items, err := a.Store.Claim(sctx, kinds, r.claimAt, batch)
 		if err != nil {
 			r.stop(a.storeErr("claim", err))
 			break
@@ -135,6 +187,10 @@ func (r *itemRun) release(sctx context.Context, items []checkpoint.Item) {
 }
 
 func (r *itemRun) process(ctx context.Context, it checkpoint.Item) {
+	if r.kindStopped(it.Kind) {
+		r.release(storeCtx(ctx), []checkpoint.Item{it})
+		return
+	}
 	switch it.Kind {
 	case checkpoint.KindTransferLookup, checkpoint.KindIVRLookup:
 		r.lookup(ctx, it)
@@ -168,12 +224,15 @@ func (r *itemRun) failed(ctx context.Context, it checkpoint.Item, err error) {
 				rep.AuthError = err
 			}
 		})
-		log.Error("credentials refused, stopping the job", zap.Error(err))
-		r.stop(fmt.Errorf("jobs: %s: %w", r.spec.name, err))
+		log.Error("credentials refused, stopping the work that needs this interface", zap.Error(err))
+		r.stopKind(it.Kind, err)
 		return
 	}
 	msg := err.Error()
 	if cecclient.IsNotFound(err) {
+		if r.absentOnEvidence(ctx, it, err) {
+			return
+		}
 		msg = "not found upstream (not yet available?): " + msg
 	}
 	st, serr := a.Store.Fail(sctx, it.ID, msg, a.now().Add(r.backoff(it.Attempts+1)), r.spec.retry.MaxAttempts)
@@ -264,11 +323,10 @@ func (r *itemRun) open(ctx context.Context, it checkpoint.Item) (*cecclient.Down
 		return nil, fmt.Errorf("jobs: item %d: unknown kind %q", it.ID, it.Kind)
 	}
 	if strings.HasPrefix(it.UpstreamID, "cms:") {
-		begin, _ := time.Parse(time.RFC3339, p["call_begin"])
-		if !begin.IsZero() {
-			begin = begin.In(a.loc())
-		}
-		return a.Client.CMSDownloadRecordFile(ctx, cecclient.CMSRecordRequest{CallID: it.CallID, WorkNo: p["agent_id"], Begin: begin})
+		// By call ID alone: workNo and beginTime are filters, and a call
+		// whose index lists recordings of two agents (or one that starts
+		// after midnight) would come back short.
+		return a.Client.CMSDownloadRecordFile(ctx, cecclient.CMSRecordRequest{CallID: it.CallID})
 	}
 	if a.method() == MethodDownloadRecord {
 		name := p["original_file_name"]
@@ -311,9 +369,12 @@ func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
 				break
 			}
 			id, path := tr.ID.String(), tr.RecordFilePath
-			ok := tr.RecordResult == cecwire.RecordResultOK || tr.RecordResult == ""
+			// A record with a path is downloaded, whatever opResult and
+			// recordResult say: recordResult N/A means "no feedback", not "no
+			// file" (cec-api.md A.5). Only the download's own answer proves a
+			// recording absent.
 			switch {
-			case tr.OpResult == cecwire.OpResultSuccess && path != "" && ok:
+			case path != "":
 				rec, err := r.recordingItem(it, checkpoint.KindTransfer, id, path, tr.LocationID.String(),
 					msTime(tr.StartTime), msTime(tr.EndTime), tr.CallingNumber, tr.CalledNumber, callBegin)
 				if err != nil {
@@ -322,19 +383,19 @@ func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
 				}
 				pending = append(pending, rec)
 			case tr.OpResult == cecwire.OpResultFail:
-				absent = append(absent, r.absentItem(it, checkpoint.KindTransfer, id, "opResult FAIL"))
+				absent = append(absent, r.absentItem(it, checkpoint.KindTransfer, id, "opResult FAIL, no recordFilePath",
+					fmt.Sprintf("queryTransferRecordHistory at %s: record %s opResult FAIL, recordResult %q, no recordFilePath",
+						now.UTC().Format(time.RFC3339), id, tr.RecordResult)))
 			default:
 				why := "opResult " + tr.OpResult
-				switch {
-				case tr.OpResult == cecwire.OpResultSuccess && !ok:
-					why = "recordResult " + tr.RecordResult
-				case tr.OpResult == cecwire.OpResultSuccess:
-					why = "no recordFilePath"
-				case tr.OpResult == "":
+				if tr.OpResult == "" {
 					why = "no opResult"
 				}
 				if now.Sub(callBegin) > r.spec.settle {
-					absent = append(absent, r.absentItem(it, checkpoint.KindTransfer, id, fmt.Sprintf("%s after settle_max_age %s", why, r.spec.settle)))
+					absent = append(absent, r.absentItem(it, checkpoint.KindTransfer, id,
+						fmt.Sprintf("%s and no recordFilePath after settle_max_age %s", why, r.spec.settle),
+						fmt.Sprintf("queryTransferRecordHistory at %s: record %s still %s, recordResult %q, no recordFilePath, %s after the call began",
+							now.UTC().Format(time.RFC3339), id, why, tr.RecordResult, now.Sub(callBegin).Round(time.Minute))))
 				} else {
 					unsettled++
 				}
@@ -352,7 +413,8 @@ func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
 			}
 			id := sr.LogID.String()
 			if sr.RecordFilePath == "" {
-				absent = append(absent, r.absentItem(it, checkpoint.KindIVR, id, "no recordFilePath"))
+				absent = append(absent, r.absentItem(it, checkpoint.KindIVR, id, "no recordFilePath",
+					fmt.Sprintf("queryRecordHistory at %s: session record %s has no recordFilePath", now.UTC().Format(time.RFC3339), id)))
 				continue
 			}
 			rec, err := r.recordingItem(it, checkpoint.KindIVR, id, sr.RecordFilePath, sr.LocationID.String(),
@@ -429,7 +491,7 @@ func (r *itemRun) recordingItem(lookup checkpoint.Item, kind, id, path, location
 	a, p := r.a, lookup.Params
 	key, err := a.Keys.Build(sink.KeyFields{
 		Tenant: a.Tenant, VDN: orNone(p["vdn"]), CallID: lookup.CallID, AgentID: orNone(p["agent_id"]), RecordID: id,
-		Kind: kind, Name: id + "-" + orNone(pathBase(path)), Time: wallUTC(callBegin, a.loc()),
+		Kind: kind, Name: orNone(pathBase(path)), Time: wallUTC(callBegin, a.loc()),
 	})
 	if err != nil {
 		return checkpoint.Item{}, fmt.Errorf("%s %s: key: %w", kind, id, err)
@@ -454,9 +516,51 @@ func (r *itemRun) recordingItem(lookup checkpoint.Item, kind, id, path, location
 	}, nil
 }
 
-func (r *itemRun) absentItem(lookup checkpoint.Item, kind, id, reason string) checkpoint.Item {
+func (r *itemRun) absentItem(lookup checkpoint.Item, kind, id, reason, evidence string) checkpoint.Item {
 	return checkpoint.Item{
-		Kind: kind, UpstreamID: id, CallID: lookup.CallID, Day: lookup.Day, State: checkpoint.StateAbsent, Reason: reason,
+		Kind: kind, UpstreamID: id, CallID: lookup.CallID, Day: lookup.Day, State: checkpoint.StateAbsent, Reason: reason, Evidence: evidence,
 		Params: map[string]string{"call_begin": lookup.Params["call_begin"]},
 	}
+}
+
+// absentOnEvidence marks a transfer or IVR recording absent when its
+// download answered "no such file" (0300012 and its kin) and the call is
+// older than settle_max_age: the source's own evidence, recorded with the
+// interface, the result code and the time. Before that age the item is
+// failed as usual and tried again. Agent recordings are listed by the CDR
+// index itself, so a not-found never closes them: they stay failed, then
+// dead, visible, until they appear or an operator resolves them.
+func (r *itemRun) absentOnEvidence(ctx context.Context, it checkpoint.Item, err error) bool {
+	if it.Kind != checkpoint.KindTransfer && it.Kind != checkpoint.KindIVR {
+		return false
+	}
+	a := r.a
+	now := a.now()
+	begin, perr := time.Parse(time.RFC3339, it.Params["call_begin"])
+	if perr != nil || now.Sub(begin) <= r.spec.settle {
+		return false
+	}
+	code, op := "", "downloadOiapRecord"
+	var ae *cecclient.APIError
+	if errors.As(err, &ae) {
+		code = ae.ResultCode
+		if ae.Op != "" {
+			op = ae.Op
+		}
+	}
+	if code == "" {
+		code = "not found"
+	}
+	evidence := fmt.Sprintf("%s answered %s for %q at %s (attempt %d, %s after the call began)",
+		op, code, it.Params["record_path"], now.UTC().Format(time.RFC3339), it.Attempts+1, now.Sub(begin).Round(time.Minute))
+	reason := fmt.Sprintf("the download answers %s (no such file) past settle_max_age %s", code, r.spec.settle)
+	if serr := a.Store.Absent(storeCtx(ctx), it.ID, reason, evidence); serr != nil {
+		r.stop(a.storeErr("absent", serr))
+		return true
+	}
+	a.met.Item(it.Kind, "absent")
+	r.rep.add(func(rep *Report) { rep.Absent++ })
+	r.log.Info("recording absent on the source's evidence", zap.String("kind", it.Kind), zap.String("upstream_id", it.UpstreamID),
+		zap.String("call_id", it.CallID), zap.String("evidence", evidence))
+	return true
 }

@@ -236,10 +236,10 @@ func (a *Archiver) init() error {
 			errs = append(errs, err)
 		}
 		var err error
-		if a.cdrKeys, err = sink.NewKeyBuilder(a.Prefix, "{tenant}/cdr/{yyyy}/{mm}/{dd}/{name}"); err != nil {
+		if a.cdrKeys, err = sink.NewKeyBuilder(a.Prefix, "{tenant}/cdr/{yyyy}/{mm}/{dd}/{record_id}"); err != nil {
 			errs = append(errs, err)
 		}
-		if a.ledKeys, err = sink.NewKeyBuilder(a.Prefix, "{tenant}/ledger/{yyyy}/{mm}/{dd}/{name}"); err != nil {
+		if a.ledKeys, err = sink.NewKeyBuilder(a.Prefix, "{tenant}/ledger/{yyyy}/{mm}/{dd}/{record_id}"); err != nil {
 			errs = append(errs, err)
 		}
 		if err := a.Meta.Validate(); err != nil {

@@ -247,7 +247,7 @@ func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time) (
 	}
 	key, err := a.ledKeys.Build(sink.KeyFields{
 		Tenant: a.Tenant, Time: t,
-		Name: "ledger-" + gen.Format("20060102T150405Z") + "-" + digest[:12] + ".json",
+		RecordID: "ledger-" + gen.Format("20060102T150405Z") + "-" + digest[:12] + ".json",
 	})
 	if err != nil {
 		return false, fmt.Errorf("jobs: ledger %s: key: %w", day, err)

@@ -1,6 +1,8 @@
 package sink
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -8,8 +10,15 @@ import (
 	"unicode/utf8"
 )
 
-// DefaultKeyTemplate lays recordings out by tenant, day, VDN and call.
-const DefaultKeyTemplate = "{tenant}/{yyyy}/{mm}/{dd}/{vdn}/{call_id}/{kind}-{name}"
+// DefaultKeyTemplate lays recordings out by tenant, day, VDN and call; the
+// readable base name is followed by {rid}, a short digest of the full
+// upstream record ID, so that two recordings of one call whose file names
+// share a base name (per-agent counters such as …/<agent>/1.wav) never share
+// a key.
+const DefaultKeyTemplate = "{tenant}/{yyyy}/{mm}/{dd}/{vdn}/{call_id}/{kind}-{name}-{rid}"
+
+// ridLen is the width of {rid}: hex digits of SHA-256(RecordID).
+const ridLen = 12
 
 // KeyFields are the record fields a key template may use. Every string field
 // is untrusted (it comes from the contact centre) and is validated and escaped
@@ -37,8 +46,9 @@ const MaxFieldLen = 255
 //
 // Placeholders: {tenant} {vdn} {call_id} {record_id} {agent_id} {name} are
 // escaped: bytes outside [A-Za-z0-9._-] become %XX (upper-case hex), which is
-// injective and removes "/" and "\" from values. {kind} must match
-// [a-z][a-z0-9]{0,31}. {yyyy} {mm} {dd} {hh} come from KeyFields.Time in UTC.
+// injective and removes "/" and "\" from values. {rid} is the first 12 hex
+// digits of the SHA-256 of RecordID. {kind} must match [a-z][a-z0-9]{0,31}.
+// {yyyy} {mm} {dd} {hh} come from KeyFields.Time in UTC.
 //
 // Guarantees, checked by FuzzKeyBuilder: every key starts with prefix + "/",
 // passes ValidateKey (no "..", no empty segment, no control characters, valid
@@ -67,6 +77,7 @@ type phSpec struct {
 func isEscapedByte(c byte) bool { return unreserved(c) || c == '%' }
 func isKindByte(c byte) bool    { return ('a' <= c && c <= 'z') || ('0' <= c && c <= '9') }
 func isDigit(c byte) bool       { return '0' <= c && c <= '9' }
+func isLowerHex(c byte) bool    { return isDigit(c) || ('a' <= c && c <= 'f') }
 
 var placeholders = map[string]phSpec{
 	"tenant":    {0, isEscapedByte},
@@ -76,6 +87,7 @@ var placeholders = map[string]phSpec{
 	"agent_id":  {0, isEscapedByte},
 	"name":      {0, isEscapedByte},
 	"kind":      {0, isKindByte},
+	"rid":       {ridLen, isLowerHex},
 	"yyyy":      {4, isDigit},
 	"mm":        {2, isDigit},
 	"dd":        {2, isDigit},
@@ -84,8 +96,10 @@ var placeholders = map[string]phSpec{
 
 // NewKeyBuilder validates prefix and template. prefix may be empty; otherwise
 // it must pass ValidateKey. template is relative, uses only known
-// placeholders and literal [A-Za-z0-9._/-], contains {call_id}, {record_id}
-// or {name}, and decodes uniquely (see KeyBuilder).
+// placeholders and literal [A-Za-z0-9._/-], contains {record_id} or {rid}
+// (the only fields that tell two records of one call apart: {name} is a
+// base name, which two recordings of a call may share), and decodes
+// uniquely (see KeyBuilder).
 func NewKeyBuilder(prefix, template string) (*KeyBuilder, error) {
 	if prefix != "" {
 		if err := ValidateKey(prefix); err != nil {
@@ -102,8 +116,9 @@ func NewKeyBuilder(prefix, template string) (*KeyBuilder, error) {
 			kb.uses[t.placeholder] = true
 		}
 	}
-	if !kb.uses["call_id"] && !kb.uses["record_id"] && !kb.uses["name"] {
-		return nil, fmt.Errorf("sink: key template %q: needs {call_id}, {record_id} or {name} to tell records apart", template)
+	if !kb.uses["record_id"] && !kb.uses["rid"] {
+		return nil, fmt.Errorf("sink: key template %q: needs {record_id} or {rid}: without the record ID two recordings of one call "+
+			"whose file names share a base name (e.g. per-agent counters .../1.wav) would share a key", template)
 	}
 	if err := checkUniqueDecoding(tokens); err != nil {
 		return nil, fmt.Errorf("sink: key template %q: %w", template, err)
@@ -232,6 +247,12 @@ func (kb *KeyBuilder) Build(f KeyFields) (string, error) {
 			fmt.Fprintf(&b, "%02d", t.Day())
 		case "hh":
 			fmt.Fprintf(&b, "%02d", t.Hour())
+		case "rid":
+			if err := checkField("record_id", f.RecordID); err != nil {
+				return "", err
+			}
+			sum := sha256.Sum256([]byte(f.RecordID))
+			b.WriteString(hex.EncodeToString(sum[:])[:ridLen])
 		case "kind":
 			if !validKind(f.Kind) {
 				return "", fmt.Errorf("%w: kind %q: want [a-z][a-z0-9]{0,31}", ErrInvalidKey, f.Kind)
@@ -308,7 +329,7 @@ func unreserved(c byte) bool {
 // escapeField percent-encodes every byte outside [A-Za-z0-9._-]. The mapping
 // is injective: '%' itself is encoded, so the output decodes uniquely.
 func escapeField(b *strings.Builder, v string) {
-	const hex = "0123456789ABCDEF"
+	const upperHex = "0123456789ABCDEF"
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if unreserved(c) {
@@ -316,7 +337,7 @@ func escapeField(b *strings.Builder, v string) {
 			continue
 		}
 		b.WriteByte('%')
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&0xf])
+		b.WriteByte(upperHex[c>>4])
+		b.WriteByte(upperHex[c&0xf])
 	}
 }

@@ -19,25 +19,30 @@ func TestNewKeyBuilder(t *testing.T) {
 		wantErr                string
 	}{
 		{"Default", "recordings", sink.DefaultKeyTemplate, ""},
-		{"NoPrefix", "", "{call_id}.wav", ""},
-		{"FixedTail", "", "{call_id}-{yyyy}{mm}{dd}", ""},
-		{"KindThenDash", "", "{kind}-{name}.wav", ""},
-		{"LastFieldDotSuffix", "", "{vdn}/{name}.wav", ""},
+		{"NoPrefix", "", "{record_id}.wav", ""},
+		{"FixedTail", "", "{record_id}-{yyyy}{mm}{dd}", ""},
+		{"KindThenDash", "", "{kind}-{name}-{rid}.wav", ""},
+		{"LastFieldDotSuffix", "", "{vdn}/{record_id}.wav", ""},
+		{"RidOnly", "", "{rid}", ""},
 		{"Empty", "", "", "empty"},
-		{"Unknown", "", "{caller}/{call_id}", "unknown placeholder"},
-		{"Unclosed", "", "{call_id", "unclosed"},
-		{"Absolute", "", "/{call_id}", "invalid key"},
-		{"DotDot", "", "../{call_id}", "invalid key"},
-		{"DoubleSlash", "", "a//{call_id}", "invalid key"},
-		{"TrailingSlash", "", "{call_id}/", "invalid key"},
-		{"Backslash", "", "a\\{call_id}", "not allowed"},
-		{"Percent", "", "a%2F{call_id}", "not allowed"},
-		{"NoIdentity", "", "{tenant}/{yyyy}", "needs {call_id}"},
-		{"Adjacent", "", "{vdn}{call_id}", "followed by another placeholder"},
-		{"AmbiguousDash", "", "{call_id}-{name}", `followed by "-"`},
-		{"AmbiguousDot", "", "{vdn}.{call_id}", `followed by "."`},
-		{"BadPrefix", "a/../b", "{call_id}", "key prefix"},
-		{"ReservedPrefix", sink.ReservedPrefix, "{call_id}", "reserved"},
+		{"Unknown", "", "{caller}/{record_id}", "unknown placeholder"},
+		{"Unclosed", "", "{record_id", "unclosed"},
+		{"Absolute", "", "/{record_id}", "invalid key"},
+		{"DotDot", "", "../{record_id}", "invalid key"},
+		{"DoubleSlash", "", "a//{record_id}", "invalid key"},
+		{"TrailingSlash", "", "{record_id}/", "invalid key"},
+		{"Backslash", "", "a\\{record_id}", "not allowed"},
+		{"Percent", "", "a%2F{record_id}", "not allowed"},
+		{"NoIdentity", "", "{tenant}/{yyyy}", "needs {record_id} or {rid}"},
+		// The old default: two recordings of one call named .../<agent>/1.wav
+		// share {name}; refused.
+		{"BaseNameOnly", "", "{tenant}/{yyyy}/{mm}/{dd}/{vdn}/{call_id}/{kind}-{name}", "needs {record_id} or {rid}"},
+		{"CallIDOnly", "", "{call_id}.wav", "needs {record_id} or {rid}"},
+		{"Adjacent", "", "{vdn}{record_id}", "followed by another placeholder"},
+		{"AmbiguousDash", "", "{record_id}-{name}", `followed by "-"`},
+		{"AmbiguousDot", "", "{vdn}.{record_id}", `followed by "."`},
+		{"BadPrefix", "a/../b", "{record_id}", "key prefix"},
+		{"ReservedPrefix", sink.ReservedPrefix, "{record_id}", "reserved"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := sink.NewKeyBuilder(tc.prefix, tc.template)
@@ -56,20 +61,22 @@ func TestKeyBuilder_Build(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := sink.KeyFields{Tenant: "acme", VDN: "7", CallID: "1714559400-123", Kind: "recording", Name: "part1", Time: day}
+	// rid of "/1/1/record/7/20240501/a1/1.wav" (the first 12 hex digits of its SHA-256).
+	const rid = "c2593e8218d7"
+	base := sink.KeyFields{Tenant: "acme", VDN: "7", CallID: "1714559400-123", RecordID: "/1/1/record/7/20240501/a1/1.wav", Kind: "recording", Name: "part1", Time: day}
 	for _, tc := range []struct {
 		name string
 		mod  func(*sink.KeyFields)
 		want string // "" means an error is expected
 	}{
-		{"Plain", func(*sink.KeyFields) {}, "recordings/acme/2024/05/01/7/1714559400-123/recording-part1.wav"},
-		{"LocalTimeIsUTC", func(f *sink.KeyFields) { f.Time = day.In(time.FixedZone("CST", 8*3600)) }, "recordings/acme/2024/05/01/7/1714559400-123/recording-part1.wav"},
-		{"SlashEscaped", func(f *sink.KeyFields) { f.CallID = "a/b" }, "recordings/acme/2024/05/01/7/a%2Fb/recording-part1.wav"},
-		{"TraversalEscaped", func(f *sink.KeyFields) { f.Name = "../../etc/passwd" }, "recordings/acme/2024/05/01/7/1714559400-123/recording-..%2F..%2Fetc%2Fpasswd.wav"},
-		{"BackslashEscaped", func(f *sink.KeyFields) { f.VDN = `a\b` }, "recordings/acme/2024/05/01/a%5Cb/1714559400-123/recording-part1.wav"},
-		{"PercentEscaped", func(f *sink.KeyFields) { f.CallID = "a%2Fb" }, "recordings/acme/2024/05/01/7/a%252Fb/recording-part1.wav"},
-		{"UnicodeEscaped", func(f *sink.KeyFields) { f.Tenant = "通话" }, "recordings/%E9%80%9A%E8%AF%9D/2024/05/01/7/1714559400-123/recording-part1.wav"},
-		{"SpaceEscaped", func(f *sink.KeyFields) { f.Name = "a b" }, "recordings/acme/2024/05/01/7/1714559400-123/recording-a%20b.wav"},
+		{"Plain", func(*sink.KeyFields) {}, "recordings/acme/2024/05/01/7/1714559400-123/recording-part1-" + rid + ".wav"},
+		{"LocalTimeIsUTC", func(f *sink.KeyFields) { f.Time = day.In(time.FixedZone("CST", 8*3600)) }, "recordings/acme/2024/05/01/7/1714559400-123/recording-part1-" + rid + ".wav"},
+		{"SlashEscaped", func(f *sink.KeyFields) { f.CallID = "a/b" }, "recordings/acme/2024/05/01/7/a%2Fb/recording-part1-" + rid + ".wav"},
+		{"TraversalEscaped", func(f *sink.KeyFields) { f.Name = "../../etc/passwd" }, "recordings/acme/2024/05/01/7/1714559400-123/recording-..%2F..%2Fetc%2Fpasswd-" + rid + ".wav"},
+		{"BackslashEscaped", func(f *sink.KeyFields) { f.VDN = `a\b` }, "recordings/acme/2024/05/01/a%5Cb/1714559400-123/recording-part1-" + rid + ".wav"},
+		{"PercentEscaped", func(f *sink.KeyFields) { f.CallID = "a%2Fb" }, "recordings/acme/2024/05/01/7/a%252Fb/recording-part1-" + rid + ".wav"},
+		{"UnicodeEscaped", func(f *sink.KeyFields) { f.Tenant = "通话" }, "recordings/%E9%80%9A%E8%AF%9D/2024/05/01/7/1714559400-123/recording-part1-" + rid + ".wav"},
+		{"SpaceEscaped", func(f *sink.KeyFields) { f.Name = "a b" }, "recordings/acme/2024/05/01/7/1714559400-123/recording-a%20b-" + rid + ".wav"},
 		{"DotDot", func(f *sink.KeyFields) { f.CallID = ".." }, ""},
 		{"Dot", func(f *sink.KeyFields) { f.VDN = "." }, ""},
 		{"Empty", func(f *sink.KeyFields) { f.CallID = "" }, ""},
@@ -83,6 +90,9 @@ func TestKeyBuilder_Build(t *testing.T) {
 			f.Name = strings.Repeat("/", 200)
 		}, ""},
 		{"BadKind", func(f *sink.KeyFields) { f.Kind = "Rec-1" }, ""},
+		{"NoRecordID", func(f *sink.KeyFields) { f.RecordID = "" }, ""},
+		// Same base name, another record: another key.
+		{"OtherRecordSameName", func(f *sink.KeyFields) { f.RecordID = "/1/1/record/7/20240501/a2/1.wav" }, "recordings/acme/2024/05/01/7/1714559400-123/recording-part1-13a9154f15bb.wav"},
 		{"NoTime", func(f *sink.KeyFields) { f.Time = time.Time{} }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,9 +116,9 @@ func TestKeyBuilder_Build(t *testing.T) {
 var fuzzTemplates = []string{
 	sink.DefaultKeyTemplate,
 	sink.DefaultKeyTemplate + ".wav",
-	"{call_id}",
-	"{kind}-{name}",
-	"{vdn}/{call_id}-{yyyy}{mm}{dd}{hh}.wav",
+	"{record_id}",
+	"{kind}-{name}-{rid}",
+	"{vdn}/{record_id}-{yyyy}{mm}{dd}{hh}.wav",
 	"{tenant}/{agent_id}/{record_id}/{name}",
 }
 
@@ -183,7 +193,7 @@ func sameProjection(kb *sink.KeyBuilder, x, y sink.KeyFields) bool {
 		eq   bool
 	}{
 		{"tenant", x.Tenant == y.Tenant}, {"vdn", x.VDN == y.VDN}, {"call_id", x.CallID == y.CallID},
-		{"record_id", x.RecordID == y.RecordID}, {"agent_id", x.AgentID == y.AgentID},
+		{"record_id", x.RecordID == y.RecordID}, {"rid", x.RecordID == y.RecordID}, {"agent_id", x.AgentID == y.AgentID},
 		{"kind", x.Kind == y.Kind}, {"name", x.Name == y.Name},
 		{"yyyy", tx.Year() == ty.Year()}, {"mm", tx.Month() == ty.Month()},
 		{"dd", tx.Day() == ty.Day()}, {"hh", tx.Hour() == ty.Hour()},
