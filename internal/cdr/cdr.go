@@ -39,7 +39,7 @@ func DefaultLimits() Limits {
 		MaxEntries:    1000,
 		MaxEntryBytes: 1 << 30,
 		MaxTotalBytes: 4 << 30,
-		MaxRatio:      200,
+		MaxRatio:      50,
 		MaxFieldBytes: 4096,
 		MaxColumns:    256,
 	}
@@ -116,7 +116,49 @@ func Open(r io.ReaderAt, size int64, limits Limits) (*Package, error) {
 		}
 	}
 	sort.Slice(p.files, func(i, j int) bool { return p.files[i].Name < p.files[j].Name })
+	if err := p.checkInflation(); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// checkInflation inflates every CSV entry once, discarding the bytes, under
+// the same limits Walk enforces: a zip bomb is refused at inflation speed,
+// before a single row is parsed, and never makes Walk spend minutes in the
+// CSV reader. The headers' sizes are not trusted: the limits apply to the
+// decompressed stream.
+func (p *Package) checkInflation() error {
+	var total int64
+	for _, f := range p.files {
+		max, what := p.entryLimit(f, p.limits.MaxTotalBytes-total)
+		rc, err := f.Open()
+		if err != nil {
+			return fmt.Errorf("cdr: %w: %s: %w", ErrInvalid, f.Name, err)
+		}
+		n, err := io.Copy(io.Discard, &limitedReader{r: rc, max: max, what: what})
+		rc.Close()
+		total += n
+		if err != nil {
+			return fmt.Errorf("cdr: %w: %s: %w", ErrInvalid, f.Name, err)
+		}
+	}
+	return nil
+}
+
+// entryLimit is how many inflated bytes entry f may produce with budget
+// bytes of the package's total left, and how to say it was exceeded.
+func (p *Package) entryLimit(f *zip.File, budget int64) (int64, string) {
+	max := p.limits.MaxEntryBytes
+	what := fmt.Sprintf("inflates past the %d-byte entry limit", max)
+	if budget < max {
+		max, what = budget, "inflates past the package's total byte limit"
+	}
+	if f.CompressedSize64 > 0 {
+		if r := int64(f.CompressedSize64) * p.limits.MaxRatio; r < max {
+			max, what = r, fmt.Sprintf("inflates past a %d:1 compression ratio", p.limits.MaxRatio)
+		}
+	}
+	return max, what
 }
 
 func containsDotDotSegment(name string) bool {
@@ -235,16 +277,7 @@ func (p *Package) walkFile(f *zip.File, kind Kind, budget int64, fn func(Row) er
 		return 0, fmt.Errorf("cdr: %w: %s: %w", ErrInvalid, f.Name, err)
 	}
 	defer rc.Close()
-	max := p.limits.MaxEntryBytes
-	what := fmt.Sprintf("inflates past the %d-byte entry limit", max)
-	if budget < max {
-		max, what = budget, "inflates past the package's total byte limit"
-	}
-	if f.CompressedSize64 > 0 {
-		if r := int64(f.CompressedSize64) * p.limits.MaxRatio; r < max {
-			max, what = r, fmt.Sprintf("inflates past a %d:1 compression ratio", p.limits.MaxRatio)
-		}
-	}
+	max, what := p.entryLimit(f, budget)
 	lr := &limitedReader{r: rc, max: max, what: what}
 	br := bufio.NewReaderSize(lr, 64<<10)
 	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte{0xEF, 0xBB, 0xBF}) {

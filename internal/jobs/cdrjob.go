@@ -120,60 +120,91 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window) (*Report, error) {
 }
 
 // processWindow obtains, archives and records the package of one window.
+// A package that the callback (or an earlier download) said was ready and
+// that now answers not-found has expired at the source: it is requested
+// again at once, once per run, instead of being waited on.
 func (a *Archiver) processWindow(ctx context.Context, log *zap.Logger, w Window, rep *Report) error {
 	sctx := storeCtx(ctx)
 	log = log.With(zap.Time("begin", w.Begin), zap.Time("end", w.End))
-	now := a.now()
 	p, ok, err := a.Store.OpenPackage(sctx, w.Begin, w.End)
 	if err != nil {
 		return a.storeErr("open package", err)
 	}
-	if ok && now.Before(p.RequestedAt.Add(a.readyTimeout())) {
-		log.Info("resuming package", zap.String("bill_file", p.BillFileName))
-	} else {
-		if ok && p.State == checkpoint.StatePending {
-			// Requested by an earlier run that never saw it ready.
-			p.State, p.Attempts = checkpoint.StateFailed, p.Attempts+1
-			p.LastError = fmt.Sprintf("not ready after %s", a.readyTimeout())
-			if err := a.Store.UpdatePackage(sctx, p); err != nil {
-				return a.storeErr("update package", err)
+	resume := ok && a.now().Before(p.RequestedAt.Add(a.readyTimeout()))
+	for try := 0; ; try++ {
+		if resume {
+			log.Info("resuming package", zap.String("bill_file", p.BillFileName))
+		} else {
+			if p, err = a.requestPackage(ctx, log, w, p, ok); err != nil {
+				return err
 			}
 		}
-		responseID, err := a.Client.QueryBillData(ctx, cecclient.BillQuery{
-			Begin: w.Begin, End: w.End, Location: a.loc(),
-			DataType: cecwire.DataTypeCallRecord, CallBackURL: a.CallbackURL,
-		})
-		if err != nil {
-			a.met.UpstreamError(upstreamClass(err))
-			return fmt.Errorf("jobs: cdr: query bill data: %w", err)
+		err := a.obtainPackage(ctx, log, w, &p, rep)
+		var exp *expiredError
+		if errors.As(err, &exp) && try == 0 {
+			log.Warn("package expired at the source after it was ready, requesting it again", zap.String("bill_file", p.BillFileName), zap.Error(err))
+			resume, ok = false, false
+			continue
 		}
-		p = checkpoint.Package{
-			Begin: w.Begin, End: w.End, ResponseID: responseID,
-			BillFileName: cecclient.BillFileName(now.In(a.loc()), responseID),
-			RequestedAt:  now, State: checkpoint.StatePending,
-		}
-		if p.ID, err = a.Store.CreatePackage(sctx, p); err != nil {
-			return a.storeErr("create package", err)
-		}
-		log.Info("package requested", zap.String("bill_file", p.BillFileName))
+		return err
 	}
+}
+
+// requestPackage asks queryBillData for the window's package and records
+// the request. open says p is an earlier request of the window that is
+// neither done nor dead: it is closed as failed first when still pending.
+func (a *Archiver) requestPackage(ctx context.Context, log *zap.Logger, w Window, p checkpoint.Package, open bool) (checkpoint.Package, error) {
+	sctx := storeCtx(ctx)
+	now := a.now()
+	if open && p.State == checkpoint.StatePending {
+		// Requested by an earlier run that never saw it ready.
+		p.State, p.Attempts = checkpoint.StateFailed, p.Attempts+1
+		p.LastError = fmt.Sprintf("not ready after %s", a.readyTimeout())
+		if err := a.Store.UpdatePackage(sctx, p); err != nil {
+			return p, a.storeErr("update package", err)
+		}
+	}
+	responseID, err := a.Client.QueryBillData(ctx, cecclient.BillQuery{
+		Begin: w.Begin, End: w.End, Location: a.loc(),
+		DataType: cecwire.DataTypeCallRecord, CallBackURL: a.CallbackURL,
+	})
+	if err != nil {
+		a.met.UpstreamError(upstreamClass(err))
+		return p, fmt.Errorf("jobs: cdr: query bill data: %w", err)
+	}
+	p = checkpoint.Package{
+		Begin: w.Begin, End: w.End, ResponseID: responseID,
+		BillFileName: cecclient.BillFileName(now.In(a.loc()), responseID),
+		RequestedAt:  now, State: checkpoint.StatePending,
+	}
+	if p.ID, err = a.Store.CreatePackage(sctx, p); err != nil {
+		return p, a.storeErr("create package", err)
+	}
+	log.Info("package requested", zap.String("bill_file", p.BillFileName))
+	return p, nil
+}
+
+// obtainPackage downloads, checks, archives and records package p; a
+// failure is recorded on p.
+func (a *Archiver) obtainPackage(ctx context.Context, log *zap.Logger, w Window, p *checkpoint.Package, rep *Report) error {
+	sctx := storeCtx(ctx)
 	fail := func(err error) error {
 		if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 			return err // left open: resumed by the next run
 		}
 		a.met.Package("failed")
 		p.State, p.Attempts, p.LastError = checkpoint.StateFailed, p.Attempts+1, err.Error()
-		if uerr := a.Store.UpdatePackage(sctx, p); uerr != nil {
+		if uerr := a.Store.UpdatePackage(sctx, *p); uerr != nil {
 			return errors.Join(err, a.storeErr("update package", uerr))
 		}
 		return err
 	}
-	spool, err := a.fetchPackage(ctx, log, &p)
+	spool, err := a.fetchPackage(ctx, log, p)
 	if err != nil {
 		return fail(err)
 	}
 	defer spool.remove()
-	if err := a.storePackage(ctx, log, w, &p, spool, rep); err != nil {
+	if err := a.storePackage(ctx, log, w, p, spool, rep); err != nil {
 		var se *storeError
 		if errors.As(err, &se) {
 			return err
@@ -181,6 +212,13 @@ func (a *Archiver) processWindow(ctx context.Context, log *zap.Logger, w Window,
 		return fail(err)
 	}
 	return nil
+}
+
+// expiredError: a package said to be ready answers not-found.
+type expiredError struct{ name string }
+
+func (e *expiredError) Error() string {
+	return fmt.Sprintf("jobs: cdr: package %s answers not found although it was ready (expired at the source)", e.name)
 }
 
 // spooled is a package downloaded to a temp file.
@@ -206,20 +244,32 @@ func (s *spooled) remove() {
 func (a *Archiver) fetchPackage(ctx context.Context, log *zap.Logger, p *checkpoint.Package) (*spooled, error) {
 	deadline := p.RequestedAt.Add(a.readyTimeout())
 	wait, quick := a.pollInterval(), inPassBackoff
-	var ready <-chan struct{}
+	// An earlier download of this package got its bytes: it was ready.
+	saidReady := p.SHA256 != ""
+	var ready, readyCh <-chan struct{}
 	if a.Callbacks != nil {
 		ready = a.Callbacks.Wait(p.BillFileName)
+		readyCh = ready
 	}
 	for {
 		if a.Callbacks != nil {
 			// CC-FS names the package in its callback; prefer that name.
-			if name, ok := a.Callbacks.nameFor(p.ResponseID); ok && name != p.BillFileName {
-				log.Info("callback names the package", zap.String("bill_file", name), zap.String("computed", p.BillFileName))
-				p.BillFileName = name
-				if err := a.Store.UpdatePackage(storeCtx(ctx), *p); err != nil {
-					return nil, a.storeErr("update package", err)
+			if name, ok := a.Callbacks.nameFor(p.ResponseID); ok {
+				saidReady = true
+				if name != p.BillFileName {
+					log.Info("callback names the package", zap.String("bill_file", name), zap.String("computed", p.BillFileName))
+					p.BillFileName = name
+					if err := a.Store.UpdatePackage(storeCtx(ctx), *p); err != nil {
+						return nil, a.storeErr("update package", err)
+					}
+					ready = a.Callbacks.Wait(name)
+					readyCh = ready
 				}
-				ready = a.Callbacks.Wait(name)
+			}
+			select {
+			case <-readyCh:
+				saidReady = true
+			default:
 			}
 		}
 		s, err := a.downloadPackage(a.transferCtx(ctx), p.BillFileName)
@@ -229,6 +279,8 @@ func (a *Archiver) fetchPackage(ctx context.Context, log *zap.Logger, p *checkpo
 		}
 		var d time.Duration
 		switch {
+		case cecclient.IsNotFound(err) && saidReady:
+			return nil, fmt.Errorf("%w: %w", &expiredError{p.BillFileName}, err)
 		case cecclient.IsNotFound(err):
 			d, quick = wait, inPassBackoff
 			wait = min(wait*2, MaxPollInterval)
@@ -318,30 +370,49 @@ func (b *badRows) add(r cdr.Row, why string) {
 	b.n++
 }
 
-// storePackage archives the ZIP and its rows and records calls and items.
-// A package identical to the last done one of the window (same ZIP SHA-256,
-// or the same rows under new entry names, as CC-FS zips a re-requested window
-// anew) is not stored again. A row that cannot be used (no call_id, no file_name, no
-// parsable call_begin, no valid key) fails the package, naming the file and
-// line: the ZIP is archived, but neither rows, calls nor items are recorded,
-// and the package is retried on the next run (it stays visible in status and
-// holds the watermark back) — never skipped silently.
+// storePackage checks the package, then archives the ZIP and its rows and
+// records calls and items. A package identical to the last done one of the
+// window (same ZIP SHA-256, or the same rows under new entry names, as CC-FS
+// zips a re-requested window anew) is not stored again.
+//
+// A package rejected for its content (an unsafe or bomb-like ZIP, a row that
+// cannot be used: no call_id, no file_name, no parsable call_begin, no valid
+// key) never takes its final key: its bytes are kept under a quarantine key
+// that includes their SHA-256 (Package.QuarantineKey, listed by status), the
+// package fails naming the file and line, and it is retried on the next run
+// (it stays visible and holds the watermark back) — never skipped silently.
 func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, p *checkpoint.Package, s *spooled, rep *Report) error {
 	sctx, tctx := storeCtx(ctx), a.transferCtx(ctx)
-	pkg, err := cdr.Open(s.f, s.size, a.limits())
-	if err != nil {
-		return fmt.Errorf("jobs: cdr: package %s: %w", p.BillFileName, err)
-	}
 	p.Size, p.SHA256 = s.size, s.sha256
-	calls, items, rows, perr := a.parsePackage(pkg, p.BillFileName)
-	if rows != nil {
-		defer rows.remove()
+	keyTime := wallUTC(w.Begin, a.loc())
+	pkg, err := cdr.Open(s.f, s.size, a.limits())
+	var calls []checkpoint.Call
+	var items []checkpoint.Item
+	var rows *spooled
+	if err == nil {
+		calls, items, rows, err = a.parsePackage(pkg, p.BillFileName)
+		if rows != nil {
+			defer rows.remove()
+		}
+	} else {
+		err = fmt.Errorf("jobs: cdr: package %s: %w", p.BillFileName, err)
 	}
+	if err != nil {
+		if errors.Is(err, cdr.ErrInvalid) {
+			if qerr := a.quarantine(tctx, p, s, keyTime, rep); qerr != nil {
+				return errors.Join(err, qerr)
+			}
+			log.Warn("package rejected for its content, quarantined", zap.String("bill_file", p.BillFileName),
+				zap.String("quarantine_key", p.QuarantineKey), zap.Error(err))
+		}
+		return err
+	}
+	p.QuarantineKey = ""
 	prev, ok, err := a.Store.LastDonePackage(sctx, w.Begin, w.End)
 	if err != nil {
 		return a.storeErr("last done package", err)
 	}
-	if perr == nil && ok && (prev.SHA256 == s.sha256 || prev.RowsSHA256 == rows.content) {
+	if ok && (prev.SHA256 == s.sha256 || prev.RowsSHA256 == rows.content) {
 		// The same CDR as the last package of this window: nothing new to
 		// store. Calls and items are still offered (they are known already).
 		p.State, p.Key, p.RowsKey, p.RowsSHA256, p.LastError = checkpoint.StateDone, "", prev.RowsKey, rows.content, ""
@@ -356,7 +427,6 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		log.Info("package unchanged", zap.String("bill_file", p.BillFileName), zap.Int("new_items", added))
 		return nil
 	}
-	keyTime := wallUTC(w.Begin, a.loc())
 	key, err := a.cdrKeys.Build(sink.KeyFields{Tenant: a.Tenant, RecordID: p.BillFileName, Time: keyTime})
 	if err != nil {
 		return fmt.Errorf("jobs: cdr: package %s: key: %w", p.BillFileName, err)
@@ -368,7 +438,6 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("jobs: cdr: package %s: %w", p.BillFileName, err)
 	}
-	// The ZIP is archived as-is even when some of its rows are unusable.
 	meta := sink.Meta{SHA256: s.sha256, ContentType: "application/zip", Metadata: map[string]string{
 		"kind": "cdr", "window-begin": w.Begin.UTC().Format(time.RFC3339), "window-end": w.End.UTC().Format(time.RFC3339),
 	}}
@@ -380,9 +449,6 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 	if !obj.Existed {
 		a.met.Bytes("cdr", obj.Size)
 		rep.Bytes += obj.Size
-	}
-	if perr != nil {
-		return perr
 	}
 	obj, err = a.Sink.Put(tctx, rowsKey, rows.f, rows.size, sink.Meta{SHA256: rows.sha256, ContentType: "application/x-ndjson",
 		Metadata: map[string]string{"kind": "cdr-rows", "package-sha256": s.sha256}})
@@ -404,6 +470,33 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 	a.met.Package("done")
 	log.Info("package archived", zap.String("bill_file", p.BillFileName), zap.String("key", key),
 		zap.Int("calls", len(calls)), zap.Int("items", len(items)), zap.Int("new_items", added))
+	return nil
+}
+
+// quarantine keeps the bytes of a package rejected for its content under
+// {tenant}/quarantine/{yyyy}/{mm}/{dd}/<bill file>-<sha256>.zip and notes the
+// key on p. The same bytes rejected again map to the same key (the sink
+// finds them there); other bytes get their own key.
+func (a *Archiver) quarantine(ctx context.Context, p *checkpoint.Package, s *spooled, keyTime time.Time, rep *Report) error {
+	key, err := a.quarKeys.Build(sink.KeyFields{Tenant: a.Tenant, Time: keyTime,
+		RecordID: strings.TrimSuffix(p.BillFileName, ".zip") + "-" + s.sha256 + ".zip"})
+	if err != nil {
+		return fmt.Errorf("jobs: cdr: quarantine %s: key: %w", p.BillFileName, err)
+	}
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("jobs: cdr: quarantine %s: %w", p.BillFileName, err)
+	}
+	obj, err := a.Sink.Put(ctx, key, s.f, s.size, sink.Meta{SHA256: s.sha256, ContentType: "application/zip",
+		Metadata: map[string]string{"kind": "cdr-quarantine", "bill-file": p.BillFileName}})
+	if err != nil {
+		a.met.SinkError("put")
+		return fmt.Errorf("jobs: cdr: quarantine %s: %w", p.BillFileName, err)
+	}
+	if !obj.Existed {
+		a.met.Bytes("quarantine", obj.Size)
+		rep.Bytes += obj.Size
+	}
+	p.QuarantineKey = key
 	return nil
 }
 
@@ -558,7 +651,7 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 	}
 	rows.size, rows.sha256, rows.content = lw.n, hex.EncodeToString(h.Sum(nil)), hex.EncodeToString(content.Sum(nil))
 	if bad.n > 0 {
-		return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: %d unusable rows, first %s", name, bad.n, bad.first)
+		return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: %w: %d unusable rows, first %s", name, cdr.ErrInvalid, bad.n, bad.first)
 	}
 
 	// An agent recording belongs to its call's day, and its key carries the

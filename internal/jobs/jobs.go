@@ -131,6 +131,7 @@ type Archiver struct {
 	sem      chan struct{} // download slots shared by every job
 	cdrKeys  *sink.KeyBuilder
 	ledKeys  *sink.KeyBuilder
+	quarKeys *sink.KeyBuilder
 	met      Metrics
 	log      *zap.Logger
 }
@@ -240,6 +241,9 @@ func (a *Archiver) init() error {
 			errs = append(errs, err)
 		}
 		if a.ledKeys, err = sink.NewKeyBuilder(a.Prefix, "{tenant}/ledger/{yyyy}/{mm}/{dd}/{record_id}"); err != nil {
+			errs = append(errs, err)
+		}
+		if a.quarKeys, err = sink.NewKeyBuilder(a.Prefix, "{tenant}/quarantine/{yyyy}/{mm}/{dd}/{record_id}"); err != nil {
 			errs = append(errs, err)
 		}
 		if err := a.Meta.Validate(); err != nil {
