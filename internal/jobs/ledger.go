@@ -27,14 +27,17 @@ const ledgerMargin = time.Minute
 // packages listed, with each of its recordings archived, absent (and why),
 // pending, failed or dead.
 type Ledger struct {
-	Version     int            `json:"version"`
-	Tenant      string         `json:"tenant"`
-	Day         string         `json:"day"`
-	GeneratedAt *time.Time     `json:"generated_at,omitempty"`
-	Complete    bool           `json:"complete"`
-	Totals      LedgerTotals   `json:"totals"`
-	Calls       []LedgerCall   `json:"calls"`
-	Orphans     []LedgerRecord `json:"orphans,omitempty"` // items whose call is not among the day's calls
+	Version     int        `json:"version"`
+	Tenant      string     `json:"tenant"`
+	Day         string     `json:"day"`
+	GeneratedAt *time.Time `json:"generated_at,omitempty"`
+	Complete    bool       `json:"complete"`
+	// Incomplete says why Complete is false, one line per cause (failed or
+	// pending items, lookups not done, CDR windows not obtained).
+	Incomplete []string       `json:"incomplete,omitempty"`
+	Totals     LedgerTotals   `json:"totals"`
+	Calls      []LedgerCall   `json:"calls"`
+	Orphans    []LedgerRecord `json:"orphans,omitempty"` // items whose call is not among the day's calls
 }
 
 // LedgerTotals counts a day's calls and recordings by state. Pending
@@ -42,7 +45,8 @@ type Ledger struct {
 type LedgerTotals struct {
 	Calls    int `json:"calls"`
 	Archived int `json:"archived"`
-	Absent   int `json:"absent"`
+	Absent   int `json:"absent"`   // on the source's evidence or by an operator (Attested counts those)
+	Attested int `json:"attested"` // absent by an operator's decision
 	Pending  int `json:"pending"`
 	Failed   int `json:"failed"`
 	Dead     int `json:"dead"`
@@ -59,16 +63,21 @@ type LedgerCall struct {
 
 // LedgerRecord is one recording (or absent record) of a call.
 type LedgerRecord struct {
-	Kind     string `json:"kind"`
-	ID       string `json:"id"`
-	CallID   string `json:"call_id,omitempty"` // orphans only
-	State    string `json:"state"`
-	Key      string `json:"key,omitempty"`
-	Size     int64  `json:"size,omitempty"`
-	SHA256   string `json:"sha256,omitempty"`
-	Reason   string `json:"reason,omitempty"`
-	Error    string `json:"error,omitempty"`
-	Attempts int    `json:"attempts,omitempty"`
+	Kind   string `json:"kind"`
+	ID     string `json:"id"`
+	CallID string `json:"call_id,omitempty"` // orphans only
+	State  string `json:"state"`
+	Key    string `json:"key,omitempty"`
+	Size   int64  `json:"size,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Evidence is what the source said that proves an absence.
+	Evidence string `json:"evidence,omitempty"`
+	// AttestedAt is set when the absence is an operator's decision (archiver
+	// resolve); Reason is then the operator's.
+	AttestedAt *time.Time `json:"attested_at,omitempty"`
+	Error      string     `json:"error,omitempty"`
+	Attempts   int        `json:"attempts,omitempty"`
 }
 
 // WriteLedgers writes a new ledger object for every day that changed since
@@ -165,8 +174,13 @@ func (a *Archiver) BuildLedger(ctx context.Context, day string) (*Ledger, error)
 			continue
 		}
 		rec := LedgerRecord{
-			Kind: it.Kind, ID: it.UpstreamID, State: string(it.State), Reason: it.Reason,
+			Kind: it.Kind, ID: it.UpstreamID, State: string(it.State), Reason: it.Reason, Evidence: it.Evidence,
 			Error: it.LastError, Attempts: it.Attempts,
+		}
+		if !it.AttestedAt.IsZero() {
+			at := it.AttestedAt.UTC()
+			rec.AttestedAt = &at
+			l.Totals.Attested++
 		}
 		if it.State == checkpoint.StateDone {
 			rec.Key, rec.Size, rec.SHA256 = it.Key, it.Size, it.SHA256
@@ -204,14 +218,28 @@ func (a *Archiver) BuildLedger(ctx context.Context, day string) (*Ledger, error)
 			return r[i].ID < r[j].ID
 		}
 	}
+	lookupsOpen := 0
 	for i := range l.Calls {
 		c := &l.Calls[i]
 		sort.Slice(c.Recordings, less(c.Recordings))
 		if c.Lookups["transfer"] != string(checkpoint.StateDone) || c.Lookups["ivr"] != string(checkpoint.StateDone) {
-			l.Complete = false
+			lookupsOpen++
 		}
 	}
 	sort.Slice(l.Orphans, less(l.Orphans))
+	t := l.Totals
+	for _, c := range []struct {
+		n    int
+		what string
+	}{
+		{t.Pending, "recordings pending"}, {t.Failed, "recordings failed"}, {t.Dead, "recordings dead"},
+		{lookupsOpen, "calls whose transfer or IVR lookup is not done"},
+	} {
+		if c.n > 0 {
+			l.Incomplete = append(l.Incomplete, fmt.Sprintf("%d %s", c.n, c.what))
+		}
+	}
+	l.Complete = len(l.Incomplete) == 0
 	return l, nil
 }
 
