@@ -121,14 +121,14 @@ func BillFileName(callDate time.Time, responseID string) string {
 
 // DownloadBillFile downloads a CDR / recording-index package (ZIP, cec-api.md A.3).
 func (c *Client) DownloadBillFile(ctx context.Context, billFileName string) (*Download, error) {
-	return c.downloadFS(ctx, "download bill file", billFileName, "billFileName", cecwire.PathDownloadBillFile, nil,
+	return c.downloadFS(ctx, "download bill file", billFileName, "billFileName", cecwire.PathDownloadBillFile, nil, 0,
 		cecwire.NewEnvelope(cecwire.DownloadBillFileBody{BillFileName: billFileName}))
 }
 
 // DownloadRecordFile downloads one recording by the file_name of the
 // recording index (a single WAV, cec-api.md §4).
 func (c *Client) DownloadRecordFile(ctx context.Context, fileName string) (*Download, error) {
-	return c.downloadFS(ctx, "download record file", fileName, "fileName", cecwire.PathDownloadRecordFile, nil,
+	return c.downloadFS(ctx, "download record file", fileName, "fileName", cecwire.PathDownloadRecordFile, nil, c.o.MaxRecordingBytes,
 		cecwire.NewEnvelope(cecwire.FileNameBody{FileName: fileName}))
 }
 
@@ -163,6 +163,7 @@ func (c *Client) DownloadRecord(ctx context.Context, r DownloadRecordRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	rq.maxBody = c.o.MaxRecordingBytes
 	return c.download(ctx, rq, fallback)
 }
 
@@ -177,11 +178,12 @@ func (c *Client) DownloadOiapRecord(ctx context.Context, fileName string, locati
 		}
 		q = url.Values{"locationId": {locationID}}
 	}
-	return c.downloadFS(ctx, "download oiap record", fileName, "fileName", cecwire.PathDownloadOiapRecord, q,
+	return c.downloadFS(ctx, "download oiap record", fileName, "fileName", cecwire.PathDownloadOiapRecord, q, c.o.MaxRecordingBytes,
 		cecwire.NewEnvelope(cecwire.FileNameBody{FileName: fileName}))
 }
 
-func (c *Client) downloadFS(ctx context.Context, op, name, field, path string, q url.Values, body any) (*Download, error) {
+// downloadFS downloads from CC-FS; maxBody bounds the body (0: no bound).
+func (c *Client) downloadFS(ctx context.Context, op, name, field, path string, q url.Values, maxBody int64, body any) (*Download, error) {
 	if err := checkText(field, name, maxNameBytes); err != nil {
 		return nil, fmt.Errorf("cec: %s: %w", op, invalidArg("%v", err))
 	}
@@ -189,6 +191,7 @@ func (c *Client) downloadFS(ctx context.Context, op, name, field, path string, q
 	if err != nil {
 		return nil, err
 	}
+	rq.maxBody = maxBody
 	return c.download(ctx, rq, name)
 }
 
@@ -224,6 +227,7 @@ func (c *Client) CMSDownloadRecordFile(ctx context.Context, r CMSRecordRequest) 
 	if err != nil {
 		return nil, err
 	}
+	rq.maxBody = c.o.MaxRecordingBytes
 	d, err := c.download(ctx, rq, "")
 	if err != nil {
 		return nil, err

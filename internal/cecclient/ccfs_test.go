@@ -245,13 +245,13 @@ func TestClient_Downloads(t *testing.T) {
 			want: &outcome{class: Permanent, hits: 1, code: "0300001", status: 200},
 		},
 		{
-			name: "401",
+			name: "401 twice",
 			handler: func(m downloadMethod) handlerFunc {
 				return func(w http.ResponseWriter, r *http.Request, body []byte, hit int) {
 					w.WriteHeader(http.StatusUnauthorized)
 				}
 			},
-			want: &outcome{class: Permanent, hits: 1, status: 401},
+			want: &outcome{class: Permanent, hits: 2, status: 401},
 		},
 		{
 			name: "JSON error labelled octet-stream",

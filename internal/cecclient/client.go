@@ -7,7 +7,22 @@
 // Every error is classified once by Classify. Requests are retried inside the
 // client only while they are Transient, with exponential backoff and full
 // jitter, at most Options.MaxAttempts times, never after the context is done,
-// and never once a download body has been handed to the caller.
+// and never once a download body has been handed to the caller. One more
+// retry is made for an HTTP 401: a signed CC-FS/CC-CMS request is sent once
+// more with a fresh signature, an OIFDE query once more with a fresh token
+// (the same single refresh as for 900001); a second 401 is returned (IsAuth).
+//
+// What a server sends is bounded and checked before it is handed on: JSON
+// answers by Options.MaxJSONBytes; recordings by Options.MaxRecordingBytes
+// (by Content-Length before the body is read, else while it streams); every
+// download body by the stall watchdog (Options.StallTimeout) and a minimum
+// average rate (Options.MinRate over Options.MinRateWindow, reliability.md
+// F8); an answer with a Content-Encoding other than identity, an HTML page in
+// place of a file and an OIFDE total beyond Options.MaxPages pages are
+// refused. Such refusals are content errors (IsContentError): Permanent, so
+// the caller records a failure and tries again on a later run. Whether the
+// bytes of a download are a recording is for the caller to check while it
+// streams them (package recording).
 package cecclient
 
 import (
@@ -44,6 +59,10 @@ const (
 	DefaultMaxJSONBytes          = 16 << 20
 	DefaultUploadMaxBytes        = 5 << 20
 	DefaultUserAgent             = "cec-archiver"
+	DefaultMaxRecordingBytes     = 2 << 30 // 2 GiB
+	DefaultMinRate               = 1024    // bytes per second
+	DefaultMinRateWindow         = 60 * time.Second
+	DefaultMaxPages              = 50 // per OIFDE lookup
 )
 
 // Options configure a Client. Zero values take the defaults above. Only the
@@ -76,8 +95,17 @@ type Options struct {
 	ResponseHeaderTimeout time.Duration // default 60s
 	StallTimeout          time.Duration // no progress while transferring a body, default 60s
 
-	MaxJSONBytes   int64 // bound on every JSON answer, default 16 MiB
-	UploadMaxBytes int64 // bound on an uploaded WAV, default 5 MiB
+	// MinRate is the lowest average rate, in bytes per second, a download
+	// body may arrive at over any MinRateWindow of time spent waiting inside
+	// Read (the caller's time between Reads does not count); slower bodies
+	// are cancelled with ErrTooSlow. Default 1024; negative disables the check.
+	MinRate       int64
+	MinRateWindow time.Duration // default 60s
+
+	MaxJSONBytes      int64 // bound on every JSON answer, default 16 MiB
+	UploadMaxBytes    int64 // bound on an uploaded WAV, default 5 MiB
+	MaxRecordingBytes int64 // bound on a recording download (not bill files), default 2 GiB
+	MaxPages          int   // bound on the pages of one OIFDE lookup, default 50
 
 	UserAgent string
 	Logger    *zap.Logger
@@ -104,6 +132,10 @@ type Client struct {
 	plain  *http.Client // OIFDE: token in the body
 	lim    *limiter
 	tok    tokenCache
+
+	// authRetryWait bounds the wait before a 401 is retried, which lets the
+	// signature's one-second timestamp move on. Tests set it to 0.
+	authRetryWait time.Duration
 }
 
 // String describes the client without any secret.
@@ -135,7 +167,7 @@ func New(o Options) (*Client, error) {
 		}
 		return u
 	}
-	c := &Client{o: o, log: log}
+	c := &Client{o: o, log: log, authRetryWait: time.Second}
 	c.fs = parse("FSURL", o.FSURL)
 	c.cms = parse("CMSURL", o.CMSURL)
 	c.oifde = parse("OIFDEURL", o.OIFDEURL)
@@ -173,6 +205,7 @@ func New(o Options) (*Client, error) {
 		{"BaseBackoff", o.BaseBackoff}, {"MaxBackoff", o.MaxBackoff}, {"MaxRetryAfter", o.MaxRetryAfter},
 		{"DialTimeout", o.DialTimeout}, {"TLSHandshakeTimeout", o.TLSHandshakeTimeout},
 		{"ResponseHeaderTimeout", o.ResponseHeaderTimeout}, {"StallTimeout", o.StallTimeout},
+		{"MinRateWindow", o.MinRateWindow},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s is negative", d.name))
@@ -180,6 +213,12 @@ func New(o Options) (*Client, error) {
 	}
 	if o.RateLimit < 0 || o.Burst < 0 || o.MaxAttempts < 0 || o.MaxJSONBytes < 0 || o.UploadMaxBytes < 0 {
 		errs = append(errs, errors.New("RateLimit, Burst, MaxAttempts, MaxJSONBytes and UploadMaxBytes must not be negative"))
+	}
+	if o.MaxRecordingBytes < 0 {
+		errs = append(errs, errors.New("MaxRecordingBytes is negative"))
+	}
+	if o.MaxPages < 0 {
+		errs = append(errs, errors.New("MaxPages is negative"))
 	}
 	if strings.ContainsAny(o.UserAgent, "\r\n") {
 		errs = append(errs, errors.New("UserAgent contains a line break"))
@@ -241,6 +280,16 @@ func (o *Options) setDefaults() {
 	if o.UserAgent == "" {
 		o.UserAgent = DefaultUserAgent
 	}
+	if o.MaxRecordingBytes == 0 {
+		o.MaxRecordingBytes = DefaultMaxRecordingBytes
+	}
+	if o.MinRate == 0 {
+		o.MinRate = DefaultMinRate
+	}
+	setDur(&o.MinRateWindow, DefaultMinRateWindow)
+	if o.MaxPages == 0 {
+		o.MaxPages = DefaultMaxPages
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -281,6 +330,7 @@ type request struct {
 	query   url.Values
 	body    []byte   // serialised once; signed and sent as is on every attempt
 	secrets []string // request-specific secrets (the token) to scrub from answers
+	maxBody int64    // bound on a download body; 0 = none (bill files: the caller bounds them)
 }
 
 // wrap gives err the package's context: "cec: <op> <obj>: <err>".
@@ -362,11 +412,13 @@ func (c *Client) send(ctx context.Context, rq *request) (*http.Response, error) 
 const contentTypeJSON = cecwire.ContentTypeJSON
 
 // do runs attempts of rq until one succeeds or fails for good. handle gets
-// every response with a 2xx status; the body is closed for it when it fails,
-// and it may keep the body open on success (downloads). Non-2xx answers
-// become *APIError.
+// every response with a 2xx status and no Content-Encoding; the body is
+// closed for it when it fails, and it may keep the body open on success
+// (downloads). Non-2xx answers become *APIError. A 401 to a signed request
+// is retried once, at once, with a fresh signature.
 func (c *Client) do(ctx context.Context, rq *request, handle func(*http.Response) error) error {
 	var err error
+	retried401 := false
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		status, clen := 0, int64(-1)
@@ -380,6 +432,10 @@ func (c *Client) do(ctx context.Context, rq *request, handle func(*http.Response
 			if resp.StatusCode < 200 || resp.StatusCode > 299 {
 				defer resp.Body.Close()
 				return c.statusError(rq, resp)
+			}
+			if err := checkEncoding(resp); err != nil {
+				resp.Body.Close()
+				return err
 			}
 			if err := handle(resp); err != nil {
 				resp.Body.Close()
@@ -401,6 +457,17 @@ func (c *Client) do(ctx context.Context, rq *request, handle func(*http.Response
 				c.lim.throttle(ae.RetryAfter, ae.throttled())
 			}
 		}
+		if !retried401 && rq.service != ServiceOIFDE && isUnauthorized(err) && ctx.Err() == nil {
+			// A gateway may refuse one signature (a replayed nonce, a clock
+			// step); a second refusal is the credentials' fault.
+			retried401 = true
+			c.log.Warn("cec: HTTP 401; retrying once with a fresh signature",
+				zap.String("service", rq.service), zap.String("op", rq.op), zap.Int("attempt", attempt))
+			if sleep(ctx, c.nextSecond()) != nil {
+				return rq.wrap(err)
+			}
+			continue
+		}
 		cls := Classify(err)
 		if cls == NotFound {
 			c.lim.success()
@@ -421,6 +488,28 @@ func (c *Client) do(ctx context.Context, rq *request, handle func(*http.Response
 			return rq.wrap(err)
 		}
 	}
+}
+
+// nextSecond is the wait until the signing clock shows the next second, so
+// that a new signature carries a new timestamp; at most c.authRetryWait.
+func (c *Client) nextSecond() time.Duration {
+	d := time.Second - time.Duration(c.o.Now().Nanosecond())
+	return max(0, min(d, c.authRetryWait))
+}
+
+// checkEncoding refuses a body with a Content-Encoding other than identity.
+// The transport never decodes one (DisableCompression): a decoded body would
+// lose its Content-Length and with it the truncation check, and an undecoded
+// one must not be stored as a recording.
+func checkEncoding(resp *http.Response) error {
+	for _, v := range resp.Header.Values("Content-Encoding") {
+		for _, enc := range strings.Split(v, ",") {
+			if enc = strings.TrimSpace(enc); enc != "" && !strings.EqualFold(enc, "identity") {
+				return fmt.Errorf("%w: Content-Encoding %q", ErrUnexpectedContent, truncate(strings.TrimSpace(v), 64))
+			}
+		}
+	}
+	return nil
 }
 
 // scrub removes the client's credentials from text a server sent back (an

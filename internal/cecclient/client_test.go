@@ -23,7 +23,8 @@ func TestNew(t *testing.T) {
 	if o.RateLimit != 10 || o.Burst != 1 || o.MaxAttempts != 5 || o.BaseBackoff != 500*time.Millisecond ||
 		o.MaxBackoff != 30*time.Second || o.MaxRetryAfter != 5*time.Minute || o.DialTimeout != 10*time.Second ||
 		o.TLSHandshakeTimeout != 10*time.Second || o.ResponseHeaderTimeout != time.Minute || o.StallTimeout != time.Minute ||
-		o.MaxJSONBytes != 16<<20 || o.UploadMaxBytes != 5<<20 || o.UserAgent == "" || o.Now == nil {
+		o.MaxJSONBytes != 16<<20 || o.UploadMaxBytes != 5<<20 || o.UserAgent == "" || o.Now == nil ||
+		o.MaxRecordingBytes != 2<<30 || o.MinRate != 1024 || o.MinRateWindow != time.Minute || o.MaxPages != 50 {
 		t.Errorf("defaults: %+v", o)
 	}
 
@@ -44,6 +45,9 @@ func TestNew(t *testing.T) {
 		{"host not signed", func(o *Options) { o.SignedHeaders = []string{"content-type"} }, "must include host"},
 		{"negative", func(o *Options) { o.StallTimeout = -1 }, "StallTimeout is negative"},
 		{"negative rate", func(o *Options) { o.RateLimit = -1 }, "must not be negative"},
+		{"negative MaxRecordingBytes", func(o *Options) { o.MaxRecordingBytes = -1 }, "MaxRecordingBytes is negative"},
+		{"negative MaxPages", func(o *Options) { o.MaxPages = -1 }, "MaxPages is negative"},
+		{"negative MinRateWindow", func(o *Options) { o.MinRateWindow = -time.Second }, "MinRateWindow is negative"},
 		{"CA file missing", func(o *Options) { o.CAFile = "/nonexistent/ca.pem" }, "CAFile"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

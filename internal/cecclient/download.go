@@ -12,15 +12,18 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
 )
 
 // Download is a file being received. The caller must read Body to the end
 // and Close it. Body is never buffered as a whole: it streams from the
-// network. A read error (reset, stall, truncation) is returned by Body.Read
-// and classifies as Transient; a body shorter than its Content-Length ends in
-// io.ErrUnexpectedEOF, never in io.EOF.
+// network. A read error (reset, stall, truncation, a rate below
+// Options.MinRate) is returned by Body.Read and classifies as Transient; a
+// body shorter than its Content-Length ends in io.ErrUnexpectedEOF, never in
+// io.EOF. A recording body that streams past Options.MaxRecordingBytes fails
+// with ErrTooLarge (Permanent).
 type Download struct {
 	Body        io.ReadCloser
 	ContentType string
@@ -57,6 +60,9 @@ func (c *Client) download(ctx context.Context, rq *request, fallbackName string)
 // inspectDownload tells a file from a JSON error (CC-FS answers its errors
 // with HTTP 200) by Content-Type and by the first bytes.
 func (c *Client) inspectDownload(rq *request, resp *http.Response, fallbackName string) (*Download, error) {
+	if rq.maxBody > 0 && resp.ContentLength > rq.maxBody {
+		return nil, fmt.Errorf("%w: Content-Length %d is above the limit of %d bytes", ErrTooLarge, resp.ContentLength, rq.maxBody)
+	}
 	br := bufio.NewReaderSize(resp.Body, sniffJSON)
 	head, err := br.Peek(sniffHead)
 	if err != nil && err != io.EOF {
@@ -102,8 +108,12 @@ func (c *Client) inspectDownload(rq *request, resp *http.Response, fallbackName 
 	case mt == "text/html" || looksHTML(start):
 		return nil, fmt.Errorf("%w: HTML page (Content-Type %q)", ErrUnexpectedContent, truncate(ct, 64))
 	}
+	var rate *rateMeter
+	if c.o.MinRate > 0 {
+		rate = newRateMeter(c.o.MinRate, c.o.MinRateWindow)
+	}
 	return &Download{
-		Body:        &downloadBody{r: br, c: resp.Body, want: resp.ContentLength, rq: rq},
+		Body:        &downloadBody{r: br, c: resp.Body, want: resp.ContentLength, max: rq.maxBody, rate: rate, rq: rq},
 		ContentType: ct,
 		Length:      resp.ContentLength,
 		FileName:    dispositionName(resp.Header.Get("Content-Disposition"), fallbackName),
@@ -163,14 +173,18 @@ func safeBase(s string) string {
 	return b
 }
 
-// downloadBody streams the body out of the sniffing buffer and turns a body
-// that ends before its Content-Length into io.ErrUnexpectedEOF.
+// downloadBody streams the body out of the sniffing buffer. It turns a body
+// that ends before its Content-Length into io.ErrUnexpectedEOF, fails one
+// that passes max with ErrTooLarge, and cancels one that arrives slower than
+// rate allows with ErrTooSlow.
 type downloadBody struct {
 	r    *bufio.Reader
 	c    io.Closer
 	n    int64
 	want int64
-	rq   *request // names the download in errors
+	max  int64      // 0: no bound
+	rate *rateMeter // nil: no minimum rate
+	rq   *request   // names the download in errors
 	err  error
 }
 
@@ -178,13 +192,25 @@ func (d *downloadBody) Read(p []byte) (int, error) {
 	if d.err != nil {
 		return 0, d.err
 	}
+	if d.max > 0 && int64(len(p)) > d.max-d.n+1 {
+		p = p[:d.max-d.n+1] // one byte beyond max tells that the body goes on
+	}
+	start := time.Now()
 	n, err := d.r.Read(p)
+	busy := time.Since(start)
 	d.n += int64(n)
 	switch {
+	case d.max > 0 && d.n > d.max:
+		n -= int(d.n - d.max)
+		d.n = d.max
+		err = fmt.Errorf("%w: body passed the limit of %d bytes", ErrTooLarge, d.max)
 	case err == io.EOF && d.want >= 0 && d.n < d.want:
 		err = fmt.Errorf("body ended after %d of %d bytes: %w", d.n, d.want, io.ErrUnexpectedEOF)
 	case err == nil && d.want >= 0 && d.n > d.want:
 		err = fmt.Errorf("body longer than its Content-Length %d", d.want)
+	case err == nil && d.rate != nil && d.rate.tooSlow(busy, n):
+		err = fmt.Errorf("%w: slower than %d B/s over %s", ErrTooSlow, d.rate.min, d.rate.window)
+		d.c.Close() // cancels the transfer
 	}
 	if err != nil && err != io.EOF {
 		err = d.rq.wrap(fmt.Errorf("read body: %w", err))
@@ -196,3 +222,42 @@ func (d *downloadBody) Read(p []byte) (int, error) {
 }
 
 func (d *downloadBody) Close() error { return d.c.Close() }
+
+// rateMeter tells whether a body arrives slower than min bytes per second on
+// average over any window of time spent inside Read. It keeps a mark every
+// window/8, so a window is measured to within an eighth of its length.
+type rateMeter struct {
+	min    int64
+	window time.Duration
+	busy   time.Duration // time spent inside Read so far
+	bytes  int64
+	marks  []rateMark // oldest first; the first is at most a window ago once one has passed
+}
+
+type rateMark struct {
+	busy  time.Duration
+	bytes int64
+}
+
+func newRateMeter(minRate int64, window time.Duration) *rateMeter {
+	return &rateMeter{min: minRate, window: window, marks: []rateMark{{}}}
+}
+
+// tooSlow accounts for one Read that took busy and brought n bytes.
+func (m *rateMeter) tooSlow(busy time.Duration, n int) bool {
+	m.busy += busy
+	m.bytes += int64(n)
+	for len(m.marks) >= 2 && m.busy-m.marks[1].busy >= m.window {
+		m.marks = m.marks[1:]
+	}
+	if first := m.marks[0]; m.busy-first.busy >= m.window {
+		span := m.busy - first.busy
+		if float64(m.bytes-first.bytes) < float64(m.min)*span.Seconds() {
+			return true
+		}
+	}
+	if last := m.marks[len(m.marks)-1]; m.busy-last.busy >= m.window/8 {
+		m.marks = append(m.marks, rateMark{m.busy, m.bytes})
+	}
+	return false
+}

@@ -28,17 +28,32 @@ const (
 var (
 	// ErrStalled: a transfer made no progress for Options.StallTimeout. Transient.
 	ErrStalled = errors.New("cec: transfer stalled")
-	// ErrTooLarge: a JSON answer was larger than Options.MaxJSONBytes. Permanent.
+	// ErrTooSlow: a download body arrived slower than Options.MinRate on
+	// average over Options.MinRateWindow (a slow-loris body,
+	// reliability.md F8). Transient: the caller retries later.
+	ErrTooSlow = errors.New("cec: transfer too slow")
+	// ErrTooLarge: a JSON answer was larger than Options.MaxJSONBytes, or a
+	// recording larger than Options.MaxRecordingBytes (by its Content-Length,
+	// before the body is read, or while it streams). Permanent; a content
+	// error (IsContentError).
 	ErrTooLarge = errors.New("cec: answer too large")
 	// ErrEmptyBody: a download answered success with no bytes at all. Transient:
 	// the file may not be complete yet.
 	ErrEmptyBody = errors.New("cec: empty file")
-	// ErrUnexpectedContent: a download answered with an HTML page or another
-	// body that is neither a file nor a CEC error (a WAF or proxy page). Transient.
+	// ErrUnexpectedContent: an answer that is neither a file nor a CEC answer:
+	// an HTML page (a WAF or proxy page) or a body with a Content-Encoding
+	// other than identity (the client never decodes one: it would hide the
+	// length and pass compressed bytes off as a recording). Permanent for
+	// this attempt: the caller records a failure and tries again on a later
+	// run. A content error (IsContentError).
 	ErrUnexpectedContent = errors.New("cec: unexpected content instead of a file")
+	// ErrInvalidAnswer: an answer that cannot be right: an undecodable JSON
+	// answer, an OIFDE total beyond Options.MaxPages pages, or more pages than
+	// Options.MaxPages. Permanent; a content error (IsContentError).
+	ErrInvalidAnswer = errors.New("cec: invalid answer")
 	// ErrInvalidRecord: one record of a query page is unusable (its ID is
 	// empty, not valid UTF-8 or undecodable). Permanent; yielded per record,
-	// the iteration goes on.
+	// the iteration goes on. A content error (IsContentError).
 	ErrInvalidRecord = errors.New("cec: invalid record")
 	// ErrInvalidWAV: ValidateUploadWAV rejected a file. Permanent.
 	ErrInvalidWAV = errors.New("cec: invalid WAV")
@@ -47,7 +62,8 @@ var (
 	// ErrNotConfigured: the service's URL was not configured. Permanent.
 	ErrNotConfigured = errors.New("cec: service not configured")
 	// ErrTooManyPages: a query went on past ceil((total+repeated rows)/pageSize)+1
-	// pages, or a full page held only rows already seen. Permanent.
+	// pages or past Options.MaxPages, or a full page held only rows already
+	// seen. Every such error also matches ErrInvalidAnswer. Permanent.
 	ErrTooManyPages = errors.New("cec: server returned more pages than its total allows")
 )
 
@@ -141,13 +157,24 @@ func IsAuth(err error) bool {
 	return ae.Service == ServiceOIFDE && ae.Op == opGetToken && ae.ResultCode != "" && ae.class() == Permanent
 }
 
+// IsContentError reports whether err is a server answering, but with
+// something unusable: ErrUnexpectedContent (an HTML page, a Content-Encoding),
+// ErrTooLarge, ErrInvalidAnswer (ErrTooManyPages included) or
+// ErrInvalidRecord. All of them are Permanent and none is IsAuth: the caller
+// records a failure against the item and tries again on a later run.
+func IsContentError(err error) bool {
+	return errors.Is(err, ErrUnexpectedContent) || errors.Is(err, ErrTooLarge) ||
+		errors.Is(err, ErrInvalidAnswer) || errors.Is(err, ErrTooManyPages) || errors.Is(err, ErrInvalidRecord)
+}
+
 // Classify sorts err into Transient, NotFound or Permanent:
 //   - transient: HTTP 5xx, 408, 418 and 429 (WAF), flow control 0300008/0300009,
 //     OIFDE token expiry 900001 (after the client's own refresh failed), connection
-//     resets and refusals, timeouts, io.ErrUnexpectedEOF, ErrStalled, ErrEmptyBody,
-//     ErrUnexpectedContent, context cancellation, other transport failures;
+//     resets and refusals, timeouts, io.ErrUnexpectedEOF, ErrStalled, ErrTooSlow,
+//     ErrEmptyBody, context cancellation, other transport failures;
 //   - not-found: 0300012, CC-CMS "Record List is empty";
-//   - permanent: 401, 403, parameter errors (0300001–0300007, 0300010, 0300028),
+//   - permanent: 401, 403 (after the client's one retry), parameter errors
+//     (0300001–0300007, 0300010, 0300028), content errors (IsContentError),
 //     TLS verification failures, and anything unknown.
 //
 // Classify(nil) is Permanent; use the Is* helpers to test possibly-nil errors.
@@ -160,10 +187,11 @@ func Classify(err error) Class {
 		return ae.class()
 	}
 	switch {
-	case errors.Is(err, ErrStalled), errors.Is(err, ErrEmptyBody), errors.Is(err, ErrUnexpectedContent):
+	case IsContentError(err):
+		return Permanent
+	case errors.Is(err, ErrStalled), errors.Is(err, ErrTooSlow), errors.Is(err, ErrEmptyBody):
 		return Transient
-	case errors.Is(err, ErrInvalidRecord), errors.Is(err, ErrInvalidWAV), errors.Is(err, ErrInvalidArgument),
-		errors.Is(err, ErrTooLarge), errors.Is(err, ErrNotConfigured), errors.Is(err, ErrTooManyPages):
+	case errors.Is(err, ErrInvalidWAV), errors.Is(err, ErrInvalidArgument), errors.Is(err, ErrNotConfigured):
 		return Permanent
 	case isTLSVerifyError(err):
 		return Permanent
@@ -292,5 +320,11 @@ func truncate(s string, n int) string {
 // decodeErr reports a JSON decoding failure without echoing digits of the
 // payload (encoding/json quotes numbers in its type errors).
 func decodeErr(what string, err error) error {
-	return fmt.Errorf("decode %s: %s", what, maskDigits(err.Error()))
+	return fmt.Errorf("%w: decode %s: %s", ErrInvalidAnswer, what, maskDigits(err.Error()))
+}
+
+// isUnauthorized reports whether err is an HTTP 401 answer.
+func isUnauthorized(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.HTTPStatus == 401
 }

@@ -54,8 +54,13 @@ func TestClassify(t *testing.T) {
 		{"invalid record", fmt.Errorf("x: %w", ErrInvalidRecord), Permanent},
 		{"invalid wav", ValidateUploadWAV(nil, 0), Permanent},
 		{"empty body", ErrEmptyBody, Transient},
-		{"html page", ErrUnexpectedContent, Transient},
+		{"html page", ErrUnexpectedContent, Permanent},
+		{"content encoding", fmt.Errorf("cec: download x: %w: Content-Encoding \"gzip\"", ErrUnexpectedContent), Permanent},
 		{"too large", ErrTooLarge, Permanent},
+		{"too slow", fmt.Errorf("cec: download x: read body: %w", ErrTooSlow), Transient},
+		{"invalid answer", fmt.Errorf("x: %w", ErrInvalidAnswer), Permanent},
+		{"too many pages", fmt.Errorf("x: %w: %w", ErrInvalidAnswer, ErrTooManyPages), Permanent},
+		{"decode error", decodeErr("page", errors.New("unexpected end of JSON input")), Permanent},
 		{"unknown", errors.New("boom"), Permanent},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -153,6 +158,36 @@ func TestIsAuth(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			if got := IsAuth(c.err); got != c.want {
 				t.Errorf("IsAuth(%v) = %v, want %v", c.err, got, c.want)
+			}
+		})
+	}
+}
+
+func TestIsContentError(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"html page", fmt.Errorf("cec: op: %w: HTML page", ErrUnexpectedContent), true},
+		{"content encoding", fmt.Errorf("cec: op: %w: Content-Encoding \"gzip\"", ErrUnexpectedContent), true},
+		{"too large", fmt.Errorf("cec: op: %w", ErrTooLarge), true},
+		{"invalid answer", fmt.Errorf("cec: op: %w", ErrInvalidAnswer), true},
+		{"too many pages", ErrTooManyPages, true},
+		{"invalid record", ErrInvalidRecord, true},
+		{"too slow", ErrTooSlow, false},
+		{"stalled", ErrStalled, false},
+		{"empty body", ErrEmptyBody, false},
+		{"401", &APIError{Service: ServiceFS, HTTPStatus: 401}, false},
+		{"truncated", io.ErrUnexpectedEOF, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := IsContentError(c.err); got != c.want {
+				t.Errorf("IsContentError(%v) = %v, want %v", c.err, got, c.want)
+			}
+			if c.want && (IsAuth(c.err) || Classify(c.err) != Permanent) {
+				t.Errorf("content error %v: IsAuth %v, class %v", c.err, IsAuth(c.err), Classify(c.err))
 			}
 		})
 	}

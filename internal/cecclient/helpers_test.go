@@ -109,6 +109,7 @@ func newTestClient(t testing.TB, url string, mod ...func(*Options)) *Client {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	c.authRetryWait = 0
 	return c
 }
 

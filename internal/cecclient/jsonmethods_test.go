@@ -81,7 +81,9 @@ func TestClient_JSONMethodFaults(t *testing.T) {
 		wantClass Class                       // class of the error; -1: the second attempt succeeds
 		wantHits  int
 	}{
-		{"401", func(w http.ResponseWriter) { w.WriteHeader(http.StatusUnauthorized) }, Permanent, 1},
+		// A 401 is retried once: with a fresh signature (CC-FS) or a fresh
+		// token (OIFDE queries); gettoken sends no signature or token.
+		{"401 then success", func(w http.ResponseWriter) { w.WriteHeader(http.StatusUnauthorized) }, -1, 2},
 		{"403 WAF", func(w http.ResponseWriter) { w.WriteHeader(http.StatusForbidden) }, Permanent, 1},
 		{"500 then success", func(w http.ResponseWriter) { w.WriteHeader(http.StatusInternalServerError) }, -1, 2},
 		{"418 WAF then success", func(w http.ResponseWriter) { w.WriteHeader(http.StatusTeapot) }, -1, 2},
@@ -99,6 +101,9 @@ func TestClient_JSONMethodFaults(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
+					if tc.name == "401 then success" && m.path == cecwire.PathGetToken {
+						tc.wantClass, tc.wantHits = Permanent, 1
+					}
 					var tokCalls atomic.Int32
 					routes := map[string]handlerFunc{
 						m.path: func(w http.ResponseWriter, r *http.Request, body []byte, hit int) {

@@ -12,15 +12,13 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.uber.org/zap"
+
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
 )
 
 // DefaultPageSize is the OIFDE page size used when OIFDEQuery.PageSize is 0.
 const DefaultPageSize = 100
-
-// maxPages bounds every query, also when the server reports no total or an
-// absurd one (10000 pages of 100 = one million records for one ID).
-const maxPages = 10000
 
 // OIFDEQuery selects OIFDE records. One of CallID, UserMobile and CtiCallID is
 // required (the interfaces cannot list a whole window, cec-api.md A.5).
@@ -36,6 +34,17 @@ type OIFDEQuery struct {
 // String describes the query with the phone number masked.
 func (q OIFDEQuery) String() string {
 	return fmt.Sprintf("callId=%s userMobile=%s ctiCallId=%s", displayName(q.CallID), displayName(q.UserMobile), displayName(q.CtiCallID))
+}
+
+// ident names the query in errors by the IDs it looks up, masked.
+func (q OIFDEQuery) ident() string {
+	var parts []string
+	for _, f := range []struct{ name, v string }{{"ctiCallId", q.CtiCallID}, {"callId", q.CallID}, {"userMobile", q.UserMobile}} {
+		if f.v != "" {
+			parts = append(parts, f.name+" "+displayName(f.v))
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 func (q OIFDEQuery) validate() (pageSize int, err error) {
@@ -90,6 +99,10 @@ func (q OIFDEQuery) body(tenant, token string, pageNum, pageSize int) cecwire.OI
 // total and each one allows for one more row beyond it. The query never asks
 // for more than ceil((total+repeated)/pageSize)+1 pages, and fails with
 // ErrTooManyPages when a full page brings no row that was not seen before.
+// A lookup never asks for more than Options.MaxPages pages: a total that
+// would need more fails the query at once, before any record is yielded,
+// and so does page MaxPages+1; both errors match ErrInvalidAnswer and name
+// the query.
 //
 // A record whose id is empty, not valid UTF-8 or otherwise undecodable is
 // yielded as an error wrapping ErrInvalidRecord and the iteration goes on if
@@ -131,10 +144,11 @@ func queryPages[T any](ctx context.Context, c *Client, q OIFDEQuery, op, path st
 	// total: page 1's total, -1 when it sent none.
 	var rows, dups int64
 	total := int64(-1)
-	limit := int64(maxPages)
+	maxPages := int64(c.o.MaxPages)
+	limit := maxPages
 	for pageNum := 1; ; pageNum++ {
 		if int64(pageNum) > limit {
-			yield(zero, fmt.Errorf("cec: %s: %w (limit %d pages of %d)", op, ErrTooManyPages, limit, pageSize))
+			yield(zero, fmt.Errorf("cec: %s %s: %w: %w (limit %d pages of %d)", op, q.ident(), ErrInvalidAnswer, ErrTooManyPages, limit, pageSize))
 			return
 		}
 		p, err := fetchPage(ctx, c, q, op, path, pageNum, pageSize, decode)
@@ -144,6 +158,11 @@ func queryPages[T any](ctx context.Context, c *Client, q OIFDEQuery, op, path st
 		}
 		if pageNum == 1 {
 			total = p.total
+			if total > maxPages*int64(pageSize) {
+				yield(zero, fmt.Errorf("cec: %s %s: %w: total %d needs more than Options.MaxPages = %d pages of %d",
+					op, q.ident(), ErrInvalidAnswer, total, maxPages, pageSize))
+				return
+			}
 		}
 		for _, e := range p.invalid {
 			if !yield(zero, fmt.Errorf("cec: %s page %d: %w", op, pageNum, e)) {
@@ -174,11 +193,11 @@ func queryPages[T any](ctx context.Context, c *Client, q OIFDEQuery, op, path st
 		if fresh == 0 {
 			// The same rows again (a server ignoring pageNum): more pages
 			// would only raise the limit below, never end the query.
-			yield(zero, fmt.Errorf("cec: %s: %w (page %d of %d holds only rows already seen)", op, ErrTooManyPages, pageNum, pageSize))
+			yield(zero, fmt.Errorf("cec: %s %s: %w: %w (page %d of %d holds only rows already seen)", op, q.ident(), ErrInvalidAnswer, ErrTooManyPages, pageNum, pageSize))
 			return
 		}
 		if total >= 0 {
-			limit = min(int64(maxPages), pagesFor(total, dups, int64(pageSize))+1)
+			limit = min(maxPages, pagesFor(total, dups, int64(pageSize))+1)
 		}
 	}
 }
@@ -189,7 +208,8 @@ func pagesFor(a, b, ps int64) int64 {
 	return a/ps + b/ps + (a%ps+b%ps+ps-1)/ps
 }
 
-// fetchPage gets one page, refreshing the token once on 900001.
+// fetchPage gets one page, refreshing the token once on 900001 or HTTP 401
+// (once in all: a second refusal is returned).
 func fetchPage[T any](ctx context.Context, c *Client, q OIFDEQuery, op, path string, pageNum, pageSize int, decode pageDecoder[T]) (page[T], error) {
 	var p page[T]
 	for try := 0; ; try++ {
@@ -214,7 +234,11 @@ func fetchPage[T any](ctx context.Context, c *Client, q OIFDEQuery, op, path str
 			p = got
 			return nil
 		})
-		if err != nil && isTokenInvalid(err) && try == 0 {
+		if err != nil && (isTokenInvalid(err) || isUnauthorized(err)) && try == 0 && ctx.Err() == nil {
+			if isUnauthorized(err) {
+				c.log.Warn("cec: HTTP 401; retrying once with a fresh token",
+					zap.String("service", rq.service), zap.String("op", rq.op))
+			}
 			c.invalidateToken(tok)
 			continue
 		}
