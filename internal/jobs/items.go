@@ -2,9 +2,14 @@ package jobs
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +19,7 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/cecclient"
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/recording"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 )
 
@@ -301,15 +307,121 @@ func (r *itemRun) fetchOnce(ctx context.Context, it checkpoint.Item) (sink.Objec
 	defer d.Body.Close()
 	meta := paramsMeta(it.Params)
 	meta.ContentType = "audio/wav"
-	if d.Zip {
-		meta.ContentType = "application/zip"
+	if members, ok := it.Params["members"]; ok {
+		return r.storeBundle(ctx, it, d, members, meta)
 	}
-	obj, err := a.Sink.Put(ctx, it.Key, d.Body, d.Length, meta)
+	// One recording: validated while it streams into the sink. A body that
+	// is not a recording fails on its first bytes or at its end, and the
+	// sink keeps nothing of a body whose reader failed.
+	body := recording.NewReader(d.Body, d.Length, a.Formats)
+	obj, err := a.Sink.Put(ctx, it.Key, body, d.Length, meta)
 	if err != nil {
-		a.met.SinkError("put")
-		return sink.Object{}, fmt.Errorf("jobs: store %s %s: %w", it.Kind, it.Key, err)
+		return sink.Object{}, r.putError(it, err)
 	}
 	return obj, nil
+}
+
+// putError names a failed Put of it: a body that is not a recording, or a
+// sink failure.
+func (r *itemRun) putError(it checkpoint.Item, err error) error {
+	if errors.Is(err, recording.ErrNotRecording) || errors.Is(err, recording.ErrIsZip) {
+		r.a.met.UpstreamError("content")
+		return fmt.Errorf("jobs: %s %s: %w", it.Kind, it.UpstreamID, err)
+	}
+	r.a.met.SinkError("put")
+	return fmt.Errorf("jobs: store %s %s: %w", it.Kind, it.Key, err)
+}
+
+// storeBundle stores a call-level download (CC-CMS by call ID): a WAV when
+// the index lists one recording for the call, else a ZIP that must hold a
+// member for every index row (matched by name). A ZIP is spooled to disk,
+// checked (every member a valid recording, sizes bounded) and then stored
+// with its digest; a download lacking any row fails naming it, and nothing
+// is stored.
+func (r *itemRun) storeBundle(ctx context.Context, it checkpoint.Item, d *cecclient.Download, membersJSON string, meta sink.Meta) (sink.Object, error) {
+	a := r.a
+	var want []string
+	if err := json.Unmarshal([]byte(membersJSON), &want); err != nil || len(want) == 0 {
+		return sink.Object{}, fmt.Errorf("jobs: %s %s: members %q: not a list of index rows", it.Kind, it.UpstreamID, membersJSON)
+	}
+	if !d.Zip {
+		if len(want) > 1 {
+			return sink.Object{}, fmt.Errorf("jobs: %s %s: %w: the download is one recording (%s) but the index lists %d for the call; missing: %s",
+				it.Kind, it.UpstreamID, recording.ErrNotRecording, orNone(d.FileName), len(want), strings.Join(want[1:], ", "))
+		}
+		obj, err := a.Sink.Put(ctx, it.Key, recording.NewReader(d.Body, d.Length, a.Formats), d.Length, meta)
+		if err != nil {
+			return sink.Object{}, r.putError(it, err)
+		}
+		return obj, nil
+	}
+	f, err := os.CreateTemp(a.SpoolDir, "bundle-*.zip")
+	if err != nil {
+		return sink.Object{}, fmt.Errorf("jobs: spool %s %s: %w", it.Kind, it.UpstreamID, err)
+	}
+	defer func() {
+		f.Close()
+		os.Remove(f.Name())
+	}()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), d.Body)
+	if err != nil {
+		return sink.Object{}, fmt.Errorf("jobs: download %s %s: %w", it.Kind, it.UpstreamID, err)
+	}
+	if d.Length >= 0 && n != d.Length {
+		return sink.Object{}, fmt.Errorf("jobs: download %s %s: %d bytes, Content-Length %d: %w", it.Kind, it.UpstreamID, n, d.Length, io.ErrUnexpectedEOF)
+	}
+	got, err := recording.CheckZip(f, n, a.Formats, maxBundleEntries, a.maxRecordingBytes())
+	if err != nil {
+		return sink.Object{}, fmt.Errorf("jobs: %s %s: %w", it.Kind, it.UpstreamID, err)
+	}
+	if missing := matchMembers(want, got); len(missing) > 0 {
+		names := make([]string, len(got))
+		for i, m := range got {
+			names[i] = m.Name
+		}
+		return sink.Object{}, fmt.Errorf("jobs: %s %s: %w: the bundle lacks %d of the call's %d index rows: %s (members: %s)",
+			it.Kind, it.UpstreamID, recording.ErrNotRecording, len(missing), len(want), strings.Join(missing, ", "), strings.Join(names, ", "))
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return sink.Object{}, err
+	}
+	meta.ContentType = "application/zip"
+	meta.SHA256 = hex.EncodeToString(h.Sum(nil))
+	obj, err := a.Sink.Put(ctx, it.Key, f, n, meta)
+	if err != nil {
+		return sink.Object{}, r.putError(it, err)
+	}
+	return obj, nil
+}
+
+// maxBundleEntries bounds the members of a call-level ZIP.
+const maxBundleEntries = 1000
+
+// matchMembers pairs every index row (a file_name) with a distinct member
+// of the bundle whose name is the row's base name, or ends with it after a
+// "_" or "-" (a member named after the agent and the file, say), and
+// returns the rows left without one.
+func matchMembers(rows []string, members []recording.Member) []string {
+	used := make([]bool, len(members))
+	var missing []string
+	for _, row := range rows {
+		base := pathBase(row)
+		found := false
+		for i, m := range members {
+			if used[i] {
+				continue
+			}
+			if m.Name == base || strings.HasSuffix(m.Name, "_"+base) || strings.HasSuffix(m.Name, "-"+base) {
+				used[i], found = true, true
+				break
+			}
+		}
+		if !found {
+			missing = append(missing, row)
+		}
+	}
+	return missing
 }
 
 // open starts the download of an item with the interface its kind needs.

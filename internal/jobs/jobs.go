@@ -27,6 +27,7 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/cdr"
 	"github.com/cec-archiver/cec-archiver/internal/cecclient"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/recording"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 )
 
@@ -80,9 +81,15 @@ type Settings struct {
 
 	Concurrency     int    // parallel downloads across all jobs (default 4)
 	InPassAttempts  int    // quick in-run tries of a transient download failure (default 3, 200ms doubling)
-	SpoolDir        string // temp dir for CDR packages ("" = os.TempDir())
+	SpoolDir        string // temp dir for CDR packages and call-level ZIP bundles ("" = os.TempDir())
 	MaxPackageBytes int64  // default 1 GiB
-	Limits          cdr.Limits
+	// MaxRecordingBytes bounds the inflated members of a call-level ZIP
+	// bundle (the client bounds the bytes received); default 2 GiB.
+	MaxRecordingBytes int64
+	// Formats says which recording formats are accepted besides WAV (and ZIP
+	// bundles where the interface returns them).
+	Formats recording.Policy
+	Limits  cdr.Limits
 }
 
 // Retry says how a job's failed items are retried across runs.
@@ -249,6 +256,9 @@ func (a *Archiver) init() error {
 		if err := a.Meta.Validate(); err != nil {
 			errs = append(errs, err)
 		}
+		if err := a.Formats.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 		switch a.Method {
 		case "", MethodDownloadRecordFile, MethodDownloadRecord, MethodCMS:
 		default:
@@ -315,6 +325,13 @@ func (a *Archiver) maxPackageBytes() int64 {
 		return DefaultMaxPackageBytes
 	}
 	return a.MaxPackageBytes
+}
+
+func (a *Archiver) maxRecordingBytes() int64 {
+	if a.MaxRecordingBytes <= 0 {
+		return cecclient.DefaultMaxRecordingBytes
+	}
+	return a.MaxRecordingBytes
 }
 
 func (a *Archiver) limits() cdr.Limits {
