@@ -12,7 +12,15 @@
 //
 // Faults (HTTP errors, flow control, connection resets, truncation, slow bodies,
 // token expiry, pagination drift) can be injected at start, through the Go API
-// or through the unsigned /_sim/ admin endpoints.
+// or through the unsigned /_sim/ admin endpoints. So can upstream
+// misbehaviours, answers that look like success but are not what they claim:
+// a text or code-less JSON body sent as a recording (text_body, json_no_code),
+// a WAV shorter or longer than its RIFF header (riff_short, riff_long), a
+// gzipped WAV (gzip), a body that never ends or claims 5 GiB (endless, huge),
+// one byte every two seconds (trickle), an OIFDE total of 10^15 with full pages
+// forever (huge_total), a CDR package that is a ZIP bomb, holds a row without
+// call_id or expires after it was announced (zip_bomb, bad_package,
+// expired_package), and a one-off HTTP 401 (unauthorized). See FaultKind.
 //
 // Two kinds of agent recordings make the dataset change over time (see
 // Options.LateRecordings and Options.UnavailableFiles): late ones are absent

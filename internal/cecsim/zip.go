@@ -63,3 +63,6 @@ func msDosTime(t time.Time) (date, tm uint16) {
 	tm = uint16(t.Second()/2 + t.Minute()<<5 + t.Hour()<<11)
 	return date, tm
 }
+
+// fixedZipTime is the modification time of the zip_bomb entry.
+var fixedZipTime = time.Date(2026, time.November, 1, 0, 0, 0, 0, time.UTC)
