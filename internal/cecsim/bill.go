@@ -401,9 +401,13 @@ func (s *Server) recordRows(c *dsCall, hidden map[*recording]bool) [][]string {
 		if c.taskDone[k] {
 			status, result = "1", "success"
 		}
+		begin, end := c.begin, c.end
+		if !r.begin.IsZero() {
+			begin, end = r.begin, r.end
+		}
 		rows = append(rows, []string{
 			c.ak, s.o.TenantID, c.ccID, r.agentID, c.id, c.caller, c.callee,
-			s.csvTime(c.begin), s.csvTime(c.end), r.fileName, status, result, r.original,
+			s.csvTime(begin), s.csvTime(end), r.fileName, status, result, r.original,
 			c.vdn, strconv.Itoa(c.callType), "5", c.skill, c.skill,
 		})
 	}
