@@ -6,6 +6,13 @@
 // --late-recordings N and --unavailable-files N withhold agent recordings until
 // POST /_sim/release-late and POST /_sim/release-unavailable (with --admin);
 // --start today-N places the dataset N days before today in --tz.
+// --missing-transfer-files N, --colliding-base-names, --multi-agent-calls N and
+// --after-midnight-recordings N shape the dataset (see cecsim.Options).
+//
+// Besides transport faults, --fault injects upstream misbehaviours (text_body,
+// json_no_code, riff_short, riff_long, gzip, endless, huge, trickle,
+// huge_total, zip_bomb, bad_package, expired_package, unauthorized); -h lists
+// every kind and cecsim.FaultKind documents each.
 package main
 
 import (
@@ -62,6 +69,16 @@ func (f *faultFlags) Set(s string) error {
 	return nil
 }
 
+// faultKindList names every fault kind for the --fault help.
+func faultKindList() string {
+	kinds := cecsim.FaultKinds()
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ", ")
+}
+
 // config is the parsed command line.
 type config struct {
 	listen, tlsCert, tlsKey, selfSignedDir string
@@ -97,7 +114,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Int64Var(&c.opts.MaxRecordingBytes, "max-recording-bytes", 256<<10, "largest recording")
 	fs.IntVar(&c.opts.LateRecordings, "late-recordings", 0, "agent recordings missing from the index and downloads until POST /_sim/release-late")
 	fs.IntVar(&c.opts.UnavailableFiles, "unavailable-files", 0, "indexed agent recordings whose download fails (0300012) until POST /_sim/release-unavailable")
-	fs.Var(&faults, "fault", "inject a fault, `kind[:rate][@path]` (repeatable), e.g. http500:0.05")
+	fs.IntVar(&c.opts.MissingTransferFiles, "missing-transfer-files", 0, "transfer records with recordResult N/A and a recordFilePath whose download answers 0300012 for good")
+	fs.BoolVar(&c.opts.CollidingBaseNames, "colliding-base-names", false, "name agent recordings 1.wav, 2.wav … per agent and day, so base names repeat")
+	fs.IntVar(&c.opts.MultiAgentCalls, "multi-agent-calls", 0, "calls that get a second agent recording by another agent (a ZIP when downloaded by call)")
+	fs.IntVar(&c.opts.AfterMidnightRecordings, "after-midnight-recordings", 0, "calls that begin before midnight whose agent recording begins after it")
+	fs.Var(&faults, "fault", "inject a fault, `kind[:rate][@path]` (repeatable), e.g. http500:0.05; kinds: "+faultKindList())
 	fs.StringVar(&c.manifestOut, "manifest-out", "", "write the manifest (JSON) to `FILE`")
 	fs.BoolVar(&c.admin, "admin", false, "serve the unsigned /_sim/ admin endpoints")
 	fs.StringVar(&c.callbackCA, "callback-ca", "", "PEM bundle trusted for https callbacks (default: system roots)")
@@ -142,6 +163,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.opts.LateRecordings < 0 || c.opts.UnavailableFiles < 0 {
 		return nil, errors.New("--late-recordings and --unavailable-files must not be negative")
+	}
+	if c.opts.MissingTransferFiles < 0 || c.opts.MultiAgentCalls < 0 || c.opts.AfterMidnightRecordings < 0 {
+		return nil, errors.New("--missing-transfer-files, --multi-agent-calls and --after-midnight-recordings must not be negative")
 	}
 	return c, nil
 }

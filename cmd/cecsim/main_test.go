@@ -43,6 +43,20 @@ func TestParseFlags(t *testing.T) {
 			t.Fatalf("late %d, unavailable %d", c.opts.LateRecordings, c.opts.UnavailableFiles)
 		}
 	})
+	t.Run("dataset shapes", func(t *testing.T) {
+		if c.opts.MissingTransferFiles != 0 || c.opts.CollidingBaseNames || c.opts.MultiAgentCalls != 0 || c.opts.AfterMidnightRecordings != 0 {
+			t.Fatalf("shapes on by default: %+v", c.opts)
+		}
+		c, err := parseFlags([]string{"--plain-http", "--missing-transfer-files", "2", "--colliding-base-names",
+			"--multi-agent-calls", "3", "--after-midnight-recordings", "4", "--fault", "trickle", "--fault", "zip_bomb@" + cecwire.PathDownloadBillFile}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.opts.MissingTransferFiles != 2 || !c.opts.CollidingBaseNames || c.opts.MultiAgentCalls != 3 || c.opts.AfterMidnightRecordings != 4 ||
+			len(c.opts.Faults) != 2 || c.opts.Faults[1].Kind != cecsim.FaultZipBomb {
+			t.Fatalf("config %+v", c.opts)
+		}
+	})
 	t.Run("start today-N", func(t *testing.T) {
 		before := time.Now()
 		c, err := parseFlags([]string{"--plain-http", "--tz", "Asia/Shanghai", "--start", "today-2"}, io.Discard)
@@ -70,6 +84,10 @@ func TestParseFlags(t *testing.T) {
 		{"--plain-http", "extra"},
 		{"--plain-http", "--late-recordings", "-1"},
 		{"--plain-http", "--unavailable-files", "-1"},
+		{"--plain-http", "--missing-transfer-files", "-1"},
+		{"--plain-http", "--multi-agent-calls", "-1"},
+		{"--plain-http", "--after-midnight-recordings", "-1"},
+		{"--plain-http", "--fault", "zip_bomb@" + cecwire.PathDownloadRecord},
 		{"--plain-http", "--start", "today-x"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {

@@ -35,6 +35,7 @@ type billPkg struct {
 	q          cecwire.QueryBillDataBody
 	callback   *url.URL            // nil: no callback
 	hidden     map[*recording]bool // late recordings at queryBillData time; read-only
+	expired    bool                // the expired_package fault hit it: 0300012 for good (guarded by Server.mu)
 }
 
 // maxCSVRows is the number of data rows per CSV file of a package.
@@ -233,7 +234,27 @@ func (s *Server) downloadBillFile(q *request) *reply {
 	if !ready {
 		return errNoData()
 	}
-	data, err := s.billZip(pkg)
+	s.mu.Lock()
+	expired := pkg.expired
+	s.mu.Unlock()
+	if expired {
+		return errNoData()
+	}
+	var data []byte
+	var err error
+	f, _ := s.pickFault(cecwire.PathDownloadBillFile, nil, FaultExpiredPackage, FaultZipBomb, FaultBadPackage)
+	switch f.Kind {
+	case FaultExpiredPackage:
+		s.mu.Lock()
+		pkg.expired = true
+		s.mu.Unlock()
+		s.log.Info("bill package expired by fault", zap.String("billFileName", pkg.fileName))
+		return errNoData()
+	case FaultZipBomb:
+		data, err = s.zipBomb()
+	default:
+		data, err = s.billZip(pkg, f.Kind == FaultBadPackage)
+	}
 	if err != nil {
 		s.log.Error("build bill package", zap.Error(err))
 		return statusReply(http.StatusInternalServerError, "cecsim: build package: "+err.Error())
@@ -271,7 +292,9 @@ func (s *Server) billCalls(pkg *billPkg) []*dsCall {
 }
 
 // billZip builds the package: the same responseId always gives the same bytes.
-func (s *Server) billZip(pkg *billPkg) ([]byte, error) {
+// With bad it carries one more row, with an empty call_id: at the end of the
+// record CSV, or of the CDR CSV when the package has no record CSV.
+func (s *Server) billZip(pkg *billPkg, bad bool) ([]byte, error) {
 	calls := s.billCalls(pkg)
 	ready := pkg.readyAt.In(s.o.Location)
 	h := fnv.New32a()
@@ -306,6 +329,9 @@ func (s *Server) billZip(pkg *billPkg) ([]byte, error) {
 		for _, c := range calls {
 			rows = append(rows, s.cdrRows(c)...)
 		}
+		if bad && dt == cecwire.DataTypeCall {
+			rows = append(rows, s.badRow(pkg.ak, false, rows))
+		}
 		if err := write("call", cecwire.CallColumns, rows); err != nil {
 			return nil, err
 		}
@@ -314,6 +340,9 @@ func (s *Server) billZip(pkg *billPkg) ([]byte, error) {
 		var rows [][]string
 		for _, c := range calls {
 			rows = append(rows, s.recordRows(c, pkg.hidden)...)
+		}
+		if bad {
+			rows = append(rows, s.badRow(pkg.ak, true, rows))
 		}
 		if err := write("record", cecwire.RecordColumns, rows); err != nil {
 			return nil, err
@@ -372,9 +401,13 @@ func (s *Server) recordRows(c *dsCall, hidden map[*recording]bool) [][]string {
 		if c.taskDone[k] {
 			status, result = "1", "success"
 		}
+		begin, end := c.begin, c.end
+		if !r.begin.IsZero() {
+			begin, end = r.begin, r.end
+		}
 		rows = append(rows, []string{
 			c.ak, s.o.TenantID, c.ccID, r.agentID, c.id, c.caller, c.callee,
-			s.csvTime(c.begin), s.csvTime(c.end), r.fileName, status, result, r.original,
+			s.csvTime(begin), s.csvTime(end), r.fileName, status, result, r.original,
 			c.vdn, strconv.Itoa(c.callType), "5", c.skill, c.skill,
 		})
 	}

@@ -57,9 +57,22 @@ type ManifestRecording struct {
 	// answers 0300012 until ReleaseUnavailable (Options.UnavailableFiles). It
 	// stays true after the release.
 	Unavailable bool `json:"unavailable,omitempty"`
+	// AgentID is the index agent_id of an agent recording ("" otherwise). A
+	// call's agent recordings may be of several agents (Options.MultiAgentCalls).
+	AgentID string `json:"agentId,omitempty"`
+	// Day is the day (yyyy-mm-dd in Location) of the call the recording
+	// belongs to: the ManifestCall.Day of CallID, also when the recording
+	// itself began after midnight.
+	Day string `json:"day"`
+	// AfterMidnight: an agent recording of a call that began before midnight
+	// whose index row (call_begin) and file_name date are of the next day
+	// (Options.AfterMidnightRecordings).
+	AfterMidnight bool `json:"afterMidnight,omitempty"`
 }
 
-// ManifestAbsent is a transfer or IVR record that has no recording.
+// ManifestAbsent is a transfer or IVR record that has no recording. Reason
+// says why, with the source's own evidence (opResult, no recordFilePath, or the
+// 0300012 answer of downloadOiapRecord for Options.MissingTransferFiles).
 type ManifestAbsent struct {
 	Kind   string `json:"kind"`
 	ID     string `json:"id"`
@@ -87,11 +100,17 @@ type recording struct {
 	id       string
 	call     *dsCall
 	agentID  string // agent recordings
+	name     string // agent: base name of file_name without .wav
+	date     string // agent: yyyymmdd of file_name (the call's, or the next day's when afterMidnight)
 	fileName string
 	original string // agent: original_file_name
 	location string // transfer/ivr: locationId as text
 	size     int64
 	seed     uint64
+	// begin and end are the agent recording's index call_begin and call_end
+	// when they differ from the call's (afterMidnight); zero otherwise.
+	begin, end    time.Time
+	afterMidnight bool
 	// Set by pickDelayed, never changed afterwards; whether the recording is
 	// still withheld is Server state.
 	late, unavailable bool
@@ -102,8 +121,29 @@ type recording struct {
 
 func (r *recording) open() io.Reader { return newWAVStream(r.size, r.seed) }
 
-// zipName is the name of the recording inside a ZIP of several recordings.
-func (r *recording) zipName() string { return path.Base(r.fileName) }
+// zipMemberNames names the members of a ZIP of several agent recordings
+// (CC-FS downloadRecord by callId, CC-CMS downloadRecordFile without workNo),
+// in the order of recs: each member is the base name of its recording's index
+// file_name (e.g. "1234567890.wav" for /10/1/record/39/20261101/3901/1234567890.wav),
+// except that when several recordings of the ZIP share a base name
+// (Options.CollidingBaseNames), each of those is named
+// "<agent_id>_<base name>" (e.g. "3901_1.wav" and "3905_1.wav"). Base names
+// are digits only, so a prefixed name never equals another member's. An
+// archiver matches members to index rows by the same rule.
+func zipMemberNames(recs []*recording) []string {
+	count := map[string]int{}
+	for _, r := range recs {
+		count[path.Base(r.fileName)]++
+	}
+	names := make([]string, len(recs))
+	for i, r := range recs {
+		names[i] = path.Base(r.fileName)
+		if count[names[i]] > 1 {
+			names[i] = r.agentID + "_" + names[i]
+		}
+	}
+	return names
+}
 
 // dsCall is one call with everything the interfaces derive from it.
 type dsCall struct {
@@ -150,20 +190,22 @@ func (c *dsCall) recordings() int {
 
 // transferRec is one record of queryTransferRecordHistory.
 type transferRec struct {
-	id    uint64
-	call  *dsCall
-	start time.Time
-	out   transferRecordOut
-	rec   *recording // nil when there is no recording
+	id     uint64
+	call   *dsCall
+	start  time.Time
+	out    transferRecordOut
+	rec    *recording // nil when there is no recording
+	absent string     // why rec is nil
 }
 
 // ivrRec is one record of queryRecordHistory.
 type ivrRec struct {
-	id    uint64
-	call  *dsCall
-	start time.Time
-	out   sessionRecordOut
-	rec   *recording
+	id     uint64
+	call   *dsCall
+	start  time.Time
+	out    sessionRecordOut
+	rec    *recording
+	absent string // why rec is nil
 }
 
 // transferRecordOut is an element of transferRecordList as CC sends it: id is a
@@ -267,7 +309,53 @@ func buildDataset(o *Options) *dataset {
 		ds.byFlowID[c.flowCallID] = c
 		ds.byCaller[c.caller] = append(ds.byCaller[c.caller], c)
 	}
+	// The shape options draw from PRNGs of their own, after everything
+	// else, so that with all of them off the dataset is what it always was.
+	g.missingTransferFiles(o.MissingTransferFiles)
+	g.multiAgentCalls(o.MultiAgentCalls)
+	g.afterMidnight(o.AfterMidnightRecordings)
+	if o.CollidingBaseNames {
+		g.collidingBaseNames()
+	}
+	ds.index(o.Seed)
 	return ds
+}
+
+// index sorts the calls and builds the agent recordings' paths, the lookup
+// maps, the recording list and the absent list from them.
+func (ds *dataset) index(seed int64) {
+	sort.SliceStable(ds.calls, func(a, b int) bool { return ds.calls[a].begin.Before(ds.calls[b].begin) })
+	ds.recs, ds.absent = nil, nil
+	clear(ds.byFileName)
+	clear(ds.byOriginal)
+	clear(ds.byOiapPath)
+	for _, c := range ds.calls {
+		for _, r := range c.agentRecs {
+			r.fileName = fmt.Sprintf("/%s/%s/record/%s/%s/%s/%s.wav", c.nodeID, c.ccID, c.vdn, r.date, r.agentID, r.name)
+			r.original = fmt.Sprintf("X:/%s/%s/%s/%s/%s.V3", c.nodeID, c.ccID, r.date, r.agentID, r.name)
+			r.id = r.fileName
+			r.seed = recordingSeed(seed, r.kind, r.id)
+			ds.byFileName[r.fileName] = r
+			ds.byOriginal[r.original] = r
+			ds.recs = append(ds.recs, r)
+		}
+		for _, t := range c.transfers {
+			if t.rec != nil {
+				ds.byOiapPath[t.rec.fileName] = t.rec
+				ds.recs = append(ds.recs, t.rec)
+			} else {
+				ds.absent = append(ds.absent, ManifestAbsent{Kind: KindTransfer, ID: t.out.ID.String(), CallID: c.id, Reason: t.absent})
+			}
+		}
+		for _, v := range c.ivrs {
+			if v.rec != nil {
+				ds.byOiapPath[v.rec.fileName] = v.rec
+				ds.recs = append(ds.recs, v.rec)
+			} else {
+				ds.absent = append(ds.absent, ManifestAbsent{Kind: KindIVR, ID: v.out.LogID.String(), CallID: c.id, Reason: v.absent})
+			}
+		}
+	}
 }
 
 // generator carries the state of one buildDataset run.
@@ -337,22 +425,7 @@ func (g *generator) fillCall(c *dsCall, vdns []string) {
 			}
 			c.agents = append(c.agents, agentID)
 		}
-		name := g.unique(func() string { return strconv.FormatInt(1_000_000_000+rng.Int64N(9_000_000_000), 10) })
-		r := &recording{
-			kind:     KindAgent,
-			call:     c,
-			agentID:  agentID,
-			fileName: fmt.Sprintf("/%s/%s/record/%s/%s/%s/%s.wav", c.nodeID, c.ccID, c.vdn, c.date, agentID, name),
-			original: fmt.Sprintf("X:/%s/%s/%s/%s/%s.V3", c.nodeID, c.ccID, c.date, agentID, name),
-			size:     g.size(),
-		}
-		r.id = r.fileName
-		r.seed = recordingSeed(o.Seed, r.kind, r.id)
-		c.agentRecs = append(c.agentRecs, r)
-		c.taskDone = append(c.taskDone, rng.Float64() < 0.2)
-		g.ds.byFileName[r.fileName] = r
-		g.ds.byOriginal[r.original] = r
-		g.ds.recs = append(g.ds.recs, r)
+		g.agentRecording(c, agentID, rng)
 	}
 
 	if rng.Float64() < 0.3 {
@@ -365,6 +438,22 @@ func (g *generator) fillCall(c *dsCall, vdns []string) {
 			g.ivr(c)
 		}
 	}
+}
+
+// agentRecording adds an agent recording of agentID to c, drawing its name,
+// size and transcription flag from rng in that order. index sets its paths.
+func (g *generator) agentRecording(c *dsCall, agentID string, rng *rand.Rand) *recording {
+	r := &recording{
+		kind:    KindAgent,
+		call:    c,
+		agentID: agentID,
+		name:    g.unique(func() string { return strconv.FormatInt(1_000_000_000+rng.Int64N(9_000_000_000), 10) }),
+		date:    c.date,
+		size:    g.sizeFrom(rng),
+	}
+	c.agentRecs = append(c.agentRecs, r)
+	c.taskDone = append(c.taskDone, rng.Float64() < 0.2)
+	return r
 }
 
 func (g *generator) transfer(c *dsCall) {
@@ -392,26 +481,28 @@ func (g *generator) transfer(c *dsCall) {
 		EndTime:       end.UnixMilli(),
 		LocationID:    json.RawMessage(locRaw),
 	}
-	absent := ""
+	// recordResult N/A is "no feedback", not "no file" (cec-api.md A.5): such
+	// a record has a path and a recording. Its name and size come from a PRNG
+	// of its own, so the records after it are what they were when N/A
+	// records had no recording.
+	fileRNG := rng
 	switch u := rng.Float64(); {
 	case u < 0.7:
 		t.out.OpResult, t.out.RecordResult = cecwire.OpResultSuccess, cecwire.RecordResultOK
 	case u < 0.8:
 		t.out.OpResult, t.out.EndTime = cecwire.OpResultInit, 0
-		absent = "opResult INIT: the transfer never started"
+		t.absent = "opResult INIT: the transfer never started"
 	case u < 0.9:
 		t.out.OpResult = cecwire.OpResultFail
-		absent = "opResult FAIL: the transfer failed"
+		t.absent = "opResult FAIL: the transfer failed"
 	default:
 		t.out.OpResult, t.out.RecordResult = cecwire.OpResultSuccess, cecwire.RecordResultNA
-		absent = "recordResult N/A: no recording feedback"
+		fileRNG = rand.New(rand.NewPCG(uint64(g.o.Seed), 0x4e2f41^id))
 	}
-	if absent == "" {
-		name := g.unique(func() string { return strconv.FormatInt(10_000_000+rng.Int64N(90_000_000), 10) })
+	if t.absent == "" {
+		name := g.unique(func() string { return strconv.FormatInt(10_000_000+fileRNG.Int64N(90_000_000), 10) })
 		t.out.RecordFilePath = fmt.Sprintf("Y:/%s/transferrecord/%s/%s.wav", c.vdn, c.date, name)
-		t.rec = g.oiapRecording(KindTransfer, t.out.ID.String(), c, t.out.RecordFilePath, locText)
-	} else {
-		g.ds.absent = append(g.ds.absent, ManifestAbsent{Kind: KindTransfer, ID: t.out.ID.String(), CallID: c.id, Reason: absent})
+		t.rec = g.oiapRecording(KindTransfer, t.out.ID.String(), c, t.out.RecordFilePath, locText, fileRNG)
 	}
 	c.transfers = append(c.transfers, t)
 }
@@ -449,24 +540,22 @@ func (g *generator) ivr(c *dsCall) {
 			fmt.Sprintf("Y:/record/%s/%s/%s.wav", c.vdn, c.date, name),
 			fmt.Sprintf("Y:/%s/transferrecord/%s/%s.wav", c.vdn, c.date, name),
 		}[shape]
-		v.rec = g.oiapRecording(KindIVR, v.out.LogID.String(), c, v.out.RecordFilePath, locText)
+		v.rec = g.oiapRecording(KindIVR, v.out.LogID.String(), c, v.out.RecordFilePath, locText, rng)
 	} else {
-		g.ds.absent = append(g.ds.absent, ManifestAbsent{Kind: KindIVR, ID: v.out.LogID.String(), CallID: c.id, Reason: "no recordFilePath: the session was not recorded"})
+		v.absent = "no recordFilePath: the session was not recorded"
 	}
 	c.ivrs = append(c.ivrs, v)
 }
 
-func (g *generator) oiapRecording(kind, id string, c *dsCall, filePath, location string) *recording {
-	r := &recording{kind: kind, id: id, call: c, fileName: filePath, location: location, size: g.size()}
+func (g *generator) oiapRecording(kind, id string, c *dsCall, filePath, location string, rng *rand.Rand) *recording {
+	r := &recording{kind: kind, id: id, call: c, fileName: filePath, location: location, size: g.sizeFrom(rng)}
 	r.seed = recordingSeed(g.o.Seed, kind, id)
-	g.ds.byOiapPath[filePath] = r
-	g.ds.recs = append(g.ds.recs, r)
 	return r
 }
 
-// size draws a log-uniform even size between the configured bounds.
-func (g *generator) size() int64 {
-	n := int64(logUniform(g.rng, float64(g.o.MinRecordingBytes), float64(g.o.MaxRecordingBytes)))
+// sizeFrom draws a log-uniform even size between the configured bounds.
+func (g *generator) sizeFrom(rng *rand.Rand) int64 {
+	n := int64(logUniform(rng, float64(g.o.MinRecordingBytes), float64(g.o.MaxRecordingBytes)))
 	n = max(g.o.MinRecordingBytes, min(n, g.o.MaxRecordingBytes))
 	if n%2 == 1 {
 		// Even sizes keep the data chunk even (no RIFF pad byte).
@@ -535,6 +624,7 @@ func (ds *dataset) manifest(tenantID string) *Manifest {
 				m.Recordings = append(m.Recordings, ManifestRecording{
 					Kind: r.kind, ID: r.id, CallID: c.id, FileName: r.fileName, OriginalFileName: r.original,
 					LocationID: r.location, Size: r.size, SHA256: r.sha, Late: r.late, Unavailable: r.unavailable,
+					AgentID: r.agentID, Day: c.day, AfterMidnight: r.afterMidnight,
 				})
 			}
 		}

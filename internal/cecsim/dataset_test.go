@@ -198,10 +198,15 @@ func TestManifest_Dataset(t *testing.T) {
 			t.Fatalf("absent %+v", a)
 		}
 	}
-	for _, want := range []string{"opResult INIT:", "opResult FAIL:", "recordResult N/A:", "no recordFilePath:"} {
+	// recordResult N/A means "no feedback", not "no file" (cec-api.md A.5):
+	// without MissingTransferFiles those records have recordings.
+	for _, want := range []string{"opResult INIT:", "opResult FAIL:", "no recordFilePath:"} {
 		if !reasons[want] {
 			t.Errorf("no absent record with reason %q (have %v)", want, reasons)
 		}
+	}
+	if reasons["recordResult N/A"] {
+		t.Errorf("absent records with recordResult N/A by default: %v", reasons)
 	}
 }
 

@@ -22,6 +22,16 @@ type FaultKind string
 // Fault kinds. Each applies only where it makes sense: flow_control on CC-FS,
 // token_expiry and duplicate_rows on the OIFDE queries, the others on every
 // interface (reset, truncate and slow on binary downloads and JSON answers alike).
+//
+// The upstream misbehaviours below imitate an upstream that answers HTTP 200
+// with something that is not what it claims to be; an archiver must neither
+// store it nor take it for a proof that the file does not exist. The
+// recording-download ones (text_body … trickle) apply to CC-FS
+// downloadRecordFile, downloadRecord, downloadOiapRecord and CC-CMS
+// downloadRecordFile; text_body and json_no_code fire on an answer that would
+// have been a file (one WAV or a ZIP), the others on an answer that would have
+// been one WAV of the dataset (never on a ZIP of several recordings, an upload
+// or an error answer).
 const (
 	FaultHTTP500       FaultKind = "http500"
 	FaultHTTP503       FaultKind = "http503"
@@ -32,6 +42,43 @@ const (
 	FaultSlow          FaultKind = "slow"           // body trickles: send a chunk, then stall DelayMS between chunks (a long stall tests the client's watchdog)
 	FaultTokenExpiry   FaultKind = "token_expiry"   // tokens become invalid after AfterUses uses (OIFDE answers 900001)
 	FaultDuplicateRows FaultKind = "duplicate_rows" // OIFDE pages repeat rows of the previous page (pagination drift), total unchanged
+
+	FaultTextBody   FaultKind = "text_body"    // HTTP 200, octet-stream, body textBodyError (plain text)
+	FaultJSONNoCode FaultKind = "json_no_code" // HTTP 200, octet-stream, body jsonNoCodeBody (JSON without any result code)
+	FaultRIFFShort  FaultKind = "riff_short"   // the WAV cut to half its length, Content-Length the cut length (the RIFF and data sizes claim more)
+	FaultRIFFLong   FaultKind = "riff_long"    // the WAV followed by riffLongJunk junk bytes, Content-Length covers them
+	FaultGzip       FaultKind = "gzip"         // Content-Encoding: gzip, the body is the gzipped WAV, Content-Length the compressed size (whatever Accept-Encoding said)
+	FaultEndless    FaultKind = "endless"      // no Content-Length (chunked): a WAV header, then audio bytes until the client goes away
+	FaultHuge       FaultKind = "huge"         // Content-Length: hugeLength (5 GiB), a WAV header claiming the most RIFF can, then audio bytes until the client goes away
+	FaultTrickle    FaultKind = "trickle"      // the valid WAV with a correct Content-Length, one byte (flushed) every DelayMS (default 2000)
+
+	FaultHugeTotal FaultKind = "huge_total" // OIFDE queries: total hugeTotal (10^15), and every pageNum answers a full page (the matching records repeated)
+
+	FaultZipBomb        FaultKind = "zip_bomb"        // downloadBillFile: a valid ZIP whose one record CSV inflates to zipBombSize (4 GiB) of a repeated row
+	FaultBadPackage     FaultKind = "bad_package"     // downloadBillFile: the real package plus one record row (a CDR row for dataType call) with an empty call_id
+	FaultExpiredPackage FaultKind = "expired_package" // downloadBillFile: a READY package answers 0300012 from now on, for good; a new queryBillData gives a new one
+
+	FaultUnauthorized FaultKind = "unauthorized" // every path: HTTP 401 with a JSON body, as for a rejected signature (use Count 1 for a one-off)
+)
+
+// FaultKinds returns every fault kind, in documentation order.
+func FaultKinds() []FaultKind {
+	return []FaultKind{
+		FaultHTTP500, FaultHTTP503, FaultTooMany, FaultFlowControl, FaultReset, FaultTruncate,
+		FaultSlow, FaultTokenExpiry, FaultDuplicateRows,
+		FaultTextBody, FaultJSONNoCode, FaultRIFFShort, FaultRIFFLong, FaultGzip, FaultEndless, FaultHuge, FaultTrickle,
+		FaultHugeTotal, FaultZipBomb, FaultBadPackage, FaultExpiredPackage, FaultUnauthorized,
+	}
+}
+
+// Bodies and sizes of the upstream misbehaviours.
+const (
+	textBodyError  = "ERROR: record service unavailable, caller 13800138000\n"
+	jsonNoCodeBody = `{"message":"busy","retry":true}`
+	riffLongJunk   = 4096
+	hugeLength     = 5 << 30 // 5368709120
+	hugeTotal      = 1_000_000_000_000_000
+	zipBombSize    = 4 << 30 // at least this many bytes inflated
 )
 
 // Fault is one fault rule. Rules are evaluated in order; the first that fires wins.
@@ -44,20 +91,24 @@ const (
 // while paging: a page repeats the tail of the previous one, the reported total
 // does not change, and the rows pushed past the last page by the shift are served
 // on one more page (a client that stops after total rows misses them, as with
-// real drift; one that pages until a short page sees every row).
+// real drift; one that pages until a short page sees every row). Trickle waits
+// DelayMS (default 2000) before each byte after the first. expired_package
+// fires only on a package that is ready, and that package stays expired when
+// the rule is gone.
 type Fault struct {
 	Kind       FaultKind `json:"kind"`
 	Path       string    `json:"path,omitempty"`       // exact request path (cecwire.Path*); "" = every path the kind applies to
 	Rate       float64   `json:"rate,omitempty"`       // probability per matching request, deterministic RNG from Seed
 	Count      int       `json:"count,omitempty"`      // only the next Count matching requests; Count==0 && Rate==0 means every request
 	RetryAfter string    `json:"retryAfter,omitempty"` // FaultTooMany only
-	DelayMS    int       `json:"delayMs,omitempty"`    // FaultSlow only
+	DelayMS    int       `json:"delayMs,omitempty"`    // FaultSlow and FaultTrickle only
 	AfterUses  int       `json:"afterUses,omitempty"`  // FaultTokenExpiry only
 }
 
 const (
-	slowChunk        = 8 << 10
-	defaultSlowDelay = 200 * time.Millisecond
+	slowChunk           = 8 << 10
+	defaultSlowDelay    = 200 * time.Millisecond
+	defaultTrickleDelay = 2 * time.Second
 )
 
 // ParseFault reads the command-line form "kind[:rate][@path]", e.g. "http500:0.05",
@@ -120,9 +171,19 @@ func (f Fault) Validate() error {
 }
 
 func knownKind(k FaultKind) bool {
-	switch k {
-	case FaultHTTP500, FaultHTTP503, FaultTooMany, FaultFlowControl, FaultReset, FaultTruncate,
-		FaultSlow, FaultTokenExpiry, FaultDuplicateRows:
+	for _, x := range FaultKinds() {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+// isRecordingDownload reports whether p is one of the recording download interfaces.
+func isRecordingDownload(p string) bool {
+	switch p {
+	case cecwire.PathDownloadRecordFile, cecwire.PathDownloadRecord, cecwire.PathDownloadOiapRecord,
+		cecwire.PathCMSDownloadRecordFile:
 		return true
 	}
 	return false
@@ -133,8 +194,12 @@ func faultApplies(k FaultKind, p string) bool {
 	switch k {
 	case FaultFlowControl:
 		return strings.HasPrefix(p, "/CCFS/")
-	case FaultTokenExpiry, FaultDuplicateRows:
+	case FaultTokenExpiry, FaultDuplicateRows, FaultHugeTotal:
 		return p == cecwire.PathQueryRecordHistory || p == cecwire.PathQueryTransferRecords
+	case FaultTextBody, FaultJSONNoCode, FaultRIFFShort, FaultRIFFLong, FaultGzip, FaultEndless, FaultHuge, FaultTrickle:
+		return isRecordingDownload(p)
+	case FaultZipBomb, FaultBadPackage, FaultExpiredPackage:
+		return p == cecwire.PathDownloadBillFile
 	}
 	return true
 }
@@ -226,7 +291,7 @@ func (s *Server) currentFaults() []Fault {
 
 // preFault answers in place of the handler when an error fault fires.
 func (s *Server) preFault(ep *endpoint) *reply {
-	f, ok := s.pickFault(ep.path, nil, FaultHTTP500, FaultHTTP503, FaultTooMany, FaultFlowControl)
+	f, ok := s.pickFault(ep.path, nil, FaultHTTP500, FaultHTTP503, FaultTooMany, FaultFlowControl, FaultUnauthorized)
 	if !ok {
 		return nil
 	}
@@ -243,6 +308,8 @@ func (s *Server) preFault(ep *endpoint) *reply {
 		}
 		rep.header.Set("Retry-After", ra)
 		return rep
+	case FaultUnauthorized:
+		return statusReply(http.StatusUnauthorized, "auth-v2: signature does not match")
 	default: // FaultFlowControl
 		if ep.download {
 			return ccfsError(cecwire.CodeDownloadFlowCtl, "download flow control threshold reached")

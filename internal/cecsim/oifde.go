@@ -259,6 +259,16 @@ func (s *Server) oifdeQuery(q *request, path string, loc *time.Location,
 	})
 
 	offset := (pageNum - 1) * pageSize
+	if len(rows) > 0 {
+		// huge_total: every page is full, cycling through the real rows.
+		if _, ok := s.pickFault(path, nil, FaultHugeTotal); ok {
+			full := make([]oifdeRecord, pageSize)
+			for i := range full {
+				full[i] = rows[(offset+i)%len(rows)]
+			}
+			return full, hugeTotal, nil
+		}
+	}
 	if _, ok := s.pickFault(path, func(Fault) bool { return pageNum >= 2 }, FaultDuplicateRows); ok {
 		offset -= (pageNum - 1) * max(1, pageSize/5)
 	}

@@ -12,7 +12,15 @@
 //
 // Faults (HTTP errors, flow control, connection resets, truncation, slow bodies,
 // token expiry, pagination drift) can be injected at start, through the Go API
-// or through the unsigned /_sim/ admin endpoints.
+// or through the unsigned /_sim/ admin endpoints. So can upstream
+// misbehaviours, answers that look like success but are not what they claim:
+// a text or code-less JSON body sent as a recording (text_body, json_no_code),
+// a WAV shorter or longer than its RIFF header (riff_short, riff_long), a
+// gzipped WAV (gzip), a body that never ends or claims 5 GiB (endless, huge),
+// one byte every two seconds (trickle), an OIFDE total of 10^15 with full pages
+// forever (huge_total), a CDR package that is a ZIP bomb, holds a row without
+// call_id or expires after it was announced (zip_bomb, bad_package,
+// expired_package), and a one-off HTTP 401 (unauthorized). See FaultKind.
 //
 // Two kinds of agent recordings make the dataset change over time (see
 // Options.LateRecordings and Options.UnavailableFiles): late ones are absent
@@ -72,6 +80,37 @@ type Options struct {
 	// late ones) are in the index from the start, but downloading them answers
 	// 0300012 (No data found) until ReleaseUnavailable.
 	UnavailableFiles int
+
+	// The shape options below are off at zero and draw from PRNGs of their
+	// own, so a dataset without them is the same as before they existed.
+	// Transfer records with recordResult N/A carry a recordFilePath and a
+	// recording whatever these say (cec-api.md A.5: N/A is "no feedback").
+
+	// MissingTransferFiles transfer records (chosen over the dataset among
+	// those with a recording; capped at their number) get recordResult N/A
+	// and keep their recordFilePath, but downloadOiapRecord answers 0300012
+	// for it forever: they are Manifest.Absent with a reason naming 0300012.
+	MissingTransferFiles int
+	// CollidingBaseNames names agent recordings by a counter per agent and
+	// day, /{node}/{cc}/record/{vdn}/{yyyymmdd}/{agentId}/{n}.wav (and
+	// X:/{node}/{cc}/{yyyymmdd}/{agentId}/{n}.V3), so base names like 1.wav
+	// repeat; at least one call has two recordings, of two agents, both 1.wav.
+	CollidingBaseNames bool
+	// MultiAgentCalls calls with one agent recording (chosen over the
+	// dataset; capped) get a second recording by another agent: index rows
+	// with different agent_id for the same call_id. Without workNo, CC-CMS
+	// downloadRecordFile and CC-FS downloadRecord by callId answer a ZIP of
+	// all the call's recordings, named as zipMemberNames says: the base name
+	// of each file_name, or "<agent_id>_<base name>" for the members whose
+	// base names are the same. (About one call in ten has two agents anyway.)
+	MultiAgentCalls int
+	// AfterMidnightRecordings calls (chosen among those with one agent
+	// recording and no transfer or IVR record; capped) begin shortly before
+	// midnight in Location and end after it; their agent recording's index
+	// call_begin and file_name date are of the next day. The CDR keeps the
+	// call's begin, and the recording belongs to the call's day
+	// (ManifestRecording.Day, AfterMidnight).
+	AfterMidnightRecordings int
 }
 
 // Defaults and hard limits.
@@ -177,6 +216,14 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.UnavailableFiles < 0 {
 		return o, fmt.Errorf("cecsim: UnavailableFiles must not be negative, got %d", o.UnavailableFiles)
+	}
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"MissingTransferFiles", o.MissingTransferFiles}, {"MultiAgentCalls", o.MultiAgentCalls}, {"AfterMidnightRecordings", o.AfterMidnightRecordings}} {
+		if f.n < 0 {
+			return o, fmt.Errorf("cecsim: %s must not be negative, got %d", f.name, f.n)
+		}
 	}
 	if o.UploadLimitBytes == 0 {
 		o.UploadLimitBytes = defaultUploadLimit

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -46,6 +47,12 @@ type Server struct {
 	// (Options.LateRecordings, Options.UnavailableFiles).
 	late        map[*recording]bool
 	unavailable map[*recording]bool
+
+	streams atomic.Int64 // endless, huge and trickle bodies being sent
+
+	bombOnce sync.Once // the zip_bomb package, built on first use
+	bomb     []byte
+	bombErr  error
 }
 
 // Stats counts what the simulator saw.
@@ -85,8 +92,9 @@ type request struct {
 type reply struct {
 	status int
 	header http.Header
-	size   int64
+	size   int64 // Content-Length; negative: none (chunked)
 	body   func(io.Writer) error
+	rec    *recording // set when the answer is exactly one recording of the dataset (a WAV)
 }
 
 // maxRequestBody bounds every request body except uploads.
@@ -255,7 +263,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var f Fault
 	if rep == nil {
 		rep = ep.handle(q)
-		f, _ = s.pickFault(ep.path, nil, FaultReset, FaultTruncate, FaultSlow)
+		f, _ = s.pickFault(ep.path, func(f Fault) bool { return misbehaviourFits(f.Kind, rep) }, bodyFaultKinds...)
+		if isMisbehaviour(f.Kind) {
+			rep, f = s.misbehave(r.Context(), f, rep), Fault{}
+		}
 	}
 	s.send(w, r, ep, rep, f)
 }
@@ -302,7 +313,9 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, ep *endpoint, rep 
 	for k, v := range rep.header {
 		h[k] = v
 	}
-	h.Set("Content-Length", strconv.FormatInt(rep.size, 10))
+	if rep.size >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(rep.size, 10))
+	}
 	w.WriteHeader(rep.status)
 	if ep != nil {
 		s.log.Debug("request", zap.String("path", ep.path), zap.Int("status", rep.status),
@@ -396,10 +409,12 @@ func fileReply(name string, size int64, body func(io.Writer) error) *reply {
 
 // recordingReply streams one recording.
 func recordingReply(rec *recording, name string) *reply {
-	return fileReply(name, rec.size, func(w io.Writer) error {
+	rep := fileReply(name, rec.size, func(w io.Writer) error {
 		_, err := io.Copy(w, rec.open())
 		return err
 	})
+	rep.rec = rec
+	return rep
 }
 
 // recordingsReply is one WAV, or a ZIP named zipName when there are several.

@@ -6,15 +6,16 @@ import (
 	"time"
 )
 
-// writeRecordingsZip writes a ZIP of recordings with the Store method, CRC and
+// writeRecordingsZip writes a ZIP of recordings, named by zipMemberNames, with the Store method, CRC and
 // sizes known up front (no data descriptors) and fixed modification times, so
 // the same recordings always give the same bytes. With data false every file is
 // zeros of the same length: the dry run that measures Content-Length.
 func writeRecordingsZip(w io.Writer, recs []*recording, data bool) error {
 	zw := zip.NewWriter(w)
-	for _, r := range recs {
+	names := zipMemberNames(recs)
+	for i, r := range recs {
 		fh := &zip.FileHeader{
-			Name:               r.zipName(),
+			Name:               names[i],
 			Method:             zip.Store,
 			CRC32:              r.crc,
 			CompressedSize64:   uint64(r.size),
@@ -63,3 +64,6 @@ func msDosTime(t time.Time) (date, tm uint16) {
 	tm = uint16(t.Second()/2 + t.Minute()<<5 + t.Hour()<<11)
 	return date, tm
 }
+
+// fixedZipTime is the modification time of the zip_bomb entry.
+var fixedZipTime = time.Date(2026, time.November, 1, 0, 0, 0, 0, time.UTC)
