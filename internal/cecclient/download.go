@@ -63,7 +63,14 @@ func (c *Client) inspectDownload(rq *request, resp *http.Response, fallbackName 
 	if rq.maxBody > 0 && resp.ContentLength > rq.maxBody {
 		return nil, fmt.Errorf("%w: Content-Length %d is above the limit of %d bytes", ErrTooLarge, resp.ContentLength, rq.maxBody)
 	}
-	br := bufio.NewReaderSize(resp.Body, sniffJSON)
+	// The minimum rate applies from the first byte: the sniffing peek
+	// below waits for sniffHead bytes, which a trickle would make last for
+	// minutes.
+	var raw io.Reader = resp.Body
+	if c.o.MinRate > 0 {
+		raw = &rateGuard{r: resp.Body, c: resp.Body, m: newRateMeter(c.o.MinRate, c.o.MinRateWindow)}
+	}
+	br := bufio.NewReaderSize(raw, sniffJSON)
 	head, err := br.Peek(sniffHead)
 	if err != nil && err != io.EOF {
 		return nil, err
@@ -108,12 +115,8 @@ func (c *Client) inspectDownload(rq *request, resp *http.Response, fallbackName 
 	case mt == "text/html" || looksHTML(start):
 		return nil, fmt.Errorf("%w: HTML page (Content-Type %q)", ErrUnexpectedContent, truncate(ct, 64))
 	}
-	var rate *rateMeter
-	if c.o.MinRate > 0 {
-		rate = newRateMeter(c.o.MinRate, c.o.MinRateWindow)
-	}
 	return &Download{
-		Body:        &downloadBody{r: br, c: resp.Body, want: resp.ContentLength, max: rq.maxBody, rate: rate, rq: rq},
+		Body:        &downloadBody{r: br, c: resp.Body, want: resp.ContentLength, max: rq.maxBody, rq: rq},
 		ContentType: ct,
 		Length:      resp.ContentLength,
 		FileName:    dispositionName(resp.Header.Get("Content-Disposition"), fallbackName),
@@ -182,9 +185,8 @@ type downloadBody struct {
 	c    io.Closer
 	n    int64
 	want int64
-	max  int64      // 0: no bound
-	rate *rateMeter // nil: no minimum rate
-	rq   *request   // names the download in errors
+	max  int64    // 0: no bound
+	rq   *request // names the download in errors
 	err  error
 }
 
@@ -195,9 +197,7 @@ func (d *downloadBody) Read(p []byte) (int, error) {
 	if d.max > 0 && int64(len(p)) > d.max-d.n+1 {
 		p = p[:d.max-d.n+1] // one byte beyond max tells that the body goes on
 	}
-	start := time.Now()
 	n, err := d.r.Read(p)
-	busy := time.Since(start)
 	d.n += int64(n)
 	switch {
 	case d.max > 0 && d.n > d.max:
@@ -208,9 +208,6 @@ func (d *downloadBody) Read(p []byte) (int, error) {
 		err = fmt.Errorf("body ended after %d of %d bytes: %w", d.n, d.want, io.ErrUnexpectedEOF)
 	case err == nil && d.want >= 0 && d.n > d.want:
 		err = fmt.Errorf("body longer than its Content-Length %d", d.want)
-	case err == nil && d.rate != nil && d.rate.tooSlow(busy, n):
-		err = fmt.Errorf("%w: slower than %d B/s over %s", ErrTooSlow, d.rate.min, d.rate.window)
-		d.c.Close() // cancels the transfer
 	}
 	if err != nil && err != io.EOF {
 		err = d.rq.wrap(fmt.Errorf("read body: %w", err))
@@ -222,6 +219,24 @@ func (d *downloadBody) Read(p []byte) (int, error) {
 }
 
 func (d *downloadBody) Close() error { return d.c.Close() }
+
+// rateGuard fails the raw body with ErrTooSlow once it arrives slower than
+// the meter allows, and closes it, which cancels the transfer.
+type rateGuard struct {
+	r io.Reader
+	c io.Closer
+	m *rateMeter
+}
+
+func (g *rateGuard) Read(p []byte) (int, error) {
+	start := time.Now()
+	n, err := g.r.Read(p)
+	if err == nil && g.m.tooSlow(time.Since(start), n) {
+		g.c.Close()
+		return n, fmt.Errorf("%w: slower than %d B/s over %s", ErrTooSlow, g.m.min, g.m.window)
+	}
+	return n, err
+}
 
 // rateMeter tells whether a body arrives slower than min bytes per second on
 // average over any window of time spent inside Read. It keeps a mark every

@@ -32,6 +32,7 @@ const (
 	testPrefix          = "rec"
 	ledgerDir           = testPrefix + "/" + testTenant + "/ledger/"
 	cdrDir              = testPrefix + "/" + testTenant + "/cdr/"
+	quarantineDir       = testPrefix + "/" + testTenant + "/quarantine/"
 	defaultTestCalls    = 60
 	defaultTestDays     = 2
 	defaultTestMaxBytes = 24 << 10
@@ -201,7 +202,7 @@ func (e *env) objects() map[string]string {
 func recordingObjects(objs map[string]string) map[string]string {
 	out := map[string]string{}
 	for k, v := range objs {
-		if !strings.HasPrefix(k, ledgerDir) && !strings.HasPrefix(k, cdrDir) {
+		if !strings.HasPrefix(k, ledgerDir) && !strings.HasPrefix(k, cdrDir) && !strings.HasPrefix(k, quarantineDir) {
 			out[k] = v
 		}
 	}

@@ -235,13 +235,20 @@ func (r *itemRun) failed(ctx context.Context, it checkpoint.Item, err error) {
 		return
 	}
 	msg := err.Error()
+	maxAttempts := r.spec.retry.MaxAttempts
 	if cecclient.IsNotFound(err) {
 		if r.absentOnEvidence(ctx, it, err) {
 			return
 		}
 		msg = "not found upstream (not yet available?): " + msg
+		if settling(it) {
+			// A transfer or IVR recording not found before settle_max_age is
+			// waited for, never given up: it becomes absent on that evidence
+			// once the age is reached, not dead before.
+			maxAttempts = 0
+		}
 	}
-	st, serr := a.Store.Fail(sctx, it.ID, msg, a.now().Add(r.backoff(it.Attempts+1)), r.spec.retry.MaxAttempts)
+	st, serr := a.Store.Fail(sctx, it.ID, msg, a.now().Add(r.backoff(it.Attempts+1)), maxAttempts)
 	if serr != nil {
 		r.stop(a.storeErr("fail", serr))
 		return
@@ -635,6 +642,12 @@ func (r *itemRun) absentItem(lookup checkpoint.Item, kind, id, reason, evidence 
 	}
 }
 
+// settling reports whether a not-found answer for it may still turn into an
+// absence: transfer and IVR recordings.
+func settling(it checkpoint.Item) bool {
+	return it.Kind == checkpoint.KindTransfer || it.Kind == checkpoint.KindIVR
+}
+
 // absentOnEvidence marks a transfer or IVR recording absent when its
 // download answered "no such file" (0300012 and its kin) and the call is
 // older than settle_max_age: the source's own evidence, recorded with the
@@ -643,7 +656,7 @@ func (r *itemRun) absentItem(lookup checkpoint.Item, kind, id, reason, evidence 
 // index itself, so a not-found never closes them: they stay failed, then
 // dead, visible, until they appear or an operator resolves them.
 func (r *itemRun) absentOnEvidence(ctx context.Context, it checkpoint.Item, err error) bool {
-	if it.Kind != checkpoint.KindTransfer && it.Kind != checkpoint.KindIVR {
+	if !settling(it) {
 		return false
 	}
 	a := r.a
@@ -652,19 +665,22 @@ func (r *itemRun) absentOnEvidence(ctx context.Context, it checkpoint.Item, err 
 	if perr != nil || now.Sub(begin) <= r.spec.settle {
 		return false
 	}
-	code, op := "", "downloadOiapRecord"
+	code, service, desc := "not found", cecclient.ServiceFS, ""
 	var ae *cecclient.APIError
 	if errors.As(err, &ae) {
-		code = ae.ResultCode
-		if ae.Op != "" {
-			op = ae.Op
+		if ae.ResultCode != "" {
+			code = ae.ResultCode
 		}
+		if ae.Service != "" {
+			service = ae.Service
+		}
+		desc = ae.Desc
 	}
-	if code == "" {
-		code = "not found"
+	if desc != "" {
+		desc = " (" + desc + ")"
 	}
-	evidence := fmt.Sprintf("%s answered %s for %q at %s (attempt %d, %s after the call began)",
-		op, code, it.Params["record_path"], now.UTC().Format(time.RFC3339), it.Attempts+1, now.Sub(begin).Round(time.Minute))
+	evidence := fmt.Sprintf("%s downloadOiapRecord answered %s%s for %q at %s (attempt %d, %s after the call began)",
+		service, code, desc, it.Params["record_path"], now.UTC().Format(time.RFC3339), it.Attempts+1, now.Sub(begin).Round(time.Minute))
 	reason := fmt.Sprintf("the download answers %s (no such file) past settle_max_age %s", code, r.spec.settle)
 	if serr := a.Store.Absent(storeCtx(ctx), it.ID, reason, evidence); serr != nil {
 		r.stop(a.storeErr("absent", serr))
