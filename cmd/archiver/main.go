@@ -27,6 +27,7 @@ commands:
   backfill       archive the days --from YYYY-MM-DD --to YYYY-MM-DD (--dry-run: only print the plan)
   status         print what the state database holds, per day (works while the daemon runs)
   requeue        move dead items back to pending so the next run tries them again
+  verify         check the archive against the state (--deep: re-read every object)
   check-config   validate a configuration file and print every problem
   demo           run the archiver end to end against an embedded CEC simulator
   version        print the version
@@ -88,6 +89,8 @@ func (c *cli) main(args []string) int {
 		return c.cmdStatus(rest)
 	case "requeue":
 		return c.cmdRequeue(rest)
+	case "verify":
+		return c.cmdVerify(rest)
 	case "demo":
 		return cmdDemo(rest, c.stdout, c.stderr)
 	case "check-config":
