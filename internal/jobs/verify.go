@@ -406,6 +406,11 @@ func (a *Archiver) checkEntry(ctx context.Context, r sink.Reader, e verifyEntry,
 	if ctx.Err() != nil {
 		return verifyResult{}, ctx.Err()
 	}
+	if cr.err != nil {
+		// The sink failed mid-read (the validator may have seen it first):
+		// that says nothing about the object.
+		return verifyResult{}, fmt.Errorf("jobs: verify: read %s: %w", e.Key, cr.err)
+	}
 	if obj.Size != cr.n {
 		return fail(outcomeSize, "size %s (%s): read %d bytes, the store reports %d, the ledger %d", e.Key, e, cr.n, obj.Size, e.Size)
 	}
