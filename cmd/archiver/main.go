@@ -28,6 +28,7 @@ commands:
   status         print what the state database holds, per day (works while the daemon runs)
   requeue        move dead items back to pending so the next run tries them again
   resolve        declare a failed or dead item absent by operator decision (--id N --absent REASON)
+  verify         check the archive against the state (--deep: re-read every object)
   check-config   validate a configuration file and print every problem
   demo           run the archiver end to end against an embedded CEC simulator
   version        print the version
@@ -91,6 +92,8 @@ func (c *cli) main(args []string) int {
 		return c.cmdRequeue(rest)
 	case "resolve":
 		return c.cmdResolve(rest)
+	case "verify":
+		return c.cmdVerify(rest)
 	case "demo":
 		return cmdDemo(rest, c.stdout, c.stderr)
 	case "check-config":

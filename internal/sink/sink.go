@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"regexp"
 	"strings"
 	"time"
@@ -48,6 +49,33 @@ type Sink interface {
 	// it is empty when the store has no record of it (an object written by
 	// something else, or a write interrupted before the digest was recorded).
 	Stat(ctx context.Context, key string) (Object, error)
+}
+
+// Reader is implemented by sinks whose objects can be listed and read back
+// (the verify command). It is optional: a Sink need not implement it.
+//
+// Contract, checked by package sinktest:
+//
+//   - List yields every object whose key starts with prefix ("" = all), in
+//     ascending byte order of the keys, exactly once each, and never the
+//     sink's own names (keys starting with ReservedPrefix: probes, temp
+//     files, sidecars). prefix is a key prefix as passed to Put, without any
+//     store prefix; it need not end at a "/". Each Object has Key, Size and
+//     Modified; SHA256 is the recorded digest when the listing provides it
+//     cheaply and empty otherwise (an implementation says which) — callers
+//     that need it Stat the key. An error is yielded once, as the last
+//     element; the caller may stop early by breaking out of the loop.
+//   - Open streams the object's bytes; the caller closes the reader. A
+//     missing key returns an error wrapping ErrNotFound, an invalid one
+//     ErrInvalidKey. The Object describes the opened object like Stat,
+//     except that SHA256 is only the digest recorded at write time (empty
+//     when none is): Open never reads the bytes in advance. Callers that
+//     check content count and hash what they read.
+type Reader interface {
+	// List yields the objects under prefix in key order; see the contract.
+	List(ctx context.Context, prefix string) iter.Seq2[Object, error]
+	// Open streams the object at key; see the contract.
+	Open(ctx context.Context, key string) (io.ReadCloser, Object, error)
 }
 
 // Object describes a stored object.
@@ -147,6 +175,18 @@ func ValidateKey(key string) error {
 		if seg == "" || seg == "." || seg == ".." {
 			return fmt.Errorf("%w: segment %q", ErrInvalidKey, seg)
 		}
+	}
+	return nil
+}
+
+// ValidatePrefix checks a List prefix: "" (everything), or the start of a
+// key that ValidateKey would accept (it may end with "/" or mid-segment).
+func ValidatePrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	if err := ValidateKey(prefix + "x"); err != nil {
+		return fmt.Errorf("prefix %q: %w", prefix, err)
 	}
 	return nil
 }

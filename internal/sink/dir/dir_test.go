@@ -128,3 +128,50 @@ func TestSink_Janitor(t *testing.T) {
 		t.Errorf("temp files after janitor: %v", names)
 	}
 }
+
+func TestSink_ListSkipsNonObjects(t *testing.T) {
+	s, root := newSink(t)
+	ctx := context.Background()
+	for _, k := range []string{"t/a.wav", "t/b.wav"} {
+		if _, err := s.Put(ctx, k, strings.NewReader("hello"), 5, sink.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Not objects: a symlink, an empty directory, and the sink's own files
+	// (sidecars, a temp file).
+	if err := os.Symlink(filepath.Join(root, "t", "a.wav"), filepath.Join(root, "t", "link.wav")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(root, "t", "empty"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, sink.ReservedPrefix, "tmp", "put-x"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// b.wav loses its sidecar: List does not hash, Open does not either.
+	if err := os.Remove(filepath.Join(root, sink.ReservedPrefix, "meta", "t", "b.wav.json")); err != nil {
+		t.Fatal(err)
+	}
+	var got []sink.Object
+	for obj, err := range s.List(ctx, "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, obj)
+	}
+	const hello = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+	if len(got) != 2 || got[0].Key != "t/a.wav" || got[1].Key != "t/b.wav" {
+		t.Fatalf("List = %+v, want t/a.wav and t/b.wav only", got)
+	}
+	if got[0].SHA256 != hello || got[1].SHA256 != "" {
+		t.Errorf("List sha256 = %q, %q; want the sidecar's, then empty", got[0].SHA256, got[1].SHA256)
+	}
+	rc, obj, err := s.Open(ctx, "t/b.wav")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	if obj.Size != 5 || obj.SHA256 != "" {
+		t.Errorf("Open without sidecar = %+v, want size 5 and no digest", obj)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -140,6 +141,8 @@ func Run(t *testing.T, h Harness) {
 			t.Errorf("Stat = %v, want ErrNotFound", err)
 		}
 	})
+
+	t.Run("Reader", func(t *testing.T) { runReader(t, h, run) })
 
 	t.Run("InvalidInput", func(t *testing.T) {
 		for _, k := range []string{"", "/abs", "a/../b", "a//b", "a\\b", "a\x00b", "\xff", sink.ReservedPrefix + "/x"} {
@@ -356,6 +359,18 @@ func Run(t *testing.T, h Harness) {
 		if obj.Size != h.LargeSize || obj.SHA256 != Digest(9, h.LargeSize) {
 			t.Errorf("Put = %+v, want size %d sha256 %s", obj, h.LargeSize, Digest(9, h.LargeSize))
 		}
+		if r, ok := h.Sink.(sink.Reader); ok {
+			// The digest of a stream of unknown size is recorded after the
+			// write (S3: a tag); Open reports it as Stat does.
+			rc, got, err := r.Open(ctx, k)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			rc.Close()
+			if got.Size != h.LargeSize || got.SHA256 != Digest(9, h.LargeSize) {
+				t.Errorf("Open = size %d sha256 %s, want %d %s", got.Size, got.SHA256, h.LargeSize, Digest(9, h.LargeSize))
+			}
+		}
 		if h.Multipart == nil {
 			t.Log("store has no multipart uploads")
 			return
@@ -485,3 +500,199 @@ func randHex(n int) string {
 
 // String renders a Request for messages.
 func (r Request) String() string { return fmt.Sprintf("%s %s", r.Method, r.URL) }
+
+// runReader checks the sink.Reader contract: List in key order under a
+// prefix, never the sink's reserved names; Open streams the bytes.
+func runReader(t *testing.T, h Harness, run string) {
+	r, ok := h.Sink.(sink.Reader)
+	if !ok {
+		t.Log("not run: the sink is not a sink.Reader")
+		return
+	}
+	ctx := context.Background()
+	base := run + "/Reader-" + randHex(4)
+	// Names chosen so that directory order and key order differ: "a/…"
+	// sorts after "a-b" and before "a0".
+	names := []string{"a.bin", "a-b.bin", "a/b.bin", "a/c/d.bin", "a0.bin", "b.bin", "empty.bin"}
+	sizes := map[string]int{}
+	for i, n := range names {
+		size := 100 + 37*i
+		if n == "empty.bin" {
+			size = 0
+		}
+		sizes[base+"/"+n] = size
+		if _, err := h.Sink.Put(ctx, base+"/"+n, bytes.NewReader(Bytes(uint64(20+i), size)), int64(size), sink.Meta{}); err != nil {
+			t.Fatalf("Put %s: %v", n, err)
+		}
+	}
+	// A sibling whose key shares the prefix without its "/".
+	sibling := base + "x/other.bin"
+	if _, err := h.Sink.Put(ctx, sibling, strings.NewReader("other"), 5, sink.Meta{}); err != nil {
+		t.Fatalf("Put %s: %v", sibling, err)
+	}
+	seed := func(key string) uint64 {
+		return uint64(20 + slices.Index(names, strings.TrimPrefix(key, base+"/")))
+	}
+	list := func(t *testing.T, prefix string) []sink.Object {
+		t.Helper()
+		var out []sink.Object
+		for obj, err := range r.List(ctx, prefix) {
+			if err != nil {
+				t.Fatalf("List(%q): %v", prefix, err)
+			}
+			out = append(out, obj)
+		}
+		return out
+	}
+	keysOf := func(objs []sink.Object) []string {
+		var ks []string
+		for _, o := range objs {
+			ks = append(ks, o.Key)
+		}
+		return ks
+	}
+	want := func(rel ...string) []string {
+		var ks []string
+		for _, n := range rel {
+			ks = append(ks, base+"/"+n)
+		}
+		return ks
+	}
+
+	t.Run("List", func(t *testing.T) {
+		for _, tc := range []struct {
+			prefix string
+			want   []string
+		}{
+			{base + "/", want("a-b.bin", "a.bin", "a/b.bin", "a/c/d.bin", "a0.bin", "b.bin", "empty.bin")},
+			{base + "/a", want("a-b.bin", "a.bin", "a/b.bin", "a/c/d.bin", "a0.bin")},
+			{base + "/a/", want("a/b.bin", "a/c/d.bin")},
+			{base + "/a/c/d.bin", want("a/c/d.bin")},
+			{base + "/nothing/", nil},
+			{base + "/b.bin/", nil},
+			{base, append(want("a-b.bin", "a.bin", "a/b.bin", "a/c/d.bin", "a0.bin", "b.bin", "empty.bin"), sibling)},
+		} {
+			got := list(t, tc.prefix)
+			if !slices.Equal(keysOf(got), tc.want) {
+				t.Errorf("List(%q) = %q, want %q", tc.prefix, keysOf(got), tc.want)
+			}
+			for _, o := range got {
+				if o.Key == sibling {
+					continue
+				}
+				if o.Size != int64(sizes[o.Key]) {
+					t.Errorf("List: %s size %d, want %d", o.Key, o.Size, sizes[o.Key])
+				}
+				if o.SHA256 != "" && o.SHA256 != Digest(seed(o.Key), int64(sizes[o.Key])) {
+					t.Errorf("List: %s sha256 %s, want empty or %s", o.Key, o.SHA256, Digest(seed(o.Key), int64(sizes[o.Key])))
+				}
+				if o.Modified.IsZero() {
+					t.Errorf("List: %s has no modification time", o.Key)
+				}
+			}
+		}
+	})
+
+	t.Run("ListAll", func(t *testing.T) {
+		all := list(t, "")
+		ks := keysOf(all)
+		if !slices.IsSorted(ks) {
+			t.Errorf("List(\"\") is not in key order")
+		}
+		for _, k := range ks {
+			if strings.HasPrefix(k, sink.ReservedPrefix) {
+				t.Errorf("List(\"\") yields the reserved name %s", k)
+			}
+			if err := sink.ValidateKey(k); err != nil {
+				t.Errorf("List(\"\") yields %q: %v", k, err)
+			}
+		}
+		for k := range sizes {
+			if !slices.Contains(ks, k) {
+				t.Errorf("List(\"\") misses %s", k)
+			}
+		}
+		if n := len(slices.Compact(slices.Clone(ks))); n != len(ks) {
+			t.Errorf("List(\"\") yields %d keys, %d distinct", len(ks), n)
+		}
+	})
+
+	t.Run("ListStopsEarly", func(t *testing.T) {
+		n := 0
+		for _, err := range r.List(ctx, base+"/") {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+			break
+		}
+		if n != 1 {
+			t.Errorf("%d objects before break, want 1", n)
+		}
+	})
+
+	t.Run("ListCancelled", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		var last error
+		for _, err := range r.List(cctx, base+"/") {
+			last = err
+		}
+		if !errors.Is(last, context.Canceled) {
+			t.Errorf("List with a cancelled context ended with %v, want context.Canceled", last)
+		}
+	})
+
+	t.Run("ListInvalidPrefix", func(t *testing.T) {
+		for _, p := range []string{"/abs", "a//", sink.ReservedPrefix + "/", "a/../"} {
+			var last error
+			for _, err := range r.List(ctx, p) {
+				last = err
+			}
+			if !errors.Is(last, sink.ErrInvalidKey) {
+				t.Errorf("List(%q) ended with %v, want ErrInvalidKey", p, last)
+			}
+		}
+	})
+
+	t.Run("Open", func(t *testing.T) {
+		for _, n := range []string{"a.bin", "a/c/d.bin", "empty.bin"} {
+			k := base + "/" + n
+			rc, obj, err := r.Open(ctx, k)
+			if err != nil {
+				t.Fatalf("Open %s: %v", n, err)
+			}
+			got, err := io.ReadAll(rc)
+			if cerr := rc.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				t.Fatalf("read %s: %v", n, err)
+			}
+			if !bytes.Equal(got, Bytes(seed(k), sizes[k])) {
+				t.Errorf("Open %s: %d bytes differ from the %d written", n, len(got), sizes[k])
+			}
+			if want := Digest(seed(k), int64(sizes[k])); obj.Key != k || obj.Size != int64(sizes[k]) || obj.SHA256 != want {
+				t.Errorf("Open %s = %+v, want key %s size %d sha256 %s", n, obj, k, sizes[k], want)
+			}
+		}
+	})
+
+	t.Run("OpenMissing", func(t *testing.T) {
+		for _, k := range []string{base + "/missing.bin", base + "/a"} {
+			rc, _, err := r.Open(ctx, k)
+			if err == nil {
+				rc.Close()
+			}
+			if k == base+"/a" && errors.Is(err, sink.ErrConflict) {
+				continue // a directory in the dir sink: a prefix of other keys
+			}
+			if !errors.Is(err, sink.ErrNotFound) {
+				t.Errorf("Open(%s) = %v, want ErrNotFound", k, err)
+			}
+		}
+		if _, _, err := r.Open(ctx, sink.ReservedPrefix+"/x"); !errors.Is(err, sink.ErrInvalidKey) {
+			t.Errorf("Open(reserved) = %v, want ErrInvalidKey", err)
+		}
+	})
+}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cec-archiver/cec-archiver/internal/config"
+	"github.com/cec-archiver/cec-archiver/internal/jobs"
+	"github.com/cec-archiver/cec-archiver/internal/sink/dir"
+	"github.com/cec-archiver/cec-archiver/internal/sink/s3"
+)
+
+// cmdVerify implements "archiver verify": check the archive against the
+// state, like restic check. jobs.Archiver.Verify does the work; this prints.
+func (c *cli) cmdVerify(args []string) int {
+	fs, path := c.newFlagSet("verify", "verify [--config FILE] [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--deep] [--json]",
+		"Check the archive against the state database: for every day (cec.time_zone) the\n"+
+			"day's newest ledger object must agree with the state, and every recording it\n"+
+			"lists as archived must exist in the sink with the recorded size and SHA-256.\n"+
+			"By default the store's recorded digest is trusted (one metadata request per\n"+
+			"object); --deep re-reads every object, re-hashes it and re-validates it.\n"+
+			"Without --from/--to the tenant's prefix is also listed for strays: objects\n"+
+			"nothing in the state expects. Reads only: the state is opened read-only (it\n"+
+			"works while the daemon runs) and nothing is written to the sink.\n\n"+
+			"exit codes: 0 no problem, 1 problems found (or the check could not finish),\n"+
+			"2 configuration or usage error, 3 authentication or permission error.")
+	from := fs.String("from", "", "first `day` to check (YYYY-MM-DD); default: the first the state knows")
+	to := fs.String("to", "", "last `day` to check (YYYY-MM-DD), included; default: the last the state knows")
+	deep := fs.Bool("deep", false, "re-read, re-hash and re-validate every archived object")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if code, ok := c.parseFlags(fs, args); !ok {
+		return code
+	}
+	for _, f := range []struct{ name, v string }{{"from", *from}, {"to", *to}} {
+		if f.v == "" {
+			continue
+		}
+		if _, err := time.Parse(dateLayout, f.v); err != nil {
+			fmt.Fprintf(c.stderr, "verify: --%s %q: want a date YYYY-MM-DD\n", f.name, f.v)
+			return exitConfig
+		}
+	}
+	if *from != "" && *to != "" && *from > *to {
+		fmt.Fprintf(c.stderr, "verify: --from %s is after --to %s\n", *from, *to)
+		return exitConfig
+	}
+	cfg, ok := c.loadConfig(*path)
+	if !ok {
+		return exitConfig
+	}
+	log, err := newLogger(cfg.Log, c.stderr)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "verify: %v\n", err)
+		return exitConfig
+	}
+	defer func() { _ = log.Sync() }()
+	log = log.With(zap.String("cmd", "verify"))
+	sh, release := c.watch(cfg.Shutdown.Timeout.Duration, log)
+	defer release()
+	ctx := sh.Stop
+
+	a, err := wire(ctx, cfg, log, ctx, wireOptions{readOnly: true, noClient: true})
+	if err != nil {
+		return c.startupError("verify", err)
+	}
+	defer a.close()
+	if err := a.openReadSink(ctx); err != nil {
+		return c.startupError("verify", err)
+	}
+	rep, err := a.archiver.Verify(ctx, jobs.VerifyOptions{From: *from, To: *to, Deep: *deep})
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(c.stderr, "verify: interrupted; the check is incomplete")
+			return exitFailed
+		}
+		if isS3Auth(err) {
+			fmt.Fprintf(c.stderr, "verify: authentication or permission refused: %v\n", err)
+			return exitPermission
+		}
+		fmt.Fprintf(c.stderr, "verify: %v\n", err)
+		return exitFailed
+	}
+	if *asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			fmt.Fprintf(c.stderr, "verify: %v\n", err)
+			return exitFailed
+		}
+	} else {
+		printVerify(c.stdout, rep)
+	}
+	if rep.Problems > 0 {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// openReadSink replaces the read-only placeholder sink of wire with the
+// configured sink, built to read only: no janitor, no conditional-write
+// probe, no directory created.
+func (a *app) openReadSink(ctx context.Context) error {
+	cfg := a.cfg
+	switch cfg.Sink.Type {
+	case config.SinkDir:
+		if fi, err := os.Stat(cfg.Sink.Dir); err != nil || !fi.IsDir() {
+			if err == nil {
+				err = errors.New("not a directory")
+			}
+			return fmt.Errorf("sink.dir %s: %w", cfg.Sink.Dir, err)
+		}
+		d, err := dir.New(dir.Options{Root: cfg.Sink.Dir, Logger: a.log})
+		if err != nil {
+			return err
+		}
+		a.closers = append(a.closers, func() { _ = d.Close() })
+		a.sink = d
+	case config.SinkS3:
+		opts := s3Options(cfg, a.log)
+		// Verify never writes: "on" skips the probe that "auto" writes.
+		opts.ConditionalWrite = s3.ConditionalOn
+		s, err := s3.New(ctx, opts)
+		if err != nil {
+			if isS3Auth(err) {
+				return &authError{err}
+			}
+			return err
+		}
+		a.sink = s
+	default:
+		return &configError{fmt.Errorf("sink.type: unknown type %q", cfg.Sink.Type)}
+	}
+	a.archiver.Sink = a.sink
+	return nil
+}
+
+func printVerify(w io.Writer, rep *jobs.VerifyReport) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "DAY\tENTRIES\tOK\tMISSING\tSIZE\tDIGEST\tINVALID\tLEDGER\t")
+	for _, d := range rep.Days {
+		ledger := d.Ledger
+		if d.Ledger == jobs.LedgerDiffers {
+			ledger = fmt.Sprintf("%d differ", len(d.LedgerMismatch))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n",
+			d.Day, d.Entries, d.OK, d.Missing, d.SizeMismatch, d.DigestMismatch, d.Invalid, ledger)
+	}
+	_ = tw.Flush()
+	if len(rep.Days) == 0 {
+		fmt.Fprintln(w, "(no days to check)")
+	}
+	n := 0
+	for _, d := range rep.Days {
+		n += len(d.Problems)
+	}
+	if n > 0 {
+		fmt.Fprintf(w, "\nproblems: %d\n", n)
+		for _, d := range rep.Days {
+			for _, p := range d.Problems {
+				fmt.Fprintf(w, "  %s %s\n", d.Day, p)
+			}
+		}
+	}
+	switch {
+	case !rep.StraysChecked:
+		fmt.Fprintln(w, "\nstrays: not checked (a --from/--to range checks those days only)")
+	case len(rep.Strays) == 0:
+		fmt.Fprintln(w, "\nstrays: none")
+	default:
+		fmt.Fprintf(w, "\nstrays: %d\n", len(rep.Strays))
+		for _, k := range rep.Strays {
+			fmt.Fprintf(w, "  %s\n", k)
+		}
+	}
+	mode := "fast (recorded size and digest)"
+	if rep.Deep {
+		mode = "deep (every object re-read)"
+	}
+	if rep.Problems == 0 {
+		fmt.Fprintf(w, "\nverify %s: no problems found\n", mode)
+	} else {
+		fmt.Fprintf(w, "\nverify %s: %d problems found\n", mode, rep.Problems)
+	}
+}
