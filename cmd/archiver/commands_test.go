@@ -433,6 +433,78 @@ func TestCmdStatus(t *testing.T) {
 	})
 }
 
+func TestCmdStatus_ProblemWindows(t *testing.T) {
+	t.Run("empty state", func(t *testing.T) {
+		e := newTestEnv(t, nil, "")
+		held, err := sqlite.Open(e.state, sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held.Close()
+		code, out, errOut := e.run("status", "--config", e.config, "--json")
+		if code != exitOK {
+			t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
+		}
+		for _, key := range []string{`"days": []`, `"windows": []`, `"failed": []`} {
+			if !strings.Contains(out, key) {
+				t.Errorf("status --json of an empty state lacks %s:\n%s", key, out)
+			}
+		}
+	})
+	// Every package download fails: the windows are requested, their
+	// packages never obtained, and no call is known.
+	e := newTestEnv(t, []cecsim.Fault{{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadBillFile}}, "")
+	if code, out, errOut := e.run("once", "--config", e.config); code != exitFailed {
+		t.Fatalf("once = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	t.Run("json", func(t *testing.T) {
+		code, out, errOut := e.run("status", "--config", e.config, "--json")
+		if code != exitOK {
+			t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
+		}
+		var rep statusReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		if len(rep.Windows) == 0 {
+			t.Fatalf("no problem windows:\n%s", out)
+		}
+		days := map[string]bool{}
+		for _, w := range rep.Windows {
+			if w.State == checkpoint.StateDone || w.BillFileName == "" || len(w.Days) == 0 {
+				t.Errorf("window %+v: want a bill file, a state other than done and days", w)
+			}
+			for _, d := range w.Days {
+				days[d] = true
+			}
+		}
+		for _, d := range rep.Days {
+			if days[d.Day] && (d.Complete || d.ProblemWindows == 0) {
+				t.Errorf("day %s: complete %v, %d problem windows; want incomplete", d.Day, d.Complete, d.ProblemWindows)
+			}
+			delete(days, d.Day)
+		}
+		if len(days) > 0 {
+			t.Errorf("days covered by failed windows but not listed: %v\n%s", days, out)
+		}
+		if rep.Failed == nil {
+			t.Error("failed is null, want a list")
+		}
+	})
+	t.Run("table", func(t *testing.T) {
+		code, out, errOut := e.run("status", "--config", e.config)
+		if code != exitOK {
+			t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
+		}
+		if !strings.Contains(out, "cdr windows not archived") || !strings.Contains(out, "bill=") || strings.Contains(out, "(no days recorded yet)") {
+			t.Errorf("the table does not show the failed windows and their days:\n%s", out)
+		}
+		if strings.Contains(out, " yes") {
+			t.Errorf("a day is complete:\n%s", out)
+		}
+	})
+}
+
 func TestCmdRequeue(t *testing.T) {
 	e := newTestEnv(t, []cecsim.Fault{{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadRecordFile}}, "")
 	e.env["ARCHIVER_JOBS_RECORDINGS_MAX_ATTEMPTS"] = "1"
