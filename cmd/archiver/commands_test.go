@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -503,6 +505,40 @@ func TestCmdStatus_ProblemWindows(t *testing.T) {
 			t.Errorf("a day is complete:\n%s", out)
 		}
 	})
+}
+
+// TestCmdOnce_ExportsState: a fresh process that runs no cdr job still
+// exports the cdr watermark and the item gauges, read from the state.
+func TestCmdOnce_ExportsState(t *testing.T) {
+	e := newTestEnv(t, nil, "")
+	if code, out, errOut := e.run("once", "--config", e.config, "--job", "cdr"); code != exitOK {
+		t.Fatalf("once --job cdr = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	var (
+		mu     sync.Mutex
+		pushed []byte
+	)
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		pushed = append(pushed, body...)
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer gw.Close()
+	e.env["ARCHIVER_METRICS_PUSHGATEWAY_URL"] = gw.URL
+	// The recordings fail at once: their run records no watermark.
+	e.sim.SetFaults(cecsim.Fault{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadRecordFile})
+	if code, out, errOut := e.run("once", "--config", e.config, "--job", "recordings"); code != exitFailed {
+		t.Fatalf("once --job recordings = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, want := range []string{"archiver_watermark_timestamp_seconds", "archiver_items"} {
+		if !bytes.Contains(pushed, []byte(want)) {
+			t.Errorf("the push of a fresh process lacks %s", want)
+		}
+	}
 }
 
 func TestCmdRequeue(t *testing.T) {

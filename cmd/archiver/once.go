@@ -70,6 +70,7 @@ func (c *cli) runArchiver(cmd string, cfg *config.Config, o wireOptions,
 		return c.startupError(cmd, err)
 	}
 	defer a.close()
+	a.exportState(sh.Stop)
 	stopCallbacks, err := a.serveCallbacks()
 	if err != nil {
 		return c.startupError(cmd, err)
