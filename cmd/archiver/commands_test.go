@@ -507,6 +507,56 @@ func TestCmdStatus_ProblemWindows(t *testing.T) {
 	})
 }
 
+func TestCmdOnce_DisabledJobs(t *testing.T) {
+	e := newTestEnv(t, nil, "")
+	e.env["ARCHIVER_JOBS_TRANSFER_ENABLED"] = "false"
+	e.env["ARCHIVER_JOBS_IVR_ENABLED"] = "false"
+	t.Run("named disabled job", func(t *testing.T) {
+		code, out, errOut := e.run("once", "--config", e.config, "--job", "cdr,transfer")
+		if code != exitConfig || !strings.Contains(errOut, "jobs.transfer.enabled = false") || strings.Contains(errOut, "jobs.cdr") {
+			t.Errorf("once --job cdr,transfer = %d, want 2 naming jobs.transfer.enabled\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		if n := e.requests(); n != 0 {
+			t.Errorf("a usage error sent %d requests", n)
+		}
+	})
+	t.Run("enabled jobs only", func(t *testing.T) {
+		code, out, errOut := e.run("once", "--config", e.config)
+		if code != exitOK {
+			t.Fatalf("once = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		st := e.sim.Stats()
+		if n := st.Requests[cecwire.PathDownloadRecordFile]; n == 0 {
+			t.Error("the recordings job did not run")
+		}
+		for _, p := range []string{cecwire.PathGetToken, cecwire.PathQueryTransferRecords, cecwire.PathQueryRecordHistory} {
+			if n := st.Requests[p]; n != 0 {
+				t.Errorf("%d requests to %s: transfer and ivr are disabled", n, p)
+			}
+		}
+	})
+	t.Run("explicitly enabled for one run", func(t *testing.T) {
+		e.env["ARCHIVER_JOBS_TRANSFER_ENABLED"] = "true"
+		defer func() { e.env["ARCHIVER_JOBS_TRANSFER_ENABLED"] = "false" }()
+		code, out, errOut := e.run("once", "--config", e.config, "--job", "transfer")
+		if code != exitOK {
+			t.Fatalf("once --job transfer = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		if n := e.sim.Stats().Requests[cecwire.PathQueryTransferRecords]; n == 0 {
+			t.Error("once --job transfer made no transfer lookup")
+		}
+	})
+	t.Run("none enabled", func(t *testing.T) {
+		for _, j := range []string{"CDR", "RECORDINGS"} {
+			e.env["ARCHIVER_JOBS_"+j+"_ENABLED"] = "false"
+		}
+		code, _, errOut := e.run("once", "--config", e.config)
+		if code != exitConfig || !strings.Contains(errOut, "no job is enabled") {
+			t.Errorf("once with every job disabled = %d, want 2\nstderr:\n%s", code, errOut)
+		}
+	})
+}
+
 // TestCmdOnce_ExportsState: a fresh process that runs no cdr job still
 // exports the cdr watermark and the item gauges, read from the state.
 func TestCmdOnce_ExportsState(t *testing.T) {
