@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -21,7 +22,9 @@ func (c *cli) cmdBackfill(args []string) int {
 			"included, calendar days in cec.time_zone), then download every recording they\n"+
 			"list, like once. The cdr watermark is left as it is. Output and exit codes are\n"+
 			"those of once. With --dry-run only the windows are printed: nothing is\n"+
-			"requested and the state is not written (it may be in use by the daemon).")
+			"requested and the state is not written (it may be in use by the daemon).\n"+
+			"Backfill runs the cdr job and every item job whatever jobs.<name>.enabled\n"+
+			"says (a warning names the disabled ones).")
 	from := fs.String("from", "", "first `day` (YYYY-MM-DD), required")
 	to := fs.String("to", "", "last `day` (YYYY-MM-DD), included, required")
 	dry := fs.Bool("dry-run", false, "print the windows a backfill would request and exit")
@@ -60,6 +63,18 @@ func (c *cli) cmdBackfill(args []string) int {
 		return c.dryRun(cfg, func(ctx context.Context, a *jobs.Archiver) error {
 			return a.DryRun(ctx, begin, end, c.stdout)
 		})
+	}
+	// jobs.Archiver.Backfill runs every item job; it cannot leave out the
+	// disabled ones yet. Say so rather than surprise.
+	var disabled []string
+	cfg.Jobs.Each(func(name string, j *config.Job) {
+		if !j.Enabled && name != config.JobCDR {
+			disabled = append(disabled, "jobs."+name+".enabled")
+		}
+	})
+	if len(disabled) > 0 {
+		fmt.Fprintf(c.stderr, "backfill: warning: %s = false, but backfill runs every item job (recordings, transfer, ivr)\n",
+			strings.Join(disabled, ", "))
 	}
 	return c.runArchiver("backfill", cfg, wireOptions{}, func(ctx context.Context, a *jobs.Archiver) (*jobs.Report, error) {
 		return a.Backfill(ctx, begin, end)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/cec-archiver/cec-archiver/internal/config"
 )
@@ -26,7 +27,11 @@ func checkConfig(args []string, stdout, stderr io.Writer, env func(string) (stri
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: archiver check-config [--config FILE]\n\n"+
 			"Load the configuration as the daemon would (defaults, FILE, ARCHIVER_* environment\n"+
-			"variables, *_file secrets) and print every problem, one per line.\n\nflags:\n")
+			"variables, *_file secrets) and print every problem, one per line. Then check\n"+
+			"that sink.dir (when sink.type = \"dir\") and the directory of checkpoint.path\n"+
+			"(driver sqlite) exist or can be created, and can be written: they are created\n"+
+			"if missing and a probe file is written and removed in each. Run it as the\n"+
+			"user the archiver runs as. Exit code 2 on any problem.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -54,8 +59,61 @@ func checkConfig(args []string, stdout, stderr io.Writer, env func(string) (stri
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
+	if errs := checkDirs(cfg); len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(stderr, e)
+		}
+		return exitConfig
+	}
 	fmt.Fprintln(stdout, "config OK")
 	return exitOK
+}
+
+// checkDirs checks the local directories the archiver writes: sink.dir (dir
+// sink) and the directory of checkpoint.path (sqlite). Each is created if
+// missing, then a probe file is written, synced and removed in it, so that a
+// read-only mount, a missing permission or a path under a regular file is
+// found before the first run. Each problem names its key.
+func checkDirs(cfg *config.Config) []error {
+	var errs []error
+	if cfg.Sink.Type == config.SinkDir {
+		if err := probeDir(cfg.Sink.Dir); err != nil {
+			errs = append(errs, &config.FieldError{Field: "sink.dir", Msg: err.Error()})
+		}
+	}
+	if cfg.Checkpoint.Driver == config.DriverSQLite {
+		if err := probeDir(filepath.Dir(cfg.Checkpoint.Path)); err != nil {
+			errs = append(errs, &config.FieldError{Field: "checkpoint.path", Msg: "directory " + err.Error()})
+		}
+	}
+	return errs
+}
+
+// probeDir creates dir if missing and writes and removes a file in it.
+func probeDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("%s: cannot create: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".archiver-check-config-*")
+	if err != nil {
+		return fmt.Errorf("%s: cannot write: %w", dir, err)
+	}
+	name := f.Name()
+	_, werr := f.Write([]byte("probe\n"))
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	rerr := os.Remove(name)
+	if werr != nil {
+		return fmt.Errorf("%s: cannot write: %w", dir, werr)
+	}
+	if rerr != nil {
+		return fmt.Errorf("%s: cannot remove a file written there: %w", dir, rerr)
+	}
+	return nil
 }
 
 // flatten returns the leaves of a tree of errors joined with errors.Join, in

@@ -35,7 +35,16 @@ func runCheckConfig(t *testing.T, args ...string) (code int, stdout, stderr stri
 	return code, out.String(), errOut.String()
 }
 
+// inTempDir makes a temporary directory the working directory, so that the
+// default relative sink.dir and checkpoint.path, which check-config
+// creates, land there.
+func inTempDir(t *testing.T) {
+	t.Helper()
+	t.Chdir(t.TempDir())
+}
+
 func TestCmdCheckConfig(t *testing.T) {
+	inTempDir(t)
 	tests := []struct {
 		name       string
 		args       func(t *testing.T) []string
@@ -143,6 +152,7 @@ func TestCmdCheckConfig(t *testing.T) {
 }
 
 func TestCmdCheckConfig_Env(t *testing.T) {
+	inTempDir(t)
 	path := writeConfig(t, validCEC)
 	t.Setenv("ARCHIVER_LOG_LEVEL", "verbose")
 	t.Setenv("ARCHIVER_CEC_CONCURRENCY", "many")
@@ -155,15 +165,21 @@ func TestCmdCheckConfig_Env(t *testing.T) {
 }
 
 func TestCmdCheckConfig_Example(t *testing.T) {
+	example, err := filepath.Abs("../../config.toml.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inTempDir(t)
 	t.Setenv("ARCHIVER_CEC_SK", "example-sk")
 	t.Setenv("ARCHIVER_CEC_API_PASSWORD", "example-password")
-	code, stdout, stderr := runCheckConfig(t, "--config", "../../config.toml.example")
+	code, stdout, stderr := runCheckConfig(t, "--config", example)
 	if code != exitOK || stdout != "config OK\n" || stderr != "" {
 		t.Errorf("check-config on config.toml.example: %d %q %q", code, stdout, stderr)
 	}
 }
 
 func TestCmdCheckConfig_SecretNotPrinted(t *testing.T) {
+	inTempDir(t)
 	const canary = "canary-secret-in-file"
 	dir := t.TempDir()
 	skFile := filepath.Join(dir, "sk")
@@ -183,4 +199,53 @@ func TestCmdCheckConfig_SecretNotPrinted(t *testing.T) {
 	if stderr != "cec.sk: set together with cec.sk_file; use one of them\n" {
 		t.Errorf("stderr = %q", stderr)
 	}
+}
+
+func TestCmdCheckConfig_Dirs(t *testing.T) {
+	inTempDir(t)
+	// A path under a regular file cannot be created, not even by root.
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(file, "sub")
+	t.Run("created and probed", func(t *testing.T) {
+		root := t.TempDir()
+		sinkDir, stateDir := filepath.Join(root, "archive", "deep"), filepath.Join(root, "state")
+		path := writeConfig(t, validCEC+"[sink]\ndir = \""+sinkDir+"\"\n[checkpoint]\npath = \""+filepath.Join(stateDir, "state.db")+"\"\n")
+		code, stdout, stderr := runCheckConfig(t, "--config", path)
+		if code != exitOK || stdout != "config OK\n" || stderr != "" {
+			t.Fatalf("got %d %q %q", code, stdout, stderr)
+		}
+		for _, d := range []string{sinkDir, stateDir} {
+			entries, err := os.ReadDir(d)
+			if err != nil {
+				t.Errorf("%s not created: %v", d, err)
+			} else if len(entries) != 0 {
+				t.Errorf("%s: the probe left %v", d, entries)
+			}
+		}
+	})
+	for _, c := range []struct {
+		name, extra, want string
+	}{
+		{"sink.dir", "[sink]\ndir = \"" + bad + "\"\n", "sink.dir: " + bad + ": cannot create: "},
+		{"checkpoint.path", "[checkpoint]\npath = \"" + filepath.Join(bad, "state.db") + "\"\n", "checkpoint.path: directory " + bad + ": cannot create: "},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runCheckConfig(t, "--config", writeConfig(t, validCEC+c.extra))
+			if code != exitConfig || stdout != "" || !strings.HasPrefix(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
+				t.Errorf("got %d %q %q, want 2 and one line starting %q", code, stdout, stderr, c.want)
+			}
+		})
+	}
+	t.Run("s3 sink: sink.dir not checked", func(t *testing.T) {
+		t.Setenv("ARCHIVER_SINK_TYPE", "s3")
+		t.Setenv("ARCHIVER_SINK_DIR", bad)
+		t.Setenv("ARCHIVER_SINK_S3_BUCKET", "archive-bucket")
+		code, stdout, stderr := runCheckConfig(t, "--config", writeConfig(t, validCEC))
+		if code != exitOK || strings.Contains(stderr, "sink.dir") {
+			t.Errorf("got %d %q %q", code, stdout, stderr)
+		}
+	})
 }

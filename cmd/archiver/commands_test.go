@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -431,6 +433,162 @@ func TestCmdStatus(t *testing.T) {
 			t.Error("no failed items in JSON")
 		}
 	})
+}
+
+func TestCmdStatus_ProblemWindows(t *testing.T) {
+	t.Run("empty state", func(t *testing.T) {
+		e := newTestEnv(t, nil, "")
+		held, err := sqlite.Open(e.state, sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held.Close()
+		code, out, errOut := e.run("status", "--config", e.config, "--json")
+		if code != exitOK {
+			t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
+		}
+		for _, key := range []string{`"days": []`, `"windows": []`, `"failed": []`} {
+			if !strings.Contains(out, key) {
+				t.Errorf("status --json of an empty state lacks %s:\n%s", key, out)
+			}
+		}
+	})
+	// Every package download fails: the windows are requested, their
+	// packages never obtained, and no call is known.
+	e := newTestEnv(t, []cecsim.Fault{{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadBillFile}}, "")
+	if code, out, errOut := e.run("once", "--config", e.config); code != exitFailed {
+		t.Fatalf("once = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	t.Run("json", func(t *testing.T) {
+		code, out, errOut := e.run("status", "--config", e.config, "--json")
+		if code != exitOK {
+			t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
+		}
+		var rep statusReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		if len(rep.Windows) == 0 {
+			t.Fatalf("no problem windows:\n%s", out)
+		}
+		days := map[string]bool{}
+		for _, w := range rep.Windows {
+			if w.State == checkpoint.StateDone || w.BillFileName == "" || len(w.Days) == 0 {
+				t.Errorf("window %+v: want a bill file, a state other than done and days", w)
+			}
+			for _, d := range w.Days {
+				days[d] = true
+			}
+		}
+		for _, d := range rep.Days {
+			if days[d.Day] && (d.Complete || d.ProblemWindows == 0) {
+				t.Errorf("day %s: complete %v, %d problem windows; want incomplete", d.Day, d.Complete, d.ProblemWindows)
+			}
+			delete(days, d.Day)
+		}
+		if len(days) > 0 {
+			t.Errorf("days covered by failed windows but not listed: %v\n%s", days, out)
+		}
+		if rep.Failed == nil {
+			t.Error("failed is null, want a list")
+		}
+	})
+	t.Run("table", func(t *testing.T) {
+		code, out, errOut := e.run("status", "--config", e.config)
+		if code != exitOK {
+			t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
+		}
+		if !strings.Contains(out, "cdr windows not archived") || !strings.Contains(out, "bill=") || strings.Contains(out, "(no days recorded yet)") {
+			t.Errorf("the table does not show the failed windows and their days:\n%s", out)
+		}
+		if strings.Contains(out, " yes") {
+			t.Errorf("a day is complete:\n%s", out)
+		}
+	})
+}
+
+func TestCmdOnce_DisabledJobs(t *testing.T) {
+	e := newTestEnv(t, nil, "")
+	e.env["ARCHIVER_JOBS_TRANSFER_ENABLED"] = "false"
+	e.env["ARCHIVER_JOBS_IVR_ENABLED"] = "false"
+	t.Run("named disabled job", func(t *testing.T) {
+		code, out, errOut := e.run("once", "--config", e.config, "--job", "cdr,transfer")
+		if code != exitConfig || !strings.Contains(errOut, "jobs.transfer.enabled = false") || strings.Contains(errOut, "jobs.cdr") {
+			t.Errorf("once --job cdr,transfer = %d, want 2 naming jobs.transfer.enabled\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		if n := e.requests(); n != 0 {
+			t.Errorf("a usage error sent %d requests", n)
+		}
+	})
+	t.Run("enabled jobs only", func(t *testing.T) {
+		code, out, errOut := e.run("once", "--config", e.config)
+		if code != exitOK {
+			t.Fatalf("once = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		st := e.sim.Stats()
+		if n := st.Requests[cecwire.PathDownloadRecordFile]; n == 0 {
+			t.Error("the recordings job did not run")
+		}
+		for _, p := range []string{cecwire.PathGetToken, cecwire.PathQueryTransferRecords, cecwire.PathQueryRecordHistory} {
+			if n := st.Requests[p]; n != 0 {
+				t.Errorf("%d requests to %s: transfer and ivr are disabled", n, p)
+			}
+		}
+	})
+	t.Run("explicitly enabled for one run", func(t *testing.T) {
+		e.env["ARCHIVER_JOBS_TRANSFER_ENABLED"] = "true"
+		defer func() { e.env["ARCHIVER_JOBS_TRANSFER_ENABLED"] = "false" }()
+		code, out, errOut := e.run("once", "--config", e.config, "--job", "transfer")
+		if code != exitOK {
+			t.Fatalf("once --job transfer = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		if n := e.sim.Stats().Requests[cecwire.PathQueryTransferRecords]; n == 0 {
+			t.Error("once --job transfer made no transfer lookup")
+		}
+	})
+	t.Run("none enabled", func(t *testing.T) {
+		for _, j := range []string{"CDR", "RECORDINGS"} {
+			e.env["ARCHIVER_JOBS_"+j+"_ENABLED"] = "false"
+		}
+		code, _, errOut := e.run("once", "--config", e.config)
+		if code != exitConfig || !strings.Contains(errOut, "no job is enabled") {
+			t.Errorf("once with every job disabled = %d, want 2\nstderr:\n%s", code, errOut)
+		}
+	})
+}
+
+// TestCmdOnce_ExportsState: a fresh process that runs no cdr job still
+// exports the cdr watermark and the item gauges, read from the state.
+func TestCmdOnce_ExportsState(t *testing.T) {
+	e := newTestEnv(t, nil, "")
+	if code, out, errOut := e.run("once", "--config", e.config, "--job", "cdr"); code != exitOK {
+		t.Fatalf("once --job cdr = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	var (
+		mu     sync.Mutex
+		pushed []byte
+	)
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		pushed = append(pushed, body...)
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer gw.Close()
+	e.env["ARCHIVER_METRICS_PUSHGATEWAY_URL"] = gw.URL
+	// The recordings fail at once: their run records no watermark.
+	e.sim.SetFaults(cecsim.Fault{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadRecordFile})
+	if code, out, errOut := e.run("once", "--config", e.config, "--job", "recordings"); code != exitFailed {
+		t.Fatalf("once --job recordings = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, want := range []string{"archiver_watermark_timestamp_seconds", "archiver_items"} {
+		if !bytes.Contains(pushed, []byte(want)) {
+			t.Errorf("the push of a fresh process lacks %s", want)
+		}
+	}
 }
 
 func TestCmdRequeue(t *testing.T) {

@@ -23,7 +23,7 @@ const usage = `usage: archiver <command> [flags]
 
 commands:
   run            the daemon: run every enabled job on its schedule until SIGTERM
-  once           run the jobs once (all, or --job NAME), write the ledgers, exit
+  once           run the enabled jobs once (or --job NAME), write the ledgers, exit
   backfill       archive the days --from YYYY-MM-DD --to YYYY-MM-DD (--dry-run: only print the plan)
   status         print what the state database holds, per day (works while the daemon runs)
   requeue        move dead items back to pending so the next run tries them again

@@ -25,8 +25,11 @@ func jobNames() []string {
 // push the metrics if configured, report and exit.
 func (c *cli) cmdOnce(args []string) int {
 	fs, path := c.newFlagSet("once", "once [--config FILE] [--job NAME]...",
-		"Run the jobs once (all four, or those named by --job) in this order: cdr, then\n"+
-			"recordings, transfer and ivr together; then write the per-day ledgers and exit.\n"+
+		"Run the jobs once (every enabled one, or those named by --job) in this order:\n"+
+			"cdr, then recordings, transfer and ivr together; then write the per-day\n"+
+			"ledgers and exit. A job with jobs.<name>.enabled = false is not run; naming it\n"+
+			"with --job is a usage error (exit 2): enable it in the file, or for one run\n"+
+			"with ARCHIVER_JOBS_<NAME>_ENABLED=true, so that its keys are validated.\n"+
 			"Prints a summary on stdout and every failed or dead item on stderr.\n\n"+
 			"exit codes: 0 everything done or absent by rule (items waiting for a later run\n"+
 			"are not failures), 1 items failed or dead, a window failed, or another archiver\n"+
@@ -46,9 +49,43 @@ func (c *cli) cmdOnce(args []string) int {
 	if !ok {
 		return exitConfig
 	}
+	run, err := onceJobs(cfg, only)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "once: %v\n", err)
+		return exitConfig
+	}
 	return c.runArchiver("once", cfg, wireOptions{}, func(ctx context.Context, a *jobs.Archiver) (*jobs.Report, error) {
-		return a.Once(ctx, only...)
+		return a.Once(ctx, run...)
 	})
+}
+
+// onceJobs returns the jobs once runs: the enabled ones when only is empty,
+// else only, each of which must be enabled. A disabled job is not run even
+// when named: the keys it needs (cec.oifde_url, ...) are only validated for
+// enabled jobs, so running it could fail on a configuration never checked.
+func onceJobs(cfg *config.Config, only []string) ([]string, error) {
+	enabled := map[string]bool{}
+	var all []string
+	cfg.Jobs.Each(func(name string, j *config.Job) {
+		if j.Enabled {
+			enabled[name] = true
+			all = append(all, name)
+		}
+	})
+	if len(only) == 0 {
+		if len(all) == 0 {
+			return nil, errors.New("no job is enabled (jobs.<name>.enabled); nothing to do")
+		}
+		return all, nil
+	}
+	var errs []error
+	for _, j := range only {
+		if !enabled[j] {
+			errs = append(errs, fmt.Errorf("--job %s: jobs.%s.enabled = false; enable it (for one run: ARCHIVER_JOBS_%s_ENABLED=true) to run it",
+				j, j, strings.ToUpper(j)))
+		}
+	}
+	return only, errors.Join(errs...)
 }
 
 // runArchiver is the common body of once and backfill: wire, run fn under
@@ -70,6 +107,7 @@ func (c *cli) runArchiver(cmd string, cfg *config.Config, o wireOptions,
 		return c.startupError(cmd, err)
 	}
 	defer a.close()
+	a.exportState(sh.Stop)
 	stopCallbacks, err := a.serveCallbacks()
 	if err != nil {
 		return c.startupError(cmd, err)

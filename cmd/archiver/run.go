@@ -73,6 +73,9 @@ func (c *cli) cmdRun(args []string) int {
 		return c.startupError("run", err)
 	}
 	defer a.close()
+	// The gauges read from the state are right from the first scrape, not
+	// only after the first run.
+	a.exportState(sh.Stop)
 
 	// Servers live until the drain is over.
 	serveCtx, stopServing := context.WithCancel(context.Background())
@@ -157,6 +160,7 @@ func (c *cli) runJob(sh *shutdown, a *app, job string, jitter time.Duration) {
 	if sh.Stop.Err() != nil {
 		return
 	}
+	a.exportState(sh.Stop)
 	start := time.Now()
 	rep, err := a.archiver.Run(sh.Stop, job)
 	if rep == nil {
@@ -207,4 +211,13 @@ func (l cronLogger) Info(msg string, keysAndValues ...any) {
 
 func (l cronLogger) Error(err error, msg string, keysAndValues ...any) {
 	l.log.Sugar().Errorw(msg, append(keysAndValues, "error", err)...)
+}
+
+// exportState sets the metrics read from the state (the cdr watermark, the
+// items per kind and state). A failure is logged: the run that follows meets
+// the same store and reports it.
+func (a *app) exportState(ctx context.Context) {
+	if err := a.archiver.ExportState(ctx); err != nil {
+		a.log.Warn("export the state's metrics", zap.Error(err))
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
 	"github.com/cec-archiver/cec-archiver/internal/config"
+	"github.com/cec-archiver/cec-archiver/internal/jobs"
 )
 
 // isLookup reports whether items of kind are per-call lookups rather than
@@ -29,7 +32,10 @@ type dayStatus struct {
 	Pending  int    `json:"pending"`  // items (recordings and lookups) pending or in progress
 	Failed   int    `json:"failed"`
 	Dead     int    `json:"dead"`
-	Complete bool   `json:"complete"` // every item is done or absent
+	// ProblemWindows counts the cdr windows covering the day whose newest
+	// package is not done (pending, failed or dead): calls may be missing.
+	ProblemWindows int  `json:"problem_windows"`
+	Complete       bool `json:"complete"` // every item is done or absent, and no window covering the day has a problem
 	// Kinds has every count: kind → state → items.
 	Kinds        map[string]map[checkpoint.State]int `json:"kinds"`
 	LedgerKey    string                              `json:"ledger_key,omitempty"`
@@ -49,22 +55,42 @@ type itemStatus struct {
 	LastError     string           `json:"last_error,omitempty"`
 }
 
-// statusReport is what status prints.
+// windowStatus is a cdr window whose newest package is not done.
+type windowStatus struct {
+	Begin         time.Time        `json:"begin"`
+	End           time.Time        `json:"end"`
+	BillFileName  string           `json:"bill_file_name"`
+	State         checkpoint.State `json:"state"`
+	Attempts      int              `json:"attempts"`
+	LastError     string           `json:"last_error"`
+	QuarantineKey string           `json:"quarantine_key"`
+	Days          []string         `json:"days"`
+}
+
+// statusReport is what status prints. With --json every list is present,
+// empty or not; Failed is always filled (the table shows it only with
+// --failed).
 type statusReport struct {
-	Days         []dayStatus  `json:"days"`
-	CDRWatermark *time.Time   `json:"cdr_watermark,omitempty"`
-	Failed       []itemStatus `json:"failed,omitempty"` // with --failed
+	Days         []dayStatus    `json:"days"`
+	Windows      []windowStatus `json:"windows"`
+	CDRWatermark *time.Time     `json:"cdr_watermark,omitempty"`
+	Failed       []itemStatus   `json:"failed"`
 }
 
 // cmdStatus implements "archiver status".
 func (c *cli) cmdStatus(args []string) int {
 	fs, path := c.newFlagSet("status", "status [--config FILE] [--json] [--failed]",
 		"Print what the state database holds, one line per calendar day (cec.time_zone):\n"+
-			"calls, recordings archived and absent, items pending, failed and dead, and\n"+
-			"whether the day is complete; then the cdr watermark and each day's last ledger.\n"+
+			"calls, recordings archived and absent, items pending, failed and dead, cdr\n"+
+			"windows with a problem, and whether the day is complete; then every cdr window\n"+
+			"whose newest package is pending, failed or dead (bill file, state, attempts,\n"+
+			"last error, quarantine key), the cdr watermark and each day's last ledger.\n"+
+			"A day covered by such a window is incomplete, and listed even if it has no\n"+
+			"calls yet. --json prints every list (days, windows, failed), empty or not,\n"+
+			"and always includes the failed and dead items.\n"+
 			"Opens the state read-only: it works while the daemon runs.")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	failed := fs.Bool("failed", false, "also list every failed and dead item")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table (always with every failed and dead item)")
+	failed := fs.Bool("failed", false, "also list every failed and dead item in the table")
 	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
 	}
@@ -84,7 +110,12 @@ func (c *cli) cmdStatus(args []string) int {
 		return c.startupError("status", err)
 	}
 	defer a.close()
-	rep, err := collectStatus(ctx, a.store, *failed)
+	loc, err := cfg.CEC.Location()
+	if err != nil {
+		fmt.Fprintf(c.stderr, "status: cec.time_zone: %v\n", err)
+		return exitConfig
+	}
+	rep, err := collectStatus(ctx, a.store, loc)
 	if err != nil {
 		fmt.Fprintf(c.stderr, "status: %v\n", err)
 		return exitFailed
@@ -102,14 +133,32 @@ func (c *cli) cmdStatus(args []string) int {
 	return exitOK
 }
 
-func collectStatus(ctx context.Context, st checkpoint.Store, withFailed bool) (*statusReport, error) {
+// collectStatus reads the report from the store; loc is the tenant time
+// zone of the calendar days.
+func collectStatus(ctx context.Context, st checkpoint.Store, loc *time.Location) (*statusReport, error) {
 	days, err := st.Days(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read days: %w", err)
 	}
-	rep := &statusReport{Days: []dayStatus{}}
+	problems, err := jobs.ProblemWindows(ctx, st, loc)
+	if err != nil {
+		return nil, err
+	}
+	rep := &statusReport{Days: []dayStatus{}, Windows: []windowStatus{}, Failed: []itemStatus{}}
+	badDays := map[string]int{}
+	for _, w := range problems {
+		rep.Windows = append(rep.Windows, windowStatus{
+			Begin: w.Begin.In(loc), End: w.End.In(loc), BillFileName: w.BillFileName, State: w.State,
+			Attempts: w.Attempts, LastError: oneLine(w.LastError), QuarantineKey: w.QuarantineKey, Days: w.Days,
+		})
+		for _, d := range w.Days {
+			badDays[d]++
+		}
+	}
+	seen := map[string]bool{}
 	for _, d := range days {
-		row := dayStatus{Day: d.Day, Calls: d.Calls, Kinds: d.Counts, Complete: true}
+		seen[d.Day] = true
+		row := dayStatus{Day: d.Day, Calls: d.Calls, Kinds: d.Counts}
 		for kind, states := range d.Counts {
 			for state, n := range states {
 				switch state {
@@ -130,55 +179,71 @@ func collectStatus(ctx context.Context, st checkpoint.Store, withFailed bool) (*
 				}
 			}
 		}
-		row.Complete = row.Pending == 0 && row.Failed == 0 && row.Dead == 0
-		sum, key, ok, err := st.Ledger(ctx, d.Day)
+		rep.Days = append(rep.Days, row)
+	}
+	// A day only a problem window knows of has no calls yet, but is not
+	// complete: its CDRs were never obtained.
+	for d := range badDays {
+		if !seen[d] {
+			rep.Days = append(rep.Days, dayStatus{Day: d, Kinds: map[string]map[checkpoint.State]int{}})
+		}
+	}
+	slices.SortFunc(rep.Days, func(a, b dayStatus) int { return strings.Compare(a.Day, b.Day) })
+	for i := range rep.Days {
+		row := &rep.Days[i]
+		row.ProblemWindows = badDays[row.Day]
+		row.Complete = row.Pending == 0 && row.Failed == 0 && row.Dead == 0 && row.ProblemWindows == 0
+		sum, key, ok, err := st.Ledger(ctx, row.Day)
 		if err != nil {
-			return nil, fmt.Errorf("read ledger of %s: %w", d.Day, err)
+			return nil, fmt.Errorf("read ledger of %s: %w", row.Day, err)
 		}
 		if ok {
 			row.LedgerKey, row.LedgerSHA256 = key, sum
 		}
-		rep.Days = append(rep.Days, row)
 	}
 	wm, ok, err := st.Watermark(ctx, config.JobCDR)
 	if err != nil {
 		return nil, fmt.Errorf("read the cdr watermark: %w", err)
 	}
 	if ok {
+		wm = wm.In(loc)
 		rep.CDRWatermark = &wm
 	}
-	if withFailed {
-		items, err := st.Items(ctx, checkpoint.StateFailed, checkpoint.StateDead)
-		if err != nil {
-			return nil, fmt.Errorf("list failed items: %w", err)
+	items, err := st.Items(ctx, checkpoint.StateFailed, checkpoint.StateDead)
+	if err != nil {
+		return nil, fmt.Errorf("list failed items: %w", err)
+	}
+	for _, it := range items {
+		s := itemStatus{Kind: it.Kind, UpstreamID: it.UpstreamID, CallID: it.CallID, Day: it.Day,
+			State: it.State, Attempts: it.Attempts, LastError: oneLine(it.LastError)}
+		if it.State == checkpoint.StateFailed && !it.NextAttemptAt.IsZero() {
+			next := it.NextAttemptAt
+			s.NextAttemptAt = &next
 		}
-		rep.Failed = []itemStatus{}
-		for _, it := range items {
-			s := itemStatus{Kind: it.Kind, UpstreamID: it.UpstreamID, CallID: it.CallID, Day: it.Day,
-				State: it.State, Attempts: it.Attempts, LastError: oneLine(it.LastError)}
-			if it.State == checkpoint.StateFailed && !it.NextAttemptAt.IsZero() {
-				next := it.NextAttemptAt
-				s.NextAttemptAt = &next
-			}
-			rep.Failed = append(rep.Failed, s)
-		}
+		rep.Failed = append(rep.Failed, s)
 	}
 	return rep, nil
 }
 
 func printStatus(w io.Writer, rep *statusReport, withFailed bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "DAY\tCALLS\tARCHIVED\tABSENT\tPENDING\tFAILED\tDEAD\tCOMPLETE\t")
+	fmt.Fprintln(tw, "DAY\tCALLS\tARCHIVED\tABSENT\tPENDING\tFAILED\tDEAD\tBAD-WINDOWS\tCOMPLETE\t")
 	for _, d := range rep.Days {
 		complete := "no"
 		if d.Complete {
 			complete = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", d.Day, d.Calls, d.Archived, d.Absent, d.Pending, d.Failed, d.Dead, complete)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", d.Day, d.Calls, d.Archived, d.Absent, d.Pending, d.Failed, d.Dead, d.ProblemWindows, complete)
 	}
 	_ = tw.Flush()
 	if len(rep.Days) == 0 {
 		fmt.Fprintln(w, "(no days recorded yet)")
+	}
+	fmt.Fprintf(w, "\ncdr windows not archived (newest package pending, failed or dead): %d\n", len(rep.Windows))
+	for _, win := range rep.Windows {
+		fmt.Fprintf(w, "  %s – %s %s bill=%s attempts=%d quarantine=%s: %s\n",
+			win.Begin.Format("2006-01-02 15:04"), win.End.Format("2006-01-02 15:04 MST"), win.State,
+			orDash(win.BillFileName), win.Attempts, orDash(win.QuarantineKey), orDash(win.LastError))
 	}
 	if rep.CDRWatermark != nil {
 		fmt.Fprintf(w, "\ncdr watermark: %s\n", rep.CDRWatermark.Format(time.RFC3339))

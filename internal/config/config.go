@@ -107,6 +107,17 @@ type CEC struct {
 	UploadMaxBytes Size   `toml:"upload_max_bytes"` // CC-FS third-party upload size limit
 	TimeZone       string `toml:"time_zone"`        // tenant time zone (IANA) of CEC query times
 
+	// MaxRecordingBytes is the largest recording download accepted; a
+	// larger one is refused instead of filling the disk or the sink.
+	MaxRecordingBytes Size `toml:"max_recording_bytes"`
+	// MinRate is the slowest download (bytes per second, averaged over
+	// MinRateWindow) tolerated before it is aborted as a stall; 0 disables.
+	MinRate       Size     `toml:"min_rate"`
+	MinRateWindow Duration `toml:"min_rate_window"`
+	// OIFDEMaxPages bounds the pages read from one OIFDE history query, so a
+	// server that keeps answering "more" cannot loop a job forever.
+	OIFDEMaxPages int `toml:"oifde_max_pages"`
+
 	CallbackURL      string `toml:"callback_url"`       // callBackURL sent to queryBillData
 	CallbackListen   string `toml:"callback_listen"`    // host:port of the built-in callback receiver
 	CallbackCertFile string `toml:"callback_cert_file"` // TLS certificate of the callback receiver
@@ -181,6 +192,11 @@ type CDRJob struct {
 	Window          Duration `toml:"window"`           // queryBillData range, at most 72h
 	LookbackWindows int      `toml:"lookback_windows"` // past windows re-requested on every run
 	ReadyTimeout    Duration `toml:"ready_timeout"`    // how long to wait for a package before re-requesting it
+	// MaxInflationRatio and MaxInflatedBytes bound what a CDR package ZIP
+	// may expand to (uncompressed/compressed per entry, and in total):
+	// a package beyond them is rejected as a ZIP bomb and quarantined.
+	MaxInflationRatio int  `toml:"max_inflation_ratio"`
+	MaxInflatedBytes  Size `toml:"max_inflated_bytes"`
 }
 
 // RecordingsJob is [jobs.recordings]: download the recordings listed in the
@@ -190,7 +206,18 @@ type RecordingsJob struct {
 	Method       string   `toml:"method"`        // MethodDownloadRecordFile, MethodDownloadRecord or MethodCMS
 	MaxAttempts  int      `toml:"max_attempts"`  // runs that may fail on one recording before it is dead
 	RetryBackoff Duration `toml:"retry_backoff"` // delay before a failed recording is tried again (doubles per attempt)
+	// AllowFormats lists the audio formats accepted besides WAV (always
+	// accepted, as is a ZIP bundle where the download method returns one):
+	// FormatMP3, FormatOGG, FormatFLAC. Empty: WAV (and ZIP) only.
+	AllowFormats []string `toml:"allow_formats"`
 }
+
+// Audio formats jobs.recordings.allow_formats may list.
+const (
+	FormatMP3  = "mp3"
+	FormatOGG  = "ogg"
+	FormatFLAC = "flac"
+)
 
 // OIFDEJob is [jobs.transfer] and [jobs.ivr]: query OIFDE records and download
 // their recordings.
@@ -240,6 +267,10 @@ func Default() *Config {
 			StallTimeout:          Duration{60 * time.Second},
 			UploadMaxBytes:        5 * MiB,
 			TimeZone:              "UTC",
+			MaxRecordingBytes:     2 * GiB,
+			MinRate:               1 * KiB,
+			MinRateWindow:         Duration{60 * time.Second},
+			OIFDEMaxPages:         50,
 		},
 		Sink: Sink{
 			Type: SinkDir,
@@ -265,6 +296,9 @@ func Default() *Config {
 				Window:          Duration{time.Hour},
 				LookbackWindows: 3,
 				ReadyTimeout:    Duration{30 * time.Minute},
+
+				MaxInflationRatio: 50,
+				MaxInflatedBytes:  4 * GiB,
 			},
 			Recordings: RecordingsJob{
 				Job:          job("@every 15m"),

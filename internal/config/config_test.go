@@ -403,3 +403,32 @@ func TestJobs_Each(t *testing.T) {
 		t.Errorf("Each visits %q, the [jobs] tables are %q", names, want)
 	}
 }
+
+func TestDefault_Limits(t *testing.T) {
+	c := Default()
+	if c.CEC.MaxRecordingBytes != 2*GiB || c.CEC.MinRate != KiB || c.CEC.MinRateWindow.Duration != time.Minute || c.CEC.OIFDEMaxPages != 50 {
+		t.Errorf("cec limits %v %v %v %d, want 2GiB 1KiB 1m 50", c.CEC.MaxRecordingBytes, c.CEC.MinRate, c.CEC.MinRateWindow, c.CEC.OIFDEMaxPages)
+	}
+	if c.Jobs.CDR.MaxInflationRatio != 50 || c.Jobs.CDR.MaxInflatedBytes != 4*GiB {
+		t.Errorf("cdr limits %d %v, want 50 4GiB", c.Jobs.CDR.MaxInflationRatio, c.Jobs.CDR.MaxInflatedBytes)
+	}
+	if len(c.Jobs.Recordings.AllowFormats) != 0 {
+		t.Errorf("allow_formats %q, want none", c.Jobs.Recordings.AllowFormats)
+	}
+	t.Run("environment", func(t *testing.T) {
+		cfg, err := Load("testdata/valid/minimal.toml", mapEnv(map[string]string{
+			"ARCHIVER_JOBS_RECORDINGS_ALLOW_FORMATS": "flac,mp3",
+			"ARCHIVER_CEC_MIN_RATE":                  "0",
+			"ARCHIVER_JOBS_CDR_MAX_INFLATED_BYTES":   "1GiB",
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Jobs.Recordings.AllowFormats; !slices.Equal(got, []string{"flac", "mp3"}) {
+			t.Errorf("allow_formats %q", got)
+		}
+		if cfg.CEC.MinRate != 0 || cfg.Jobs.CDR.MaxInflatedBytes != GiB {
+			t.Errorf("min_rate %v max_inflated_bytes %v", cfg.CEC.MinRate, cfg.Jobs.CDR.MaxInflatedBytes)
+		}
+	})
+}

@@ -156,6 +156,16 @@ func (v *validator) cec(c *Config) {
 	if e.UploadMaxBytes <= 0 {
 		v.add("cec.upload_max_bytes", "must be positive (got %d)", e.UploadMaxBytes)
 	}
+	if e.MaxRecordingBytes <= 0 {
+		v.add("cec.max_recording_bytes", "must be positive (got %d)", e.MaxRecordingBytes)
+	}
+	if e.MinRate < 0 {
+		v.add("cec.min_rate", "must not be negative; 0 disables the check (got %d)", e.MinRate)
+	}
+	if e.MinRateWindow.Duration < time.Second {
+		v.add("cec.min_rate_window", "must be at least 1s (got %s)", e.MinRateWindow)
+	}
+	v.intRange("cec.oifde_max_pages", e.OIFDEMaxPages, 1, 10000)
 	switch {
 	case e.TimeZone == "":
 		v.add("cec.time_zone", "required")
@@ -432,10 +442,26 @@ func (v *validator) jobs(j *Jobs) {
 	}
 	v.intRange("jobs.cdr.lookback_windows", j.CDR.LookbackWindows, 0, 100)
 	v.positive("jobs.cdr.ready_timeout", j.CDR.ReadyTimeout)
+	v.intRange("jobs.cdr.max_inflation_ratio", j.CDR.MaxInflationRatio, 2, 1000)
+	if j.CDR.MaxInflatedBytes <= 0 {
+		v.add("jobs.cdr.max_inflated_bytes", "must be positive (got %d)", j.CDR.MaxInflatedBytes)
+	}
 
 	v.oneOf("jobs.recordings.method", j.Recordings.Method, MethodDownloadRecordFile, MethodDownloadRecord, MethodCMS)
 	v.intRange("jobs.recordings.max_attempts", j.Recordings.MaxAttempts, 1, 1000)
 	v.positive("jobs.recordings.retry_backoff", j.Recordings.RetryBackoff)
+	seen := map[string]bool{}
+	for _, f := range j.Recordings.AllowFormats {
+		switch {
+		case f == "wav" || f == "zip":
+			v.add("jobs.recordings.allow_formats", "%q is always accepted; list only %q, %q or %q", f, FormatMP3, FormatOGG, FormatFLAC)
+		case f != FormatMP3 && f != FormatOGG && f != FormatFLAC:
+			v.add("jobs.recordings.allow_formats", "must list only %q, %q or %q (got %q)", FormatMP3, FormatOGG, FormatFLAC, f)
+		case seen[f]:
+			v.add("jobs.recordings.allow_formats", "%q is listed twice", f)
+		}
+		seen[f] = true
+	}
 
 	for _, o := range []struct {
 		name string

@@ -365,7 +365,9 @@ func (a *Archiver) transferCtx(ctx context.Context) context.Context {
 
 // Run runs one job once: "cdr", "recordings", "transfer" or "ivr".
 // Window-level failures are in Report.Errors; the error is for what stops
-// the job (a checkpoint store failure, an auth error, ctx ended).
+// the job (a checkpoint store failure, an auth error, ctx ended). Metrics
+// count the run as a failure, and keep the last-success time, when it
+// returns an error or its Report has failures (RunFailure).
 func (a *Archiver) Run(ctx context.Context, job string) (*Report, error) {
 	if err := a.init(); err != nil {
 		return &Report{}, err
@@ -381,7 +383,7 @@ func (a *Archiver) Run(ctx context.Context, job string) (*Report, error) {
 	default:
 		return &Report{}, fmt.Errorf("jobs: run: unknown job %q", job)
 	}
-	done(err)
+	done(RunFailure(rep, err))
 	return rep, err
 }
 

@@ -1,6 +1,8 @@
 package jobs
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/cec-archiver/cec-archiver/internal/cecclient"
@@ -53,4 +55,30 @@ func upstreamClass(err error) string {
 		return "auth"
 	}
 	return cecclient.Classify(err).String()
+}
+
+// ErrRunFailures is what RunFailure returns for a run that ended without an
+// error but recorded failures.
+var ErrRunFailures = errors.New("jobs: run recorded failures")
+
+// RunFailure is the outcome a job run reports to Metrics.JobStarted's done:
+// err when it is not nil; else an error wrapping ErrRunFailures when rep
+// records an authentication error, a failed window or package, a failed
+// attempt or a dead item; else
+// nil. A run that archived nothing because nothing was due is a success; one
+// that met failures is not, so that archiver_job_runs_total{result="failure"}
+// counts it and archiver_job_last_success_timestamp_seconds stays where it
+// was and the staleness alert can fire.
+func RunFailure(rep *Report, err error) error {
+	if err != nil || rep == nil {
+		return err
+	}
+	if rep.AuthError != nil {
+		return rep.AuthError
+	}
+	if rep.PackagesFailed > 0 || len(rep.Errors) > 0 || rep.Failed > 0 || rep.Dead > 0 {
+		return fmt.Errorf("%w: %d windows or packages failed, %d attempts failed, %d items dead",
+			ErrRunFailures, max(rep.PackagesFailed, len(rep.Errors)), rep.Failed, rep.Dead)
+	}
+	return nil
 }

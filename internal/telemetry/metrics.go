@@ -134,7 +134,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		}, []string{"job_name"}),
 		jobRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "job_runs_total",
-			Help: "Finished job runs by result (success or failure).",
+			Help: "Finished job runs by result: failure when the run stopped on an error or recorded failed windows, packages, attempts or dead items; else success.",
 		}, []string{"job_name", "result"}),
 		jobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "job_duration_seconds",
@@ -143,7 +143,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		}, []string{"job_name"}),
 		jobLastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "job_last_success_timestamp_seconds",
-			Help: "Unix time the job last finished a run successfully (absent until it has).",
+			Help: "Unix time the job last finished a run without errors or failures (absent until it has).",
 		}, []string{"job_name"}),
 		itemsProcessed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "items_processed_total",
@@ -243,7 +243,10 @@ func (m *Metrics) zeroItems() {
 
 // JobStarted marks a run of job as in progress (archiver_job_running = 1) and
 // returns the function that ends it. done(nil) counts a success and sets the
-// last-success time; done(err) with a non-nil err counts a failure. done
+// last-success time; done(err) with a non-nil err counts a failure and leaves
+// the last-success time alone. The caller decides what a failure is: the jobs
+// pass an error for a run that recorded failed windows or items, not only for
+// one that stopped on an error (jobs.RunFailure). done
 // records the run's duration and clears archiver_job_running; calls after the
 // first do nothing. On a nil *Metrics, done is a no-op but never nil.
 func (m *Metrics) JobStarted(job string) (done func(err error)) {
