@@ -23,8 +23,8 @@ func (c *cli) cmdBackfill(args []string) int {
 			"list, like once. The cdr watermark is left as it is. Output and exit codes are\n"+
 			"those of once. With --dry-run only the windows are printed: nothing is\n"+
 			"requested and the state is not written (it may be in use by the daemon).\n"+
-			"Backfill runs the cdr job and every item job whatever jobs.<name>.enabled\n"+
-			"says (a warning names the disabled ones).")
+			"Backfill runs the cdr job and the enabled item jobs: one with\n"+
+			"jobs.<name>.enabled = false is left out (a line on stderr names it).")
 	from := fs.String("from", "", "first `day` (YYYY-MM-DD), required")
 	to := fs.String("to", "", "last `day` (YYYY-MM-DD), included, required")
 	dry := fs.Bool("dry-run", false, "print the windows a backfill would request and exit")
@@ -64,20 +64,27 @@ func (c *cli) cmdBackfill(args []string) int {
 			return a.DryRun(ctx, begin, end, c.stdout)
 		})
 	}
-	// jobs.Archiver.Backfill runs every item job; it cannot leave out the
-	// disabled ones yet. Say so rather than surprise.
-	var disabled []string
+	// The item jobs that are enabled; a disabled one is left out (its keys,
+	// such as cec.oifde_url, are not validated).
+	var items, disabled []string
 	cfg.Jobs.Each(func(name string, j *config.Job) {
-		if !j.Enabled && name != config.JobCDR {
+		switch {
+		case name == config.JobCDR:
+		case j.Enabled:
+			items = append(items, name)
+		default:
 			disabled = append(disabled, "jobs."+name+".enabled")
 		}
 	})
+	if len(items) == 0 {
+		fmt.Fprintf(c.stderr, "backfill: %s = false: no item job to run after the cdr job\n", strings.Join(disabled, ", "))
+		return exitConfig
+	}
 	if len(disabled) > 0 {
-		fmt.Fprintf(c.stderr, "backfill: warning: %s = false, but backfill runs every item job (recordings, transfer, ivr)\n",
-			strings.Join(disabled, ", "))
+		fmt.Fprintf(c.stderr, "backfill: %s = false: those jobs are left out\n", strings.Join(disabled, ", "))
 	}
 	return c.runArchiver("backfill", cfg, wireOptions{}, func(ctx context.Context, a *jobs.Archiver) (*jobs.Report, error) {
-		return a.Backfill(ctx, begin, end)
+		return a.Backfill(ctx, begin, end, items...)
 	})
 }
 

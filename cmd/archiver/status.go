@@ -45,6 +45,7 @@ type dayStatus struct {
 // itemStatus is a failed or dead item as status shows it. Params are left
 // out: they may hold phone numbers.
 type itemStatus struct {
+	ID            int64            `json:"id"` // for archiver resolve --id
 	Kind          string           `json:"kind"`
 	UpstreamID    string           `json:"upstream_id"`
 	CallID        string           `json:"call_id,omitempty"`
@@ -214,7 +215,7 @@ func collectStatus(ctx context.Context, st checkpoint.Store, loc *time.Location)
 		return nil, fmt.Errorf("list failed items: %w", err)
 	}
 	for _, it := range items {
-		s := itemStatus{Kind: it.Kind, UpstreamID: it.UpstreamID, CallID: it.CallID, Day: it.Day,
+		s := itemStatus{ID: it.ID, Kind: it.Kind, UpstreamID: it.UpstreamID, CallID: it.CallID, Day: it.Day,
 			State: it.State, Attempts: it.Attempts, LastError: oneLine(it.LastError)}
 		if it.State == checkpoint.StateFailed && !it.NextAttemptAt.IsZero() {
 			next := it.NextAttemptAt
@@ -268,8 +269,8 @@ func printStatus(w io.Writer, rep *statusReport, withFailed bool) {
 			if it.NextAttemptAt != nil {
 				next = " next=" + it.NextAttemptAt.Format(time.RFC3339)
 			}
-			fmt.Fprintf(w, "  %s %s %s call=%s day=%s attempts=%d%s: %s\n",
-				it.State, it.Kind, it.UpstreamID, orDash(it.CallID), orDash(it.Day), it.Attempts, next, orDash(it.LastError))
+			fmt.Fprintf(w, "  id=%d %s %s %s call=%s day=%s attempts=%d%s: %s\n",
+				it.ID, it.State, it.Kind, it.UpstreamID, orDash(it.CallID), orDash(it.Day), it.Attempts, next, orDash(it.LastError))
 		}
 	}
 }

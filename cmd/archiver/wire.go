@@ -24,6 +24,7 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint/sqlite"
 	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/jobs"
+	"github.com/cec-archiver/cec-archiver/internal/recording"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 	"github.com/cec-archiver/cec-archiver/internal/sink/dir"
 	"github.com/cec-archiver/cec-archiver/internal/sink/s3"
@@ -288,9 +289,22 @@ func clientOptions(cfg *config.Config, log *zap.Logger) cecclient.Options {
 		ResponseHeaderTimeout: c.ResponseHeaderTimeout.Duration,
 		StallTimeout:          c.StallTimeout.Duration,
 		UploadMaxBytes:        int64(c.UploadMaxBytes),
+		MaxRecordingBytes:     int64(c.MaxRecordingBytes),
+		MinRate:               minRate(int64(c.MinRate)),
+		MinRateWindow:         c.MinRateWindow.Duration,
+		MaxPages:              c.OIFDEMaxPages,
 		UserAgent:             "cec-archiver/" + version,
 		Logger:                log,
 	}
+}
+
+// minRate maps cec.min_rate (0 disables) onto cecclient.Options.MinRate
+// (0 is the default, negative disables).
+func minRate(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func s3Options(cfg *config.Config, log *zap.Logger) s3.Options {
@@ -347,11 +361,37 @@ func settings(cfg *config.Config, loc *time.Location) jobs.Settings {
 		TransferSettleMaxAge: j.Transfer.SettleMaxAge.Duration,
 		IVRSettleMaxAge:      j.IVR.SettleMaxAge.Duration,
 
-		Concurrency:     cfg.CEC.Concurrency,
-		SpoolDir:        os.TempDir(),
-		MaxPackageBytes: maxPackageBytes,
-		Limits:          cdr.DefaultLimits(),
+		Concurrency:       cfg.CEC.Concurrency,
+		SpoolDir:          os.TempDir(),
+		MaxPackageBytes:   maxPackageBytes,
+		MaxRecordingBytes: int64(cfg.CEC.MaxRecordingBytes),
+		Formats:           formats(j.Recordings.AllowFormats),
+		Limits:            cdrLimits(j.CDR),
 	}
+}
+
+// formats is the recording policy of jobs.recordings.allow_formats (WAV is
+// always accepted, ZIP bundles where the interface returns them).
+func formats(allow []string) recording.Policy {
+	var p recording.Policy
+	for _, f := range allow {
+		p.Allow = append(p.Allow, recording.Format(f))
+	}
+	return p
+}
+
+// cdrLimits are the package reader's limits with jobs.cdr's ratio and
+// inflated-size cap.
+func cdrLimits(j config.CDRJob) cdr.Limits {
+	l := cdr.DefaultLimits()
+	if j.MaxInflationRatio > 0 {
+		l.MaxRatio = int64(j.MaxInflationRatio)
+	}
+	if j.MaxInflatedBytes > 0 {
+		l.MaxTotalBytes = int64(j.MaxInflatedBytes)
+		l.MaxEntryBytes = min(l.MaxEntryBytes, l.MaxTotalBytes)
+	}
+	return l
 }
 
 // isS3Auth reports whether err is S3 refusing the credentials or access.

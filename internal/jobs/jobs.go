@@ -486,21 +486,34 @@ func dedupeErrors(errs []error) error {
 }
 
 // Backfill runs the cdr job over Plan(from, to) (the watermark is left as
-// it is), then the item jobs, then WriteLedgers.
-func (a *Archiver) Backfill(ctx context.Context, from, to time.Time) (*Report, error) {
+// it is), then the given item jobs (recordings, transfer and ivr when none),
+// then WriteLedgers.
+func (a *Archiver) Backfill(ctx context.Context, from, to time.Time, itemJobs ...string) (*Report, error) {
 	if err := a.init(); err != nil {
 		return &Report{}, err
+	}
+	want := map[string]bool{}
+	for _, j := range itemJobs {
+		switch j {
+		case JobRecordings, JobTransfer, JobIVR:
+			want[j] = true
+		default:
+			return &Report{}, fmt.Errorf("jobs: backfill: %q is not an item job", j)
+		}
+	}
+	if len(want) == 0 {
+		want = map[string]bool{JobRecordings: true, JobTransfer: true, JobIVR: true}
 	}
 	total := &Report{}
 	var errs []error
 	done := a.met.JobStarted(JobCDR)
 	rep, err := a.runCDR(ctx, a.Plan(from, to))
-	done(err)
+	done(RunFailure(rep, err))
 	total.Merge(rep)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	rep, err = a.itemJobs(ctx, map[string]bool{JobRecordings: true, JobTransfer: true, JobIVR: true})
+	rep, err = a.itemJobs(ctx, want)
 	total.Merge(rep)
 	if err != nil {
 		errs = append(errs, err)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -112,14 +113,31 @@ func (a *Archiver) WriteLedgers(ctx context.Context) (written int, err error) {
 		}
 	}
 	a.met.SetItems(counts)
+	problems, err := a.problemDays(ctx)
+	if err != nil {
+		return 0, err
+	}
+	// Days a failed or pending window covers get a ledger that says so,
+	// even before any call of theirs is known; a day whose window is a
+	// problem is always re-examined (the digest tells whether it changed).
+	known := map[string]bool{}
+	for _, d := range days {
+		known[d.Day] = true
+	}
+	for day := range problems {
+		if !known[day] {
+			days = append(days, checkpoint.DaySummary{Day: day})
+		}
+	}
+	sort.Slice(days, func(i, j int) bool { return days[i].Day < days[j].Day })
 	for _, d := range days {
 		if ctx.Err() != nil {
 			return written, ctx.Err()
 		}
-		if haveSince && d.Updated.Before(since.Add(-ledgerMargin)) {
+		if haveSince && d.Updated.Before(since.Add(-ledgerMargin)) && problems[d.Day] == nil {
 			continue
 		}
-		ok, err := a.writeLedger(ctx, d.Day, start)
+		ok, err := a.writeLedger(ctx, d.Day, start, problems[d.Day])
 		if err != nil {
 			return written, err
 		}
@@ -134,12 +152,37 @@ func (a *Archiver) WriteLedgers(ctx context.Context) (written int, err error) {
 	return written, nil
 }
 
+// problemDays maps each day to the cdr windows covering it whose newest
+// package is not done.
+func (a *Archiver) problemDays(ctx context.Context) (map[string][]WindowProblem, error) {
+	wins, err := ProblemWindows(storeCtx(ctx), a.Store, a.loc())
+	if err != nil {
+		a.met.CheckpointError()
+		return nil, err
+	}
+	out := map[string][]WindowProblem{}
+	for _, w := range wins {
+		for _, d := range w.Days {
+			out[d] = append(out[d], w)
+		}
+	}
+	return out, nil
+}
+
 // BuildLedger assembles a day's ledger from the checkpoint store (without
 // GeneratedAt).
 func (a *Archiver) BuildLedger(ctx context.Context, day string) (*Ledger, error) {
 	if err := a.init(); err != nil {
 		return nil, err
 	}
+	problems, err := a.problemDays(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return a.buildLedger(ctx, day, problems[day])
+}
+
+func (a *Archiver) buildLedger(ctx context.Context, day string, windows []WindowProblem) (*Ledger, error) {
 	sctx := storeCtx(ctx)
 	calls, err := a.Store.DayCalls(sctx, day)
 	if err != nil {
@@ -149,7 +192,7 @@ func (a *Archiver) BuildLedger(ctx context.Context, day string) (*Ledger, error)
 	if err != nil {
 		return nil, a.storeErr("day items", err)
 	}
-	l := &Ledger{Version: 1, Tenant: a.Tenant, Day: day, Complete: true, Calls: []LedgerCall{}}
+	l := &Ledger{Version: 1, Tenant: a.Tenant, Day: day, Calls: []LedgerCall{}}
 	idx := map[string]int{}
 	sort.Slice(calls, func(i, j int) bool { return calls[i].CallID < calls[j].CallID })
 	for _, c := range calls {
@@ -192,13 +235,10 @@ func (a *Archiver) BuildLedger(ctx context.Context, day string) (*Ledger, error)
 			l.Totals.Absent++
 		case checkpoint.StateFailed:
 			l.Totals.Failed++
-			l.Complete = false
 		case checkpoint.StateDead:
 			l.Totals.Dead++
-			l.Complete = false
 		default:
 			l.Totals.Pending++
-			l.Complete = false
 		}
 		if known {
 			l.Calls[i].Recordings = append(l.Calls[i].Recordings, rec)
@@ -239,14 +279,25 @@ func (a *Archiver) BuildLedger(ctx context.Context, day string) (*Ledger, error)
 			l.Incomplete = append(l.Incomplete, fmt.Sprintf("%d %s", c.n, c.what))
 		}
 	}
+	for _, w := range windows {
+		why := fmt.Sprintf("cdr window %s – %s: package %s is %s", w.Begin.UTC().Format(time.RFC3339), w.End.UTC().Format(time.RFC3339),
+			orNone(w.BillFileName), w.State)
+		if w.Attempts > 0 {
+			why += fmt.Sprintf(" after %d attempts", w.Attempts)
+		}
+		if w.LastError != "" {
+			why += ": " + oneLine(w.LastError)
+		}
+		l.Incomplete = append(l.Incomplete, why)
+	}
 	l.Complete = len(l.Incomplete) == 0
 	return l, nil
 }
 
 // writeLedger writes day's ledger if it differs from the last one written.
-func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time) (bool, error) {
+func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time, windows []WindowProblem) (bool, error) {
 	sctx := storeCtx(ctx)
-	l, err := a.BuildLedger(ctx, day)
+	l, err := a.buildLedger(ctx, day, windows)
 	if err != nil {
 		return false, err
 	}
@@ -290,4 +341,15 @@ func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time) (
 	}
 	a.met.Ledger()
 	return true, nil
+}
+
+// oneLine keeps the first line of s, at most 300 bytes.
+func oneLine(s string) string {
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
 }

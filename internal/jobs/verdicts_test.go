@@ -343,6 +343,10 @@ func TestVerdicts_Packages(t *testing.T) {
 					t.Errorf("the rejected package took a final key: %s", k)
 				}
 			}
+			day := pkgs[0].Begin.UTC().Format(time.DateOnly)
+			if l, ok := e.ledgers()[day]; !ok || l.Complete || len(l.Incomplete) == 0 || !strings.Contains(strings.Join(l.Incomplete, "\n"), "cdr window") {
+				t.Errorf("day %s of the failed window: ledger present %v, complete %v, incomplete %q; want incomplete naming the window", day, ok, l.Complete, l.Incomplete)
+			}
 			wm, _, _ := e.store.Watermark(context.Background(), JobCDR)
 			if !wm.Before(pkgs[0].End) {
 				t.Errorf("cdr watermark %v passed the failed window ending %v", wm, pkgs[0].End)

@@ -1,6 +1,8 @@
 package jobs
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,12 +11,14 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/recording"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 )
 
@@ -22,9 +26,32 @@ import (
 // re-reads it (Deep): kind is the ledger kind ("agent", "transfer", "ivr"),
 // r yields the stored bytes, size is the stored size. It must read r to the
 // end or return an error; Verify hashes the same stream, so the object is
-// read once. The real WAV/ZIP validator replaces this body.
-var validateObject = func(kind string, r io.Reader, size int64) error {
-	_, err := io.Copy(io.Discard, r)
+// read once. Tests replace it to inject failures.
+var validateObject = (*Archiver).validateContainer
+
+// validateContainer applies the checks a recording passed when it was
+// archived: a WAV (or an allowed format) consistent with its size, or a ZIP
+// bundle (spooled to disk, every member a valid recording).
+func (a *Archiver) validateContainer(kind string, r io.Reader, size int64) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, _ := br.Peek(4)
+	if !bytes.HasPrefix(head, []byte("PK\x03\x04")) {
+		_, err := io.Copy(io.Discard, recording.NewReader(br, size, a.Formats))
+		return err
+	}
+	f, err := os.CreateTemp(a.SpoolDir, "verify-*.zip")
+	if err != nil {
+		return fmt.Errorf("jobs: verify: spool: %w", err)
+	}
+	defer func() {
+		f.Close()
+		os.Remove(f.Name())
+	}()
+	n, err := io.Copy(f, br)
+	if err != nil {
+		return err
+	}
+	_, err = recording.CheckZip(f, n, a.Formats, maxBundleEntries, a.maxRecordingBytes())
 	return err
 }
 
@@ -394,7 +421,7 @@ func (a *Archiver) checkEntry(ctx context.Context, r sink.Reader, e verifyEntry,
 	h := sha256.New()
 	cr := &countingReader{r: rc}
 	tee := io.TeeReader(cr, h)
-	verr := validateObject(e.Kind, tee, obj.Size)
+	verr := validateObject(a, e.Kind, tee, obj.Size)
 	// Hash what the validator left unread, so the digest covers the whole
 	// object whatever the validator consumed.
 	if _, err := io.Copy(io.Discard, tee); err != nil {

@@ -108,9 +108,9 @@ func TestArchiver_Verify(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			var calls atomic.Int64
 			orig := validateObject
-			validateObject = func(kind string, r io.Reader, size int64) error {
+			validateObject = func(a *Archiver, kind string, r io.Reader, size int64) error {
 				calls.Add(1)
-				return orig(kind, r, size)
+				return orig(a, kind, r, size)
 			}
 			t.Cleanup(func() { validateObject = orig })
 			rep := e.verify(t, VerifyOptions{Deep: deep})
@@ -224,13 +224,13 @@ func TestArchiver_Verify(t *testing.T) {
 	t.Run("invalid container", func(t *testing.T) {
 		it := recs[3]
 		orig := validateObject
-		validateObject = func(kind string, r io.Reader, size int64) error {
+		validateObject = func(a *Archiver, kind string, r io.Reader, size int64) error {
 			if size == it.Size && kind == it.Kind {
 				// Read part only: Verify still hashes the whole object.
 				_, _ = io.CopyN(io.Discard, r, 10)
 				return errors.New("not a RIFF/WAVE file")
 			}
-			return orig(kind, r, size)
+			return orig(a, kind, r, size)
 		}
 		t.Cleanup(func() { validateObject = orig })
 		rep := e.verify(t, VerifyOptions{Deep: true})
