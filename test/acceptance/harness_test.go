@@ -71,6 +71,8 @@ type env struct {
 	config string
 	state  string
 	runs   int
+	// extraEnv holds ARCHIVER_* overrides for every process.
+	extraEnv map[string]string
 }
 
 // envOptions are the knobs a test turns.
@@ -80,6 +82,10 @@ type envOptions struct {
 	Unavailable     int // recordings listed but not downloadable until released
 	ShutdownTimeout time.Duration
 	MaxRecording    int64 // largest recording, bytes (default 48 KiB)
+	// Sim changes the simulator's options (dataset shapes, faults at start).
+	Sim func(*cecsim.Options)
+	// Env holds ARCHIVER_* overrides for every archiver process.
+	Env map[string]string
 }
 
 // newEnv starts a simulator holding a dataset of the two complete days before
@@ -91,13 +97,17 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.MaxRecording == 0 {
 		o.MaxRecording = 48 << 10
 	}
-	sim, err := cecsim.New(cecsim.Options{
+	so := cecsim.Options{
 		Seed: 7, Calls: o.Calls, Days: 2, Start: today.AddDate(0, 0, -2), Location: time.UTC,
 		Credentials: map[string]string{simAK: simSK}, TenantID: simTenant, APIPassword: simAPIPassword,
 		BillReadyDelay: 300 * time.Millisecond, MinRecordingBytes: 2 << 10, MaxRecordingBytes: o.MaxRecording,
 		LateRecordings: o.Late, UnavailableFiles: o.Unavailable,
 		Logger: zap.NewNop(),
-	})
+	}
+	if o.Sim != nil {
+		o.Sim(&so)
+	}
+	sim, err := cecsim.New(so)
 	if err != nil {
 		t.Fatalf("simulator: %v", err)
 	}
@@ -107,7 +117,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		sim.Close()
 	})
 	srv := s3test.Start(t)
-	e := &env{t: t, sim: sim, s3: srv, bucket: srv.NewBucket(t, true), dir: t.TempDir()}
+	e := &env{t: t, sim: sim, s3: srv, bucket: srv.NewBucket(t, true), dir: t.TempDir(), extraEnv: o.Env}
 	e.state = filepath.Join(e.dir, "state", "archiver.db")
 	e.config = filepath.Join(e.dir, "config.toml")
 	shutdown := o.ShutdownTimeout
@@ -213,6 +223,9 @@ func (e *env) start(args ...string) *proc {
 	cmd := exec.Command(archiverBin, append(args, "--config", e.config)...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.Env = append(os.Environ(), "ARCHIVER_CONFIG=")
+	for k, v := range e.extraEnv {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	if err := cmd.Start(); err != nil {
 		e.t.Fatalf("start archiver: %v", err)
 	}
@@ -393,6 +406,9 @@ type ledger struct {
 // their place in the layout ({prefix}/{tenant}/ledger/…, …/cdr/…).
 func isLedger(key string) bool { return strings.Contains(key, "/"+simTenant+"/ledger/") }
 func isCDR(key string) bool    { return strings.Contains(key, "/"+simTenant+"/cdr/") }
+func isQuarantine(key string) bool {
+	return strings.Contains(key, "/"+simTenant+"/quarantine/")
+}
 
 // verify is the acceptance check: every recording of the manifest (late and
 // unavailable ones included, once released) is stored exactly once, under
@@ -409,7 +425,7 @@ func (e *env) verify() {
 		if o.Versions != 1 {
 			e.t.Errorf("%s has %d versions: an object was overwritten", k, o.Versions)
 		}
-		if !isLedger(k) && !isCDR(k) {
+		if !isLedger(k) && !isCDR(k) && !isQuarantine(k) {
 			bySHA[o.SHA256] = append(bySHA[o.SHA256], k)
 		}
 	}
@@ -482,8 +498,19 @@ func (e *env) verify() {
 	}
 
 	e.checkLedgers(m, objs)
+	e.verifyDeep()
 	e.t.Logf("verified: %d recordings, %d absent records, %d calls; missing %d, duplicates %d, stray %d, done-without-object %d, unfinished items %d",
 		len(m.Recordings), len(m.Absent), len(m.Calls), missing, dup, stray, doneWithout, len(bad))
+}
+
+// verifyDeep runs "archiver verify --deep": the archive's own check must
+// agree that nothing is missing, altered or unexpected.
+func (e *env) verifyDeep() {
+	e.t.Helper()
+	p := e.start("verify", "--deep")
+	if code := p.wait(e.t, 5*time.Minute); code != 0 {
+		e.t.Errorf("archiver verify --deep: exit %d, want 0\n%s", code, p.tail())
+	}
 }
 
 // checkLedgers reads the newest ledger of each day and compares it with the manifest.
