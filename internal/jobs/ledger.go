@@ -314,7 +314,9 @@ func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time, w
 	if ok && last == digest {
 		return false, nil
 	}
-	gen := now.UTC().Truncate(time.Second)
+	// Full precision: two passes within one second (a quick re-run) must
+	// still order their ledgers, by generated_at and by key.
+	gen := now.UTC()
 	l.GeneratedAt = &gen
 	body, err = json.MarshalIndent(l, "", " ")
 	if err != nil {
@@ -326,7 +328,7 @@ func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time, w
 	}
 	key, err := a.ledKeys.Build(sink.KeyFields{
 		Tenant: a.Tenant, Time: t,
-		RecordID: "ledger-" + gen.Format("20060102T150405Z") + "-" + digest[:12] + ".json",
+		RecordID: "ledger-" + gen.Format("20060102T150405.000000000Z") + "-" + digest[:12] + ".json",
 	})
 	if err != nil {
 		return false, fmt.Errorf("jobs: ledger %s: key: %w", day, err)
