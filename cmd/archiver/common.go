@@ -71,6 +71,22 @@ func (c *cli) loadConfig(flagValue string) (*config.Config, bool) {
 	return cfg, true
 }
 
+// setup loads the configuration and builds the logger of command cmd,
+// printing what is wrong; false means exit with exitConfig. The caller
+// syncs the logger before it returns.
+func (c *cli) setup(cmd, flagValue string) (*config.Config, *zap.Logger, bool) {
+	cfg, ok := c.loadConfig(flagValue)
+	if !ok {
+		return nil, nil, false
+	}
+	log, err := newLogger(cfg.Log, c.stderr)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "%s: %v\n", cmd, err)
+		return nil, nil, false
+	}
+	return cfg, log, true
+}
+
 // newLogger builds the process logger from [log], writing to w.
 func newLogger(l config.Log, w io.Writer) (*zap.Logger, error) {
 	var lvl zapcore.Level

@@ -34,13 +34,8 @@ func (c *cli) cmdRequeue(args []string) int {
 			return exitConfig
 		}
 	}
-	cfg, ok := c.loadConfig(*path)
+	cfg, log, ok := c.setup("requeue", *path)
 	if !ok {
-		return exitConfig
-	}
-	log, err := newLogger(cfg.Log, c.stderr)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "requeue: %v\n", err)
 		return exitConfig
 	}
 	defer func() { _ = log.Sync() }()

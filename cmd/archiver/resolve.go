@@ -33,13 +33,8 @@ func (c *cli) cmdResolve(args []string) int {
 		fmt.Fprintln(c.stderr, "resolve: --absent: a reason is required")
 		return exitConfig
 	}
-	cfg, ok := c.loadConfig(*path)
+	cfg, log, ok := c.setup("resolve", *path)
 	if !ok {
-		return exitConfig
-	}
-	log, err := newLogger(cfg.Log, c.stderr)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "resolve: %v\n", err)
 		return exitConfig
 	}
 	defer func() { _ = log.Sync() }()

@@ -28,13 +28,8 @@ func (c *cli) cmdRun(args []string) int {
 	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
 	}
-	cfg, ok := c.loadConfig(*path)
+	cfg, log, ok := c.setup("run", *path)
 	if !ok {
-		return exitConfig
-	}
-	log, err := newLogger(cfg.Log, c.stderr)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "run: %v\n", err)
 		return exitConfig
 	}
 	defer func() { _ = log.Sync() }()

@@ -95,13 +95,8 @@ func (c *cli) cmdStatus(args []string) int {
 	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
 	}
-	cfg, ok := c.loadConfig(*path)
+	cfg, log, ok := c.setup("status", *path)
 	if !ok {
-		return exitConfig
-	}
-	log, err := newLogger(cfg.Log, c.stderr)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "status: %v\n", err)
 		return exitConfig
 	}
 	defer func() { _ = log.Sync() }()

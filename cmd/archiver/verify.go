@@ -52,13 +52,8 @@ func (c *cli) cmdVerify(args []string) int {
 		fmt.Fprintf(c.stderr, "verify: --from %s is after --to %s\n", *from, *to)
 		return exitConfig
 	}
-	cfg, ok := c.loadConfig(*path)
+	cfg, log, ok := c.setup("verify", *path)
 	if !ok {
-		return exitConfig
-	}
-	log, err := newLogger(cfg.Log, c.stderr)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "verify: %v\n", err)
 		return exitConfig
 	}
 	defer func() { _ = log.Sync() }()

@@ -101,18 +101,7 @@ func (a *Archiver) WriteLedgers(ctx context.Context) (written int, err error) {
 	if err != nil {
 		return 0, a.storeErr("days", err)
 	}
-	counts := map[string]map[string]int{}
-	for _, d := range days {
-		for kind, states := range d.Counts {
-			if counts[kind] == nil {
-				counts[kind] = map[string]int{}
-			}
-			for st, n := range states {
-				counts[kind][string(st)] += n
-			}
-		}
-	}
-	a.met.SetItems(counts)
+	a.met.SetItems(itemCounts(days))
 	problems, err := a.problemDays(ctx)
 	if err != nil {
 		return 0, err
