@@ -493,7 +493,7 @@ func (a *Archiver) quarantine(ctx context.Context, p *checkpoint.Package, s *spo
 		return fmt.Errorf("jobs: cdr: quarantine %s: %w", p.BillFileName, err)
 	}
 	if !obj.Existed {
-		a.met.Bytes("quarantine", obj.Size)
+		a.met.Bytes("cdr", obj.Size)
 		rep.Bytes += obj.Size
 	}
 	p.QuarantineKey = key

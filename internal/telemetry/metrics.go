@@ -69,7 +69,7 @@ func knownKinds() []string {
 
 // knownItemResults are the outcomes Item counts.
 func knownItemResults() []string {
-	return []string{"done", "existed", "absent", "failed", "dead", "deferred", "released"}
+	return []string{"done", "existed", "absent", "failed", "dead", "deferred", "released", "resolved"}
 }
 
 // knownStates are the checkpoint item states (checkpoint.States).
@@ -84,7 +84,9 @@ func knownPackageResults() []string { return []string{"done", "unchanged", "fail
 func knownSinkOps() []string { return []string{"put", "stat"} }
 
 // knownUpstreamClasses are the CEC error classes UpstreamError counts.
-func knownUpstreamClasses() []string { return []string{"transient", "not-found", "permanent", "auth"} }
+func knownUpstreamClasses() []string {
+	return []string{"transient", "not-found", "permanent", "auth", "content"}
+}
 
 // knownShutdownResults are the outcomes Shutdown counts.
 func knownShutdownResults() []string { return []string{"clean", "abandoned", "forced"} }
