@@ -77,6 +77,11 @@ func Open(r io.ReaderAt, size int64, limits Limits) (*Package, error) {
 	if len(zr.File) > limits.MaxEntries {
 		return nil, fmt.Errorf("cdr: %w: %d entries, limit %d", ErrInvalid, len(zr.File), limits.MaxEntries)
 	}
+	// The package's inflated total is bounded by its own size: no more than
+	// MaxRatio times the bytes received, whatever MaxTotalBytes allows.
+	if size > 0 && limits.MaxRatio > 0 && size <= limits.MaxTotalBytes/limits.MaxRatio {
+		limits.MaxTotalBytes = size * limits.MaxRatio
+	}
 	p := &Package{zr: zr, limits: limits}
 	type span struct {
 		name       string
