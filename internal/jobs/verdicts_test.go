@@ -417,3 +417,61 @@ func TestVerdicts_Upstream(t *testing.T) {
 		e.checkLedgers(m, true)
 	})
 }
+
+// TestVerdicts_AuthStopsOnlyItsInterface: when OIFDE refuses the
+// credentials, only the transfer lookups stop (released, not failed): the
+// transfer recordings already found are still downloaded from CC-FS in the
+// same run.
+func TestVerdicts_AuthStopsOnlyItsInterface(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := testCtx(t)
+	// Day 1: its transfer records are found, but their downloads fail.
+	e.sim.SetFaults(cecsim.Fault{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadOiapRecord, Rate: 1})
+	if _, err := e.a.Backfill(ctx, simStart, simStart.AddDate(0, 0, 1), JobTransfer); err != nil {
+		t.Fatalf("Backfill: %v", err)
+	}
+	waiting := map[string]bool{}
+	for _, it := range e.items(checkpoint.StateFailed) {
+		if it.Kind == checkpoint.KindTransfer {
+			waiting[it.UpstreamID] = true
+		}
+	}
+	if len(waiting) == 0 {
+		t.Fatal("no transfer recording waits for its download: the test proves nothing")
+	}
+	// Day 2's calls arrive; now OIFDE refuses every transfer query, CC-FS works.
+	e.sim.SetFaults(cecsim.Fault{Kind: cecsim.FaultUnauthorized, Path: cecwire.PathQueryTransferRecords, Rate: 1})
+	if _, err := e.a.Run(ctx, JobCDR); err != nil {
+		t.Fatalf("Run(cdr): %v", err)
+	}
+	e.clock.Add(time.Hour)
+	rep, err := e.a.Run(ctx, JobTransfer)
+	if err != nil {
+		t.Fatalf("Run(transfer) = %v; a refusal by OIFDE must not stop the CC-FS downloads", err)
+	}
+	if rep.AuthError == nil {
+		t.Error("the refusal is not reported")
+	}
+	pending := 0
+	for _, it := range e.items() {
+		switch it.Kind {
+		case checkpoint.KindTransfer:
+			if waiting[it.UpstreamID] && it.State != checkpoint.StateDone {
+				t.Errorf("transfer recording %s: %s (%s), want done: CC-FS works", it.UpstreamID, it.State, it.LastError)
+			}
+		case checkpoint.KindTransferLookup:
+			if it.State == checkpoint.StatePending {
+				pending++
+				if it.Attempts != 0 {
+					t.Errorf("lookup %s: %d attempts counted for a refused credential", it.UpstreamID, it.Attempts)
+				}
+			}
+			if it.State == checkpoint.StateFailed || it.State == checkpoint.StateDead {
+				t.Errorf("lookup %s is %s: a refused credential is not the item's failure", it.UpstreamID, it.State)
+			}
+		}
+	}
+	if pending == 0 {
+		t.Error("no transfer lookup left pending: day 2's lookups should wait for working credentials")
+	}
+}

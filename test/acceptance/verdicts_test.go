@@ -81,6 +81,10 @@ func TestOnce_Misbehaviour(t *testing.T) {
 		{name: "json without code", faults: []cecsim.Fault{{Kind: cecsim.FaultJSONNoCode, Path: rec, Count: 2}}, exit: 1, stderr: "not a recording", failed: "agent"},
 		{name: "short RIFF", faults: []cecsim.Fault{{Kind: cecsim.FaultRIFFShort, Path: rec, Count: 2}}, exit: 1, stderr: "not a recording", failed: "agent"},
 		{name: "long RIFF", faults: []cecsim.Fault{{Kind: cecsim.FaultRIFFLong, Path: rec, Count: 2}}, exit: 1, stderr: "not a recording", failed: "agent"},
+		// Content-Length longer than the body: transient, retried at once
+		// and in the run, so every download is cut.
+		{name: "long Content-Length", faults: []cecsim.Fault{{Kind: cecsim.FaultTruncate, Path: rec, Rate: 1}}, exit: 1, stderr: "unexpected EOF", failed: "agent",
+			env: map[string]string{"ARCHIVER_CEC_MAX_ATTEMPTS": "1"}},
 		{name: "gzip", faults: []cecsim.Fault{{Kind: cecsim.FaultGzip, Path: rec, Count: 2}}, exit: 1, stderr: "Content-Encoding", failed: "agent"},
 		{name: "endless", faults: []cecsim.Fault{{Kind: cecsim.FaultEndless, Path: rec, Count: 2}}, exit: 1, stderr: "not a recording", failed: "agent",
 			env: map[string]string{"ARCHIVER_CEC_MAX_RECORDING_BYTES": "1MiB"}},
