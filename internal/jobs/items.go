@@ -674,9 +674,12 @@ func (r *itemRun) absentOnEvidence(ctx context.Context, it checkpoint.Item, err 
 		if ae.Service != "" {
 			service = ae.Service
 		}
-		desc = ae.Desc
+		desc = oneLine(ae.Desc)
 	}
 	if desc != "" {
+		if len(desc) > 80 {
+			desc = desc[:80] + "…"
+		}
 		desc = " (" + desc + ")"
 	}
 	evidence := fmt.Sprintf("%s downloadOiapRecord answered %s%s for %q at %s (attempt %d, %s after the call began)",
