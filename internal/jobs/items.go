@@ -571,6 +571,7 @@ func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
 	}
 	switch {
 	case qerr != nil:
+		a.met.UpstreamError(upstreamClass(qerr))
 		r.failed(ctx, it, fmt.Errorf("jobs: lookup %s: %w", it.CallID, qerr))
 		return
 	case len(invalid) > 0:
