@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"time"
 
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
@@ -257,7 +255,7 @@ func (a *app) openSink(ctx context.Context) error {
 	case config.SinkS3:
 		s, err := s3.New(ctx, s3Options(cfg, a.log))
 		if err != nil {
-			if isS3Auth(err) {
+			if errors.Is(err, sink.ErrAccessDenied) {
 				return &authError{err}
 			}
 			return err
@@ -392,19 +390,6 @@ func cdrLimits(j config.CDRJob) cdr.Limits {
 		l.MaxEntryBytes = min(l.MaxEntryBytes, l.MaxTotalBytes)
 	}
 	return l
-}
-
-// isS3Auth reports whether err is S3 refusing the credentials or access.
-func isS3Auth(err error) bool {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AllAccessDisabled":
-			return true
-		}
-	}
-	var re *awshttp.ResponseError
-	return errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusForbidden || re.HTTPStatusCode() == http.StatusUnauthorized)
 }
 
 // serveCallbacks starts the CC-FS callback receiver on cec.callback_listen

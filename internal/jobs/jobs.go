@@ -167,8 +167,8 @@ type Report struct {
 	Bytes          int64 // bytes newly stored: recordings, CDR packages and their rows files
 	// Errors lists window/package-level failures, human readable.
 	Errors []string
-	// AuthError is the first authentication/permission error met (HTTP
-	// 401/403, S3 AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch).
+	// AuthError is the first authentication/permission error met
+	// (cecclient.IsAuth, or sink.ErrAccessDenied).
 	AuthError error
 }
 
@@ -522,23 +522,10 @@ func (a *Archiver) Backfill(ctx context.Context, from, to time.Time, itemJobs ..
 }
 
 // authError reports whether err means the credentials are refused:
-// cecclient.IsAuth (HTTP 401/403, OIFDE gettoken refused), or an S3 error
-// code for refused credentials.
+// cecclient.IsAuth (HTTP 401/403, OIFDE gettoken refused) or
+// sink.ErrAccessDenied (each sink classifies its own refusals).
 func authError(err error) bool {
-	if err == nil {
-		return false
-	}
-	if cecclient.IsAuth(err) {
-		return true
-	}
-	var coded interface{ ErrorCode() string }
-	if errors.As(err, &coded) {
-		switch coded.ErrorCode() {
-		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken":
-			return true
-		}
-	}
-	return false
+	return err != nil && (cecclient.IsAuth(err) || errors.Is(err, sink.ErrAccessDenied))
 }
 
 // storeCtx is a context for checkpoint writes: never cancelled by ctx, so a
