@@ -15,6 +15,7 @@ import (
 
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint/sqlite"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 	"github.com/cec-archiver/cec-archiver/internal/sink/dir"
 	"github.com/cec-archiver/cec-archiver/internal/telemetry"
@@ -172,7 +173,7 @@ func TestArchiver_ExportState(t *testing.T) {
 		t.Fatal(err)
 	}
 	wm := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
-	if err := st.SetWatermark(ctx, JobCDR, wm); err != nil {
+	if err := st.SetWatermark(ctx, config.JobCDR, wm); err != nil {
 		t.Fatal(err)
 	}
 	items := []checkpoint.Item{
@@ -261,17 +262,17 @@ func TestArchiver_RunMetricsOutcome(t *testing.T) {
 			sink:     func(s sink.Sink) sink.Sink { return &prefixFailingSink{s, cdrDir} },
 			archiver: func(a *Archiver) { a.Metrics = telemetry.New(reg, "test") },
 		})
-		rep, err := e.a.Run(testCtx(t), JobCDR)
+		rep, err := e.a.Run(testCtx(t), config.JobCDR)
 		if err != nil {
 			t.Fatalf("Run cdr: %v", err)
 		}
 		if rep.PackagesFailed == 0 && len(rep.Errors) == 0 {
 			t.Fatalf("report %+v: want failed packages", rep)
 		}
-		if s, f := runs(t, reg, JobCDR, "success"), runs(t, reg, JobCDR, "failure"); s != 0 || f != 1 {
+		if s, f := runs(t, reg, config.JobCDR, "success"), runs(t, reg, config.JobCDR, "failure"); s != 0 || f != 1 {
 			t.Errorf("cdr runs: success %v failure %v, want 0 1", s, f)
 		}
-		if lastSuccess(t, reg, JobCDR) {
+		if lastSuccess(t, reg, config.JobCDR) {
 			t.Error("a run with failed windows set the last-success time")
 		}
 	})
@@ -285,23 +286,23 @@ func TestArchiver_RunMetricsOutcome(t *testing.T) {
 			},
 		})
 		ctx := testCtx(t)
-		if _, err := e.a.Run(ctx, JobCDR); err != nil {
+		if _, err := e.a.Run(ctx, config.JobCDR); err != nil {
 			t.Fatalf("Run cdr: %v", err)
 		}
-		if s := runs(t, reg, JobCDR, "success"); s != 1 || !lastSuccess(t, reg, JobCDR) {
-			t.Fatalf("a clean cdr run: success %v, last success set %v; want 1 true", s, lastSuccess(t, reg, JobCDR))
+		if s := runs(t, reg, config.JobCDR, "success"); s != 1 || !lastSuccess(t, reg, config.JobCDR) {
+			t.Fatalf("a clean cdr run: success %v, last success set %v; want 1 true", s, lastSuccess(t, reg, config.JobCDR))
 		}
-		rep, err := e.a.Run(ctx, JobRecordings)
+		rep, err := e.a.Run(ctx, config.JobRecordings)
 		if err != nil {
 			t.Fatalf("Run recordings: %v", err)
 		}
 		if rep.Dead == 0 && rep.Failed == 0 {
 			t.Fatalf("report %+v: want failed or dead items", rep)
 		}
-		if s, f := runs(t, reg, JobRecordings, "success"), runs(t, reg, JobRecordings, "failure"); s != 0 || f != 1 {
+		if s, f := runs(t, reg, config.JobRecordings, "success"), runs(t, reg, config.JobRecordings, "failure"); s != 0 || f != 1 {
 			t.Errorf("recordings runs: success %v failure %v, want 0 1", s, f)
 		}
-		if lastSuccess(t, reg, JobRecordings) {
+		if lastSuccess(t, reg, config.JobRecordings) {
 			t.Error("a run with dead items set the last-success time")
 		}
 	})
