@@ -16,11 +16,6 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/telemetry"
 )
 
-// jobNames lists the jobs in the order they run.
-func jobNames() []string {
-	return []string{config.JobCDR, config.JobRecordings, config.JobTransfer, config.JobIVR}
-}
-
 // cmdOnce implements "archiver once": run the jobs once, write the ledgers,
 // push the metrics if configured, report and exit.
 func (c *cli) cmdOnce(args []string) int {
@@ -40,8 +35,8 @@ func (c *cli) cmdOnce(args []string) int {
 		return code
 	}
 	for _, j := range only {
-		if !slices.Contains(jobNames(), j) {
-			fmt.Fprintf(c.stderr, "once: --job: unknown job %q; jobs are %s\n", j, strings.Join(jobNames(), ", "))
+		if !slices.Contains(config.JobNames(), j) {
+			fmt.Fprintf(c.stderr, "once: --job: unknown job %q; jobs are %s\n", j, strings.Join(config.JobNames(), ", "))
 			return exitConfig
 		}
 	}

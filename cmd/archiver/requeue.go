@@ -11,12 +11,6 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
 )
 
-// itemKinds lists the kinds of checkpoint items.
-func itemKinds() []string {
-	return []string{checkpoint.KindAgent, checkpoint.KindTransfer, checkpoint.KindIVR,
-		checkpoint.KindTransferLookup, checkpoint.KindIVRLookup}
-}
-
 // cmdRequeue implements "archiver requeue": dead items back to pending.
 func (c *cli) cmdRequeue(args []string) int {
 	fs, path := c.newFlagSet("requeue", "requeue [--config FILE] [--kind KIND]...",
@@ -24,13 +18,13 @@ func (c *cli) cmdRequeue(args []string) int {
 			"attempts counted, so that the next run tries them again. Takes the state lock:\n"+
 			"stop the daemon first.")
 	var kinds listFlag
-	fs.Var(&kinds, "kind", "requeue only items of this `kind` ("+strings.Join(itemKinds(), ", ")+"); repeatable or comma-separated")
+	fs.Var(&kinds, "kind", "requeue only items of this `kind` ("+strings.Join(checkpoint.Kinds(), ", ")+"); repeatable or comma-separated")
 	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
 	}
 	for _, k := range kinds {
-		if !slices.Contains(itemKinds(), k) {
-			fmt.Fprintf(c.stderr, "requeue: --kind: unknown kind %q; kinds are %s\n", k, strings.Join(itemKinds(), ", "))
+		if !slices.Contains(checkpoint.Kinds(), k) {
+			fmt.Fprintf(c.stderr, "requeue: --kind: unknown kind %q; kinds are %s\n", k, strings.Join(checkpoint.Kinds(), ", "))
 			return exitConfig
 		}
 	}

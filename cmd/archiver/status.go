@@ -129,6 +129,31 @@ func (c *cli) cmdStatus(args []string) int {
 	return exitOK
 }
 
+// count adds n items of kind in state to the row's columns. It reports
+// whether the state is one the row counts (lookups done or absent are
+// counted in Kinds only, not as recordings).
+func (row *dayStatus) count(kind string, state checkpoint.State, n int) bool {
+	switch state {
+	case checkpoint.StateDone:
+		if !isLookup(kind) {
+			row.Archived += n
+		}
+	case checkpoint.StateAbsent:
+		if !isLookup(kind) {
+			row.Absent += n
+		}
+	case checkpoint.StatePending, checkpoint.StateInProgress:
+		row.Pending += n
+	case checkpoint.StateFailed:
+		row.Failed += n
+	case checkpoint.StateDead:
+		row.Dead += n
+	default:
+		return false
+	}
+	return true
+}
+
 // collectStatus reads the report from the store; loc is the tenant time
 // zone of the calendar days.
 func collectStatus(ctx context.Context, st checkpoint.Store, loc *time.Location) (*statusReport, error) {
@@ -157,22 +182,7 @@ func collectStatus(ctx context.Context, st checkpoint.Store, loc *time.Location)
 		row := dayStatus{Day: d.Day, Calls: d.Calls, Kinds: d.Counts}
 		for kind, states := range d.Counts {
 			for state, n := range states {
-				switch state {
-				case checkpoint.StateDone:
-					if !isLookup(kind) {
-						row.Archived += n
-					}
-				case checkpoint.StateAbsent:
-					if !isLookup(kind) {
-						row.Absent += n
-					}
-				case checkpoint.StatePending, checkpoint.StateInProgress:
-					row.Pending += n
-				case checkpoint.StateFailed:
-					row.Failed += n
-				case checkpoint.StateDead:
-					row.Dead += n
-				}
+				row.count(kind, state, n)
 			}
 		}
 		rep.Days = append(rep.Days, row)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/jobs"
+	"github.com/cec-archiver/cec-archiver/internal/sink"
 	"github.com/cec-archiver/cec-archiver/internal/sink/dir"
 	"github.com/cec-archiver/cec-archiver/internal/sink/s3"
 )
@@ -76,7 +77,7 @@ func (c *cli) cmdVerify(args []string) int {
 			fmt.Fprintln(c.stderr, "verify: interrupted; the check is incomplete")
 			return exitFailed
 		}
-		if isS3Auth(err) {
+		if errors.Is(err, sink.ErrAccessDenied) {
 			fmt.Fprintf(c.stderr, "verify: authentication or permission refused: %v\n", err)
 			return exitPermission
 		}
@@ -124,7 +125,7 @@ func (a *app) openReadSink(ctx context.Context) error {
 		opts.ConditionalWrite = s3.ConditionalOn
 		s, err := s3.New(ctx, opts)
 		if err != nil {
-			if isS3Auth(err) {
+			if errors.Is(err, sink.ErrAccessDenied) {
 				return &authError{err}
 			}
 			return err

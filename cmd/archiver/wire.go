@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"time"
 
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
@@ -90,6 +88,17 @@ func (e *authError) Unwrap() error { return e.err }
 // errNoState: a read-only command found no state file.
 var errNoState = errors.New("no state file")
 
+// knownLabels are the label values the metrics create at zero, from the
+// packages that own them: the jobs' names, checkpoint's kinds (and the CDR
+// package's) and states.
+func knownLabels() telemetry.Known {
+	k := telemetry.Known{Jobs: jobs.Jobs(), Kinds: append(checkpoint.Kinds(), jobs.KindPackage)}
+	for _, s := range checkpoint.States {
+		k.States = append(k.States, string(s))
+	}
+	return k
+}
+
 // wire builds the parts the configuration describes. abort bounds in-flight
 // work of the archiver (see jobs.Archiver.Abort).
 func wire(ctx context.Context, cfg *config.Config, log *zap.Logger, abort context.Context, o wireOptions) (_ *app, err error) {
@@ -110,7 +119,7 @@ func wire(ctx context.Context, cfg *config.Config, log *zap.Logger, abort contex
 	// Metrics: a private registry, never the global one.
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.metrics = telemetry.New(a.reg, version)
+	a.metrics = telemetry.New(a.reg, version, knownLabels())
 
 	if !o.noClient {
 		if a.client, err = cecclient.New(clientOptions(cfg, log)); err != nil {
@@ -257,7 +266,7 @@ func (a *app) openSink(ctx context.Context) error {
 	case config.SinkS3:
 		s, err := s3.New(ctx, s3Options(cfg, a.log))
 		if err != nil {
-			if isS3Auth(err) {
+			if errors.Is(err, sink.ErrAccessDenied) {
 				return &authError{err}
 			}
 			return err
@@ -392,19 +401,6 @@ func cdrLimits(j config.CDRJob) cdr.Limits {
 		l.MaxEntryBytes = min(l.MaxEntryBytes, l.MaxTotalBytes)
 	}
 	return l
-}
-
-// isS3Auth reports whether err is S3 refusing the credentials or access.
-func isS3Auth(err error) bool {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AllAccessDisabled":
-			return true
-		}
-	}
-	var re *awshttp.ResponseError
-	return errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusForbidden || re.HTTPStatusCode() == http.StatusUnauthorized)
 }
 
 // serveCallbacks starts the CC-FS callback receiver on cec.callback_listen

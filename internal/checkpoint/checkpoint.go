@@ -81,6 +81,11 @@ const (
 	KindIVRLookup      = "ivr_lookup"      // queryRecordHistory for a call; UpstreamID = call id
 )
 
+// Kinds lists every item kind: the recordings, then the lookups.
+func Kinds() []string {
+	return []string{KindAgent, KindTransfer, KindIVR, KindTransferLookup, KindIVRLookup}
+}
+
 // Item is one unit of work: a recording to archive, or a per-call lookup.
 // (Kind, UpstreamID) is unique: adding an item that exists is a no-op, which
 // is how re-scanned windows and repeated rows are deduplicated.

@@ -40,12 +40,19 @@ const (
 	DriverPostgres = "postgres"
 )
 
-// Recording download methods (jobs.recordings.method).
+// Recording download methods (jobs.recordings.method). config owns them,
+// as it owns the job names: they are words of the configuration, and package
+// jobs, which implements them, uses these constants (config is the lower
+// floor and cannot import jobs).
 const (
 	MethodDownloadRecordFile = "downloadRecordFile" // CC-FS, one .wav per index file_name
 	MethodDownloadRecord     = "downloadRecord"     // CC-FS extended, may return a zip per call
 	MethodCMS                = "cms"                // CC-CMS hisindex/downloadRecordFile
 )
+
+// Methods lists the recording download methods jobs.recordings.method
+// accepts.
+func Methods() []string { return []string{MethodDownloadRecordFile, MethodDownloadRecord, MethodCMS} }
 
 // Phone-number policies (sink.s3.phone_numbers).
 const (
@@ -53,13 +60,21 @@ const (
 	PhoneHMAC = "hmac"
 )
 
-// Job names, the only tables allowed under [jobs].
+// Job names, the only tables allowed under [jobs]. They are the one
+// spelling of the job names everywhere: package jobs runs the jobs under these
+// names (and keeps the cdr watermark under JobCDR), metrics label them and
+// the commands accept them. config owns them because it is the lowest package
+// that needs them: jobs may import config, never the reverse.
 const (
 	JobCDR        = "cdr"
 	JobRecordings = "recordings"
 	JobTransfer   = "transfer"
 	JobIVR        = "ivr"
 )
+
+// JobNames lists the jobs in the order they run: cdr first, then the item
+// jobs.
+func JobNames() []string { return []string{JobCDR, JobRecordings, JobTransfer, JobIVR} }
 
 // MaxCDRWindow is the longest queryBillData range CC-FS accepts.
 const MaxCDRWindow = cecwire.MaxQueryBillDataWindowDays * 24 * time.Hour

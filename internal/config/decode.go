@@ -51,7 +51,7 @@ func unknownKeyError(e *toml.DecodeError) error {
 	switch {
 	case len(key) == 2 && key[0] == "jobs" && isTable:
 		return &FieldError{Field: path, Msg: fmt.Sprintf("unknown job (line %d); jobs are %s", line,
-			strings.Join([]string{JobCDR, JobRecordings, JobTransfer, JobIVR}, ", "))}
+			strings.Join(JobNames(), ", "))}
 	case len(key) == 1 && isTable:
 		what = "unknown section"
 	case isTable:

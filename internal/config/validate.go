@@ -447,7 +447,7 @@ func (v *validator) jobs(j *Jobs) {
 		v.add("jobs.cdr.max_inflated_bytes", "must be positive (got %d)", j.CDR.MaxInflatedBytes)
 	}
 
-	v.oneOf("jobs.recordings.method", j.Recordings.Method, MethodDownloadRecordFile, MethodDownloadRecord, MethodCMS)
+	v.oneOf("jobs.recordings.method", j.Recordings.Method, Methods()...)
 	v.intRange("jobs.recordings.max_attempts", j.Recordings.MaxAttempts, 1, 1000)
 	v.positive("jobs.recordings.retry_backoff", j.Recordings.RetryBackoff)
 	seen := map[string]bool{}

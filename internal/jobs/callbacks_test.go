@@ -13,6 +13,7 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/cecclient"
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 )
 
 func closed(ch <-chan struct{}) bool {
@@ -93,7 +94,7 @@ func TestCallbacks_ServeHTTP(t *testing.T) {
 func TestArchiver_AuthError(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	ctx := testCtx(t)
-	if _, err := e.a.Run(ctx, JobCDR); err != nil {
+	if _, err := e.a.Run(ctx, config.JobCDR); err != nil {
 		t.Fatalf("Run cdr: %v", err)
 	}
 	good := e.a.Client
@@ -105,7 +106,7 @@ func TestArchiver_AuthError(t *testing.T) {
 	}
 	e.a.Client = bad
 	t.Run("items", func(t *testing.T) {
-		rep, err := e.a.Run(ctx, JobRecordings)
+		rep, err := e.a.Run(ctx, config.JobRecordings)
 		if err == nil || rep.AuthError == nil || !cecclient.IsAuth(rep.AuthError) {
 			t.Fatalf("Run recordings: %v, AuthError %v; want an auth error", err, rep.AuthError)
 		}
@@ -120,7 +121,7 @@ func TestArchiver_AuthError(t *testing.T) {
 	})
 	t.Run("cdr", func(t *testing.T) {
 		e.clock.Add(24 * time.Hour)
-		rep, err := e.a.Run(ctx, JobCDR)
+		rep, err := e.a.Run(ctx, config.JobCDR)
 		if err == nil || rep.AuthError == nil || rep.PackagesFailed != 1 {
 			t.Fatalf("Run cdr: %v, report %+v; want an auth error on the first window", err, *rep)
 		}
@@ -129,7 +130,7 @@ func TestArchiver_AuthError(t *testing.T) {
 		}
 	})
 	e.a.Client = good
-	if _, err := e.a.Once(ctx, JobRecordings); err != nil {
+	if _, err := e.a.Once(ctx, config.JobRecordings); err != nil {
 		t.Fatalf("Once with good credentials: %v", err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/cecclient"
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 )
 
@@ -40,7 +41,7 @@ func (a *Archiver) storeErr(op string, err error) error {
 // runCDR processes the scheduled windows (plan nil) and advances the cdr
 // watermark, or processes plan and leaves the watermark alone (backfill).
 func (a *Archiver) runCDR(ctx context.Context, plan []Window) (*Report, error) {
-	log := a.log.With(zap.String("job", JobCDR))
+	log := a.log.With(zap.String("job", config.JobCDR))
 	rep := &Report{}
 	if a.CallbackURL == "" {
 		// CC-FS requires callBackURL; polling works whatever it is, but an
@@ -53,7 +54,7 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window) (*Report, error) {
 	var wmOK bool
 	if !backfill {
 		var err error
-		wm, wmOK, err = a.Store.Watermark(sctx, JobCDR)
+		wm, wmOK, err = a.Store.Watermark(sctx, config.JobCDR)
 		if err != nil {
 			return rep, a.storeErr("read cdr watermark", err)
 		}
@@ -107,10 +108,10 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window) (*Report, error) {
 		}
 	}
 	if !backfill && newWM.After(initial) {
-		if err := a.Store.SetWatermark(sctx, JobCDR, newWM); err != nil {
+		if err := a.Store.SetWatermark(sctx, config.JobCDR, newWM); err != nil {
 			return rep, errors.Join(runErr, a.storeErr("set cdr watermark", err))
 		}
-		a.met.Watermark(JobCDR, newWM)
+		a.met.Watermark(config.JobCDR, newWM)
 		log.Info("watermark advanced", zap.Time("watermark", newWM))
 	}
 	if runErr == nil && ctx.Err() != nil {
@@ -439,7 +440,7 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		return fmt.Errorf("jobs: cdr: package %s: %w", p.BillFileName, err)
 	}
 	meta := sink.Meta{SHA256: s.sha256, ContentType: "application/zip", Metadata: map[string]string{
-		"kind": "cdr", "window-begin": w.Begin.UTC().Format(time.RFC3339), "window-end": w.End.UTC().Format(time.RFC3339),
+		"kind": KindPackage, "window-begin": w.Begin.UTC().Format(time.RFC3339), "window-end": w.End.UTC().Format(time.RFC3339),
 	}}
 	obj, err := a.Sink.Put(tctx, key, s.f, s.size, meta)
 	if err != nil {
@@ -447,7 +448,7 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		return fmt.Errorf("jobs: cdr: store package %s: %w", p.BillFileName, err)
 	}
 	if !obj.Existed {
-		a.met.Bytes("cdr", obj.Size)
+		a.met.Bytes(KindPackage, obj.Size)
 		rep.Bytes += obj.Size
 	}
 	obj, err = a.Sink.Put(tctx, rowsKey, rows.f, rows.size, sink.Meta{SHA256: rows.sha256, ContentType: "application/x-ndjson",
@@ -457,7 +458,7 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		return fmt.Errorf("jobs: cdr: store rows of %s: %w", p.BillFileName, err)
 	}
 	if !obj.Existed {
-		a.met.Bytes("cdr", obj.Size)
+		a.met.Bytes(KindPackage, obj.Size)
 		rep.Bytes += obj.Size
 	}
 	p.State, p.Key, p.RowsKey, p.RowsSHA256, p.Calls, p.Items, p.LastError = checkpoint.StateDone, key, rowsKey, rows.content, len(calls), len(items), ""
@@ -493,7 +494,7 @@ func (a *Archiver) quarantine(ctx context.Context, p *checkpoint.Package, s *spo
 		return fmt.Errorf("jobs: cdr: quarantine %s: %w", p.BillFileName, err)
 	}
 	if !obj.Existed {
-		a.met.Bytes("cdr", obj.Size)
+		a.met.Bytes(KindPackage, obj.Size)
 		rep.Bytes += obj.Size
 	}
 	p.QuarantineKey = key
@@ -614,7 +615,7 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 			if kind != cdr.KindRecord {
 				return nil
 			}
-			if a.method() == MethodCMS {
+			if a.method() == config.MethodCMS {
 				fileName := strings.TrimSpace(r.Get(cdr.KindRecord, "file_name"))
 				if fileName == "" {
 					bad.add(r, "no file_name")
@@ -677,7 +678,7 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 		for _, kind := range []string{checkpoint.KindTransferLookup, checkpoint.KindIVRLookup} {
 			addItem(checkpoint.Item{Kind: kind, UpstreamID: id, CallID: id, Day: day, Params: cloneParams(params), State: checkpoint.StatePending})
 		}
-		if a.method() == MethodCMS && len(c.records) > 0 {
+		if a.method() == config.MethodCMS && len(c.records) > 0 {
 			it, err := a.cmsItem(id, c)
 			if err != nil {
 				return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: call %s: %w", name, id, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/cecclient"
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/recording"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 )
@@ -33,12 +34,12 @@ type jobSpec struct {
 
 func (a *Archiver) spec(job string) jobSpec {
 	switch job {
-	case JobTransfer:
+	case config.JobTransfer:
 		return jobSpec{job, []string{checkpoint.KindTransferLookup, checkpoint.KindTransfer}, a.Transfer.withDefaults(), settleMaxAge(a.TransferSettleMaxAge)}
-	case JobIVR:
+	case config.JobIVR:
 		return jobSpec{job, []string{checkpoint.KindIVRLookup, checkpoint.KindIVR}, a.IVR.withDefaults(), settleMaxAge(a.IVRSettleMaxAge)}
 	}
-	return jobSpec{JobRecordings, []string{checkpoint.KindAgent}, a.Recordings.withDefaults(), 0}
+	return jobSpec{config.JobRecordings, []string{checkpoint.KindAgent}, a.Recordings.withDefaults(), 0}
 }
 
 // itemRun is the state of one run of an item job.
@@ -447,7 +448,7 @@ func (r *itemRun) open(ctx context.Context, it checkpoint.Item) (*cecclient.Down
 		// after midnight) would come back short.
 		return a.Client.CMSDownloadRecordFile(ctx, cecclient.CMSRecordRequest{CallID: it.CallID})
 	}
-	if a.method() == MethodDownloadRecord {
+	if a.method() == config.MethodDownloadRecord {
 		name := p["original_file_name"]
 		if name == "" {
 			name = p["file_name"]

@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,23 +28,9 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/cdr"
 	"github.com/cec-archiver/cec-archiver/internal/cecclient"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/recording"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
-)
-
-// Job names (the same strings as config.Job*).
-const (
-	JobCDR        = "cdr"
-	JobRecordings = "recordings"
-	JobTransfer   = "transfer"
-	JobIVR        = "ivr"
-)
-
-// Recording download methods (the same strings as config.Method*).
-const (
-	MethodDownloadRecordFile = "downloadRecordFile"
-	MethodDownloadRecord     = "downloadRecord"
-	MethodCMS                = "cms"
 )
 
 // Defaults of Settings and Retry.
@@ -73,7 +60,7 @@ type Settings struct {
 	ReadyTimeout time.Duration  // wait for a package before giving up on this request (re-requested next run)
 	PollInterval time.Duration  // first downloadBillFile poll interval (doubles, capped at 1 min); default 5s
 	CallbackURL  string         // callBackURL sent to queryBillData
-	Method       string         // MethodDownloadRecordFile (default) | MethodDownloadRecord | MethodCMS
+	Method       string         // config.MethodDownloadRecordFile (default) | config.MethodDownloadRecord | config.MethodCMS
 
 	Recordings, Transfer, IVR Retry // per job: agent items / transfer lookups+items / ivr lookups+items
 
@@ -167,8 +154,8 @@ type Report struct {
 	Bytes          int64 // bytes newly stored: recordings, CDR packages and their rows files
 	// Errors lists window/package-level failures, human readable.
 	Errors []string
-	// AuthError is the first authentication/permission error met (HTTP
-	// 401/403, S3 AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch).
+	// AuthError is the first authentication/permission error met
+	// (cecclient.IsAuth, or sink.ErrAccessDenied).
 	AuthError error
 }
 
@@ -259,9 +246,7 @@ func (a *Archiver) init() error {
 		if err := a.Formats.Validate(); err != nil {
 			errs = append(errs, err)
 		}
-		switch a.Method {
-		case "", MethodDownloadRecordFile, MethodDownloadRecord, MethodCMS:
-		default:
+		if a.Method != "" && !slices.Contains(Methods(), a.Method) {
 			errs = append(errs, fmt.Errorf("unknown recording method %q", a.Method))
 		}
 		if err := errors.Join(errs...); err != nil {
@@ -343,7 +328,7 @@ func (a *Archiver) limits() cdr.Limits {
 
 func (a *Archiver) method() string {
 	if a.Method == "" {
-		return MethodDownloadRecordFile
+		return config.MethodDownloadRecordFile
 	}
 	return a.Method
 }
@@ -376,9 +361,9 @@ func (a *Archiver) Run(ctx context.Context, job string) (*Report, error) {
 	var rep *Report
 	var err error
 	switch job {
-	case JobCDR:
+	case config.JobCDR:
 		rep, err = a.runCDR(ctx, nil)
-	case JobRecordings, JobTransfer, JobIVR:
+	case config.JobRecordings, config.JobTransfer, config.JobIVR:
 		rep, err = a.runItems(ctx, job)
 	default:
 		return &Report{}, fmt.Errorf("jobs: run: unknown job %q", job)
@@ -387,8 +372,23 @@ func (a *Archiver) Run(ctx context.Context, job string) (*Report, error) {
 	return rep, err
 }
 
-// allJobs is the order Once runs the jobs in.
-var allJobs = [...]string{JobCDR, JobRecordings, JobTransfer, JobIVR}
+// Jobs lists the jobs Run runs, in the order Once runs them: cdr, then the
+// item jobs. The names are config's (config.JobNames); a test in
+// cmd/archiver checks that every job the configuration knows is one of these.
+func Jobs() []string {
+	return []string{config.JobCDR, config.JobRecordings, config.JobTransfer, config.JobIVR}
+}
+
+// Methods lists the recording download methods Settings.Method accepts
+// ("" is the default, config.MethodDownloadRecordFile).
+func Methods() []string {
+	return []string{config.MethodDownloadRecordFile, config.MethodDownloadRecord, config.MethodCMS}
+}
+
+// KindPackage is the kind of CDR packages where they are counted next to
+// the items (the "kind" label of metrics) and the "kind" metadata of their
+// objects. It is no item kind: packages are not items.
+const KindPackage = "cdr"
 
 // Once runs the given jobs (all four when none): cdr first if included,
 // then recordings, transfer and ivr concurrently, then WriteLedgers.
@@ -397,21 +397,19 @@ func (a *Archiver) Once(ctx context.Context, jobs ...string) (*Report, error) {
 		return &Report{}, err
 	}
 	if len(jobs) == 0 {
-		jobs = allJobs[:]
+		jobs = Jobs()
 	}
 	want := map[string]bool{}
 	for _, j := range jobs {
-		switch j {
-		case JobCDR, JobRecordings, JobTransfer, JobIVR:
-			want[j] = true
-		default:
+		if !slices.Contains(Jobs(), j) {
 			return &Report{}, fmt.Errorf("jobs: once: unknown job %q", j)
 		}
+		want[j] = true
 	}
 	total := &Report{}
 	var errs []error
-	if want[JobCDR] {
-		rep, err := a.Run(ctx, JobCDR)
+	if want[config.JobCDR] {
+		rep, err := a.Run(ctx, config.JobCDR)
 		total.Merge(rep)
 		if err != nil {
 			errs = append(errs, err)
@@ -433,7 +431,7 @@ func (a *Archiver) itemJobs(ctx context.Context, want map[string]bool) (*Report,
 		errs []error
 		wg   sync.WaitGroup
 	)
-	for _, j := range allJobs[1:] {
+	for _, j := range Jobs()[1:] {
 		if !want[j] || ctx.Err() != nil {
 			continue
 		}
@@ -495,18 +493,18 @@ func (a *Archiver) Backfill(ctx context.Context, from, to time.Time, itemJobs ..
 	want := map[string]bool{}
 	for _, j := range itemJobs {
 		switch j {
-		case JobRecordings, JobTransfer, JobIVR:
+		case config.JobRecordings, config.JobTransfer, config.JobIVR:
 			want[j] = true
 		default:
 			return &Report{}, fmt.Errorf("jobs: backfill: %q is not an item job", j)
 		}
 	}
 	if len(want) == 0 {
-		want = map[string]bool{JobRecordings: true, JobTransfer: true, JobIVR: true}
+		want = map[string]bool{config.JobRecordings: true, config.JobTransfer: true, config.JobIVR: true}
 	}
 	total := &Report{}
 	var errs []error
-	done := a.met.JobStarted(JobCDR)
+	done := a.met.JobStarted(config.JobCDR)
 	rep, err := a.runCDR(ctx, a.Plan(from, to))
 	done(RunFailure(rep, err))
 	total.Merge(rep)
@@ -522,23 +520,10 @@ func (a *Archiver) Backfill(ctx context.Context, from, to time.Time, itemJobs ..
 }
 
 // authError reports whether err means the credentials are refused:
-// cecclient.IsAuth (HTTP 401/403, OIFDE gettoken refused), or an S3 error
-// code for refused credentials.
+// cecclient.IsAuth (HTTP 401/403, OIFDE gettoken refused) or
+// sink.ErrAccessDenied (each sink classifies its own refusals).
 func authError(err error) bool {
-	if err == nil {
-		return false
-	}
-	if cecclient.IsAuth(err) {
-		return true
-	}
-	var coded interface{ ErrorCode() string }
-	if errors.As(err, &coded) {
-		switch coded.ErrorCode() {
-		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken":
-			return true
-		}
-	}
-	return false
+	return err != nil && (cecclient.IsAuth(err) || errors.Is(err, sink.ErrAccessDenied))
 }
 
 // storeCtx is a context for checkpoint writes: never cancelled by ctx, so a

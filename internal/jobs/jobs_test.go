@@ -12,6 +12,7 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/cecsim"
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 )
 
@@ -55,7 +56,7 @@ func TestArchiver_Once(t *testing.T) {
 		if n := countPrefix(objs, cdrDir); n != 4 {
 			t.Errorf("%d CDR objects, want 2 ZIPs + 2 rows files", n)
 		}
-		wm, ok, err := e.store.Watermark(ctx, JobCDR)
+		wm, ok, err := e.store.Watermark(ctx, config.JobCDR)
 		if want := simStart.AddDate(0, 0, 2); err != nil || !ok || !wm.Equal(want) {
 			t.Errorf("cdr watermark %v %v %v, want %v", wm, ok, err, want)
 		}
@@ -148,7 +149,7 @@ func TestArchiver_Dead(t *testing.T) {
 	ctx := testCtx(t)
 	m := e.sim.Manifest()
 	// The first agent recording's key is known once the cdr job ran.
-	if _, err := e.a.Run(ctx, JobCDR); err != nil {
+	if _, err := e.a.Run(ctx, config.JobCDR); err != nil {
 		t.Fatalf("Run cdr: %v", err)
 	}
 	var victim checkpoint.Item
@@ -191,7 +192,7 @@ func TestArchiver_Dead(t *testing.T) {
 		if recs != len(m.Recordings)-1 {
 			t.Errorf("%d recordings done, want %d", recs, len(m.Recordings)-1)
 		}
-		wm, _, _ := e.store.Watermark(ctx, JobCDR)
+		wm, _, _ := e.store.Watermark(ctx, config.JobCDR)
 		if want := simStart.AddDate(0, 0, 2); !wm.Equal(want) {
 			t.Errorf("watermark %v, want %v", wm, want)
 		}
@@ -251,7 +252,7 @@ func TestArchiver_Settle(t *testing.T) {
 		}
 	})
 	e.clock.Add(100 * time.Hour)
-	if _, err := e.a.Run(ctx, JobTransfer); err != nil {
+	if _, err := e.a.Run(ctx, config.JobTransfer); err != nil {
 		t.Fatalf("Run transfer: %v", err)
 	}
 	t.Run("absent after max age", func(t *testing.T) {
@@ -307,7 +308,7 @@ func TestArchiver_Abort(t *testing.T) {
 	)
 	go func() {
 		defer close(done)
-		rep, err = e.a.Once(ctx, JobCDR, JobRecordings)
+		rep, err = e.a.Once(ctx, config.JobCDR, config.JobRecordings)
 	}()
 	<-ss.started // an agent recording is being transferred
 	cancel()
@@ -376,7 +377,7 @@ func TestArchiver_PlanAndDryRun(t *testing.T) {
 		if n := len(e.objects()); n != objs {
 			t.Errorf("DryRun wrote %d objects", n-objs)
 		}
-		if _, ok, _ := e.store.Watermark(ctx, JobCDR); ok {
+		if _, ok, _ := e.store.Watermark(ctx, config.JobCDR); ok {
 			t.Error("DryRun set a watermark")
 		}
 		if strings.Count(out.String(), "\nwindow ") != 2 || !strings.Contains(out.String(), "unknown until the package is fetched") {
@@ -410,7 +411,7 @@ func TestArchiver_Backfill(t *testing.T) {
 	if rep.Windows != 2 || rep.Packages != 2 {
 		t.Errorf("report %+v, want 2 windows and packages", *rep)
 	}
-	if _, ok, _ := e.store.Watermark(ctx, JobCDR); ok {
+	if _, ok, _ := e.store.Watermark(ctx, config.JobCDR); ok {
 		t.Error("Backfill set the cdr watermark")
 	}
 	e.checkArchive(m)

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 )
 
@@ -188,7 +189,7 @@ func (a *Archiver) buildLedger(ctx context.Context, day string, windows []Window
 		idx[c.CallID] = len(l.Calls)
 		l.Calls = append(l.Calls, LedgerCall{
 			CallID: c.CallID, Begin: c.Begin.UTC(), VDN: c.VDN, Recordings: []LedgerRecord{},
-			Lookups: map[string]string{"transfer": "missing", "ivr": "missing"},
+			Lookups: map[string]string{config.JobTransfer: "missing", config.JobIVR: "missing"},
 		})
 	}
 	l.Totals.Calls = len(calls)
@@ -197,9 +198,9 @@ func (a *Archiver) buildLedger(ctx context.Context, day string, windows []Window
 		switch it.Kind {
 		case checkpoint.KindTransferLookup, checkpoint.KindIVRLookup:
 			if known {
-				name := "transfer"
+				name := config.JobTransfer // a lookup is named after the job that does it
 				if it.Kind == checkpoint.KindIVRLookup {
-					name = "ivr"
+					name = config.JobIVR
 				}
 				l.Calls[i].Lookups[name] = string(it.State)
 			}
@@ -251,7 +252,7 @@ func (a *Archiver) buildLedger(ctx context.Context, day string, windows []Window
 	for i := range l.Calls {
 		c := &l.Calls[i]
 		sort.Slice(c.Recordings, less(c.Recordings))
-		if c.Lookups["transfer"] != string(checkpoint.StateDone) || c.Lookups["ivr"] != string(checkpoint.StateDone) {
+		if c.Lookups[config.JobTransfer] != string(checkpoint.StateDone) || c.Lookups[config.JobIVR] != string(checkpoint.StateDone) {
 			lookupsOpen++
 		}
 	}

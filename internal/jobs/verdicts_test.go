@@ -16,6 +16,7 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/cecsim"
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 )
 
 // noGarbage asserts that every recording object in the sink holds the bytes
@@ -194,7 +195,7 @@ func TestVerdicts_DatasetShapes(t *testing.T) {
 	}{
 		{"colliding base names", func(o *cecsim.Options) { o.CollidingBaseNames = true }, ""},
 		{"after midnight", func(o *cecsim.Options) { o.AfterMidnightRecordings = 3 }, ""},
-		{"multi-agent downloadRecord", func(o *cecsim.Options) { o.MultiAgentCalls = 4; o.CollidingBaseNames = true }, MethodDownloadRecord},
+		{"multi-agent downloadRecord", func(o *cecsim.Options) { o.MultiAgentCalls = 4; o.CollidingBaseNames = true }, config.MethodDownloadRecord},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -222,7 +223,7 @@ func TestVerdicts_DatasetShapes(t *testing.T) {
 func TestVerdicts_CMSMultiAgent(t *testing.T) {
 	e := newEnv(t, envOptions{
 		sim:      func(o *cecsim.Options) { o.MultiAgentCalls = 5; o.CollidingBaseNames = true },
-		archiver: func(a *Archiver) { a.Method = MethodCMS },
+		archiver: func(a *Archiver) { a.Method = config.MethodCMS },
 	})
 	ctx := testCtx(t)
 	m := e.sim.Manifest()
@@ -347,7 +348,7 @@ func TestVerdicts_Packages(t *testing.T) {
 			if l, ok := e.ledgers()[day]; !ok || l.Complete || len(l.Incomplete) == 0 || !strings.Contains(strings.Join(l.Incomplete, "\n"), "cdr window") {
 				t.Errorf("day %s of the failed window: ledger present %v, complete %v, incomplete %q; want incomplete naming the window", day, ok, l.Complete, l.Incomplete)
 			}
-			wm, _, _ := e.store.Watermark(context.Background(), JobCDR)
+			wm, _, _ := e.store.Watermark(context.Background(), config.JobCDR)
 			if !wm.Before(pkgs[0].End) {
 				t.Errorf("cdr watermark %v passed the failed window ending %v", wm, pkgs[0].End)
 			}
@@ -427,7 +428,7 @@ func TestVerdicts_AuthStopsOnlyItsInterface(t *testing.T) {
 	ctx := testCtx(t)
 	// Day 1: its transfer records are found, but their downloads fail.
 	e.sim.SetFaults(cecsim.Fault{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadOiapRecord, Rate: 1})
-	if _, err := e.a.Backfill(ctx, simStart, simStart.AddDate(0, 0, 1), JobTransfer); err != nil {
+	if _, err := e.a.Backfill(ctx, simStart, simStart.AddDate(0, 0, 1), config.JobTransfer); err != nil {
 		t.Fatalf("Backfill: %v", err)
 	}
 	waiting := map[string]bool{}
@@ -441,11 +442,11 @@ func TestVerdicts_AuthStopsOnlyItsInterface(t *testing.T) {
 	}
 	// Day 2's calls arrive; now OIFDE refuses every transfer query, CC-FS works.
 	e.sim.SetFaults(cecsim.Fault{Kind: cecsim.FaultUnauthorized, Path: cecwire.PathQueryTransferRecords, Rate: 1})
-	if _, err := e.a.Run(ctx, JobCDR); err != nil {
+	if _, err := e.a.Run(ctx, config.JobCDR); err != nil {
 		t.Fatalf("Run(cdr): %v", err)
 	}
 	e.clock.Add(time.Hour)
-	rep, err := e.a.Run(ctx, JobTransfer)
+	rep, err := e.a.Run(ctx, config.JobTransfer)
 	if err != nil {
 		t.Fatalf("Run(transfer) = %v; a refusal by OIFDE must not stop the CC-FS downloads", err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cec-archiver/cec-archiver/internal/cecsim"
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 )
 
 func TestCheckWindow(t *testing.T) {
@@ -96,22 +97,22 @@ func TestArchiver_WindowFailure(t *testing.T) {
 	ctx := testCtx(t)
 	// Every try of the first queryBillData fails (the client tries 5 times).
 	e.sim.SetFaults(cecsim.Fault{Kind: cecsim.FaultHTTP500, Path: cecwire.PathQueryBillData, Count: 5})
-	rep, err := e.a.Run(ctx, JobCDR)
+	rep, err := e.a.Run(ctx, config.JobCDR)
 	if err != nil {
 		t.Fatalf("Run cdr: %v", err)
 	}
 	if rep.Windows != 2 || rep.Packages != 1 || rep.PackagesFailed != 1 || len(rep.Errors) != 1 {
 		t.Fatalf("report %+v, want the first of 2 windows failed", *rep)
 	}
-	if wm, ok, _ := e.store.Watermark(ctx, JobCDR); ok {
+	if wm, ok, _ := e.store.Watermark(ctx, config.JobCDR); ok {
 		t.Errorf("watermark %v set past a failed window", wm)
 	}
 	e.clock.Add(time.Minute)
-	rep, err = e.a.Run(ctx, JobCDR)
+	rep, err = e.a.Run(ctx, config.JobCDR)
 	if err != nil || rep.PackagesFailed != 0 {
 		t.Fatalf("second Run cdr: %v, %+v", err, *rep)
 	}
-	if wm, _, _ := e.store.Watermark(ctx, JobCDR); !wm.Equal(simStart.AddDate(0, 0, 2)) {
+	if wm, _, _ := e.store.Watermark(ctx, config.JobCDR); !wm.Equal(simStart.AddDate(0, 0, 2)) {
 		t.Errorf("watermark %v, want %v", wm, simStart.AddDate(0, 0, 2))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 )
 
 // WindowProblem is a cdr window whose newest package is not done: its CDRs,
@@ -92,12 +93,12 @@ func (a *Archiver) ExportState(ctx context.Context) error {
 		return err
 	}
 	sctx := storeCtx(ctx)
-	wm, ok, err := a.Store.Watermark(sctx, JobCDR)
+	wm, ok, err := a.Store.Watermark(sctx, config.JobCDR)
 	if err != nil {
 		return a.storeErr("read cdr watermark", err)
 	}
 	if ok {
-		a.met.Watermark(JobCDR, wm)
+		a.met.Watermark(config.JobCDR, wm)
 	}
 	days, err := a.Store.Days(sctx)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint/sqlite"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 	"github.com/cec-archiver/cec-archiver/internal/sink/dir"
 	"github.com/cec-archiver/cec-archiver/internal/telemetry"
@@ -172,7 +173,7 @@ func TestArchiver_ExportState(t *testing.T) {
 		t.Fatal(err)
 	}
 	wm := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
-	if err := st.SetWatermark(ctx, JobCDR, wm); err != nil {
+	if err := st.SetWatermark(ctx, config.JobCDR, wm); err != nil {
 		t.Fatal(err)
 	}
 	items := []checkpoint.Item{
@@ -192,7 +193,7 @@ func TestArchiver_ExportState(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	reg := prometheus.NewRegistry()
-	a := testArchiver(t, st, telemetry.New(reg, "test"))
+	a := testArchiver(t, st, telemetry.New(reg, "test", knownLabels()))
 	if _, ok := gauge(t, reg, "archiver_watermark_timestamp_seconds", map[string]string{"job_name": "cdr"}); ok {
 		t.Fatal("watermark exported before ExportState")
 	}
@@ -259,19 +260,19 @@ func TestArchiver_RunMetricsOutcome(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		e := newEnv(t, envOptions{
 			sink:     func(s sink.Sink) sink.Sink { return &prefixFailingSink{s, cdrDir} },
-			archiver: func(a *Archiver) { a.Metrics = telemetry.New(reg, "test") },
+			archiver: func(a *Archiver) { a.Metrics = telemetry.New(reg, "test", knownLabels()) },
 		})
-		rep, err := e.a.Run(testCtx(t), JobCDR)
+		rep, err := e.a.Run(testCtx(t), config.JobCDR)
 		if err != nil {
 			t.Fatalf("Run cdr: %v", err)
 		}
 		if rep.PackagesFailed == 0 && len(rep.Errors) == 0 {
 			t.Fatalf("report %+v: want failed packages", rep)
 		}
-		if s, f := runs(t, reg, JobCDR, "success"), runs(t, reg, JobCDR, "failure"); s != 0 || f != 1 {
+		if s, f := runs(t, reg, config.JobCDR, "success"), runs(t, reg, config.JobCDR, "failure"); s != 0 || f != 1 {
 			t.Errorf("cdr runs: success %v failure %v, want 0 1", s, f)
 		}
-		if lastSuccess(t, reg, JobCDR) {
+		if lastSuccess(t, reg, config.JobCDR) {
 			t.Error("a run with failed windows set the last-success time")
 		}
 	})
@@ -280,28 +281,28 @@ func TestArchiver_RunMetricsOutcome(t *testing.T) {
 		e := newEnv(t, envOptions{
 			sink: func(s sink.Sink) sink.Sink { return &prefixFailingSink{s, testPrefix + "/" + testTenant + "/20"} },
 			archiver: func(a *Archiver) {
-				a.Metrics = telemetry.New(reg, "test")
+				a.Metrics = telemetry.New(reg, "test", knownLabels())
 				a.Recordings.MaxAttempts = 1
 			},
 		})
 		ctx := testCtx(t)
-		if _, err := e.a.Run(ctx, JobCDR); err != nil {
+		if _, err := e.a.Run(ctx, config.JobCDR); err != nil {
 			t.Fatalf("Run cdr: %v", err)
 		}
-		if s := runs(t, reg, JobCDR, "success"); s != 1 || !lastSuccess(t, reg, JobCDR) {
-			t.Fatalf("a clean cdr run: success %v, last success set %v; want 1 true", s, lastSuccess(t, reg, JobCDR))
+		if s := runs(t, reg, config.JobCDR, "success"); s != 1 || !lastSuccess(t, reg, config.JobCDR) {
+			t.Fatalf("a clean cdr run: success %v, last success set %v; want 1 true", s, lastSuccess(t, reg, config.JobCDR))
 		}
-		rep, err := e.a.Run(ctx, JobRecordings)
+		rep, err := e.a.Run(ctx, config.JobRecordings)
 		if err != nil {
 			t.Fatalf("Run recordings: %v", err)
 		}
 		if rep.Dead == 0 && rep.Failed == 0 {
 			t.Fatalf("report %+v: want failed or dead items", rep)
 		}
-		if s, f := runs(t, reg, JobRecordings, "success"), runs(t, reg, JobRecordings, "failure"); s != 0 || f != 1 {
+		if s, f := runs(t, reg, config.JobRecordings, "success"), runs(t, reg, config.JobRecordings, "failure"); s != 0 || f != 1 {
 			t.Errorf("recordings runs: success %v failure %v, want 0 1", s, f)
 		}
-		if lastSuccess(t, reg, JobRecordings) {
+		if lastSuccess(t, reg, config.JobRecordings) {
 			t.Error("a run with dead items set the last-success time")
 		}
 	})
@@ -335,4 +336,13 @@ func TestRunFailure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// knownLabels are the label values main passes to telemetry.New.
+func knownLabels() telemetry.Known {
+	k := telemetry.Known{Jobs: Jobs(), Kinds: append(checkpoint.Kinds(), KindPackage)}
+	for _, s := range checkpoint.States {
+		k.States = append(k.States, string(s))
+	}
+	return k
 }

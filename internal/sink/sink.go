@@ -130,6 +130,10 @@ var (
 	ErrSizeMismatch     = errors.New("sink: size mismatch")
 	ErrInvalidKey       = errors.New("sink: invalid key")
 	ErrInvalidMeta      = errors.New("sink: invalid metadata")
+	// ErrAccessDenied: the store refused the credentials or the permission.
+	// Each implementation classifies its own errors (S3 error codes and HTTP
+	// 401/403, os.ErrPermission), so callers need not know the store.
+	ErrAccessDenied = errors.New("sink: access denied")
 )
 
 // ConflictError reports a create-only write that met different content. The

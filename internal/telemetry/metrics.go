@@ -59,22 +59,17 @@ func Names() []string {
 // that rate() and absent-series alerts work before the first event. They are
 // functions, not package variables, so that nothing can change them.
 
-// knownJobs are the archiver's jobs (config.JobCDR ... config.JobIVR).
-func knownJobs() []string { return []string{"cdr", "recordings", "transfer", "ivr"} }
-
-// knownKinds are the item kinds of the checkpoint store.
-func knownKinds() []string {
-	return []string{"agent", "transfer", "ivr", "transfer_lookup", "ivr_lookup", "cdr"}
+// Known are the label values other packages own, passed in by main:
+// telemetry imports none of them (they are siblings or upper floors).
+type Known struct {
+	Jobs   []string // job names (jobs.Jobs, config.JobNames)
+	Kinds  []string // item kinds (checkpoint.Kinds) and the CDR package's (jobs.KindPackage)
+	States []string // item states (checkpoint.States)
 }
 
 // knownItemResults are the outcomes Item counts.
 func knownItemResults() []string {
 	return []string{"done", "existed", "absent", "failed", "dead", "deferred", "released", "resolved"}
-}
-
-// knownStates are the checkpoint item states (checkpoint.States).
-func knownStates() []string {
-	return []string{"pending", "in_progress", "done", "absent", "failed", "dead"}
 }
 
 // knownPackageResults are the outcomes Package counts.
@@ -122,14 +117,17 @@ type Metrics struct {
 	upstreamErrors   *prometheus.CounterVec
 	shutdowns        *prometheus.CounterVec
 
+	known   Known
 	itemsMu sync.Mutex // serialises SetItems' reset and refill
 }
 
 // New creates the metrics, registers them on reg (it panics if a name is
-// already registered there, as prometheus.MustRegister does) and sets
+// already registered there, as prometheus.MustRegister does), creates the
+// series of the known label values at zero and sets
 // archiver_build_info{version,goversion} to 1.
-func New(reg prometheus.Registerer, version string) *Metrics {
+func New(reg prometheus.Registerer, version string, known Known) *Metrics {
 	m := &Metrics{
+		known: Known{Jobs: slices.Clone(known.Jobs), Kinds: slices.Clone(known.Kinds), States: slices.Clone(known.States)},
 		jobRunning: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "job_running",
 			Help: "1 while a run of the job is in progress, else 0.",
@@ -207,13 +205,13 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 // last-success and watermark gauges are left out on purpose: a zero timestamp
 // would read as "55 years ago" and fire the staleness alerts at start-up.
 func (m *Metrics) preinit() {
-	for _, j := range knownJobs() {
+	for _, j := range m.known.Jobs {
 		m.jobRunning.WithLabelValues(j)
 		m.jobDuration.WithLabelValues(j)
 		m.jobRuns.WithLabelValues(j, resultSuccess)
 		m.jobRuns.WithLabelValues(j, resultFailure)
 	}
-	for _, k := range knownKinds() {
+	for _, k := range m.known.Kinds {
 		m.archivedBytes.WithLabelValues(k)
 		for _, r := range knownItemResults() {
 			m.itemsProcessed.WithLabelValues(k, r)
@@ -236,8 +234,8 @@ func (m *Metrics) preinit() {
 
 // zeroItems sets archiver_items to 0 for every known kind and state.
 func (m *Metrics) zeroItems() {
-	for _, k := range knownKinds() {
-		for _, s := range knownStates() {
+	for _, k := range m.known.Kinds {
+		for _, s := range m.known.States {
 			m.items.WithLabelValues(k, s).Set(0)
 		}
 	}

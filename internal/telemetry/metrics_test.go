@@ -19,7 +19,7 @@ import (
 func newMetrics(t *testing.T) (*telemetry.Metrics, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	return telemetry.New(reg, "1.2.3"), reg
+	return telemetry.New(reg, "1.2.3", known()), reg
 }
 
 // labels is a shorthand for a label set.
@@ -173,13 +173,13 @@ func TestNew(t *testing.T) {
 	})
 	t.Run("duplicate registration panics", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
-		telemetry.New(reg, "a")
+		telemetry.New(reg, "a", known())
 		defer func() {
 			if recover() == nil {
 				t.Error("second New on the same registry did not panic")
 			}
 		}()
-		telemetry.New(reg, "b")
+		telemetry.New(reg, "b", known())
 	})
 }
 
@@ -358,5 +358,15 @@ func TestMetrics_Lint(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// known are the label values main passes in (jobs.Jobs, checkpoint.Kinds
+// with jobs.KindPackage, checkpoint.States; cmd/archiver tests that tie).
+func known() telemetry.Known {
+	return telemetry.Known{
+		Jobs:   []string{"cdr", "recordings", "transfer", "ivr"},
+		Kinds:  []string{"agent", "transfer", "ivr", "transfer_lookup", "ivr_lookup", "cdr"},
+		States: []string{"pending", "in_progress", "done", "absent", "failed", "dead"},
 	}
 }

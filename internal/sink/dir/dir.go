@@ -63,6 +63,11 @@ var _ sink.Sink = (*Sink)(nil)
 
 // New opens (creating if needed) the root directory.
 func New(opts Options) (*Sink, error) {
+	s, err := newSink(opts)
+	return s, classify(err)
+}
+
+func newSink(opts Options) (*Sink, error) {
 	if opts.Root == "" {
 		return nil, errors.New("dir: root directory is empty")
 	}
@@ -101,6 +106,11 @@ type sidecar struct {
 
 // Put implements sink.Sink.
 func (s *Sink) Put(ctx context.Context, key string, body io.Reader, size int64, meta sink.Meta) (sink.Object, error) {
+	obj, err := s.put(ctx, key, body, size, meta)
+	return obj, classify(err)
+}
+
+func (s *Sink) put(ctx context.Context, key string, body io.Reader, size int64, meta sink.Meta) (sink.Object, error) {
 	if err := sink.ValidateKey(key); err != nil {
 		return sink.Object{}, fmt.Errorf("dir: put %s: %w", key, err)
 	}
@@ -313,6 +323,11 @@ func (s *Sink) readSidecar(key string) (sidecar, bool) {
 // Stat implements sink.Sink. Without a sidecar (a crash between publishing
 // and writing it) the digest is computed from the file.
 func (s *Sink) Stat(ctx context.Context, key string) (sink.Object, error) {
+	obj, err := s.stat(ctx, key)
+	return obj, classify(err)
+}
+
+func (s *Sink) stat(ctx context.Context, key string) (sink.Object, error) {
 	if err := sink.ValidateKey(key); err != nil {
 		return sink.Object{}, fmt.Errorf("dir: stat %s: %w", key, err)
 	}
@@ -353,6 +368,11 @@ func (s *Sink) hashFile(ctx context.Context, key string) (int64, string, error) 
 // Janitor removes temp files older than olderThan, left by a process that
 // died mid-write (reliability F1), and returns how many it removed.
 func (s *Sink) Janitor(ctx context.Context, olderThan time.Duration) (int, error) {
+	n, err := s.janitor(ctx, olderThan)
+	return n, classify(err)
+}
+
+func (s *Sink) janitor(ctx context.Context, olderThan time.Duration) (int, error) {
 	d, err := s.root.Open(tmpDir)
 	if err != nil {
 		return 0, fmt.Errorf("dir: janitor: %w", err)
@@ -390,6 +410,13 @@ func (s *Sink) TempFiles() ([]string, error) {
 	}
 	defer d.Close()
 	return d.Readdirnames(-1)
+}
+
+// classify makes errors.Is(err, sink.ErrAccessDenied) hold for a refused
+// permission (os.ErrPermission: EACCES, EPERM). Every exported method passes
+// its errors through it.
+func classify(err error) error {
+	return stream.Classify(err, func(err error) bool { return errors.Is(err, os.ErrPermission) })
 }
 
 func randHex(n int) string {

@@ -25,6 +25,16 @@ var _ sink.Reader = (*Sink)(nil)
 // empty otherwise (List does not hash; Stat does).
 func (s *Sink) List(ctx context.Context, prefix string) iter.Seq2[sink.Object, error] {
 	return func(yield func(sink.Object, error) bool) {
+		for obj, err := range s.list(ctx, prefix) {
+			if !yield(obj, classify(err)) {
+				return
+			}
+		}
+	}
+}
+
+func (s *Sink) list(ctx context.Context, prefix string) iter.Seq2[sink.Object, error] {
+	return func(yield func(sink.Object, error) bool) {
 		if err := sink.ValidatePrefix(prefix); err != nil {
 			yield(sink.Object{}, fmt.Errorf("dir: list %s: %w", prefix, err))
 			return
@@ -113,6 +123,11 @@ func (s *Sink) walk(ctx context.Context, dir, prefix string, yield func(sink.Obj
 // Open implements sink.Reader. Size and Modified describe the opened file;
 // SHA256 comes from the sidecar when it describes that size.
 func (s *Sink) Open(ctx context.Context, key string) (io.ReadCloser, sink.Object, error) {
+	rc, obj, err := s.open(ctx, key)
+	return rc, obj, classify(err)
+}
+
+func (s *Sink) open(ctx context.Context, key string) (io.ReadCloser, sink.Object, error) {
 	if err := sink.ValidateKey(key); err != nil {
 		return nil, sink.Object{}, fmt.Errorf("dir: open %s: %w", key, err)
 	}

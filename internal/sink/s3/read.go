@@ -46,7 +46,7 @@ func (s *Sink) List(ctx context.Context, prefix string) iter.Seq2[sink.Object, e
 		for p.HasMorePages() {
 			page, err := p.NextPage(ctx)
 			if err != nil {
-				yield(sink.Object{}, fmt.Errorf("s3: list %s: %w", prefix, err))
+				yield(sink.Object{}, fmt.Errorf("s3: list %s: %w", prefix, classify(err)))
 				return
 			}
 			for _, o := range page.Contents {
@@ -80,7 +80,7 @@ func (s *Sink) Open(ctx context.Context, key string) (io.ReadCloser, sink.Object
 		if isNotFound(err) {
 			return nil, sink.Object{}, fmt.Errorf("s3: open %s: %w", key, sink.ErrNotFound)
 		}
-		return nil, sink.Object{}, fmt.Errorf("s3: open %s: %w", key, err)
+		return nil, sink.Object{}, fmt.Errorf("s3: open %s: %w", key, classify(err))
 	}
 	etag := strings.Trim(aws.ToString(out.ETag), `"`)
 	obj := sink.Object{

@@ -81,6 +81,11 @@ var _ sink.Sink = (*Sink)(nil)
 // whether the store honours If-None-Match (one tiny object,
 // Prefix/.cec-archiver/probe-if-none-match, written once).
 func New(ctx context.Context, opts Options) (*Sink, error) {
+	s, err := newSink(ctx, opts)
+	return s, classify(err)
+}
+
+func newSink(ctx context.Context, opts Options) (*Sink, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -222,7 +227,7 @@ func (s *Sink) probeConditional(ctx context.Context) (bool, error) {
 func (s *Sink) Put(ctx context.Context, key string, body io.Reader, size int64, meta sink.Meta) (sink.Object, error) {
 	obj, err := s.put(ctx, key, body, size, meta)
 	if err != nil {
-		return sink.Object{}, fmt.Errorf("s3: put %s: %w", key, err)
+		return sink.Object{}, fmt.Errorf("s3: put %s: %w", key, classify(err))
 	}
 	return obj, nil
 }
@@ -483,7 +488,7 @@ func (s *Sink) Stat(ctx context.Context, key string) (sink.Object, error) {
 	}
 	obj, err := s.stat(ctx, key)
 	if err != nil {
-		return sink.Object{}, fmt.Errorf("s3: stat %s: %w", key, err)
+		return sink.Object{}, fmt.Errorf("s3: stat %s: %w", key, classify(err))
 	}
 	return obj, nil
 }
@@ -566,7 +571,7 @@ func (s *Sink) Janitor(ctx context.Context, olderThan time.Duration) (int, error
 	for {
 		out, err := s.client.ListMultipartUploads(ctx, in)
 		if err != nil {
-			return aborted, fmt.Errorf("s3: janitor: list uploads: %w", err)
+			return aborted, fmt.Errorf("s3: janitor: list uploads: %w", classify(err))
 		}
 		for _, u := range out.Uploads {
 			if u.Initiated != nil && u.Initiated.After(cutoff) {
@@ -576,7 +581,7 @@ func (s *Sink) Janitor(ctx context.Context, olderThan time.Duration) (int, error
 				Bucket: aws.String(s.opts.Bucket), Key: u.Key, UploadId: u.UploadId,
 			})
 			if err != nil && !isNoSuchUpload(err) {
-				return aborted, fmt.Errorf("s3: janitor: abort %s: %w", aws.ToString(u.Key), err)
+				return aborted, fmt.Errorf("s3: janitor: abort %s: %w", aws.ToString(u.Key), classify(err))
 			}
 			aborted++
 			s.log.Info("aborted stale multipart upload", zap.String("key", aws.ToString(u.Key)),
@@ -615,6 +620,27 @@ func apiCode(err error) (string, int) {
 	}
 	return "", status
 }
+
+// deniedCodes are the S3 error codes of refused credentials or access.
+var deniedCodes = map[string]bool{
+	"AccessDenied":          true,
+	"InvalidAccessKeyId":    true,
+	"SignatureDoesNotMatch": true,
+	"InvalidToken":          true,
+	"ExpiredToken":          true,
+	"AllAccessDisabled":     true,
+}
+
+// isAccessDenied reports whether err is the store refusing the credentials
+// or the permission: one of deniedCodes, or HTTP 401/403.
+func isAccessDenied(err error) bool {
+	code, status := apiCode(err)
+	return deniedCodes[code] || status == http.StatusUnauthorized || status == http.StatusForbidden
+}
+
+// classify makes errors.Is(err, sink.ErrAccessDenied) hold for the errors of
+// refused access. Every exported method passes its errors through it.
+func classify(err error) error { return stream.Classify(err, isAccessDenied) }
 
 func isPreconditionFailed(err error) bool {
 	code, status := apiCode(err)

@@ -2,6 +2,7 @@ package s3_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/cec-archiver/cec-archiver/internal/sink"
 	"github.com/cec-archiver/cec-archiver/internal/sink/s3"
 	"github.com/cec-archiver/cec-archiver/internal/sink/s3test"
 	"github.com/cec-archiver/cec-archiver/internal/sink/sinktest"
@@ -209,4 +211,43 @@ func (r *recorder) requests() []sinktest.Request {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]sinktest.Request(nil), r.reqs...)
+}
+
+// TestSink_AccessDenied: a store refusing the credentials fails every
+// method with an error that errors.Is sink.ErrAccessDenied.
+func TestSink_AccessDenied(t *testing.T) {
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t, false)
+	ctx := context.Background()
+
+	bad := testOptions(t, srv, bucket)
+	bad.SecretKey = "wrong" + bad.SecretKey
+	if _, err := s3.New(ctx, bad); !errors.Is(err, sink.ErrAccessDenied) {
+		t.Fatalf("New with a wrong secret key = %v, want sink.ErrAccessDenied", err)
+	}
+
+	bad.ConditionalWrite = s3.ConditionalOn // no probe: New succeeds
+	s := newSink(t, bad)
+	if _, err := s.Stat(ctx, "a/b"); !errors.Is(err, sink.ErrAccessDenied) {
+		t.Errorf("Stat = %v, want sink.ErrAccessDenied", err)
+	}
+	if _, err := s.Put(ctx, "a/b", strings.NewReader("x"), 1, sink.Meta{}); !errors.Is(err, sink.ErrAccessDenied) {
+		t.Errorf("Put = %v, want sink.ErrAccessDenied", err)
+	}
+	if _, _, err := s.Open(ctx, "a/b"); !errors.Is(err, sink.ErrAccessDenied) {
+		t.Errorf("Open = %v, want sink.ErrAccessDenied", err)
+	}
+	for _, err := range s.List(ctx, "") {
+		if !errors.Is(err, sink.ErrAccessDenied) {
+			t.Errorf("List = %v, want sink.ErrAccessDenied", err)
+		}
+	}
+	if _, err := s.Janitor(ctx, time.Hour); !errors.Is(err, sink.ErrAccessDenied) {
+		t.Errorf("Janitor = %v, want sink.ErrAccessDenied", err)
+	}
+
+	good := newSink(t, testOptions(t, srv, bucket))
+	if _, err := good.Stat(ctx, "a/b"); errors.Is(err, sink.ErrAccessDenied) || !errors.Is(err, sink.ErrNotFound) {
+		t.Errorf("Stat with the right credentials = %v, want sink.ErrNotFound only", err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 
@@ -41,6 +42,26 @@ func (r SourceReader) Read(p []byte) (int, error) {
 		err = &SourceError{Err: err}
 	}
 	return n, err
+}
+
+// DeniedError marks an error of the store that refused the credentials or
+// the permission: errors.Is(err, sink.ErrAccessDenied) holds, and the store's
+// own error stays in the chain with its message unchanged.
+type DeniedError struct{ Err error }
+
+func (e *DeniedError) Error() string   { return e.Err.Error() }
+func (e *DeniedError) Unwrap() []error { return []error{sink.ErrAccessDenied, e.Err} }
+
+// Classify wraps err in *DeniedError when denied(err) says the store refused
+// access. Errors of the caller's body (*SourceError) are the source's, never
+// the store's, and are returned as they are, as are nil and errors already
+// classified.
+func Classify(err error, denied func(error) bool) error {
+	var src *SourceError
+	if err == nil || errors.Is(err, sink.ErrAccessDenied) || errors.As(err, &src) || !denied(err) {
+		return err
+	}
+	return &DeniedError{Err: err}
 }
 
 // Digest reads r to its end and returns its length and hex SHA-256. With
