@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The project's test command: formatting, vet, every test (unit and integration,
-# with the race detector) and a short run of every fuzz target. Integration
+# The project's test command: formatting, vet, a tidy go.mod, the alert rules
+# (promtool check/test rules), every test (unit and integration, with the race
+# detector) and a short run of every fuzz target. Integration
 # tests start what they need themselves (the CEC simulator in-process, a real
-# S3 server built from tools/). A skipped test fails the run: nothing required
-# may be silently left out.
+# S3 server built from tools/). Skips are listed; a skip of a test named in
+# .ci/required-tests (REQUIRED_TESTS overrides the path) fails the run:
+# nothing required may be silently left out (scripts/skipgate.sh).
 #
 #   scripts/test.sh                  # everything
 #   FUZZTIME=20000x scripts/test.sh  # longer fuzzing (executions per target)
@@ -20,6 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fuzztime=${FUZZTIME:-3000x}
+required_tests=${REQUIRED_TESTS:-.ci/required-tests}
 log=$(mktemp -t cec-archiver-test.XXXXXX)
 trap 'rm -f "$log"' EXIT
 
@@ -47,6 +50,57 @@ step "go vet"
 go vet ./...
 echo "ok"
 
+step "go mod tidy -diff"
+# Exits non-zero and prints the diff when go.mod or go.sum are not tidy.
+if ! tidy=$(go mod tidy -diff 2>&1) || [ -n "$tidy" ]; then
+	echo "go.mod/go.sum are not tidy; go mod tidy would change:"; echo "$tidy"
+	exit 1
+fi
+echo "ok"
+
+step "promtool (alert rules)"
+# install_promtool installs Debian's prometheus package (for promtool) and
+# makes sure no Prometheus server it brings is left running: service starts
+# are refused during the install (policy-rc.d), and a server that started
+# anyway (its pid new since before the install) is stopped.
+install_promtool() {
+	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+		echo "promtool is missing: install Debian's prometheus package (or put promtool on PATH)"
+		return 1
+	fi
+	local before policy="" apt_log pid
+	before=$(pgrep -x prometheus || true)
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		policy=1
+	fi
+	apt_log=$(mktemp -t cec-archiver-apt.XXXXXX)
+	local rc=0
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >"$apt_log" 2>&1 || rc=$?
+	[ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
+	if [ -d /run/systemd/system ]; then
+		systemctl stop prometheus.service >/dev/null 2>&1 || true
+	fi
+	for pid in $(pgrep -x prometheus || true); do
+		if ! grep -qx "$pid" <<<"$before"; then
+			echo "stopping the Prometheus server the install started (pid $pid)"
+			kill "$pid" 2>/dev/null || true
+		fi
+	done
+	if [ "$rc" -ne 0 ]; then
+		echo "installing prometheus (for promtool) failed:"; cat "$apt_log"
+	fi
+	rm -f "$apt_log"
+	return "$rc"
+}
+command -v promtool >/dev/null || install_promtool
+promtool check rules deploy/prometheus/alerts.yml
+promtool test rules deploy/prometheus/alerts_test.yml
+
+step "skip gate self-test"
+scripts/skipgate_test.sh
+
 step "versitygw"
 if ! wait "$s3build"; then
 	echo "building versitygw failed:"; cat "$s3build_log"
@@ -69,10 +123,8 @@ if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
 	tail -50 "$log"
 	failed=1
 fi
-if [ "$skipped" -ne 0 ]; then
-	echo "skipped tests are not allowed (a required test that skips fails the run):"
-	grep -E -- '--- SKIP:' "$log"
-fi
+skip_rc=0
+scripts/skipgate.sh "$required_tests" "$log" || skip_rc=$?
 
 # fuzz_once PKG NAME runs one fuzz target for the budget, output in $log.
 # On failure fuzz_new lists the files it added under PKG/testdata/fuzz/NAME
@@ -121,4 +173,4 @@ fi
 
 echo
 echo "tests: ${passed} passed, $((failed + fuzz_failed)) failed, ${skipped} skipped"
-[ "$rc" -eq 0 ] && [ "$failed" -eq 0 ] && [ "$skipped" -eq 0 ] && [ "$fuzz_failed" -eq 0 ]
+[ "$rc" -eq 0 ] && [ "$failed" -eq 0 ] && [ "$skip_rc" -eq 0 ] && [ "$fuzz_failed" -eq 0 ]

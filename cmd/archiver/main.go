@@ -68,11 +68,6 @@ func newCLI(stdout, stderr io.Writer) *cli {
 	return &cli{stdout: stdout, stderr: stderr, env: os.LookupEnv, forcedGrace: time.Second}
 }
 
-// run keeps the old entry point of the tests: the process environment.
-func run(args []string, stdout, stderr io.Writer) int {
-	return newCLI(stdout, stderr).main(args)
-}
-
 func (c *cli) main(args []string) int {
 	if len(args) == 0 {
 		fmt.Fprint(c.stderr, usage)

@@ -34,9 +34,6 @@ const (
 // States lists every state, in life-cycle order.
 var States = []State{StatePending, StateInProgress, StateDone, StateAbsent, StateFailed, StateDead}
 
-// Final reports whether s is a terminal state (done, absent or dead).
-func (s State) Final() bool { return s == StateDone || s == StateAbsent || s == StateDead }
-
 // Package is one CDR package request: a window passed to queryBillData and
 // what became of the package CC-FS built for it. A window may have several
 // packages over time (lookback re-requests); each has its own responseId.

@@ -3,11 +3,14 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
 // FuzzDecode checks that no configuration file, however broken, makes
-// decoding or validation panic, and that every failure is an error.
+// decoding, validation or the warnings panic, and that every problem
+// Validate reports for a decoded file is a *FieldError naming a key or table
+// of the configuration, with a message.
 func FuzzDecode(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/*/*.toml")
 	seeds = append(seeds, examplePath)
@@ -22,9 +25,35 @@ func FuzzDecode(f *testing.F) {
 		if _, err := decode(data, cfg); err != nil {
 			return
 		}
-		_ = cfg.Validate()
+		checkFieldErrors(t, cfg.Validate())
 		_ = cfg.Warnings()
 	})
+}
+
+// checkFieldErrors fails t unless every error joined in err is a
+// *FieldError whose Field is the TOML path of a key or table of Config.
+func checkFieldErrors(t *testing.T, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		t.Fatalf("Validate = %T %q, want errors joined with errors.Join", err, err)
+	}
+	for _, e := range joined.Unwrap() {
+		fe, ok := e.(*FieldError)
+		if !ok {
+			t.Errorf("Validate problem %T %q is not a *FieldError", e, e)
+			continue
+		}
+		if _, ok := typeAt(strings.Split(fe.Field, ".")); !ok {
+			t.Errorf("Validate problem %q: field %q names no configuration key", fe, fe.Field)
+		}
+		if fe.Msg == "" {
+			t.Errorf("Validate problem for %q has no message", fe.Field)
+		}
+	}
 }
 
 // FuzzParseSchedule checks that no schedule string makes the parser panic

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/cec-archiver/cec-archiver/internal/cdr"
 	"github.com/cec-archiver/cec-archiver/internal/cecclient"
 	"github.com/cec-archiver/cec-archiver/internal/cecsim"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
@@ -195,6 +197,57 @@ func (e *env) objects() map[string]string {
 	if err != nil {
 		e.t.Fatalf("walk sink: %v", err)
 	}
+	return out
+}
+
+// phoneNumbers returns every caller and callee number in the rows of the
+// CDR packages the sink holds: the numbers the simulator's dataset really
+// uses, which a check for leaked numbers must search for.
+func (e *env) phoneNumbers() []string {
+	e.t.Helper()
+	seen := map[string]bool{}
+	for k := range e.objects() {
+		if !strings.HasPrefix(k, cdrDir) || !strings.HasSuffix(k, ".zip") {
+			continue
+		}
+		f, err := os.Open(filepath.Join(e.root, filepath.FromSlash(k)))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			e.t.Fatal(err)
+		}
+		p, err := cdr.Open(f, st.Size(), cdr.DefaultLimits())
+		if err == nil {
+			for _, kind := range []cdr.Kind{cdr.KindCall, cdr.KindRecord} {
+				err = p.Walk(kind, func(r cdr.Row) error {
+					for _, col := range []string{"caller_no", "callee_no"} {
+						if n := r.Get(kind, col); n != "" {
+							seen[n] = true
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					break
+				}
+			}
+		}
+		f.Close()
+		if err != nil {
+			e.t.Fatalf("read CDR package %s: %v", k, err)
+		}
+	}
+	if len(seen) == 0 {
+		e.t.Fatal("no caller or callee numbers in the archived CDR packages")
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	slices.Sort(out)
 	return out
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
@@ -85,6 +86,12 @@ func TestSink_StoreRejectsDamagedBody(t *testing.T) {
 			_, err := s.Put(ctx, k, sinktest.Stream(1, tc.n), tc.n, sink.Meta{})
 			if err == nil {
 				t.Fatal("Put with a damaged body succeeded")
+			}
+			// The store, not the sink, detects this damage: the rejection
+			// must be its checksum error (BadDigest), not any failure.
+			var api smithy.APIError
+			if !errors.As(err, &api) || api.ErrorCode() != "BadDigest" {
+				t.Fatalf("Put with a damaged body = %v, want the store's BadDigest rejection", err)
 			}
 			t.Logf("rejected: %v", err)
 			h := harness(t, srv, s, 0)
