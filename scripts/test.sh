@@ -52,10 +52,15 @@ echo "ok"
 
 step "go mod tidy -diff"
 # Exits non-zero and prints the diff when go.mod or go.sum are not tidy.
-if ! tidy=$(go mod tidy -diff 2>&1) || [ -n "$tidy" ]; then
-	echo "go.mod/go.sum are not tidy; go mod tidy would change:"; echo "$tidy"
+# Only the diff (stdout) counts: on a fresh module cache stderr carries
+# "go: downloading" lines.
+tidy_err=$(mktemp -t cec-archiver-tidy.XXXXXX)
+if ! tidy=$(go mod tidy -diff 2>"$tidy_err") || [ -n "$tidy" ]; then
+	echo "go.mod/go.sum are not tidy; go mod tidy would change:"; echo "$tidy"; cat "$tidy_err"
+	rm -f "$tidy_err"
 	exit 1
 fi
+rm -f "$tidy_err"
 echo "ok"
 
 step "promtool (alert rules)"
