@@ -118,9 +118,10 @@ func checkVersion(path string, have int) error {
 	return nil
 }
 
-// migrate applies the migrations the database lacks, each in its own
-// transaction together with the user_version bump, so a crash leaves the
-// database at one version or the next.
+// migrate applies the migrations the database lacks in one transaction
+// together with the user_version bump, so a crash leaves the database at the
+// version it had or at the newest one, never in between (a reader never
+// meets a half-upgraded state).
 func migrate(ctx context.Context, db *sql.DB, path string, log *zap.Logger) error {
 	have, err := schemaVersion(ctx, db)
 	if err != nil {
@@ -130,16 +131,17 @@ func migrate(ctx context.Context, db *sql.DB, path string, log *zap.Logger) erro
 		return err
 	}
 	all := migrations()
-	for v := have + 1; v <= len(all); v++ {
-		if err := applyMigration(ctx, db, v, all[v-1]); err != nil {
-			return fmt.Errorf("checkpoint: migrate %s to version %d: %w", path, v, err)
-		}
-		log.Info("checkpoint schema migrated", zap.Int("version", v))
+	if have >= len(all) {
+		return nil
 	}
+	if err := applyMigrations(ctx, db, all); err != nil {
+		return fmt.Errorf("checkpoint: migrate %s from version %d to %d: %w", path, have, len(all), err)
+	}
+	log.Info("checkpoint schema migrated", zap.Int("from", have), zap.Int("version", len(all)))
 	return nil
 }
 
-func applyMigration(ctx context.Context, db *sql.DB, v int, stmts string) (err error) {
+func applyMigrations(ctx context.Context, db *sql.DB, all []string) (err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -155,13 +157,15 @@ func applyMigration(ctx context.Context, db *sql.DB, v int, stmts string) (err e
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&cur); err != nil {
 		return err
 	}
-	if cur >= v {
+	for v := cur + 1; v <= len(all); v++ {
+		if _, err := tx.ExecContext(ctx, all[v-1]); err != nil {
+			return fmt.Errorf("version %d: %w", v, err)
+		}
+	}
+	if cur >= len(all) {
 		return tx.Rollback()
 	}
-	if _, err := tx.ExecContext(ctx, stmts); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v)); err != nil {
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(all))); err != nil {
 		return err
 	}
 	return tx.Commit()

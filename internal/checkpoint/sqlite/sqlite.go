@@ -133,13 +133,14 @@ func Open(path string, o Options) (*Store, error) {
 		unlockFile(lock)
 		return nil, err
 	}
-	// Create the file ourselves so that it (and the -wal and -shm files
-	// SQLite derives from it) is private to the daemon's user.
-	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return fail(fmt.Errorf("checkpoint: open %s: %w", path, err))
+	// A new state file appears only fully initialised: it is built under a
+	// temporary name and renamed into place, so that a process killed while
+	// creating it leaves no file a reader would find half-made.
+	if _, err := os.Stat(abs); errors.Is(err, os.ErrNotExist) {
+		if err := s.initFile(ctx, abs, o); err != nil {
+			return fail(fmt.Errorf("checkpoint: create %s: %w", path, err))
+		}
 	}
-	f.Close()
 	db, err := sql.Open("sqlite", dsn(abs, o))
 	if err != nil {
 		return fail(fmt.Errorf("checkpoint: open %s: %w", path, err))
@@ -156,6 +157,62 @@ func Open(path string, o Options) (*Store, error) {
 	s.db = db
 	s.lock = lock
 	return s, nil
+}
+
+// initFile creates the database at abs+".init", migrates it to the newest
+// schema, closes it (folding the WAL into the file), fsyncs it and renames
+// it to abs. The caller holds the state lock.
+func (s *Store) initFile(ctx context.Context, abs string, o Options) error {
+	tmp := abs + ".init"
+	for _, p := range []string{tmp, tmp + "-wal", tmp + "-shm"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	// Create the file ourselves so that it (and the -wal and -shm files
+	// SQLite derives from it) is private to the daemon's user.
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	db, err := sql.Open("sqlite", dsn(tmp, o))
+	if err != nil {
+		return err
+	}
+	db.SetMaxOpenConns(1)
+	if err := migrate(ctx, db, tmp, s.log); err != nil {
+		db.Close()
+		return err
+	}
+	if _, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		db.Close()
+		return err
+	}
+	if err := db.Close(); err != nil {
+		return err
+	}
+	// Everything must be in the main file before it is renamed.
+	if fi, err := os.Stat(tmp + "-wal"); err == nil && fi.Size() > 0 {
+		return fmt.Errorf("%s-wal still holds %d bytes after close", tmp, fi.Size())
+	}
+	if err := syncPath(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, abs); err != nil {
+		return err
+	}
+	return syncPath(filepath.Dir(abs))
+}
+
+// syncPath fsyncs a file or directory.
+func syncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // dsn builds a file: URI (so that any byte of the path survives) with the

@@ -616,3 +616,30 @@ func BenchmarkStore_ClaimDone(b *testing.B) {
 		}
 	}
 }
+
+// TestOpen_NewFileAppearsInitialised: a new state file is built under a
+// temporary name and appears only migrated; a leftover of a process killed
+// while creating one is cleared.
+func TestOpen_NewFileAppearsInitialised(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.db")
+	if err := os.WriteFile(path+".init", []byte("half-made by a killed process"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, path, Options{})
+	if v, err := schemaVersion(t.Context(), s.db); err != nil || v != len(migrations()) {
+		t.Fatalf("schema version = %d, %v; want %d", v, err, len(migrations()))
+	}
+	for _, p := range []string{path + ".init", path + ".init-wal", path + ".init-shm"} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind (%v)", p, err)
+		}
+	}
+	// A reader opening it while the writer runs finds the newest schema.
+	ro, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only open of a new state: %v", err)
+	}
+	ro.Close()
+	s.Close()
+}
