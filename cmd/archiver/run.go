@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"sync"
-	"time"
 
-	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
 
 	"github.com/cec-archiver/cec-archiver/internal/config"
@@ -35,12 +32,7 @@ func (c *cli) cmdRun(args []string) int {
 	defer func() { _ = log.Sync() }()
 
 	// Parse every schedule before anything starts.
-	type scheduled struct {
-		name   string
-		sched  cron.Schedule
-		jitter time.Duration
-	}
-	var sched []scheduled
+	var sched []jobs.Schedule
 	var problems []error
 	cfg.Jobs.Each(func(name string, j *config.Job) {
 		if !j.Enabled {
@@ -51,7 +43,7 @@ func (c *cli) cmdRun(args []string) int {
 			problems = append(problems, &config.FieldError{Field: "jobs." + name + ".schedule", Msg: err.Error()})
 			return
 		}
-		sched = append(sched, scheduled{name, s, j.Jitter.Duration})
+		sched = append(sched, jobs.Schedule{Job: name, Spec: s, Jitter: j.Jitter.Duration})
 	})
 	if len(problems) > 0 {
 		return c.startupError("run", &configError{errors.Join(problems...)})
@@ -101,32 +93,21 @@ func (c *cli) cmdRun(args []string) int {
 	}
 	defer stopCallbacks()
 
-	clog := cronLogger{log.Named("cron")}
-	cr := cron.New(cron.WithLogger(clog), cron.WithChain(cron.Recover(clog), cron.SkipIfStillRunning(clog)))
-	now := time.Now()
-	for _, s := range sched {
-		job, jitter := s.name, s.jitter
-		cr.Schedule(s.sched, cron.FuncJob(func() { c.runJob(sh, a, job, jitter) }))
-		log.Info("job scheduled", zap.String("job", job), zap.Time("next_run", s.sched.Next(now)),
-			zap.Duration("jitter", jitter))
-	}
-	cr.Start()
-	log.Info("archiver running", zap.String("version", version), zap.Int("jobs", len(sched)))
-
-	<-sh.Stop.Done()
-	running := cr.Stop() // no new runs; done when the running ones return
-	select {
-	case <-running.Done():
-	case <-sh.Abort.Done():
-		// Budget over or forced: in-flight work is being cancelled and
-		// released; give it a moment to write that down.
-		t := time.NewTimer(c.forcedGrace)
-		select {
-		case <-running.Done():
-		case <-t.C:
-			log.Warn("jobs still running after cancellation; exiting anyway, their items are released on the next start")
-		}
-		t.Stop()
+	// Serve returns once the first signal came and the runs in flight ended,
+	// or, after the budget or a second signal (a.archiver.Abort), at most
+	// forcedGrace later.
+	err = a.archiver.Serve(sh.Stop, sched, jobs.ServeOptions{
+		Log:        log,
+		AbortGrace: c.forcedGrace,
+		Started: func() {
+			log.Info("archiver running", zap.String("version", version), zap.Int("jobs", len(sched)))
+		},
+		AfterRun: c.afterRun,
+	})
+	if err != nil {
+		stopServing()
+		servers.Wait()
+		return c.startupError("run", err)
 	}
 	result := sh.Result()
 	a.metrics.Shutdown(result)
@@ -137,75 +118,6 @@ func (c *cli) cmdRun(args []string) int {
 		return exitFailed
 	}
 	return exitOK
-}
-
-// runJob is one scheduled run of a job: jitter, the run, the ledgers.
-func (c *cli) runJob(sh *shutdown, a *app, job string, jitter time.Duration) {
-	log := a.log.With(zap.String("job", job))
-	if jitter > 0 {
-		d := rand.N(jitter)
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-sh.Stop.Done():
-			t.Stop()
-			return
-		}
-	}
-	if sh.Stop.Err() != nil {
-		return
-	}
-	a.exportState(sh.Stop)
-	start := time.Now()
-	rep, err := a.archiver.Run(sh.Stop, job)
-	if rep == nil {
-		rep = &jobs.Report{}
-	}
-	fields := []zap.Field{
-		zap.Duration("took", time.Since(start)), zap.Int("windows", rep.Windows), zap.Int("packages", rep.Packages),
-		zap.Int("packages_failed", rep.PackagesFailed), zap.Int("added", rep.Added), zap.Int("done", rep.Done),
-		zap.Int("existed", rep.Existed), zap.Int("absent", rep.Absent), zap.Int("deferred", rep.Deferred),
-		zap.Int("failed", rep.Failed), zap.Int("dead", rep.Dead), zap.Int("released", rep.Released),
-		zap.Int64("bytes", rep.Bytes),
-	}
-	switch {
-	case rep.AuthError != nil:
-		log.Error("run refused: authentication or permission error; fix the credentials", append(fields, zap.Error(rep.AuthError))...)
-	case err != nil && !(sh.Stop.Err() != nil && errors.Is(err, context.Canceled)):
-		log.Error("run failed", append(fields, zap.Error(err))...)
-	default:
-		log.Info("run finished", fields...)
-	}
-	for _, e := range rep.Errors {
-		log.Warn("window failed", zap.String("error", e))
-	}
-	if sh.Stop.Err() == nil {
-		if n, err := a.archiver.WriteLedgers(sh.Stop); err != nil {
-			log.Error("write ledgers", zap.Error(err))
-		} else if n > 0 {
-			log.Info("ledgers written", zap.Int("days", n))
-		}
-	}
-	if c.afterRun != nil {
-		c.afterRun(job, rep, err)
-	}
-}
-
-// cronLogger adapts zap to cron.Logger. cron's chatter is debug; a skipped
-// run is a warning (the previous one is too slow for the schedule).
-type cronLogger struct{ log *zap.Logger }
-
-func (l cronLogger) Info(msg string, keysAndValues ...any) {
-	s := l.log.Sugar()
-	if msg == "skip" {
-		s.Warnw("run skipped: the previous run of this job is still going", keysAndValues...)
-		return
-	}
-	s.Debugw(msg, keysAndValues...)
-}
-
-func (l cronLogger) Error(err error, msg string, keysAndValues ...any) {
-	l.log.Sugar().Errorw(msg, append(keysAndValues, "error", err)...)
 }
 
 // exportState sets the metrics read from the state (the cdr watermark, the

@@ -32,6 +32,9 @@ type rule struct {
 	May []string
 	// Never lists the module packages no file may import, tests included.
 	Never []string
+	// NeverOutside lists packages from outside the module that the non-test
+	// files may not import: what they stand for belongs on another floor.
+	NeverOutside []string
 	// Why is the rule in words, for the failure message.
 	Why string
 }
@@ -43,9 +46,10 @@ var rules = []rule{
 		Why:  "the simulator's binary wires the simulator only",
 	},
 	{
-		Pkgs: []string{"cmd/..."},
-		May:  []string{"internal/..."},
-		Why:  "cmd wires the internal packages together",
+		Pkgs:         []string{"cmd/..."},
+		May:          []string{"internal/..."},
+		NeverOutside: []string{"github.com/robfig/cron/v3"},
+		Why:          "cmd wires the internal packages together; the schedule loop lives in jobs (Archiver.Serve)",
 	},
 	{
 		Pkgs:  []string{"internal/jobs"},
@@ -173,7 +177,13 @@ func violations(module string, pkgs []pkg, rules []rule) []string {
 		check := func(imports []string, test bool) {
 			for _, imp := range imports {
 				target, ok := rel(imp)
-				if !ok || target == name {
+				if !ok {
+					if !test && slices.Contains(r.NeverOutside, imp) {
+						out = append(out, name+" imports "+imp+": not allowed; "+r.Why)
+					}
+					continue
+				}
+				if target == name {
 					continue
 				}
 				where := ""
@@ -242,5 +252,21 @@ func TestImports_BrokenFloor(t *testing.T) {
 		if !slices.ContainsFunc(got, func(g string) bool { return strings.HasPrefix(g, w) }) {
 			t.Errorf("no violation %q in:\n%s", w, strings.Join(got, "\n"))
 		}
+	}
+}
+
+// TestImports_NeverOutside checks that the checker reports a package from
+// outside the module that a rule forbids: cmd importing the scheduler.
+func TestImports_NeverOutside(t *testing.T) {
+	const m = "example.com/m"
+	pkgs := []pkg{
+		{ImportPath: m + "/cmd/archiver", Imports: []string{m + "/internal/jobs", "github.com/robfig/cron/v3"}},
+		{ImportPath: m + "/cmd/other", TestImports: []string{"github.com/robfig/cron/v3"}},
+		{ImportPath: m + "/internal/jobs", Imports: []string{"github.com/robfig/cron/v3"}},
+	}
+	got := violations(m, pkgs, rules)
+	want := "cmd/archiver imports github.com/robfig/cron/v3: not allowed"
+	if len(got) != 1 || !strings.HasPrefix(got[0], want) {
+		t.Errorf("violations:\n%s\nwant only %q", strings.Join(got, "\n"), want)
 	}
 }

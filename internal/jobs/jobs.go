@@ -406,21 +406,62 @@ func (a *Archiver) Once(ctx context.Context, jobs ...string) (*Report, error) {
 		}
 		want[j] = true
 	}
-	total := &Report{}
-	var errs []error
+	var cdrJob func(context.Context) (*Report, error)
 	if want[config.JobCDR] {
-		rep, err := a.Run(ctx, config.JobCDR)
-		total.Merge(rep)
+		cdrJob = func(ctx context.Context) (*Report, error) { return a.Run(ctx, config.JobCDR) }
+	}
+	return a.pass(ctx, cdrJob, want, nil).result(ctx)
+}
+
+// passResult is what one pass did: the jobs' report and errors, and the
+// ledgers apart.
+type passResult struct {
+	rep     *Report
+	errs    []error // of the jobs, in their order: cdr, then the item jobs
+	days    int     // days whose ledger WriteLedgers wrote
+	ledgers error   // of WriteLedgers; nil when ctx ended before it
+}
+
+// result is the pass as Once and Backfill return it: the report, and every
+// error (the jobs', the ledgers', ctx's) joined without repeated context
+// errors.
+func (p passResult) result(ctx context.Context) (*Report, error) {
+	errs := p.errs
+	if p.ledgers != nil {
+		errs = append(errs, p.ledgers)
+	}
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	return p.rep, dedupeErrors(errs)
+}
+
+// pass is the sequence every run of the jobs follows: cdrJob first when it
+// is not nil, then the item jobs want names, concurrently, then, unless ctx
+// ended, WriteLedgers. Once, Backfill and each scheduled run of Serve are
+// one pass. ran, when not nil, is called between the jobs and the ledgers.
+func (a *Archiver) pass(ctx context.Context, cdrJob func(context.Context) (*Report, error), want map[string]bool,
+	ran func(rep *Report, errs []error)) passResult {
+	p := passResult{rep: &Report{}}
+	if cdrJob != nil {
+		rep, err := cdrJob(ctx)
+		p.rep.Merge(rep)
 		if err != nil {
-			errs = append(errs, err)
+			p.errs = append(p.errs, err)
 		}
 	}
 	rep, err := a.itemJobs(ctx, want)
-	total.Merge(rep)
+	p.rep.Merge(rep)
 	if err != nil {
-		errs = append(errs, err)
+		p.errs = append(p.errs, err)
 	}
-	return a.finish(ctx, total, errs)
+	if ran != nil {
+		ran(p.rep, p.errs)
+	}
+	if ctx.Err() == nil {
+		p.days, p.ledgers = a.WriteLedgers(ctx)
+	}
+	return p
 }
 
 // itemJobs runs the wanted item jobs concurrently.
@@ -448,20 +489,15 @@ func (a *Archiver) itemJobs(ctx context.Context, want map[string]bool) (*Report,
 		}()
 	}
 	wg.Wait()
-	return total, errors.Join(errs...)
+	return total, joinErrors(errs)
 }
 
-// finish writes the ledgers (unless ctx ended) and joins the errors.
-func (a *Archiver) finish(ctx context.Context, total *Report, errs []error) (*Report, error) {
-	if ctx.Err() == nil {
-		if _, err := a.WriteLedgers(ctx); err != nil {
-			errs = append(errs, err)
-		}
+// joinErrors is errors.Join, except that one error is returned as it is.
+func joinErrors(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
 	}
-	if err := ctx.Err(); err != nil {
-		errs = append(errs, err)
-	}
-	return total, dedupeErrors(errs)
+	return errors.Join(errs...)
 }
 
 // dedupeErrors joins errs, leaving out repeats of context errors.
@@ -502,21 +538,13 @@ func (a *Archiver) Backfill(ctx context.Context, from, to time.Time, itemJobs ..
 	if len(want) == 0 {
 		want = map[string]bool{config.JobRecordings: true, config.JobTransfer: true, config.JobIVR: true}
 	}
-	total := &Report{}
-	var errs []error
-	done := a.met.JobStarted(config.JobCDR)
-	rep, err := a.runCDR(ctx, a.Plan(from, to))
-	done(RunFailure(rep, err))
-	total.Merge(rep)
-	if err != nil {
-		errs = append(errs, err)
+	cdrJob := func(ctx context.Context) (*Report, error) {
+		done := a.met.JobStarted(config.JobCDR)
+		rep, err := a.runCDR(ctx, a.Plan(from, to))
+		done(RunFailure(rep, err))
+		return rep, err
 	}
-	rep, err = a.itemJobs(ctx, want)
-	total.Merge(rep)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	return a.finish(ctx, total, errs)
+	return a.pass(ctx, cdrJob, want, nil).result(ctx)
 }
 
 // authError reports whether err means the credentials are refused:
