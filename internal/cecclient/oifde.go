@@ -222,6 +222,7 @@ func fetchPage[T any](ctx context.Context, c *Client, q OIFDEQuery, op, path str
 			return p, err
 		}
 		rq.secrets = []string{tok}
+		rq.refreshAuth = try == 0
 		err = c.do(ctx, rq, func(resp *http.Response) error {
 			defer resp.Body.Close()
 			got, err := decode(resp.Body, c.o.MaxJSONBytes)
