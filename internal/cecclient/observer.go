@@ -21,11 +21,17 @@ type ObserverFunc func(RequestInfo)
 // Request calls f(ri).
 func (f ObserverFunc) Request(ri RequestInfo) { f(ri) }
 
-// RequestInfo describes one HTTP attempt.
+// RequestInfo describes one HTTP attempt. A failed call ends with exactly
+// one RequestInfo whose Err is not nil and whose Retry is false; counting
+// those counts failed calls, each once.
 type RequestInfo struct {
 	Service string // ServiceFS, ServiceCMS or ServiceOIFDE
 	Op      string // the operation, as in errors: "download record", "get token"
-	Attempt int    // 1 for the first attempt of a call, counting every retry
+	// Attempt is 1 for the first attempt of a call and counts every retry.
+	// It is 0 for an OIFDE query whose pages all arrived but do not add up
+	// (ErrTooManyPages, a total beyond Options.MaxPages): no HTTP attempt,
+	// but the end of a failed call all the same.
+	Attempt int
 
 	// HTTPStatus is the status of the answer; 0 when none arrived (a network
 	// fault, the rate limiter's wait ended by the context).

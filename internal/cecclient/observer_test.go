@@ -2,6 +2,7 @@ package cecclient
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -165,4 +166,28 @@ func TestClient_Observer(t *testing.T) {
 			t.Errorf("observed ops %q, want get token, query, get token, query", ops)
 		}
 	})
+}
+
+func TestClient_ObserverPaging(t *testing.T) {
+	var calls atomic.Int32
+	ts := newTestServer(t, map[string]handlerFunc{
+		cecwire.PathGetToken: tokenHandler(&calls, 0, 3600),
+		cecwire.PathQueryTransferRecords: func(w http.ResponseWriter, r *http.Request, body []byte, hit int) {
+			transferPage(w, 1000, "1", "2", "3", "4", "5") // a total beyond MaxPages
+		},
+	})
+	var rec recorder
+	c := newTestClient(t, ts.URL, func(o *Options) { o.Observer = &rec; o.MaxPages = 2 })
+	if _, errs := collectTransfers(t, c, OIFDEQuery{CallID: "c", PageSize: 5}); len(errs) != 1 || !errors.Is(errs[0], ErrInvalidAnswer) {
+		t.Fatalf("errs = %v", errs)
+	}
+	var final []RequestInfo
+	for _, ri := range rec.infos() {
+		if ri.Err != nil && !ri.Retry {
+			final = append(final, ri)
+		}
+	}
+	if len(final) != 1 || final[0].Attempt != 0 || !IsContentError(final[0].Err) || final[0].Class != Permanent {
+		t.Errorf("final failures observed: %+v, want one refusal with Attempt 0", final)
+	}
 }

@@ -170,7 +170,6 @@ func (a *Archiver) requestPackage(ctx context.Context, log *zap.Logger, w Window
 		DataType: cecwire.DataTypeCallRecord, CallBackURL: a.CallbackURL,
 	})
 	if err != nil {
-		a.met.UpstreamError(upstreamClass(err))
 		return p, fmt.Errorf("jobs: cdr: query bill data: %w", err)
 	}
 	p = checkpoint.Package{
@@ -286,7 +285,6 @@ func (a *Archiver) fetchPackage(ctx context.Context, log *zap.Logger, p *checkpo
 			d, quick = wait, inPassBackoff
 			wait = min(wait*2, MaxPollInterval)
 		case cecclient.IsTransient(err) && a.transferCtx(ctx).Err() == nil:
-			a.met.UpstreamError(cecclient.Transient.String())
 			log.Info("package download failed, retrying", zap.String("bill_file", p.BillFileName), zap.Error(err))
 			d = quick
 			quick = min(quick*2, wait)
@@ -294,7 +292,6 @@ func (a *Archiver) fetchPackage(ctx context.Context, log *zap.Logger, p *checkpo
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			a.met.UpstreamError(upstreamClass(err))
 			return nil, fmt.Errorf("jobs: cdr: download package %s: %w", p.BillFileName, err)
 		}
 		now := a.now()

@@ -309,7 +309,6 @@ func (r *itemRun) fetchOnce(ctx context.Context, it checkpoint.Item) (sink.Objec
 	a := r.a
 	d, err := r.open(ctx, it)
 	if err != nil {
-		a.met.UpstreamError(upstreamClass(err))
 		return sink.Object{}, err
 	}
 	defer d.Body.Close()
@@ -572,7 +571,6 @@ func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
 	}
 	switch {
 	case qerr != nil:
-		a.met.UpstreamError(upstreamClass(qerr))
 		r.failed(ctx, it, fmt.Errorf("jobs: lookup %s: %w", it.CallID, qerr))
 		return
 	case len(invalid) > 0:

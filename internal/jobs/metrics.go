@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/cec-archiver/cec-archiver/internal/cecclient"
 )
 
 // Metrics is what the jobs report to telemetry. *telemetry.Metrics
@@ -31,7 +29,10 @@ type Metrics interface {
 	Ledger()
 	// SinkError counts a failed sink operation.
 	SinkError(op string)
-	// UpstreamError counts a failed CEC request by error class.
+	// UpstreamError counts a failed CEC request by error class. The client
+	// counts its own failures (cecclient.Options.Observer, wired in main);
+	// the jobs report only "content": a download the client handed over
+	// whose bytes are not a recording, which only the jobs can tell.
 	UpstreamError(class string)
 }
 
@@ -48,14 +49,6 @@ func (nopMetrics) CheckpointError()                   {}
 func (nopMetrics) Ledger()                            {}
 func (nopMetrics) SinkError(string)                   {}
 func (nopMetrics) UpstreamError(string)               {}
-
-// upstreamClass is the UpstreamError label of a CEC error.
-func upstreamClass(err error) string {
-	if cecclient.IsAuth(err) {
-		return "auth"
-	}
-	return cecclient.Classify(err).String()
-}
 
 // ErrRunFailures is what RunFailure returns for a run that ended without an
 // error but recorded failures.
