@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cec-archiver/cec-archiver/internal/cecclient"
+	"github.com/cec-archiver/cec-archiver/internal/recording"
+	"github.com/cec-archiver/cec-archiver/internal/sink"
 	"github.com/cec-archiver/cec-archiver/internal/telemetry"
 )
 
@@ -88,4 +92,41 @@ func TestUpstreamObserver_Request(t *testing.T) {
 			t.Errorf("auth = %v, want 1 (two attempts, one failed call)", got)
 		}
 	})
+}
+
+// stubSink fails Put with putErr and Stat with statErr.
+type stubSink struct{ putErr, statErr error }
+
+func (s stubSink) Put(context.Context, string, io.Reader, int64, sink.Meta) (sink.Object, error) {
+	return sink.Object{}, s.putErr
+}
+func (s stubSink) Stat(context.Context, string) (sink.Object, error) { return sink.Object{}, s.statErr }
+
+func TestSinkReport(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name          string
+		s             stubSink
+		wantPut, stat float64
+	}{
+		{"success", stubSink{}, 0, 0},
+		{"failures", stubSink{errors.New("disk full"), errors.New("timeout")}, 1, 1},
+		{"answers are not failures",
+			stubSink{fmt.Errorf("body: %w", recording.ErrNotRecording), fmt.Errorf("stat k: %w", sink.ErrNotFound)}, 0, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			a := &app{sink: tc.s, metrics: telemetry.New(reg, "test", knownLabels())}
+			a.observeSink()
+			a.sink.Put(ctx, "k", strings.NewReader(""), 0, sink.Meta{})
+			a.sink.Stat(ctx, "k")
+			if got := counterValue(t, reg, "archiver_sink_errors_total", "op", "put"); got != tc.wantPut {
+				t.Errorf(`archiver_sink_errors_total{op="put"} = %v, want %v`, got, tc.wantPut)
+			}
+			if got := counterValue(t, reg, "archiver_sink_errors_total", "op", "stat"); got != tc.stat {
+				t.Errorf(`archiver_sink_errors_total{op="stat"} = %v, want %v`, got, tc.stat)
+			}
+		})
+	}
 }

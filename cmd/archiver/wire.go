@@ -147,6 +147,8 @@ func wire(ctx context.Context, cfg *config.Config, log *zap.Logger, abort contex
 		a.sink = readOnlySink{}
 	} else if err := a.openSink(ctx); err != nil {
 		return nil, err
+	} else {
+		a.observeSink()
 	}
 
 	if cfg.CEC.CallbackListen != "" && !o.readOnly {

@@ -441,7 +441,6 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 	}}
 	obj, err := a.Sink.Put(tctx, key, s.f, s.size, meta)
 	if err != nil {
-		a.met.SinkError("put")
 		return fmt.Errorf("jobs: cdr: store package %s: %w", p.BillFileName, err)
 	}
 	if !obj.Existed {
@@ -451,7 +450,6 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 	obj, err = a.Sink.Put(tctx, rowsKey, rows.f, rows.size, sink.Meta{SHA256: rows.sha256, ContentType: "application/x-ndjson",
 		Metadata: map[string]string{"kind": "cdr-rows", "package-sha256": s.sha256}})
 	if err != nil {
-		a.met.SinkError("put")
 		return fmt.Errorf("jobs: cdr: store rows of %s: %w", p.BillFileName, err)
 	}
 	if !obj.Existed {
@@ -487,7 +485,6 @@ func (a *Archiver) quarantine(ctx context.Context, p *checkpoint.Package, s *spo
 	obj, err := a.Sink.Put(ctx, key, s.f, s.size, sink.Meta{SHA256: s.sha256, ContentType: "application/zip",
 		Metadata: map[string]string{"kind": "cdr-quarantine", "bill-file": p.BillFileName}})
 	if err != nil {
-		a.met.SinkError("put")
 		return fmt.Errorf("jobs: cdr: quarantine %s: %w", p.BillFileName, err)
 	}
 	if !obj.Existed {

@@ -335,7 +335,6 @@ func (r *itemRun) putError(it checkpoint.Item, err error) error {
 		r.a.met.UpstreamError("content")
 		return fmt.Errorf("jobs: %s %s: %w", it.Kind, it.UpstreamID, err)
 	}
-	r.a.met.SinkError("put")
 	return fmt.Errorf("jobs: store %s %s: %w", it.Kind, it.Key, err)
 }
 

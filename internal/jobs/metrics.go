@@ -6,7 +6,10 @@ import (
 	"time"
 )
 
-// Metrics is what the jobs report to telemetry. *telemetry.Metrics
+// Metrics is what the jobs report to telemetry: outcomes only the jobs know
+// (items, packages, bytes, watermarks, runs). Failed sink operations and CEC
+// requests are counted where they happen, by decorators and observers wired
+// in main. *telemetry.Metrics
 // implements it (and a nil *telemetry.Metrics is a no-op); a nil Metrics
 // reports nothing.
 type Metrics interface {
@@ -27,8 +30,6 @@ type Metrics interface {
 	CheckpointError()
 	// Ledger counts a ledger object written.
 	Ledger()
-	// SinkError counts a failed sink operation.
-	SinkError(op string)
 	// UpstreamError counts a failed CEC request by error class. The client
 	// counts its own failures (cecclient.Options.Observer, wired in main);
 	// the jobs report only "content": a download the client handed over
@@ -47,7 +48,6 @@ func (nopMetrics) Watermark(string, time.Time)        {}
 func (nopMetrics) SetItems(map[string]map[string]int) {}
 func (nopMetrics) CheckpointError()                   {}
 func (nopMetrics) Ledger()                            {}
-func (nopMetrics) SinkError(string)                   {}
 func (nopMetrics) UpstreamError(string)               {}
 
 // ErrRunFailures is what RunFailure returns for a run that ended without an
