@@ -122,7 +122,9 @@ func wire(ctx context.Context, cfg *config.Config, log *zap.Logger, abort contex
 	a.metrics = telemetry.New(a.reg, version, knownLabels())
 
 	if !o.noClient {
-		if a.client, err = cecclient.New(clientOptions(cfg, log)); err != nil {
+		co := clientOptions(cfg, log)
+		co.Observer = upstreamObserver{a.metrics}
+		if a.client, err = cecclient.New(co); err != nil {
 			return nil, &configError{err}
 		}
 	}
@@ -145,6 +147,8 @@ func wire(ctx context.Context, cfg *config.Config, log *zap.Logger, abort contex
 		a.sink = readOnlySink{}
 	} else if err := a.openSink(ctx); err != nil {
 		return nil, err
+	} else {
+		a.observeSink()
 	}
 
 	if cfg.CEC.CallbackListen != "" && !o.readOnly {

@@ -109,7 +109,9 @@ type Options struct {
 
 	UserAgent string
 	Logger    *zap.Logger
-	Now       func() time.Time // clock for signatures and token expiry; default time.Now
+	// Observer, if not nil, is told about every HTTP attempt (see Observer).
+	Observer Observer
+	Now      func() time.Time // clock for signatures and token expiry; default time.Now
 }
 
 // String describes the options without any secret.
@@ -331,6 +333,9 @@ type request struct {
 	body    []byte   // serialised once; signed and sent as is on every attempt
 	secrets []string // request-specific secrets (the token) to scrub from answers
 	maxBody int64    // bound on a download body; 0 = none (bill files: the caller bounds them)
+	// refreshAuth: the caller sends the request once more, with a fresh
+	// token, after a 900001 or HTTP 401 (fetchPage's single refresh).
+	refreshAuth bool
 }
 
 // wrap gives err the package's context: "cec: <op> <obj>: <err>".
@@ -447,15 +452,27 @@ func (c *Client) do(ctx context.Context, rq *request, handle func(*http.Response
 		if errors.As(err, &ae) {
 			ae.Desc = c.scrub(ae.Desc, rq.secrets)
 		}
-		c.logAttempt(rq, attempt, status, clen, time.Since(start), err)
+		d := time.Since(start)
+		c.logAttempt(rq, attempt, status, clen, d, err)
+		ri := RequestInfo{Service: rq.service, Op: rq.op, Attempt: attempt, HTTPStatus: status, Err: err, Duration: d}
 		if err == nil {
+			c.observe(ri)
 			c.lim.success()
 			return nil
 		}
 		if ae != nil {
+			ri.ResultCode = ae.ResultCode
 			if ae.throttled() || ae.RetryAfter > 0 {
+				ri.Throttled = true
 				c.lim.throttle(ae.RetryAfter, ae.throttled())
 			}
+		}
+		// final reports the attempt as the last one of the call and returns
+		// its error.
+		final := func() error {
+			ri.Retry = rq.refreshAuth && (isTokenInvalid(err) || isUnauthorized(err)) && ctx.Err() == nil
+			c.observe(ri)
+			return rq.wrap(err)
 		}
 		if !retried401 && rq.service != ServiceOIFDE && isUnauthorized(err) && ctx.Err() == nil {
 			// A gateway may refuse one signature (a replayed nonce, a clock
@@ -464,8 +481,10 @@ func (c *Client) do(ctx context.Context, rq *request, handle func(*http.Response
 			c.log.Warn("cec: HTTP 401; retrying once with a fresh signature",
 				zap.String("service", rq.service), zap.String("op", rq.op), zap.Int("attempt", attempt))
 			if sleep(ctx, c.nextSecond()) != nil {
-				return rq.wrap(err)
+				return final()
 			}
+			ri.Retry = true
+			c.observe(ri)
 			continue
 		}
 		cls := Classify(err)
@@ -473,20 +492,22 @@ func (c *Client) do(ctx context.Context, rq *request, handle func(*http.Response
 			c.lim.success()
 		}
 		if cls != Transient || isTokenInvalid(err) || attempt >= c.o.MaxAttempts || ctx.Err() != nil {
-			return rq.wrap(err)
+			return final()
 		}
 		delay := c.backoff(attempt)
 		if p := c.lim.pauseRemaining(); p > delay {
 			delay = p
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
-			return rq.wrap(err)
+			return final()
 		}
 		c.log.Debug("cec: retrying", zap.String("service", rq.service), zap.String("op", rq.op),
 			zap.Int("attempt", attempt), zap.Duration("delay", delay))
 		if sleep(ctx, delay) != nil {
-			return rq.wrap(err)
+			return final()
 		}
+		ri.Retry = true
+		c.observe(ri)
 	}
 }
 

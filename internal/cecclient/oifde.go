@@ -139,6 +139,13 @@ func queryPages[T any](ctx context.Context, c *Client, q OIFDEQuery, op, path st
 		yield(zero, fmt.Errorf("cec: %s: %w", op, err))
 		return
 	}
+	// refuse ends a query whose pages arrived but do not add up: the
+	// Observer hears of it as a failed call (Attempt 0), as it would of a
+	// page refused on its own.
+	refuse := func(err error) {
+		c.observe(RequestInfo{Service: ServiceOIFDE, Op: op, Err: err})
+		yield(zero, err)
+	}
 	seen := make(map[string]struct{})
 	// rows: rows received; dups: rows whose id an earlier row had (drift);
 	// total: page 1's total, -1 when it sent none.
@@ -148,7 +155,7 @@ func queryPages[T any](ctx context.Context, c *Client, q OIFDEQuery, op, path st
 	limit := maxPages
 	for pageNum := 1; ; pageNum++ {
 		if int64(pageNum) > limit {
-			yield(zero, fmt.Errorf("cec: %s %s: %w: %w (limit %d pages of %d)", op, q.ident(), ErrInvalidAnswer, ErrTooManyPages, limit, pageSize))
+			refuse(fmt.Errorf("cec: %s %s: %w: %w (limit %d pages of %d)", op, q.ident(), ErrInvalidAnswer, ErrTooManyPages, limit, pageSize))
 			return
 		}
 		p, err := fetchPage(ctx, c, q, op, path, pageNum, pageSize, decode)
@@ -159,7 +166,7 @@ func queryPages[T any](ctx context.Context, c *Client, q OIFDEQuery, op, path st
 		if pageNum == 1 {
 			total = p.total
 			if total > maxPages*int64(pageSize) {
-				yield(zero, fmt.Errorf("cec: %s %s: %w: total %d needs more than Options.MaxPages = %d pages of %d",
+				refuse(fmt.Errorf("cec: %s %s: %w: total %d needs more than Options.MaxPages = %d pages of %d",
 					op, q.ident(), ErrInvalidAnswer, total, maxPages, pageSize))
 				return
 			}
@@ -193,7 +200,7 @@ func queryPages[T any](ctx context.Context, c *Client, q OIFDEQuery, op, path st
 		if fresh == 0 {
 			// The same rows again (a server ignoring pageNum): more pages
 			// would only raise the limit below, never end the query.
-			yield(zero, fmt.Errorf("cec: %s %s: %w: %w (page %d of %d holds only rows already seen)", op, q.ident(), ErrInvalidAnswer, ErrTooManyPages, pageNum, pageSize))
+			refuse(fmt.Errorf("cec: %s %s: %w: %w (page %d of %d holds only rows already seen)", op, q.ident(), ErrInvalidAnswer, ErrTooManyPages, pageNum, pageSize))
 			return
 		}
 		if total >= 0 {
@@ -222,6 +229,7 @@ func fetchPage[T any](ctx context.Context, c *Client, q OIFDEQuery, op, path str
 			return p, err
 		}
 		rq.secrets = []string{tok}
+		rq.refreshAuth = try == 0
 		err = c.do(ctx, rq, func(resp *http.Response) error {
 			defer resp.Body.Close()
 			got, err := decode(resp.Body, c.o.MaxJSONBytes)

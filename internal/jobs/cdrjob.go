@@ -170,7 +170,6 @@ func (a *Archiver) requestPackage(ctx context.Context, log *zap.Logger, w Window
 		DataType: cecwire.DataTypeCallRecord, CallBackURL: a.CallbackURL,
 	})
 	if err != nil {
-		a.met.UpstreamError(upstreamClass(err))
 		return p, fmt.Errorf("jobs: cdr: query bill data: %w", err)
 	}
 	p = checkpoint.Package{
@@ -286,7 +285,6 @@ func (a *Archiver) fetchPackage(ctx context.Context, log *zap.Logger, p *checkpo
 			d, quick = wait, inPassBackoff
 			wait = min(wait*2, MaxPollInterval)
 		case cecclient.IsTransient(err) && a.transferCtx(ctx).Err() == nil:
-			a.met.UpstreamError(cecclient.Transient.String())
 			log.Info("package download failed, retrying", zap.String("bill_file", p.BillFileName), zap.Error(err))
 			d = quick
 			quick = min(quick*2, wait)
@@ -294,7 +292,6 @@ func (a *Archiver) fetchPackage(ctx context.Context, log *zap.Logger, p *checkpo
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			a.met.UpstreamError(upstreamClass(err))
 			return nil, fmt.Errorf("jobs: cdr: download package %s: %w", p.BillFileName, err)
 		}
 		now := a.now()
@@ -444,7 +441,6 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 	}}
 	obj, err := a.Sink.Put(tctx, key, s.f, s.size, meta)
 	if err != nil {
-		a.met.SinkError("put")
 		return fmt.Errorf("jobs: cdr: store package %s: %w", p.BillFileName, err)
 	}
 	if !obj.Existed {
@@ -454,7 +450,6 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 	obj, err = a.Sink.Put(tctx, rowsKey, rows.f, rows.size, sink.Meta{SHA256: rows.sha256, ContentType: "application/x-ndjson",
 		Metadata: map[string]string{"kind": "cdr-rows", "package-sha256": s.sha256}})
 	if err != nil {
-		a.met.SinkError("put")
 		return fmt.Errorf("jobs: cdr: store rows of %s: %w", p.BillFileName, err)
 	}
 	if !obj.Existed {
@@ -490,7 +485,6 @@ func (a *Archiver) quarantine(ctx context.Context, p *checkpoint.Package, s *spo
 	obj, err := a.Sink.Put(ctx, key, s.f, s.size, sink.Meta{SHA256: s.sha256, ContentType: "application/zip",
 		Metadata: map[string]string{"kind": "cdr-quarantine", "bill-file": p.BillFileName}})
 	if err != nil {
-		a.met.SinkError("put")
 		return fmt.Errorf("jobs: cdr: quarantine %s: %w", p.BillFileName, err)
 	}
 	if !obj.Existed {

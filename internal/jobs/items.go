@@ -309,7 +309,6 @@ func (r *itemRun) fetchOnce(ctx context.Context, it checkpoint.Item) (sink.Objec
 	a := r.a
 	d, err := r.open(ctx, it)
 	if err != nil {
-		a.met.UpstreamError(upstreamClass(err))
 		return sink.Object{}, err
 	}
 	defer d.Body.Close()
@@ -336,7 +335,6 @@ func (r *itemRun) putError(it checkpoint.Item, err error) error {
 		r.a.met.UpstreamError("content")
 		return fmt.Errorf("jobs: %s %s: %w", it.Kind, it.UpstreamID, err)
 	}
-	r.a.met.SinkError("put")
 	return fmt.Errorf("jobs: store %s %s: %w", it.Kind, it.Key, err)
 }
 
@@ -572,7 +570,6 @@ func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
 	}
 	switch {
 	case qerr != nil:
-		a.met.UpstreamError(upstreamClass(qerr))
 		r.failed(ctx, it, fmt.Errorf("jobs: lookup %s: %w", it.CallID, qerr))
 		return
 	case len(invalid) > 0:

@@ -325,7 +325,6 @@ func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time, w
 	}
 	if _, err := a.Sink.Put(a.transferCtx(ctx), key, bytes.NewReader(body), int64(len(body)),
 		sink.Meta{ContentType: "application/json", Metadata: map[string]string{"kind": "ledger", "day": day, "ledger-sha256": digest}}); err != nil {
-		a.met.SinkError("put")
 		return false, fmt.Errorf("jobs: ledger %s: %w", day, err)
 	}
 	if err := a.Store.SetLedger(sctx, day, digest, key); err != nil {

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/cec-archiver/cec-archiver/internal/cecclient"
 )
 
-// Metrics is what the jobs report to telemetry. *telemetry.Metrics
+// Metrics is what the jobs report to telemetry: outcomes only the jobs know
+// (items, packages, bytes, watermarks, runs). Failed sink operations and CEC
+// requests are counted where they happen, by decorators and observers wired
+// in main. *telemetry.Metrics
 // implements it (and a nil *telemetry.Metrics is a no-op); a nil Metrics
 // reports nothing.
 type Metrics interface {
@@ -29,9 +30,10 @@ type Metrics interface {
 	CheckpointError()
 	// Ledger counts a ledger object written.
 	Ledger()
-	// SinkError counts a failed sink operation.
-	SinkError(op string)
-	// UpstreamError counts a failed CEC request by error class.
+	// UpstreamError counts a failed CEC request by error class. The client
+	// counts its own failures (cecclient.Options.Observer, wired in main);
+	// the jobs report only "content": a download the client handed over
+	// whose bytes are not a recording, which only the jobs can tell.
 	UpstreamError(class string)
 }
 
@@ -46,16 +48,7 @@ func (nopMetrics) Watermark(string, time.Time)        {}
 func (nopMetrics) SetItems(map[string]map[string]int) {}
 func (nopMetrics) CheckpointError()                   {}
 func (nopMetrics) Ledger()                            {}
-func (nopMetrics) SinkError(string)                   {}
 func (nopMetrics) UpstreamError(string)               {}
-
-// upstreamClass is the UpstreamError label of a CEC error.
-func upstreamClass(err error) string {
-	if cecclient.IsAuth(err) {
-		return "auth"
-	}
-	return cecclient.Classify(err).String()
-}
 
 // ErrRunFailures is what RunFailure returns for a run that ended without an
 // error but recorded failures.

@@ -76,7 +76,7 @@ func knownItemResults() []string {
 func knownPackageResults() []string { return []string{"done", "unchanged", "failed"} }
 
 // knownSinkOps are the sink operations SinkError counts.
-func knownSinkOps() []string { return []string{"put", "stat"} }
+func knownSinkOps() []string { return []string{"put", "stat", "list", "open"} }
 
 // knownUpstreamClasses are the CEC error classes UpstreamError counts.
 func knownUpstreamClasses() []string {
@@ -175,11 +175,11 @@ func New(reg prometheus.Registerer, version string, known Known) *Metrics {
 		}),
 		sinkErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "sink_errors_total",
-			Help: "Failed sink operations by operation (put, stat).",
+			Help: "Failed sink operations by operation (put, stat, list, open).",
 		}, []string{"op"}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "upstream_errors_total",
-			Help: "Failed CEC requests by class (transient, not-found, permanent, auth).",
+			Help: "Failed CEC requests by class (transient, not-found, permanent, auth, content).",
 		}, []string{"class"}),
 		shutdowns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "shutdowns_total",
@@ -343,7 +343,7 @@ func (m *Metrics) Ledger() {
 	m.ledgerObjects.Inc()
 }
 
-// SinkError counts one failed sink operation: op is put or stat.
+// SinkError counts one failed sink operation: op is put, stat, list or open.
 func (m *Metrics) SinkError(op string) {
 	if m == nil {
 		return
