@@ -42,7 +42,7 @@ type dayStatus struct {
 	LedgerSHA256 string                              `json:"ledger_sha256,omitempty"`
 }
 
-// itemStatus is a failed or dead item as status shows it. Params are left
+// itemStatus is a failed or dead item as status shows it. Its Args are left
 // out: they may hold phone numbers.
 type itemStatus struct {
 	ID            int64            `json:"id"` // for archiver resolve --id

@@ -12,6 +12,7 @@ package checkpoint
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -87,13 +88,16 @@ func Kinds() []string {
 // (Kind, UpstreamID) is unique: adding an item that exists is a no-op, which
 // is how re-scanned windows and repeated rows are deduplicated.
 type Item struct {
-	ID            int64 // assigned by the store
-	Kind          string
-	UpstreamID    string
-	CallID        string
-	Day           string            // calendar day of the call (ledger)
-	Key           string            // object key, fixed when the item is added ("" for lookups)
-	Params        map[string]string // what the job needs to fetch it (file name, location id, …)
+	ID         int64 // assigned by the store
+	Kind       string
+	UpstreamID string
+	CallID     string
+	Day        string // calendar day of the call (ledger)
+	Key        string // object key, fixed when the item is added ("" for lookups)
+	// Args is what the job needs to fetch it (file name, location id, …):
+	// the JSON of the typed arguments of its kind, stored as is (column
+	// params). The store does not interpret it; nil when there are none.
+	Args          json.RawMessage
 	State         State
 	Attempts      int       // failed attempts so far (a crash or a release does not count)
 	NextAttemptAt time.Time // a pending or failed item is not due before this

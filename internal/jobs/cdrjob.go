@@ -657,7 +657,11 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 		if it.Kind != checkpoint.KindAgent {
 			continue
 		}
-		if err := a.placeAgent(&it, calls[it.CallID].begin); err != nil {
+		var args AgentArgs
+		if err := json.Unmarshal(it.Args, &args); err != nil {
+			return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: call %s recording %s: %w", name, it.CallID, it.UpstreamID, err)
+		}
+		if err := a.placeAgent(&it, args, calls[it.CallID].begin); err != nil {
 			return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: call %s recording %s: %w", name, it.CallID, it.UpstreamID, err)
 		}
 		items[k] = it
@@ -668,9 +672,13 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 		c := calls[id]
 		day := c.begin.In(loc).Format(time.DateOnly)
 		out = append(out, checkpoint.Call{CallID: id, Day: day, Begin: c.begin, VDN: c.vdn, AgentID: c.agent})
-		params := map[string]string{"call_id": id, "call_begin": c.begin.Format(time.RFC3339), "vdn": c.vdn, "agent_id": c.agent}
 		for _, kind := range []string{checkpoint.KindTransferLookup, checkpoint.KindIVRLookup} {
-			addItem(checkpoint.Item{Kind: kind, UpstreamID: id, CallID: id, Day: day, Params: cloneParams(params), State: checkpoint.StatePending})
+			it, err := withArgs(checkpoint.Item{UpstreamID: id, CallID: id, Day: day, State: checkpoint.StatePending},
+				LookupArgs{kind: kind, CallID: id, CallBegin: c.begin, VDN: c.vdn, AgentID: c.agent})
+			if err != nil {
+				return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: call %s: %w", name, id, err)
+			}
+			addItem(it)
 		}
 		if a.method() == config.MethodCMS && len(c.records) > 0 {
 			it, err := a.cmsItem(id, c)
@@ -685,14 +693,6 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 		list = append(list, items[k])
 	}
 	return out, list, rows, nil
-}
-
-func cloneParams(p map[string]string) map[string]string {
-	out := make(map[string]string, len(p))
-	for k, v := range p {
-		out[k] = v
-	}
-	return out
 }
 
 // orNone keeps key fields non-empty: a template may use a field the
@@ -719,30 +719,6 @@ func pathBase(p string) string {
 	return p
 }
 
-// metaParams stores the object metadata in an item's params ("meta.k",
-// "tag.k"); the policy has already left out or hashed phone numbers.
-func metaParams(p map[string]string, m sink.Meta) {
-	for k, v := range m.Metadata {
-		p["meta."+k] = v
-	}
-	for k, v := range m.Tags {
-		p["tag."+k] = v
-	}
-}
-
-// paramsMeta rebuilds the object metadata from an item's params.
-func paramsMeta(p map[string]string) sink.Meta {
-	m := sink.Meta{Metadata: map[string]string{}, Tags: map[string]string{}}
-	for k, v := range p {
-		if s, ok := strings.CutPrefix(k, "meta."); ok {
-			m.Metadata[s] = v
-		} else if s, ok := strings.CutPrefix(k, "tag."); ok {
-			m.Tags[s] = v
-		}
-	}
-	return m
-}
-
 // agentItem is the item of one recording-index row. Its day and key are
 // set by placeAgent once the call's begin is known.
 func (a *Archiver) agentItem(r cdr.Row, callID string, begin time.Time, vdn, agent string) (checkpoint.Item, error) {
@@ -759,28 +735,27 @@ func (a *Archiver) agentItem(r cdr.Row, callID string, begin time.Time, vdn, age
 	if err != nil {
 		return checkpoint.Item{}, fmt.Errorf("metadata: %w", err)
 	}
-	params := map[string]string{
-		"file_name": fileName, "original_file_name": strings.TrimSpace(r.Get(cdr.KindRecord, "original_file_name")),
-		"cc_id": strings.TrimSpace(r.Get(cdr.KindRecord, "cc_id")), "agent_id": agent, "vdn": vdn,
-		"call_begin": begin.Format(time.RFC3339),
+	args := AgentArgs{
+		FileName: fileName, OriginalFileName: strings.TrimSpace(r.Get(cdr.KindRecord, "original_file_name")),
+		CcID: strings.TrimSpace(r.Get(cdr.KindRecord, "cc_id")), AgentID: agent, VDN: vdn, CallBegin: begin,
+		ObjectMeta: objectMeta(m),
 	}
-	metaParams(params, m)
-	it := checkpoint.Item{
-		Kind: checkpoint.KindAgent, UpstreamID: fileName, CallID: callID, Params: params, State: checkpoint.StatePending,
+	it, err := withArgs(checkpoint.Item{UpstreamID: fileName, CallID: callID, State: checkpoint.StatePending}, args)
+	if err != nil {
+		return checkpoint.Item{}, err
 	}
 	// A key now, so that a row whose fields cannot make one fails the package naming its line.
-	if err := a.placeAgent(&it, begin); err != nil {
+	if err := a.placeAgent(&it, args, begin); err != nil {
 		return checkpoint.Item{}, err
 	}
 	return it, nil
 }
 
 // placeAgent sets an agent item's day and key from its call's begin.
-func (a *Archiver) placeAgent(it *checkpoint.Item, callBegin time.Time) error {
+func (a *Archiver) placeAgent(it *checkpoint.Item, args AgentArgs, callBegin time.Time) error {
 	loc := a.loc()
-	p := it.Params
 	key, err := a.Keys.Build(sink.KeyFields{
-		Tenant: a.Tenant, VDN: orNone(p["vdn"]), CallID: it.CallID, AgentID: orNone(p["agent_id"]), RecordID: it.UpstreamID,
+		Tenant: a.Tenant, VDN: orNone(args.VDN), CallID: it.CallID, AgentID: orNone(args.AgentID), RecordID: it.UpstreamID,
 		Kind: checkpoint.KindAgent, Name: orNone(pathBase(it.UpstreamID)), Time: wallUTC(callBegin, loc),
 	})
 	if err != nil {
@@ -791,12 +766,12 @@ func (a *Archiver) placeAgent(it *checkpoint.Item, callBegin time.Time) error {
 }
 
 // cmsItem is the one agent item of a call with Method cms: CC-CMS returns
-// the call's recordings (a WAV or a ZIP) by call id. Params "members" lists
-// the file_name of every recording-index row of the call: the download must
+// the call's recordings (a WAV or a ZIP) by call id. Its members list the
+// file_name of every recording-index row of the call: the download must
 // hold each of them.
 func (a *Archiver) cmsItem(callID string, c *callInfo) (checkpoint.Item, error) {
 	loc := a.loc()
-	id := "cms:" + callID
+	id := cmsUpstreamID(callID)
 	key, err := a.Keys.Build(sink.KeyFields{
 		Tenant: a.Tenant, VDN: orNone(c.vdn), CallID: callID, AgentID: orNone(c.agent), RecordID: id,
 		Kind: checkpoint.KindAgent, Name: callID, Time: wallUTC(c.begin, loc),
@@ -808,15 +783,7 @@ func (a *Archiver) cmsItem(callID string, c *callInfo) (checkpoint.Item, error) 
 	if err != nil {
 		return checkpoint.Item{}, fmt.Errorf("metadata: %w", err)
 	}
-	members, err := json.Marshal(c.records)
-	if err != nil {
-		return checkpoint.Item{}, err
-	}
-	params := map[string]string{"call_id": callID, "agent_id": c.agent, "vdn": c.vdn, "call_begin": c.begin.Format(time.RFC3339),
-		"members": string(members)}
-	metaParams(params, m)
-	return checkpoint.Item{
-		Kind: checkpoint.KindAgent, UpstreamID: id, CallID: callID, Day: c.begin.In(loc).Format(time.DateOnly),
-		Key: key, Params: params, State: checkpoint.StatePending,
-	}, nil
+	return withArgs(checkpoint.Item{
+		UpstreamID: id, CallID: callID, Day: c.begin.In(loc).Format(time.DateOnly), Key: key, State: checkpoint.StatePending,
+	}, CMSArgs{CallID: callID, AgentID: c.agent, VDN: c.vdn, CallBegin: c.begin, Members: c.records, ObjectMeta: objectMeta(m)})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -307,21 +306,23 @@ func (r *itemRun) fetch(ctx context.Context, it checkpoint.Item) {
 
 func (r *itemRun) fetchOnce(ctx context.Context, it checkpoint.Item) (sink.Object, error) {
 	a := r.a
-	d, err := r.open(ctx, it)
+	args, err := decodeArgs(it)
+	if err != nil {
+		return sink.Object{}, err
+	}
+	d, err := r.open(ctx, it, args)
 	if err != nil {
 		return sink.Object{}, err
 	}
 	defer d.Body.Close()
-	meta := paramsMeta(it.Params)
-	meta.ContentType = "audio/wav"
-	if members, ok := it.Params["members"]; ok {
-		return r.storeBundle(ctx, it, d, members, meta)
+	if cms, ok := args.(CMSArgs); ok {
+		return r.storeBundle(ctx, it, d, cms)
 	}
 	// One recording: validated while it streams into the sink. A body that
 	// is not a recording fails on its first bytes or at its end, and the
 	// sink keeps nothing of a body whose reader failed.
 	body := recording.NewReader(d.Body, d.Length, a.Formats)
-	obj, err := a.Sink.Put(ctx, it.Key, body, d.Length, meta)
+	obj, err := a.Sink.Put(ctx, it.Key, body, d.Length, meta(args).sinkMeta("audio/wav", ""))
 	if err != nil {
 		return sink.Object{}, r.putError(it, err)
 	}
@@ -344,18 +345,18 @@ func (r *itemRun) putError(it checkpoint.Item, err error) error {
 // checked (every member a valid recording, sizes bounded) and then stored
 // with its digest; a download lacking any row fails naming it, and nothing
 // is stored.
-func (r *itemRun) storeBundle(ctx context.Context, it checkpoint.Item, d *cecclient.Download, membersJSON string, meta sink.Meta) (sink.Object, error) {
+func (r *itemRun) storeBundle(ctx context.Context, it checkpoint.Item, d *cecclient.Download, args CMSArgs) (sink.Object, error) {
 	a := r.a
-	var want []string
-	if err := json.Unmarshal([]byte(membersJSON), &want); err != nil || len(want) == 0 {
-		return sink.Object{}, fmt.Errorf("jobs: %s %s: members %q: not a list of index rows", it.Kind, it.UpstreamID, membersJSON)
+	want := args.Members
+	if len(want) == 0 {
+		return sink.Object{}, fmt.Errorf("jobs: %s %s: members %q: not a list of index rows", it.Kind, it.UpstreamID, want)
 	}
 	if !d.Zip {
 		if len(want) > 1 {
 			return sink.Object{}, fmt.Errorf("jobs: %s %s: %w: the download is one recording (%s) but the index lists %d for the call; missing: %s",
 				it.Kind, it.UpstreamID, recording.ErrNotRecording, orNone(d.FileName), len(want), strings.Join(want[1:], ", "))
 		}
-		obj, err := a.Sink.Put(ctx, it.Key, recording.NewReader(d.Body, d.Length, a.Formats), d.Length, meta)
+		obj, err := a.Sink.Put(ctx, it.Key, recording.NewReader(d.Body, d.Length, a.Formats), d.Length, args.sinkMeta("audio/wav", ""))
 		if err != nil {
 			return sink.Object{}, r.putError(it, err)
 		}
@@ -392,9 +393,7 @@ func (r *itemRun) storeBundle(ctx context.Context, it checkpoint.Item, d *ceccli
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return sink.Object{}, err
 	}
-	meta.ContentType = "application/zip"
-	meta.SHA256 = hex.EncodeToString(h.Sum(nil))
-	obj, err := a.Sink.Put(ctx, it.Key, f, n, meta)
+	obj, err := a.Sink.Put(ctx, it.Key, f, n, args.sinkMeta("application/zip", hex.EncodeToString(h.Sum(nil))))
 	if err != nil {
 		return sink.Object{}, r.putError(it, err)
 	}
@@ -431,29 +430,27 @@ func matchMembers(rows []string, members []recording.Member) []string {
 }
 
 // open starts the download of an item with the interface its kind needs.
-func (r *itemRun) open(ctx context.Context, it checkpoint.Item) (*cecclient.Download, error) {
-	a, p := r.a, it.Params
-	switch it.Kind {
-	case checkpoint.KindTransfer, checkpoint.KindIVR:
-		return a.Client.DownloadOiapRecord(ctx, p["record_path"], p["location_id"])
-	case checkpoint.KindAgent:
-	default:
-		return nil, fmt.Errorf("jobs: item %d: unknown kind %q", it.ID, it.Kind)
-	}
-	if strings.HasPrefix(it.UpstreamID, "cms:") {
+func (r *itemRun) open(ctx context.Context, it checkpoint.Item, args Args) (*cecclient.Download, error) {
+	a := r.a
+	switch p := args.(type) {
+	case OIAPArgs:
+		return a.Client.DownloadOiapRecord(ctx, p.RecordPath, p.LocationID)
+	case CMSArgs:
 		// By call ID alone: workNo and beginTime are filters, and a call
 		// whose index lists recordings of two agents (or one that starts
 		// after midnight) would come back short.
 		return a.Client.CMSDownloadRecordFile(ctx, cecclient.CMSRecordRequest{CallID: it.CallID})
-	}
-	if a.method() == config.MethodDownloadRecord {
-		name := p["original_file_name"]
-		if name == "" {
-			name = p["file_name"]
+	case AgentArgs:
+		if a.method() == config.MethodDownloadRecord {
+			name := p.OriginalFileName
+			if name == "" {
+				name = p.FileName
+			}
+			return a.Client.DownloadRecord(ctx, cecclient.DownloadRecordRequest{FileName: name, CcID: p.CcID})
 		}
-		return a.Client.DownloadRecord(ctx, cecclient.DownloadRecordRequest{FileName: name, CcID: p["cc_id"]})
+		return a.Client.DownloadRecordFile(ctx, p.FileName)
 	}
-	return a.Client.DownloadRecordFile(ctx, p["file_name"])
+	return nil, fmt.Errorf("jobs: item %d: unknown kind %q", it.ID, it.Kind)
 }
 
 // lookup queries OIFDE for one call's transfer or IVR records and adds an
@@ -464,17 +461,30 @@ func (r *itemRun) open(ctx context.Context, it checkpoint.Item) (*cecclient.Down
 func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
 	a, sctx, tctx := r.a, storeCtx(ctx), r.a.transferCtx(ctx)
 	now := a.now()
-	callBegin, err := time.Parse(time.RFC3339, it.Params["call_begin"])
+	args, err := decodeArgs(it)
+	if err == nil && args.(LookupArgs).CallBegin.IsZero() {
+		err = errors.New("no call_begin")
+	}
 	if err != nil {
-		r.failed(ctx, it, fmt.Errorf("jobs: lookup %s: call_begin %q: %w", it.CallID, it.Params["call_begin"], err))
+		r.failed(ctx, it, fmt.Errorf("jobs: lookup %s: %w", it.CallID, err))
 		return
 	}
+	largs := args.(LookupArgs)
+	callBegin := largs.CallBegin
 	var (
 		pending, absent []checkpoint.Item
 		unsettled       int
 		invalid         []string
 		qerr            error
 	)
+	addAbsent := func(kind, id, reason, evidence string) {
+		ab, err := r.absentItem(it, largs, kind, id, reason, evidence)
+		if err != nil {
+			invalid = append(invalid, err.Error())
+			return
+		}
+		absent = append(absent, ab)
+	}
 	q := cecclient.OIFDEQuery{CtiCallID: it.CallID}
 	if it.Kind == checkpoint.KindTransferLookup {
 		for tr, err := range a.Client.QueryTransferRecords(tctx, q) {
@@ -493,7 +503,7 @@ func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
 			// recording absent.
 			switch {
 			case path != "":
-				rec, err := r.recordingItem(it, checkpoint.KindTransfer, id, path, tr.LocationID.String(),
+				rec, err := r.recordingItem(it, largs, checkpoint.KindTransfer, id, path, tr.LocationID.String(),
 					msTime(tr.StartTime), msTime(tr.EndTime), tr.CallingNumber, tr.CalledNumber, callBegin)
 				if err != nil {
 					invalid = append(invalid, err.Error())
@@ -501,19 +511,19 @@ func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
 				}
 				pending = append(pending, rec)
 			case tr.OpResult == cecwire.OpResultFail:
-				absent = append(absent, r.absentItem(it, checkpoint.KindTransfer, id, "opResult FAIL, no recordFilePath",
+				addAbsent(checkpoint.KindTransfer, id, "opResult FAIL, no recordFilePath",
 					fmt.Sprintf("queryTransferRecordHistory at %s: record %s opResult FAIL, recordResult %q, no recordFilePath",
-						now.UTC().Format(time.RFC3339), id, tr.RecordResult)))
+						now.UTC().Format(time.RFC3339), id, tr.RecordResult))
 			default:
 				why := "opResult " + tr.OpResult
 				if tr.OpResult == "" {
 					why = "no opResult"
 				}
 				if now.Sub(callBegin) > r.spec.settle {
-					absent = append(absent, r.absentItem(it, checkpoint.KindTransfer, id,
+					addAbsent(checkpoint.KindTransfer, id,
 						fmt.Sprintf("%s and no recordFilePath after settle_max_age %s", why, r.spec.settle),
 						fmt.Sprintf("queryTransferRecordHistory at %s: record %s still %s, recordResult %q, no recordFilePath, %s after the call began",
-							now.UTC().Format(time.RFC3339), id, why, tr.RecordResult, now.Sub(callBegin).Round(time.Minute))))
+							now.UTC().Format(time.RFC3339), id, why, tr.RecordResult, now.Sub(callBegin).Round(time.Minute)))
 				} else {
 					unsettled++
 				}
@@ -531,11 +541,11 @@ func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
 			}
 			id := sr.LogID.String()
 			if sr.RecordFilePath == "" {
-				absent = append(absent, r.absentItem(it, checkpoint.KindIVR, id, "no recordFilePath",
-					fmt.Sprintf("queryRecordHistory at %s: session record %s has no recordFilePath", now.UTC().Format(time.RFC3339), id)))
+				addAbsent(checkpoint.KindIVR, id, "no recordFilePath",
+					fmt.Sprintf("queryRecordHistory at %s: session record %s has no recordFilePath", now.UTC().Format(time.RFC3339), id))
 				continue
 			}
-			rec, err := r.recordingItem(it, checkpoint.KindIVR, id, sr.RecordFilePath, sr.LocationID.String(),
+			rec, err := r.recordingItem(it, largs, checkpoint.KindIVR, id, sr.RecordFilePath, sr.LocationID.String(),
 				time.Time{}, time.Time{}, sr.CallingNumber, sr.CalledNumber, callBegin)
 			if err != nil {
 				invalid = append(invalid, err.Error())
@@ -605,10 +615,10 @@ func msTime(ms int64) time.Time {
 
 // recordingItem is a transfer or IVR recording found by a lookup. Its key
 // uses the call's begin, so that every recording of a call shares a day.
-func (r *itemRun) recordingItem(lookup checkpoint.Item, kind, id, path, location string, begin, end time.Time, caller, callee string, callBegin time.Time) (checkpoint.Item, error) {
-	a, p := r.a, lookup.Params
+func (r *itemRun) recordingItem(lookup checkpoint.Item, p LookupArgs, kind, id, path, location string, begin, end time.Time, caller, callee string, callBegin time.Time) (checkpoint.Item, error) {
+	a := r.a
 	key, err := a.Keys.Build(sink.KeyFields{
-		Tenant: a.Tenant, VDN: orNone(p["vdn"]), CallID: lookup.CallID, AgentID: orNone(p["agent_id"]), RecordID: id,
+		Tenant: a.Tenant, VDN: orNone(p.VDN), CallID: lookup.CallID, AgentID: orNone(p.AgentID), RecordID: id,
 		Kind: kind, Name: orNone(pathBase(path)), Time: wallUTC(callBegin, a.loc()),
 	})
 	if err != nil {
@@ -618,27 +628,21 @@ func (r *itemRun) recordingItem(lookup checkpoint.Item, kind, id, path, location
 		begin = callBegin
 	}
 	m, err := a.Meta.Meta(sink.RecordAttrs{
-		CallID: lookup.CallID, RecordID: id, AgentID: p["agent_id"], VDN: p["vdn"], Begin: begin, End: end,
+		CallID: lookup.CallID, RecordID: id, AgentID: p.AgentID, VDN: p.VDN, Begin: begin, End: end,
 		CallerNo: caller, CalleeNo: callee,
 	}, "")
 	if err != nil {
 		return checkpoint.Item{}, fmt.Errorf("%s %s: metadata: %w", kind, id, err)
 	}
-	params := map[string]string{
-		"record_path": path, "location_id": location, "call_begin": p["call_begin"], "vdn": p["vdn"], "agent_id": p["agent_id"],
-	}
-	metaParams(params, m)
-	return checkpoint.Item{
-		Kind: kind, UpstreamID: id, CallID: lookup.CallID, Day: lookup.Day, Key: key, Params: params,
-		State: checkpoint.StatePending, NextAttemptAt: r.claimAt,
-	}, nil
+	return withArgs(checkpoint.Item{
+		UpstreamID: id, CallID: lookup.CallID, Day: lookup.Day, Key: key, State: checkpoint.StatePending, NextAttemptAt: r.claimAt,
+	}, OIAPArgs{kind: kind, RecordPath: path, LocationID: location, CallBegin: p.CallBegin, VDN: p.VDN, AgentID: p.AgentID, ObjectMeta: objectMeta(m)})
 }
 
-func (r *itemRun) absentItem(lookup checkpoint.Item, kind, id, reason, evidence string) checkpoint.Item {
-	return checkpoint.Item{
-		Kind: kind, UpstreamID: id, CallID: lookup.CallID, Day: lookup.Day, State: checkpoint.StateAbsent, Reason: reason, Evidence: evidence,
-		Params: map[string]string{"call_begin": lookup.Params["call_begin"]},
-	}
+func (r *itemRun) absentItem(lookup checkpoint.Item, p LookupArgs, kind, id, reason, evidence string) (checkpoint.Item, error) {
+	return withArgs(checkpoint.Item{
+		UpstreamID: id, CallID: lookup.CallID, Day: lookup.Day, State: checkpoint.StateAbsent, Reason: reason, Evidence: evidence,
+	}, OIAPArgs{kind: kind, CallBegin: p.CallBegin})
 }
 
 // settling reports whether a not-found answer for it may still turn into an
@@ -660,10 +664,15 @@ func (r *itemRun) absentOnEvidence(ctx context.Context, it checkpoint.Item, err 
 	}
 	a := r.a
 	now := a.now()
-	begin, perr := time.Parse(time.RFC3339, it.Params["call_begin"])
-	if perr != nil || now.Sub(begin) <= r.spec.settle {
+	args, perr := decodeArgs(it)
+	if perr != nil {
 		return false
 	}
+	p, ok := args.(OIAPArgs)
+	if !ok || p.CallBegin.IsZero() || now.Sub(p.CallBegin) <= r.spec.settle {
+		return false
+	}
+	begin := p.CallBegin
 	code, service, desc := "not found", cecclient.ServiceFS, ""
 	var ae *cecclient.APIError
 	if errors.As(err, &ae) {
@@ -682,7 +691,7 @@ func (r *itemRun) absentOnEvidence(ctx context.Context, it checkpoint.Item, err 
 		desc = " (" + desc + ")"
 	}
 	evidence := fmt.Sprintf("%s downloadOiapRecord answered %s%s for %q at %s (attempt %d, %s after the call began)",
-		service, code, desc, it.Params["record_path"], now.UTC().Format(time.RFC3339), it.Attempts+1, now.Sub(begin).Round(time.Minute))
+		service, code, desc, p.RecordPath, now.UTC().Format(time.RFC3339), it.Attempts+1, now.Sub(begin).Round(time.Minute))
 	reason := fmt.Sprintf("the download answers %s (no such file) past settle_max_age %s", code, r.spec.settle)
 	if serr := a.Store.Absent(storeCtx(ctx), it.ID, reason, evidence); serr != nil {
 		r.stop(a.storeErr("absent", serr))

@@ -64,11 +64,9 @@ func TestArchiver_Once(t *testing.T) {
 	t.Run("no phone numbers in params", func(t *testing.T) {
 		numbers := e.phoneNumbers()
 		for _, it := range e.items() {
-			for k, v := range it.Params {
-				for _, n := range numbers {
-					if strings.Contains(v, n) {
-						t.Errorf("item %s %s: param %s holds phone number %s", it.Kind, it.UpstreamID, k, n)
-					}
+			for _, n := range numbers {
+				if strings.Contains(string(it.Args), n) {
+					t.Errorf("item %s %s: params %s hold phone number %s", it.Kind, it.UpstreamID, it.Args, n)
 				}
 			}
 		}

@@ -87,10 +87,8 @@ func TestArchiver_parsePackage(t *testing.T) {
 		kinds := map[string]int{}
 		for _, it := range items {
 			kinds[it.Kind]++
-			for k, v := range it.Params {
-				if strings.Contains(v, "13800138000") {
-					t.Errorf("item %s param %s holds the phone number", it.UpstreamID, k)
-				}
+			if strings.Contains(string(it.Args), "13800138000") {
+				t.Errorf("item %s params %s hold the phone number", it.UpstreamID, it.Args)
 			}
 		}
 		if kinds[checkpoint.KindAgent] != 2 || kinds[checkpoint.KindTransferLookup] != 2 || kinds[checkpoint.KindIVRLookup] != 2 || len(items) != 6 {

@@ -5,6 +5,7 @@ package checkpointtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -1025,21 +1026,45 @@ func testConcurrentClaim(t *testing.T, s checkpoint.Store) {
 
 func testParams(t *testing.T, s checkpoint.Store) {
 	p := map[string]string{"file_name": "rec 01.wav", "location": "L-7", "quote": `a"b\c`, "unicode": "通话", "empty": ""}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Arguments are stored as they are given, whatever their shape.
+	nested := json.RawMessage(`{"call_begin":"2026-03-01T08:00:00+08:00","members":["a.wav","b.wav"],"meta":{"k":"v"}}`)
 	it := item(checkpoint.KindAgent, "p")
-	it.Params = p
-	add(t, s, 2, it, item(checkpoint.KindAgent, "noparams"))
+	it.Args = raw
+	nt := item(checkpoint.KindAgent, "nested")
+	nt.Args = nested
+	add(t, s, 3, it, nt, item(checkpoint.KindAgent, "noparams"))
+	decode := func(a json.RawMessage) map[string]string {
+		t.Helper()
+		var m map[string]string
+		if err := json.Unmarshal(a, &m); err != nil {
+			t.Fatalf("Args %s: %v", a, err)
+		}
+		return m
+	}
 	got := mustItem(t, s, idOf(t, s, checkpoint.KindAgent, "p"))
-	if !maps.Equal(got.Params, p) {
-		t.Fatalf("Params = %v, want %v", got.Params, p)
+	if !maps.Equal(decode(got.Args), p) {
+		t.Fatalf("Params = %s, want %v", got.Args, p)
+	}
+	if got := mustItem(t, s, idOf(t, s, checkpoint.KindAgent, "nested")); string(got.Args) != string(nested) {
+		t.Fatalf("Args = %s, want %s", got.Args, nested)
 	}
 	claimed := claimAll(t, s, t0())
 	for _, c := range claimed {
-		if c.UpstreamID == "p" && !maps.Equal(c.Params, p) {
-			t.Fatalf("claimed Params = %v, want %v", c.Params, p)
+		if c.UpstreamID == "p" && !maps.Equal(decode(c.Args), p) {
+			t.Fatalf("claimed Params = %s, want %v", c.Args, p)
 		}
 	}
-	if np := mustItem(t, s, idOf(t, s, checkpoint.KindAgent, "noparams")); len(np.Params) != 0 {
-		t.Fatalf("item without params got %v", np.Params)
+	if np := mustItem(t, s, idOf(t, s, checkpoint.KindAgent, "noparams")); len(np.Args) != 0 {
+		t.Fatalf("item without params got %s", np.Args)
+	}
+	bad := item(checkpoint.KindAgent, "bad")
+	bad.Args = json.RawMessage(`{"file_name":`)
+	if _, err := s.AddItems(ctx(t), []checkpoint.Item{bad}); err == nil {
+		t.Fatal("AddItems with arguments that are not JSON succeeded")
 	}
 }
 

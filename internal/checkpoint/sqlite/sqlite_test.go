@@ -5,10 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -114,7 +114,7 @@ func TestOpen_Reopen(t *testing.T) {
 	}
 	calls := []checkpoint.Call{{CallID: "c1", Day: "2026-03-01", Begin: begin, VDN: "v", AgentID: "a"}}
 	items := []checkpoint.Item{
-		{Kind: checkpoint.KindAgent, UpstreamID: "f1", CallID: "c1", Day: "2026-03-01", Key: "k/f1", Params: map[string]string{"file": "f1.wav"}},
+		{Kind: checkpoint.KindAgent, UpstreamID: "f1", CallID: "c1", Day: "2026-03-01", Key: "k/f1", Args: json.RawMessage(`{"file":"f1.wav"}`)},
 		{Kind: checkpoint.KindAgent, UpstreamID: "f2", CallID: "c1", Day: "2026-03-01", Key: "k/f2"},
 		{Kind: checkpoint.KindIVRLookup, UpstreamID: "c1", CallID: "c1", Day: "2026-03-01", State: checkpoint.StateAbsent, Reason: "no ivr"},
 	}
@@ -165,10 +165,10 @@ func TestOpen_Reopen(t *testing.T) {
 			}
 			for i := range got {
 				g, w := got[i], wantItems[i]
-				if !maps.Equal(g.Params, w.Params) {
-					t.Fatalf("item %d params %v, want %v", g.ID, g.Params, w.Params)
+				if string(g.Args) != string(w.Args) {
+					t.Fatalf("item %d params %s, want %s", g.ID, g.Args, w.Args)
 				}
-				g.Params, w.Params = nil, nil
+				g.Args, w.Args = nil, nil
 				if !itemEqual(g, w) {
 					t.Fatalf("item after reopen = %+v, want %+v", g, w)
 				}
@@ -187,7 +187,7 @@ func TestOpen_Reopen(t *testing.T) {
 	}
 }
 
-// itemEqual compares items except Params.
+// itemEqual compares items except Args.
 func itemEqual(a, b checkpoint.Item) bool {
 	return a.ID == b.ID && a.Kind == b.Kind && a.UpstreamID == b.UpstreamID && a.CallID == b.CallID && a.Day == b.Day &&
 		a.Key == b.Key && a.State == b.State && a.Attempts == b.Attempts && a.NextAttemptAt.Equal(b.NextAttemptAt) &&

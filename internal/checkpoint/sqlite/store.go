@@ -86,12 +86,10 @@ func scanItem(r scanner) (checkpoint.Item, error) {
 		return checkpoint.Item{}, err
 	}
 	if params != "" {
-		if err := json.Unmarshal([]byte(params), &it.Params); err != nil {
-			return checkpoint.Item{}, fmt.Errorf("item %d: decode params: %w", it.ID, err)
+		if !json.Valid([]byte(params)) {
+			return checkpoint.Item{}, fmt.Errorf("item %d: decode params: not JSON", it.ID)
 		}
-		if len(it.Params) == 0 {
-			it.Params = nil
-		}
+		it.Args = json.RawMessage(params)
 	}
 	it.NextAttemptAt, it.CreatedAt, it.UpdatedAt, it.AttestedAt = dec(next), dec(created), dec(updated), dec(attested)
 	return it, nil
@@ -110,16 +108,16 @@ func collectItems(rows *sql.Rows) ([]checkpoint.Item, error) {
 	return out, rows.Err()
 }
 
-// encodeParams stores an empty map as "" (read back as nil).
-func encodeParams(p map[string]string) (string, error) {
-	if len(p) == 0 {
+// encodeParams stores an item's arguments as their JSON text; none as ""
+// (read back as nil).
+func encodeParams(args json.RawMessage) (string, error) {
+	if len(args) == 0 {
 		return "", nil
 	}
-	b, err := json.Marshal(p)
-	if err != nil {
-		return "", err
+	if !json.Valid(args) {
+		return "", errors.New("not JSON")
 	}
-	return string(b), nil
+	return string(args), nil
 }
 
 // CreatePackage records a new package request in state pending, whatever
@@ -329,7 +327,7 @@ func (s *Store) insertItems(ctx context.Context, tx *sql.Tx, items []checkpoint.
 		if st != checkpoint.StatePending && st != checkpoint.StateAbsent {
 			return 0, fmt.Errorf("item %s/%s: cannot be added as %s: %w", it.Kind, it.UpstreamID, st, checkpoint.ErrState)
 		}
-		params, err := encodeParams(it.Params)
+		params, err := encodeParams(it.Args)
 		if err != nil {
 			return 0, fmt.Errorf("item %s/%s: encode params: %w", it.Kind, it.UpstreamID, err)
 		}

@@ -1,0 +1,265 @@
+package jobs
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/sink"
+)
+
+// Args is the typed arguments of an item of one kind: its JSON is what the
+// store keeps for the item (checkpoint.Item.Args, column params), and the
+// worker for the kind receives the decoded value. The JSON field names are
+// the keys of the string maps earlier versions stored, so that their rows
+// decode unchanged.
+type Args interface {
+	Kind() string
+}
+
+// AgentArgs is a recording-index row: one agent recording fetched by its
+// file name (UpstreamID = file_name).
+type AgentArgs struct {
+	FileName         string    `json:"file_name"`
+	OriginalFileName string    `json:"original_file_name,omitempty"`
+	CcID             string    `json:"cc_id,omitempty"`
+	AgentID          string    `json:"agent_id,omitempty"`
+	VDN              string    `json:"vdn,omitempty"`
+	CallBegin        time.Time `json:"call_begin"`
+	ObjectMeta
+}
+
+// Kind is checkpoint.KindAgent.
+func (AgentArgs) Kind() string { return checkpoint.KindAgent }
+
+// CMSArgs is the call-level agent item of a call with Method cms: CC-CMS
+// returns the call's recordings (a WAV or a ZIP) by call id. Members lists
+// the file_name of every recording-index row of the call: the download
+// must hold each of them. Its UpstreamID is "cms:"+call id, which keeps it
+// apart from the call's index rows in the store's unique key; what makes it
+// a call-level item is its arguments (Members), not that prefix.
+type CMSArgs struct {
+	CallID    string    `json:"call_id"`
+	AgentID   string    `json:"agent_id,omitempty"`
+	VDN       string    `json:"vdn,omitempty"`
+	CallBegin time.Time `json:"call_begin"`
+	Members   []string  `json:"members"`
+	ObjectMeta
+}
+
+// Kind is checkpoint.KindAgent: a call-level download is an agent item.
+func (CMSArgs) Kind() string { return checkpoint.KindAgent }
+
+// cmsUpstreamID is the UpstreamID of a call's CMS item.
+func cmsUpstreamID(callID string) string { return "cms:" + callID }
+
+// OIAPArgs is a transfer or IVR recording found by a lookup, downloaded by
+// downloadOiapRecord. An item absent on the lookup's evidence carries only
+// CallBegin.
+type OIAPArgs struct {
+	kind       string    // checkpoint.KindTransfer or checkpoint.KindIVR
+	RecordPath string    `json:"record_path,omitempty"`
+	LocationID string    `json:"location_id,omitempty"`
+	CallBegin  time.Time `json:"call_begin"`
+	VDN        string    `json:"vdn,omitempty"`
+	AgentID    string    `json:"agent_id,omitempty"`
+	ObjectMeta
+}
+
+// Kind is checkpoint.KindTransfer or checkpoint.KindIVR.
+func (a OIAPArgs) Kind() string { return a.kind }
+
+// LookupArgs is a per-call query of OIFDE for the call's transfer or IVR
+// records (UpstreamID = call id).
+type LookupArgs struct {
+	kind      string    // checkpoint.KindTransferLookup or checkpoint.KindIVRLookup
+	CallID    string    `json:"call_id"`
+	CallBegin time.Time `json:"call_begin"`
+	VDN       string    `json:"vdn"`
+	AgentID   string    `json:"agent_id"`
+}
+
+// Kind is checkpoint.KindTransferLookup or checkpoint.KindIVRLookup.
+func (a LookupArgs) Kind() string { return a.kind }
+
+// ObjectMeta is the object metadata a recording is stored with, fixed when
+// its item is added: the policy has already left out or hashed phone
+// numbers. Rows of earlier versions hold it as "meta.<k>" and "tag.<k>"
+// keys beside the other arguments; decodeArgs reads those too.
+type ObjectMeta struct {
+	Metadata map[string]string `json:"meta,omitempty"`
+	Tags     map[string]string `json:"tags,omitempty"`
+}
+
+func objectMeta(m sink.Meta) ObjectMeta {
+	return ObjectMeta{Metadata: m.Metadata, Tags: m.Tags}
+}
+
+// sinkMeta is the sink.Meta of a Put of the recording.
+func (m ObjectMeta) sinkMeta(contentType, sha256 string) sink.Meta {
+	out := sink.Meta{Metadata: make(map[string]string, len(m.Metadata)), Tags: make(map[string]string, len(m.Tags)),
+		ContentType: contentType, SHA256: sha256}
+	for k, v := range m.Metadata {
+		out.Metadata[k] = v
+	}
+	for k, v := range m.Tags {
+		out.Tags[k] = v
+	}
+	return out
+}
+
+// legacy adds the "meta.<k>" and "tag.<k>" keys of an earlier version's row.
+func (m *ObjectMeta) legacy(fields map[string]json.RawMessage) error {
+	for k, raw := range fields {
+		dst := &m.Metadata
+		s, ok := strings.CutPrefix(k, "meta.")
+		if !ok {
+			if s, ok = strings.CutPrefix(k, "tag."); !ok {
+				continue
+			}
+			dst = &m.Tags
+		}
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+		if *dst == nil {
+			*dst = map[string]string{}
+		}
+		(*dst)[s] = v
+	}
+	return nil
+}
+
+// meta is the object metadata of a recording item's arguments.
+func meta(args Args) ObjectMeta {
+	switch a := args.(type) {
+	case AgentArgs:
+		return a.ObjectMeta
+	case CMSArgs:
+		return a.ObjectMeta
+	case OIAPArgs:
+		return a.ObjectMeta
+	}
+	return ObjectMeta{}
+}
+
+// withArgs is it with the kind and the stored arguments of args.
+func withArgs(it checkpoint.Item, args Args) (checkpoint.Item, error) {
+	b, err := json.Marshal(args)
+	if err != nil {
+		return checkpoint.Item{}, fmt.Errorf("%s arguments: %w", args.Kind(), err)
+	}
+	it.Kind, it.Args = args.Kind(), b
+	return it, nil
+}
+
+// decodeArgs decodes the stored arguments of an item into the type of its
+// kind. An agent item with members is a call-level CMS item. Rows written
+// by earlier versions decode too (see the UnmarshalJSON methods).
+func decodeArgs(it checkpoint.Item) (Args, error) {
+	var fields map[string]json.RawMessage
+	if len(it.Args) > 0 {
+		if err := json.Unmarshal(it.Args, &fields); err != nil {
+			return nil, fmt.Errorf("jobs: %s %s: arguments: %w", it.Kind, it.UpstreamID, err)
+		}
+	}
+	var (
+		args Args
+		err  error
+	)
+	switch it.Kind {
+	case checkpoint.KindAgent:
+		if _, ok := fields["members"]; ok {
+			var a CMSArgs
+			err = unmarshalArgs(it.Args, &a)
+			args = a
+		} else {
+			var a AgentArgs
+			err = unmarshalArgs(it.Args, &a)
+			args = a
+		}
+	case checkpoint.KindTransfer, checkpoint.KindIVR:
+		a := OIAPArgs{kind: it.Kind}
+		err = unmarshalArgs(it.Args, &a)
+		args = a
+	case checkpoint.KindTransferLookup, checkpoint.KindIVRLookup:
+		a := LookupArgs{kind: it.Kind}
+		err = unmarshalArgs(it.Args, &a)
+		args = a
+	default:
+		return nil, fmt.Errorf("jobs: item %d: unknown kind %q", it.ID, it.Kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %s %s: arguments: %w", it.Kind, it.UpstreamID, err)
+	}
+	return args, nil
+}
+
+// unmarshalArgs decodes raw into v; no arguments leave v as it is.
+func unmarshalArgs(raw json.RawMessage, v any) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	return json.Unmarshal(raw, v)
+}
+
+// UnmarshalJSON reads the arguments and the metadata keys of earlier
+// versions.
+func (a *AgentArgs) UnmarshalJSON(b []byte) error {
+	type plain AgentArgs
+	return unmarshalWithMeta(b, (*plain)(a), &a.ObjectMeta)
+}
+
+// UnmarshalJSON reads the arguments and, as earlier versions stored them,
+// members as a string holding a JSON list and the metadata keys.
+func (a *CMSArgs) UnmarshalJSON(b []byte) error {
+	type plain CMSArgs
+	var w struct {
+		*plain
+		Members json.RawMessage `json:"members"`
+	}
+	w.plain = (*plain)(a)
+	if err := unmarshalWithMeta(b, &w, &a.ObjectMeta); err != nil {
+		return err
+	}
+	a.Members = nil
+	raw := bytes.TrimSpace(w.Members)
+	if len(raw) == 0 {
+		return nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return fmt.Errorf("members: %w", err)
+		}
+		raw = []byte(s)
+	}
+	if err := json.Unmarshal(raw, &a.Members); err != nil {
+		return fmt.Errorf("members %s: not a list of index rows: %w", raw, err)
+	}
+	return nil
+}
+
+// UnmarshalJSON reads the arguments and the metadata keys of earlier
+// versions.
+func (a *OIAPArgs) UnmarshalJSON(b []byte) error {
+	type plain OIAPArgs
+	return unmarshalWithMeta(b, (*plain)(a), &a.ObjectMeta)
+}
+
+// unmarshalWithMeta decodes b into v, then the "meta.<k>" and "tag.<k>"
+// keys of an earlier version's row into om.
+func unmarshalWithMeta(b []byte, v any, om *ObjectMeta) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return err
+	}
+	return om.legacy(fields)
+}
