@@ -34,7 +34,7 @@ func TestEnumerations_Agree(t *testing.T) {
 	})
 	t.Run("telemetry", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
-		telemetry.New(reg, "test", knownLabels())
+		telemetry.New(reg, "test", jobs.Labels())
 		series := gatherLabels(t, reg)
 		for _, j := range config.JobNames() {
 			if !series["archiver_job_runs_total"]["job_name="+j+",result=success"] {

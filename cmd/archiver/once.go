@@ -119,7 +119,7 @@ func (c *cli) runArchiver(cmd string, cfg *config.Config, o wireOptions,
 		done <- result{rep, err}
 	}()
 	res, finished := await(sh, c.forcedGrace, done)
-	a.metrics.Shutdown(sh.Result())
+	a.archiver.RecordShutdown(sh.Result())
 	if !finished {
 		fmt.Fprintf(c.stderr, "%s: forced: stopped without waiting for in-flight work; it is redone next time\n", cmd)
 		return exitFailed

@@ -110,7 +110,7 @@ func (c *cli) cmdRun(args []string) int {
 		return c.startupError("run", err)
 	}
 	result := sh.Result()
-	a.metrics.Shutdown(result)
+	a.archiver.RecordShutdown(result)
 	log.Info("archiver stopped", zap.String("shutdown", result))
 	stopServing()
 	servers.Wait()

@@ -9,13 +9,16 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/cec-archiver/cec-archiver/internal/telemetry"
 )
 
-// Shutdown results, as telemetry.Metrics.Shutdown records them.
+// Shutdown results, as jobs.Archiver.RecordShutdown counts them; telemetry
+// owns their names.
 const (
-	shutdownClean     = "clean"     // no signal, or in-flight work finished within the budget
-	shutdownAbandoned = "abandoned" // the budget ran out: in-flight work was cancelled and released
-	shutdownForced    = "forced"    // a second signal: everything cancelled at once
+	shutdownClean     = telemetry.ShutdownClean
+	shutdownAbandoned = telemetry.ShutdownAbandoned
+	shutdownForced    = telemetry.ShutdownForced
 )
 
 // shutdown turns termination signals into the two contexts a run obeys

@@ -134,7 +134,7 @@ func (a *app) openReadSink(ctx context.Context) error {
 	default:
 		return &configError{fmt.Errorf("sink.type: unknown type %q", cfg.Sink.Type)}
 	}
-	a.observeSink()
+	a.sink = jobs.ObserveSink(a.sink, a.metrics)
 	a.archiver.Sink = a.sink
 	return nil
 }

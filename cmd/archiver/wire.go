@@ -88,16 +88,6 @@ func (e *authError) Unwrap() error { return e.err }
 // errNoState: a read-only command found no state file.
 var errNoState = errors.New("no state file")
 
-// knownLabels are the label values the metrics create at zero, from the
-// packages that own them: the jobs' names, checkpoint's kinds (and the CDR
-// package's) and states.
-func knownLabels() telemetry.Known {
-	k := telemetry.Known{Jobs: jobs.Jobs(), Kinds: append(checkpoint.Kinds(), jobs.KindPackage)}
-	for _, s := range checkpoint.States {
-		k.States = append(k.States, string(s))
-	}
-	return k
-}
 
 // wire builds the parts the configuration describes. abort bounds in-flight
 // work of the archiver (see jobs.Archiver.Abort).
@@ -119,11 +109,11 @@ func wire(ctx context.Context, cfg *config.Config, log *zap.Logger, abort contex
 	// Metrics: a private registry, never the global one.
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.metrics = telemetry.New(a.reg, version, knownLabels())
+	a.metrics = telemetry.New(a.reg, version, jobs.Labels())
 
 	if !o.noClient {
 		co := clientOptions(cfg, log)
-		co.Observer = upstreamObserver{a.metrics}
+		co.Observer = jobs.UpstreamObserver(a.metrics)
 		if a.client, err = cecclient.New(co); err != nil {
 			return nil, &configError{err}
 		}
@@ -148,7 +138,7 @@ func wire(ctx context.Context, cfg *config.Config, log *zap.Logger, abort contex
 	} else if err := a.openSink(ctx); err != nil {
 		return nil, err
 	} else {
-		a.observeSink()
+		a.sink = jobs.ObserveSink(a.sink, a.metrics)
 	}
 
 	if cfg.CEC.CallbackListen != "" && !o.readOnly {

@@ -7,10 +7,10 @@ import (
 )
 
 // Metrics is what the jobs report to telemetry: outcomes only the jobs know
-// (items, packages, bytes, watermarks, runs). Failed sink operations and CEC
-// requests are counted where they happen, by decorators and observers wired
-// in main. *telemetry.Metrics
-// implements it (and a nil *telemetry.Metrics is a no-op); a nil Metrics
+// (items, packages, bytes, watermarks, runs), and what the chokepoints
+// report: failed sink operations (ObserveSink) and CEC requests
+// (UpstreamObserver), and how the process stopped (RecordShutdown).
+// *telemetry.Metrics implements it (and a nil *telemetry.Metrics is a no-op); a nil Metrics
 // reports nothing.
 type Metrics interface {
 	// JobStarted marks a run of job; done records its outcome and duration.
@@ -35,6 +35,10 @@ type Metrics interface {
 	// the jobs report only "content": a download the client handed over
 	// whose bytes are not a recording, which only the jobs can tell.
 	UpstreamError(class string)
+	// SinkError counts a failed sink operation (put, stat, list, open).
+	SinkError(op string)
+	// Shutdown counts how the process stopped.
+	Shutdown(result string)
 }
 
 // nopMetrics is used when Archiver.Metrics is nil.
@@ -49,6 +53,8 @@ func (nopMetrics) SetItems(map[string]map[string]int) {}
 func (nopMetrics) CheckpointError()                   {}
 func (nopMetrics) Ledger()                            {}
 func (nopMetrics) UpstreamError(string)               {}
+func (nopMetrics) SinkError(string)                   {}
+func (nopMetrics) Shutdown(string)                    {}
 
 // ErrRunFailures is what RunFailure returns for a run that ended without an
 // error but recorded failures.

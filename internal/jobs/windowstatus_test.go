@@ -193,7 +193,7 @@ func TestArchiver_ExportState(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	reg := prometheus.NewRegistry()
-	a := testArchiver(t, st, telemetry.New(reg, "test", knownLabels()))
+	a := testArchiver(t, st, telemetry.New(reg, "test", Labels()))
 	if _, ok := gauge(t, reg, "archiver_watermark_timestamp_seconds", map[string]string{"job_name": "cdr"}); ok {
 		t.Fatal("watermark exported before ExportState")
 	}
@@ -260,7 +260,7 @@ func TestArchiver_RunMetricsOutcome(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		e := newEnv(t, envOptions{
 			sink:     func(s sink.Sink) sink.Sink { return &prefixFailingSink{s, cdrDir} },
-			archiver: func(a *Archiver) { a.Metrics = telemetry.New(reg, "test", knownLabels()) },
+			archiver: func(a *Archiver) { a.Metrics = telemetry.New(reg, "test", Labels()) },
 		})
 		rep, err := e.a.Run(testCtx(t), config.JobCDR)
 		if err != nil {
@@ -281,7 +281,7 @@ func TestArchiver_RunMetricsOutcome(t *testing.T) {
 		e := newEnv(t, envOptions{
 			sink: func(s sink.Sink) sink.Sink { return &prefixFailingSink{s, testPrefix + "/" + testTenant + "/20"} },
 			archiver: func(a *Archiver) {
-				a.Metrics = telemetry.New(reg, "test", knownLabels())
+				a.Metrics = telemetry.New(reg, "test", Labels())
 				a.Recordings.MaxAttempts = 1
 			},
 		})
@@ -338,11 +338,4 @@ func TestRunFailure(t *testing.T) {
 	}
 }
 
-// knownLabels are the label values main passes to telemetry.New.
-func knownLabels() telemetry.Known {
-	k := telemetry.Known{Jobs: Jobs(), Kinds: append(checkpoint.Kinds(), KindPackage)}
-	for _, s := range checkpoint.States {
-		k.States = append(k.States, string(s))
-	}
-	return k
-}
+

@@ -83,8 +83,15 @@ func knownUpstreamClasses() []string {
 	return []string{"transient", "not-found", "permanent", "auth", "content"}
 }
 
+// How the process stopped, as Shutdown counts it.
+const (
+	ShutdownClean     = "clean"     // no signal, or in-flight work finished within the budget
+	ShutdownAbandoned = "abandoned" // the drain budget ran out: in-flight work was cancelled and released
+	ShutdownForced    = "forced"    // a second signal: everything cancelled at once
+)
+
 // knownShutdownResults are the outcomes Shutdown counts.
-func knownShutdownResults() []string { return []string{"clean", "abandoned", "forced"} }
+func knownShutdownResults() []string { return []string{ShutdownClean, ShutdownAbandoned, ShutdownForced} }
 
 // Job run results (the "result" label of archiver_job_runs_total).
 const (

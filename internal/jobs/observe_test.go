@@ -1,4 +1,4 @@
-package main
+package jobs
 
 import (
 	"context"
@@ -43,7 +43,7 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, l, v string) flo
 func TestUpstreamObserver_Request(t *testing.T) {
 	t.Run("the last attempt of a failed call counts", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
-		o := upstreamObserver{telemetry.New(reg, "test", knownLabels())}
+		o := UpstreamObserver(telemetry.New(reg, "test", Labels()))
 		transient := errors.New("boom")
 		for _, ri := range []cecclient.RequestInfo{
 			{Attempt: 1, HTTPStatus: 200}, // success
@@ -74,7 +74,7 @@ func TestUpstreamObserver_Request(t *testing.T) {
 		c, err := cecclient.New(cecclient.Options{
 			FSURL: srv.URL + "/fail", CMSURL: srv.URL, AK: "ak", SK: "sk-secret",
 			MaxAttempts: 3, BaseBackoff: time.Millisecond, MaxBackoff: time.Millisecond, RateLimit: 1000,
-			Observer: upstreamObserver{telemetry.New(reg, "test", knownLabels())},
+			Observer: UpstreamObserver(telemetry.New(reg, "test", Labels())),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -94,33 +94,32 @@ func TestUpstreamObserver_Request(t *testing.T) {
 	})
 }
 
-// stubSink fails Put with putErr and Stat with statErr.
-type stubSink struct{ putErr, statErr error }
+// observedSink fails Put with putErr and Stat with statErr.
+type observedSink struct{ putErr, statErr error }
 
-func (s stubSink) Put(context.Context, string, io.Reader, int64, sink.Meta) (sink.Object, error) {
+func (s observedSink) Put(context.Context, string, io.Reader, int64, sink.Meta) (sink.Object, error) {
 	return sink.Object{}, s.putErr
 }
-func (s stubSink) Stat(context.Context, string) (sink.Object, error) { return sink.Object{}, s.statErr }
+func (s observedSink) Stat(context.Context, string) (sink.Object, error) { return sink.Object{}, s.statErr }
 
-func TestSinkReport(t *testing.T) {
+func TestObserveSink(t *testing.T) {
 	ctx := context.Background()
 	cases := []struct {
 		name          string
-		s             stubSink
+		s             observedSink
 		wantPut, stat float64
 	}{
-		{"success", stubSink{}, 0, 0},
-		{"failures", stubSink{errors.New("disk full"), errors.New("timeout")}, 1, 1},
+		{"success", observedSink{}, 0, 0},
+		{"failures", observedSink{errors.New("disk full"), errors.New("timeout")}, 1, 1},
 		{"answers are not failures",
-			stubSink{fmt.Errorf("body: %w", recording.ErrNotRecording), fmt.Errorf("stat k: %w", sink.ErrNotFound)}, 0, 0},
+			observedSink{fmt.Errorf("body: %w", recording.ErrNotRecording), fmt.Errorf("stat k: %w", sink.ErrNotFound)}, 0, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := prometheus.NewRegistry()
-			a := &app{sink: tc.s, metrics: telemetry.New(reg, "test", knownLabels())}
-			a.observeSink()
-			a.sink.Put(ctx, "k", strings.NewReader(""), 0, sink.Meta{})
-			a.sink.Stat(ctx, "k")
+			s := ObserveSink(tc.s, telemetry.New(reg, "test", Labels()))
+			s.Put(ctx, "k", strings.NewReader(""), 0, sink.Meta{})
+			s.Stat(ctx, "k")
 			if got := counterValue(t, reg, "archiver_sink_errors_total", "op", "put"); got != tc.wantPut {
 				t.Errorf(`archiver_sink_errors_total{op="put"} = %v, want %v`, got, tc.wantPut)
 			}
