@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -121,55 +122,78 @@ func (r *itemRun) isStopped() bool {
 	}
 }
 
-// runItems claims the job's due items in batches and processes them, at
-// most Concurrency at a time across all jobs, until none is due, ctx ends
-// or the job stops (auth error, checkpoint failure). Items are claimed as
-// due at the start of the run, so an item failing or deferred in this run
-// waits for a later run, while items that lookups add are processed now.
+// runItems claims the job's due items and processes them, at most
+// Concurrency at a time across all jobs, until none is due, ctx ends or the
+// job stops (auth error, checkpoint failure). It is a continuous pool: a
+// freed slot takes the next claimed item at once, so one slow download never
+// idles the others, and at most Concurrency items are claimed ahead of the
+// slots (claimed items are in_progress in the store: a crash releases them
+// at the next start). Items are claimed as due at the start of the run, so
+// an item failing or deferred in this run waits for a later run, while items
+// that lookups add are processed now: when nothing is due but work is in
+// flight, the pool claims again after each item ends.
 func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 	r := &itemRun{a: a, spec: a.spec(job), log: a.log.With(zap.String("job", job)), claimAt: a.now(), stopped: make(chan struct{})}
 	sctx := storeCtx(ctx)
-	batch := 4 * a.concurrency()
+	ahead := a.concurrency()
+	var (
+		wg       sync.WaitGroup
+		inflight atomic.Int64
+		ended    = make(chan struct{}, 1) // an item ended: claim again
+		queue    []checkpoint.Item
+	)
 	for ctx.Err() == nil && !r.isStopped() {
-		kinds := r.liveKinds()
-		if len(kinds) == 0 {
-			break
-		}
-		items, err := a.Store.Claim(sctx, kinds, r.claimAt, batch)
-		if err != nil {
-			r.stop(a.storeErr("claim", err))
-			break
-		}
-		if len(items) == 0 {
-			break
-		}
-		var wg sync.WaitGroup
-		for i, it := range items {
-			started := false
-			if ctx.Err() == nil && !r.isStopped() {
+		if len(queue) == 0 {
+			kinds := r.liveKinds()
+			if len(kinds) == 0 {
+				break
+			}
+			items, err := a.Store.Claim(sctx, kinds, r.claimAt, ahead)
+			if err != nil {
+				r.stop(a.storeErr("claim", err))
+				break
+			}
+			if len(items) == 0 {
+				if inflight.Load() == 0 {
+					break
+				}
 				select {
-				case a.sem <- struct{}{}:
-					started = ctx.Err() == nil && !r.isStopped()
-					if !started {
-						<-a.sem
-					}
+				case <-ended:
 				case <-ctx.Done():
 				case <-r.stopped:
 				}
+				continue
 			}
-			if !started {
-				r.release(sctx, items[i:])
-				break
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-a.sem }()
-				r.process(ctx, it)
-			}()
+			queue = items
 		}
-		wg.Wait()
+		select {
+		case a.sem <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		case <-r.stopped:
+			continue
+		}
+		if ctx.Err() != nil || r.isStopped() {
+			<-a.sem
+			break
+		}
+		it := queue[0]
+		queue = queue[1:]
+		inflight.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.process(ctx, it)
+			<-a.sem
+			inflight.Add(-1)
+			select {
+			case ended <- struct{}{}:
+			default:
+			}
+		}()
 	}
+	r.release(sctx, queue)
+	wg.Wait()
 	rep := r.rep.snapshot()
 	r.mu.Lock()
 	err := r.err

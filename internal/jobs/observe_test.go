@@ -100,7 +100,9 @@ type observedSink struct{ putErr, statErr error }
 func (s observedSink) Put(context.Context, string, io.Reader, int64, sink.Meta) (sink.Object, error) {
 	return sink.Object{}, s.putErr
 }
-func (s observedSink) Stat(context.Context, string) (sink.Object, error) { return sink.Object{}, s.statErr }
+func (s observedSink) Stat(context.Context, string) (sink.Object, error) {
+	return sink.Object{}, s.statErr
+}
 
 func TestObserveSink(t *testing.T) {
 	ctx := context.Background()

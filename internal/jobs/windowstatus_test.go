@@ -337,5 +337,3 @@ func TestRunFailure(t *testing.T) {
 		})
 	}
 }
-
-

@@ -1,0 +1,126 @@
+package jobs
+
+import (
+	"context"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/config"
+	"github.com/cec-archiver/cec-archiver/internal/sink"
+)
+
+// stallingSink blocks the first Put of an agent recording until release is
+// closed, and counts the Puts that ended while it was blocked.
+type stallingSink struct {
+	sink.Sink
+	once    sync.Once
+	stalled chan struct{} // closed when the first Put blocks
+	release chan struct{}
+
+	mu     sync.Mutex
+	during int // agent Puts that ended while the first was blocked
+	held   bool
+}
+
+func (s *stallingSink) Put(ctx context.Context, key string, body io.Reader, size int64, meta sink.Meta) (sink.Object, error) {
+	if !strings.Contains(key, "/"+checkpoint.KindAgent+"-") {
+		return s.Sink.Put(ctx, key, body, size, meta)
+	}
+	first := false
+	s.once.Do(func() { first = true })
+	if first {
+		s.mu.Lock()
+		s.held = true
+		s.mu.Unlock()
+		close(s.stalled)
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+			return sink.Object{}, ctx.Err()
+		}
+		s.mu.Lock()
+		s.held = false
+		s.mu.Unlock()
+		return s.Sink.Put(ctx, key, body, size, meta)
+	}
+	obj, err := s.Sink.Put(ctx, key, body, size, meta)
+	s.mu.Lock()
+	if s.held {
+		s.during++
+	}
+	s.mu.Unlock()
+	return obj, err
+}
+
+// TestRunItems_NoBatchBarrier: with two slots, one download that does not
+// end must not hold the others back: every other agent recording is stored
+// while it hangs. A pool that claims a batch and waits for all of it would
+// stop after the batch.
+func TestRunItems_NoBatchBarrier(t *testing.T) {
+	ss := &stallingSink{stalled: make(chan struct{}), release: make(chan struct{})}
+	e := newEnv(t, envOptions{
+		archiver: func(a *Archiver) { a.Concurrency = 2 },
+		sink:     func(s sink.Sink) sink.Sink { ss.Sink = s; return ss },
+	})
+	ctx := testCtx(t)
+	if _, err := e.a.Once(ctx, config.JobCDR); err != nil {
+		t.Fatalf("cdr: %v", err)
+	}
+	agents := 0
+	for _, it := range e.items(checkpoint.StatePending) {
+		if it.Kind == checkpoint.KindAgent {
+			agents++
+		}
+	}
+	if agents < 5*e.a.concurrency() {
+		t.Fatalf("%d agent items: the test needs more than a few batches of %d", agents, e.a.concurrency())
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.a.Run(ctx, config.JobRecordings)
+		done <- err
+	}()
+	select {
+	case <-ss.stalled:
+	case err := <-done:
+		t.Fatalf("recordings ended before any agent Put: %v", err)
+	}
+	// Every item but the hanging one ends while it hangs (absent ones need
+	// no Put): wait until only it is in progress, or give up after a
+	// deadline far beyond what the work takes.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		open := 0
+		for _, it := range e.items(checkpoint.StatePending, checkpoint.StateInProgress) {
+			if it.Kind == checkpoint.KindAgent {
+				open++
+			}
+		}
+		if open == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d agent items still open while one download hangs: the others wait for it", open)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(ss.release)
+	if err := <-done; err != nil {
+		t.Fatalf("recordings: %v", err)
+	}
+	ss.mu.Lock()
+	during := ss.during
+	ss.mu.Unlock()
+	if during == 0 {
+		t.Error("no other agent recording was stored while the first hung")
+	}
+	for _, it := range e.items(checkpoint.StatePending, checkpoint.StateInProgress) {
+		if it.Kind == checkpoint.KindAgent {
+			t.Errorf("agent item %d is %s after the run", it.ID, it.State)
+		}
+	}
+}
