@@ -17,17 +17,22 @@ const dateLayout = "2006-01-02"
 
 // cmdBackfill implements "archiver backfill": archive whole past days.
 func (c *cli) cmdBackfill(args []string) int {
-	fs, path := c.newFlagSet("backfill", "backfill [--config FILE] --from YYYY-MM-DD --to YYYY-MM-DD [--dry-run]",
+	fs, path := c.newFlagSet("backfill", "backfill [--config FILE] --from YYYY-MM-DD --to YYYY-MM-DD [--rescan] [--dry-run]",
 		"Request the CDR packages of every window of the days --from to --to (both\n"+
 			"included, calendar days in cec.time_zone), then download every recording they\n"+
 			"list, like once. The cdr watermark is left as it is. Output and exit codes are\n"+
 			"those of once. With --dry-run only the windows are printed: nothing is\n"+
 			"requested and the state is not written (it may be in use by the daemon).\n"+
 			"Backfill runs the cdr job and the enabled item jobs: one with\n"+
-			"jobs.<name>.enabled = false is left out (a line on stderr names it).")
+			"jobs.<name>.enabled = false is left out (a line on stderr names it).\n"+
+			"A window whose package is done and that ended before the lookback\n"+
+			"(jobs.cdr.lookback_windows before the current window) is not requested\n"+
+			"again, so a killed backfill resumes where it stopped; --rescan requests\n"+
+			"every window anyway.")
 	from := fs.String("from", "", "first `day` (YYYY-MM-DD), required")
 	to := fs.String("to", "", "last `day` (YYYY-MM-DD), included, required")
 	dry := fs.Bool("dry-run", false, "print the windows a backfill would request and exit")
+	rescan := fs.Bool("rescan", false, "request every window again, also those done before and older than the lookback")
 	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
 	}
@@ -61,7 +66,7 @@ func (c *cli) cmdBackfill(args []string) int {
 	end := last.AddDate(0, 0, 1) // --to is included
 	if *dry {
 		return c.dryRun(cfg, func(ctx context.Context, a *jobs.Archiver) error {
-			return a.DryRun(ctx, begin, end, c.stdout)
+			return a.DryRun(ctx, begin, end, *rescan, c.stdout)
 		})
 	}
 	// The item jobs that are enabled; a disabled one is left out (its keys,
@@ -84,7 +89,7 @@ func (c *cli) cmdBackfill(args []string) int {
 		fmt.Fprintf(c.stderr, "backfill: %s = false: those jobs are left out\n", strings.Join(disabled, ", "))
 	}
 	return c.runArchiver("backfill", cfg, wireOptions{}, func(ctx context.Context, a *jobs.Archiver) (*jobs.Report, error) {
-		return a.Backfill(ctx, begin, end, items...)
+		return a.Backfill(ctx, begin, end, jobs.BackfillOptions{Jobs: items, Rescan: *rescan})
 	})
 }
 

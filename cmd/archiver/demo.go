@@ -189,7 +189,7 @@ func demo(ctx context.Context, o demoOptions, stdout io.Writer, log *zap.Logger)
 	}
 
 	end := start.AddDate(0, 0, o.Days)
-	rep, err := a.Backfill(ctx, start, end)
+	rep, err := a.Backfill(ctx, start, end, jobs.BackfillOptions{})
 	if err != nil {
 		return fmt.Errorf("backfill: %w", err)
 	}

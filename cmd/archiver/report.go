@@ -14,8 +14,12 @@ import (
 
 // summary is the one-line account of a run, on stdout.
 func summary(w io.Writer, cmd string, r *jobs.Report) {
-	fmt.Fprintf(w, "%s: %d windows, %d packages, %d new items, %d done (%d already stored), %d absent, %d deferred, %d failed, %d dead, %d bytes\n",
-		cmd, r.Windows, r.Packages, r.Added, r.Done+r.Existed, r.Existed, r.Absent, r.Deferred, r.Failed, r.Dead, r.Bytes)
+	settled := ""
+	if r.WindowsSettled > 0 {
+		settled = fmt.Sprintf(" (%d done before, skipped)", r.WindowsSettled)
+	}
+	fmt.Fprintf(w, "%s: %d windows%s, %d packages, %d new items, %d done (%d already stored), %d absent, %d deferred, %d failed, %d dead, %d bytes\n",
+		cmd, r.Windows, settled, r.Packages, r.Added, r.Done+r.Existed, r.Existed, r.Absent, r.Deferred, r.Failed, r.Dead, r.Bytes)
 }
 
 // outcome turns the result of a run (once, backfill) into output and an exit

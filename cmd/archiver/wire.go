@@ -88,7 +88,6 @@ func (e *authError) Unwrap() error { return e.err }
 // errNoState: a read-only command found no state file.
 var errNoState = errors.New("no state file")
 
-
 // wire builds the parts the configuration describes. abort bounds in-flight
 // work of the archiver (see jobs.Archiver.Abort).
 func wire(ctx context.Context, cfg *config.Config, log *zap.Logger, abort context.Context, o wireOptions) (_ *app, err error) {

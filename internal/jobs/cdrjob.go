@@ -40,7 +40,14 @@ func (a *Archiver) storeErr(op string, err error) error {
 
 // runCDR processes the scheduled windows (plan nil) and advances the cdr
 // watermark, or processes plan and leaves the watermark alone (backfill).
-func (a *Archiver) runCDR(ctx context.Context, plan []Window) (*Report, error) {
+//
+// Both resume where a killed run stopped. The watermark is saved after each
+// window that extends it, so a catch-up over many windows restarts Lookback
+// windows before the last one done, not where it began. A backfill skips
+// the windows of plan that are settled (see settled) unless rescan: a
+// second backfill of the same days requests only what the first did not
+// finish, and the recent windows the lookback re-scans anyway.
+func (a *Archiver) runCDR(ctx context.Context, plan []Window, rescan bool) (*Report, error) {
 	log := a.log.With(zap.String("job", config.JobCDR))
 	rep := &Report{}
 	if a.CallbackURL == "" {
@@ -67,9 +74,21 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window) (*Report, error) {
 	initial := newWM
 	blocked := false
 	var runErr error
+	horizon := a.stepBack(a.now(), a.Lookback)
 	for _, w := range plan {
 		if ctx.Err() != nil {
 			break
+		}
+		if backfill && !rescan {
+			ok, err := a.settled(sctx, w, horizon)
+			if err != nil {
+				runErr = err
+				break
+			}
+			if ok {
+				rep.WindowsSettled++
+				continue
+			}
 		}
 		rep.Windows++
 		err := a.processWindow(ctx, log, w, rep)
@@ -98,6 +117,11 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window) (*Report, error) {
 			if done && !w.Begin.After(newWM) {
 				if w.End.After(newWM) {
 					newWM = w.End
+					// Saved at once: a run killed later resumes from here.
+					if err := a.Store.SetWatermark(sctx, config.JobCDR, newWM); err != nil {
+						return rep, errors.Join(runErr, a.storeErr("set cdr watermark", err))
+					}
+					a.met.Watermark(config.JobCDR, newWM)
 				}
 			} else {
 				blocked = true
@@ -108,16 +132,36 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window) (*Report, error) {
 		}
 	}
 	if !backfill && newWM.After(initial) {
-		if err := a.Store.SetWatermark(sctx, config.JobCDR, newWM); err != nil {
-			return rep, errors.Join(runErr, a.storeErr("set cdr watermark", err))
-		}
-		a.met.Watermark(config.JobCDR, newWM)
 		log.Info("watermark advanced", zap.Time("watermark", newWM))
+	}
+	if rep.WindowsSettled > 0 {
+		log.Info("backfill: windows already done skipped (archiver backfill --rescan requests them again)",
+			zap.Int("windows", rep.WindowsSettled))
 	}
 	if runErr == nil && ctx.Err() != nil {
 		runErr = ctx.Err()
 	}
 	return rep, runErr
+}
+
+// settled reports whether backfill can skip window w: its newest package
+// is done (no package of it is open or failed since) and w ended before
+// horizon, the start of the windows the cdr job's lookback re-requests on
+// every run (late CDR rows land there, so those are requested again).
+func (a *Archiver) settled(sctx context.Context, w Window, horizon time.Time) (bool, error) {
+	if w.End.After(horizon) {
+		return false, nil
+	}
+	if _, open, err := a.Store.OpenPackage(sctx, w.Begin, w.End); err != nil {
+		return false, a.storeErr("open package", err)
+	} else if open {
+		return false, nil
+	}
+	_, done, err := a.Store.LastDonePackage(sctx, w.Begin, w.End)
+	if err != nil {
+		return false, a.storeErr("last done package", err)
+	}
+	return done, nil
 }
 
 // processWindow obtains, archives and records the package of one window.

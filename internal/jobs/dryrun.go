@@ -12,8 +12,10 @@ import (
 // ready, one download per recording and two OIFDE lookups per call (plus one
 // download per transfer/IVR recording they find). Where the checkpoint store
 // already has a done package of the same window it prints that package's
-// calls, items and bytes. It never calls CEC and never writes anything.
-func (a *Archiver) DryRun(ctx context.Context, from, to time.Time, w io.Writer) error {
+// calls, items and bytes; a window the backfill skips (settled, unless
+// rescan) is printed as skipped. It never calls CEC and never writes
+// anything.
+func (a *Archiver) DryRun(ctx context.Context, from, to time.Time, rescan bool, w io.Writer) error {
 	if err := a.init(); err != nil {
 		return err
 	}
@@ -22,10 +24,22 @@ func (a *Archiver) DryRun(ctx context.Context, from, to time.Time, w io.Writer) 
 		len(plan), from.In(a.loc()).Format(time.RFC3339), to.In(a.loc()).Format(time.RFC3339), a.loc(), a.method())
 	var calls, recs int
 	var size int64
-	known := 0
+	known, skipped := 0, 0
+	horizon := a.stepBack(a.now(), a.Lookback)
 	for _, win := range plan {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if !rescan {
+			ok, err := a.settled(storeCtx(ctx), win, horizon)
+			if err != nil {
+				return err
+			}
+			if ok {
+				skipped++
+				fmt.Fprintf(w, "window %s: done before and older than the lookback: skipped (--rescan requests it again)\n", win)
+				continue
+			}
 		}
 		p, ok, err := a.Store.LastDonePackage(storeCtx(ctx), win.Begin, win.End)
 		if err != nil {
@@ -49,7 +63,7 @@ func (a *Archiver) DryRun(ctx context.Context, from, to time.Time, w io.Writer) 
 		fmt.Fprintf(w, "; last package %s: %d bytes, %d calls → %d agent recording downloads, %d OIFDE lookups (+1 download per transfer/IVR recording found)\n",
 			p.BillFileName, p.Size, p.Calls, rows, perCall*p.Calls)
 	}
-	fmt.Fprintf(w, "total: %d windows, %d queryBillData requests; known from %d earlier packages: %d calls, %d agent recordings, %d OIFDE lookups, %d package bytes\n",
-		len(plan), len(plan), known, calls, recs, 2*calls, size)
+	fmt.Fprintf(w, "total: %d windows (%d skipped), %d queryBillData requests; known from %d earlier packages: %d calls, %d agent recordings, %d OIFDE lookups, %d package bytes\n",
+		len(plan), skipped, len(plan)-skipped, known, calls, recs, 2*calls, size)
 	return nil
 }

@@ -141,6 +141,7 @@ func (w Window) String() string {
 // Report counts what one run did; Merge aggregates reports of several jobs.
 type Report struct {
 	Windows        int   // windows processed (requested or resumed)
+	WindowsSettled int   // backfill windows skipped: done before, older than the lookback
 	Packages       int   // packages completed (including unchanged)
 	PackagesFailed int   // packages that could not be obtained or parsed this run
 	Added          int   // new items recorded (by packages and lookups)
@@ -165,6 +166,7 @@ func (r *Report) Merge(o *Report) {
 		return
 	}
 	r.Windows += o.Windows
+	r.WindowsSettled += o.WindowsSettled
 	r.Packages += o.Packages
 	r.PackagesFailed += o.PackagesFailed
 	r.Added += o.Added
@@ -362,7 +364,7 @@ func (a *Archiver) Run(ctx context.Context, job string) (*Report, error) {
 	var err error
 	switch job {
 	case config.JobCDR:
-		rep, err = a.runCDR(ctx, nil)
+		rep, err = a.runCDR(ctx, nil, false)
 	case config.JobRecordings, config.JobTransfer, config.JobIVR:
 		rep, err = a.runItems(ctx, job)
 	default:
@@ -519,15 +521,25 @@ func dedupeErrors(errs []error) error {
 	return errors.Join(out...)
 }
 
+// BackfillOptions are the choices of one Backfill.
+type BackfillOptions struct {
+	// Jobs are the item jobs run after the cdr job: recordings, transfer
+	// and ivr when empty.
+	Jobs []string
+	// Rescan requests every window of the plan again, also the settled ones
+	// (done before and older than the lookback) that a backfill skips.
+	Rescan bool
+}
+
 // Backfill runs the cdr job over Plan(from, to) (the watermark is left as
-// it is), then the given item jobs (recordings, transfer and ivr when none),
-// then WriteLedgers.
-func (a *Archiver) Backfill(ctx context.Context, from, to time.Time, itemJobs ...string) (*Report, error) {
+// it is; settled windows are skipped unless o.Rescan, see runCDR), then the
+// item jobs of o, then WriteLedgers.
+func (a *Archiver) Backfill(ctx context.Context, from, to time.Time, o BackfillOptions) (*Report, error) {
 	if err := a.init(); err != nil {
 		return &Report{}, err
 	}
 	want := map[string]bool{}
-	for _, j := range itemJobs {
+	for _, j := range o.Jobs {
 		switch j {
 		case config.JobRecordings, config.JobTransfer, config.JobIVR:
 			want[j] = true
@@ -540,7 +552,7 @@ func (a *Archiver) Backfill(ctx context.Context, from, to time.Time, itemJobs ..
 	}
 	cdrJob := func(ctx context.Context) (*Report, error) {
 		done := a.met.JobStarted(config.JobCDR)
-		rep, err := a.runCDR(ctx, a.Plan(from, to))
+		rep, err := a.runCDR(ctx, a.Plan(from, to), o.Rescan)
 		done(RunFailure(rep, err))
 		return rep, err
 	}

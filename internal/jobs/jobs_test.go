@@ -368,7 +368,7 @@ func TestArchiver_PlanAndDryRun(t *testing.T) {
 
 	var out strings.Builder
 	before, objs := e.sim.Stats(), len(e.objects())
-	if err := e.a.DryRun(ctx, simStart, simStart.AddDate(0, 0, 2), &out); err != nil {
+	if err := e.a.DryRun(ctx, simStart, simStart.AddDate(0, 0, 2), false, &out); err != nil {
 		t.Fatalf("DryRun: %v", err)
 	}
 	t.Run("no requests, no writes", func(t *testing.T) {
@@ -389,7 +389,7 @@ func TestArchiver_PlanAndDryRun(t *testing.T) {
 		t.Fatalf("Once: %v", err)
 	}
 	out.Reset()
-	if err := e.a.DryRun(ctx, simStart, simStart.AddDate(0, 0, 2), &out); err != nil {
+	if err := e.a.DryRun(ctx, simStart, simStart.AddDate(0, 0, 2), true, &out); err != nil {
 		t.Fatalf("DryRun: %v", err)
 	}
 	t.Run("known packages", func(t *testing.T) {
@@ -399,13 +399,27 @@ func TestArchiver_PlanAndDryRun(t *testing.T) {
 			t.Errorf("DryRun output does not say %q:\n%s", want, out.String())
 		}
 	})
+	// A day later, without --rescan, the first day, done and older than the
+	// lookback (from 2 windows before the current day 4), is skipped; the
+	// second is not.
+	e.clock.Add(24 * time.Hour)
+	out.Reset()
+	if err := e.a.DryRun(ctx, simStart, simStart.AddDate(0, 0, 2), false, &out); err != nil {
+		t.Fatalf("DryRun: %v", err)
+	}
+	t.Run("settled windows skipped", func(t *testing.T) {
+		if !strings.Contains(out.String(), "total: 2 windows (1 skipped), 1 queryBillData requests") ||
+			strings.Count(out.String(), ": skipped (--rescan requests it again)") != 1 {
+			t.Errorf("DryRun output:\n%s", out.String())
+		}
+	})
 }
 
 func TestArchiver_Backfill(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	ctx := testCtx(t)
 	m := e.sim.Manifest()
-	rep, err := e.a.Backfill(ctx, simStart, simStart.AddDate(0, 0, 2))
+	rep, err := e.a.Backfill(ctx, simStart, simStart.AddDate(0, 0, 2), BackfillOptions{})
 	if err != nil {
 		t.Fatalf("Backfill: %v", err)
 	}

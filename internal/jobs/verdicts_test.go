@@ -428,7 +428,7 @@ func TestVerdicts_AuthStopsOnlyItsInterface(t *testing.T) {
 	ctx := testCtx(t)
 	// Day 1: its transfer records are found, but their downloads fail.
 	e.sim.SetFaults(cecsim.Fault{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadOiapRecord, Rate: 1})
-	if _, err := e.a.Backfill(ctx, simStart, simStart.AddDate(0, 0, 1), config.JobTransfer); err != nil {
+	if _, err := e.a.Backfill(ctx, simStart, simStart.AddDate(0, 0, 1), BackfillOptions{Jobs: []string{config.JobTransfer}}); err != nil {
 		t.Fatalf("Backfill: %v", err)
 	}
 	waiting := map[string]bool{}

@@ -91,7 +91,9 @@ const (
 )
 
 // knownShutdownResults are the outcomes Shutdown counts.
-func knownShutdownResults() []string { return []string{ShutdownClean, ShutdownAbandoned, ShutdownForced} }
+func knownShutdownResults() []string {
+	return []string{ShutdownClean, ShutdownAbandoned, ShutdownForced}
+}
 
 // Job run results (the "result" label of archiver_job_runs_total).
 const (
