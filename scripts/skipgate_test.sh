@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # skipgate_test.sh tests scripts/skipgate.sh on crafted `go test -v` output
 # against the real .ci/required-tests: a deliberately broken run (a required
-# test skipped) must fail, allowed skips must pass. scripts/test.sh runs it
-# before trusting the gate.
+# test skipped, or a required package that ran none of its tests) must fail,
+# allowed skips must pass. scripts/test.sh runs it before trusting the gate.
+#
+# The first cases show a few packages each and check skips: the gate runs
+# with --only-present, so the required packages they leave out do not count
+# as not run. The last cases are whole runs, checked as scripts/test.sh
+# checks them: every required package must have run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gate=scripts/skipgate.sh
@@ -11,19 +16,30 @@ mod=github.com/cec-archiver/cec-archiver
 tmp=$(mktemp -d -t skipgate-test.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 failures=0
+notrun="required tests that did not run"
 
-# expect NAME WANT_RC WANT_TEXT: runs the gate on $tmp/NAME.out; its output
-# must contain WANT_TEXT (be empty when WANT_TEXT is "").
+# expect NAME WANT_RC WANT_TEXT [UNWANTED_TEXT]: runs the gate on
+# $tmp/NAME.out (with --only-present while $scope is "present"); its output
+# must contain WANT_TEXT (be empty when WANT_TEXT is "") and must not contain
+# UNWANTED_TEXT.
+scope=present
 expect() {
-	local name=$1 want=$2 text=$3 rc=0 seen=1
-	"$gate" "$rules" "$tmp/$name.out" >"$tmp/$name.got" 2>&1 || rc=$?
+	local name=$1 want=$2 text=$3 unwanted=${4:-} rc=0 seen=1
+	if [ "$scope" = present ]; then
+		"$gate" --only-present "$rules" "$tmp/$name.out" >"$tmp/$name.got" 2>&1 || rc=$?
+	else
+		"$gate" "$rules" "$tmp/$name.out" >"$tmp/$name.got" 2>&1 || rc=$?
+	fi
 	if [ -z "$text" ]; then
 		[ -s "$tmp/$name.got" ] && seen=0
 	else
 		grep -qF -- "$text" "$tmp/$name.got" || seen=0
 	fi
+	if [ -n "$unwanted" ] && grep -qF -- "$unwanted" "$tmp/$name.got"; then
+		seen=0
+	fi
 	if [ "$rc" -ne "$want" ] || [ "$seen" -eq 0 ]; then
-		echo "FAIL $name: exit $rc (want $want), output (want it to contain \"$text\"):"
+		echo "FAIL $name: exit $rc (want $want), output (want it to contain \"$text\"${unwanted:+, not \"$unwanted\"}):"
 		sed 's/^/    /' "$tmp/$name.got"
 		failures=$((failures + 1))
 	else
@@ -47,28 +63,31 @@ ok  	$mod/internal/sink/dir	3.9s
 PASS
 ok  	$mod/internal/cecsim	1.0s
 OUT
-expect allowed 0 "$mod/internal/sink/dir TestSink_Conformance/ObjectLock"
+expect allowed 0 "$mod/internal/sink/dir TestSink_Conformance/ObjectLock" "$notrun"
 
 # A deliberately broken run: the S3 server is missing, the S3 conformance
-# suite skips. It must fail and name the test.
+# suite skips. It must fail and name the test (the package's other tests ran).
 cat >"$tmp/required.out" <<OUT
+--- PASS: TestOptions_Validate (0.00s)
 === RUN   TestSink_Conformance
     s3_test.go:120: s3test: no versitygw (skipping outside CI)
 --- SKIP: TestSink_Conformance (0.00s)
 PASS
 ok  	$mod/internal/sink/s3	0.1s
 OUT
-expect required 1 "$mod/internal/sink/s3 TestSink_Conformance"
+expect required 1 "$mod/internal/sink/s3 TestSink_Conformance" "$notrun"
 
 # The same test name is required in one package and allowed in another:
 # the skip belongs to the package whose result line follows it.
 cat >"$tmp/package.out" <<OUT
     --- SKIP: TestSink_Conformance/ObjectLock (0.00s)
+    --- PASS: TestSink_Conformance/PutStat (0.01s)
 ok  	$mod/internal/sink/dir	3.9s
     --- SKIP: TestSink_Conformance/ObjectLock (0.00s)
+    --- PASS: TestSink_Conformance/PutStat (0.01s)
 ok  	$mod/internal/sink/s3	2.1s
 OUT
-expect package 1 "$mod/internal/sink/s3 TestSink_Conformance/ObjectLock"
+expect package 1 "$mod/internal/sink/s3 TestSink_Conformance/ObjectLock" "$notrun"
 expect package 1 "allowed skips (1)"
 
 # An exception covers only what it names: a variant's ObjectLock may skip,
@@ -77,29 +96,111 @@ cat >"$tmp/exception.out" <<OUT
         --- SKIP: TestSink_ConformanceVariants/CRC32/ObjectLock (0.00s)
         --- SKIP: TestSink_ConformanceVariants/HeadThenPut/ConcurrentWriters (0.00s)
         --- SKIP: TestSink_ConformanceVariants/CRC32/ConcurrentWriters (0.00s)
+        --- PASS: TestSink_ConformanceVariants/CRC32/PutStat (0.01s)
 ok  	$mod/internal/sink/s3	2.1s
 OUT
-expect exception 1 "$mod/internal/sink/s3 TestSink_ConformanceVariants/CRC32/ConcurrentWriters"
+expect exception 1 "$mod/internal/sink/s3 TestSink_ConformanceVariants/CRC32/ConcurrentWriters" "$notrun"
 expect exception 1 "allowed skips (2)"
 
 # A required acceptance test skipped in a failing package still fails the gate.
 cat >"$tmp/acceptance.out" <<OUT
 --- SKIP: TestOnce_Clean (0.00s)
+--- FAIL: TestOnce_Faults (0.30s)
 FAIL
 FAIL	$mod/test/acceptance	0.5s
 OUT
-expect acceptance 1 "$mod/test/acceptance TestOnce_Clean"
+expect acceptance 1 "$mod/test/acceptance TestOnce_Clean" "$notrun"
 
 # Output cut short: a skip no package line follows cannot be allowed.
 cat >"$tmp/truncated.out" <<OUT
+--- PASS: TestSink_Conformance (0.20s)
 ok  	$mod/internal/sink/dir	3.9s
     --- SKIP: TestSink_Conformance/ObjectLock (0.00s)
 OUT
-expect truncated 1 "(package unknown) TestSink_Conformance/ObjectLock"
+expect truncated 1 "(package unknown) TestSink_Conformance/ObjectLock" "$notrun"
 
 # No skips at all: nothing to say, success.
 printf 'ok  \t%s/internal/cdr\t0.1s\n' "$mod" >"$tmp/none.out"
 expect none 0 ""
+
+# --only-present still checks the packages the output shows: a required
+# package that ran no tests fails.
+printf 'ok  \t%s/internal/sink/dir\t0.01s [no tests to run]\n' "$mod" >"$tmp/present.out"
+expect present 1 "  internal/sink/dir TestSink_Conformance(/.*)?"
+
+# Whole runs, checked as scripts/test.sh checks them.
+scope=all
+
+# whole_run [SKIP_PKG] writes the shape of a full `go test -v ./...` run in
+# which every required package ran its tests, leaving out package SKIP_PKG's
+# lines.
+whole_run() {
+	awk -v skip="${1:-}" -v mod="$mod" '
+	{ gsub(/MOD/, mod) }
+	/^=== PKG / { keep = $3 != skip; next }
+	keep' <<'OUT'
+=== PKG internal/cdr
+--- PASS: TestParse (0.00s)
+ok  	MOD/internal/cdr	0.1s
+=== PKG internal/checkpoint/sqlite
+    --- PASS: TestStore_Conformance/Claim (0.01s)
+--- PASS: TestStore_Conformance (0.30s)
+ok  	MOD/internal/checkpoint/sqlite	3.8s
+=== PKG internal/sink/dir
+    --- SKIP: TestSink_Conformance/ObjectLock (0.00s)
+    --- PASS: TestSink_Conformance/PutStat (0.01s)
+--- PASS: TestSink_Conformance (0.20s)
+ok  	MOD/internal/sink/dir	4.5s
+=== PKG internal/sink/s3
+--- PASS: TestOptions_Validate (0.00s)
+        --- SKIP: TestSink_ConformanceVariants/CRC32/ObjectLock (0.00s)
+        --- PASS: TestSink_ConformanceVariants/CRC32/PutStat (0.01s)
+    --- PASS: TestSink_ConformanceVariants/CRC32 (0.10s)
+--- PASS: TestSink_ConformanceVariants (0.50s)
+--- PASS: TestSink_Conformance (0.40s)
+ok  	MOD/internal/sink/s3	9.1s
+=== PKG internal/sink/s3test
+--- PASS: TestStart (0.30s)
+ok  	MOD/internal/sink/s3test	0.5s
+=== PKG test/acceptance
+--- PASS: TestOnce_Clean (2.00s)
+ok  	MOD/test/acceptance	30.2s
+OUT
+}
+
+# Every required package ran: the allowed skips are listed, the gate passes.
+whole_run >"$tmp/whole.out"
+expect whole 0 "allowed skips (2)" "$notrun"
+
+# A required package that is missing from the output (the S3 sink's: left
+# out by a build tag, or never built) has not run: the gate names its rule.
+whole_run internal/sink/s3 >"$tmp/absent.out"
+expect absent 1 "$notrun (1; see $rules):"
+expect absent 1 "  internal/sink/s3 .*"
+
+# A required package that ran no tests (a -run that matches none of them).
+whole_run internal/checkpoint/sqlite >"$tmp/notests.out"
+printf 'ok  \t%s/internal/checkpoint/sqlite\t0.01s [no tests to run]\n' "$mod" >>"$tmp/notests.out"
+expect notests 1 "$notrun (1; see $rules):"
+expect notests 1 "  internal/checkpoint/sqlite .*"
+
+# A required package without test files (all of them behind a build tag).
+whole_run test/acceptance >"$tmp/notestfiles.out"
+printf '?   \t%s/test/acceptance\t[no test files]\n' "$mod" >>"$tmp/notestfiles.out"
+expect notestfiles 1 "$notrun (1; see $rules):"
+expect notestfiles 1 "  test/acceptance .*"
+
+# The dir sink ran tests, but none the rule names (the conformance suite).
+whole_run internal/sink/dir >"$tmp/unmatched.out"
+printf -- '--- PASS: TestClassify (0.00s)\nok  \t%s/internal/sink/dir\t0.1s\n' "$mod" >>"$tmp/unmatched.out"
+expect unmatched 1 "$notrun (1; see $rules):"
+expect unmatched 1 "  internal/sink/dir TestSink_Conformance(/.*)?"
+
+# A required test that failed has run: go test's failure fails the run, the
+# gate does not count it as not run.
+whole_run test/acceptance >"$tmp/failed.out"
+printf -- '--- FAIL: TestOnce_Clean (2.00s)\nFAIL\nFAIL\t%s/test/acceptance\t30.2s\n' "$mod" >>"$tmp/failed.out"
+expect failed 0 "allowed skips (2)" "$notrun"
 
 if [ "$failures" -ne 0 ]; then
 	echo "skipgate_test: $failures case(s) failed"

@@ -3,9 +3,14 @@
 # (promtool check/test rules), every test (unit and integration, with the race
 # detector) and a short run of every fuzz target. Integration
 # tests start what they need themselves (the CEC simulator in-process, a real
-# S3 server built from tools/). Skips are listed; a skip of a test named in
-# .ci/required-tests (REQUIRED_TESTS overrides the path) fails the run:
-# nothing required may be silently left out (scripts/skipgate.sh).
+# S3 server built from tools/). Skips are listed; a test named in
+# .ci/required-tests (REQUIRED_TESTS overrides the path) that skips, or a rule
+# there that no test ran for, fails the run: nothing required may be silently
+# left out (scripts/skipgate.sh). The tidy and alert-rules gates are
+# scripts/gates.sh (promtool comes from Debian's prometheus package when it is
+# missing). Before the tests, the self-tests of the gates
+# (scripts/skipgate_test.sh, scripts/gates_test.sh) show each gate failing on
+# a deliberately broken input.
 #
 #   scripts/test.sh                  # everything
 #   FUZZTIME=20000x scripts/test.sh  # longer fuzzing (executions per target)
@@ -51,60 +56,17 @@ go vet ./...
 echo "ok"
 
 step "go mod tidy -diff"
-# Exits non-zero and prints the diff when go.mod or go.sum are not tidy.
-# Only the diff (stdout) counts: on a fresh module cache stderr carries
-# "go: downloading" lines.
-tidy_err=$(mktemp -t cec-archiver-tidy.XXXXXX)
-if ! tidy=$(go mod tidy -diff 2>"$tidy_err") || [ -n "$tidy" ]; then
-	echo "go.mod/go.sum are not tidy; go mod tidy would change:"; echo "$tidy"; cat "$tidy_err"
-	rm -f "$tidy_err"
-	exit 1
-fi
-rm -f "$tidy_err"
-echo "ok"
+scripts/gates.sh tidy
 
 step "promtool (alert rules)"
-# install_promtool installs Debian's prometheus package (for promtool) and
-# makes sure no Prometheus server it brings is left running: service starts
-# are refused during the install (policy-rc.d), and a server that started
-# anyway (its pid new since before the install) is stopped.
-install_promtool() {
-	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-		echo "promtool is missing: install Debian's prometheus package (or put promtool on PATH)"
-		return 1
-	fi
-	local before policy="" apt_log pid
-	before=$(pgrep -x prometheus || true)
-	if [ ! -e /usr/sbin/policy-rc.d ]; then
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-		chmod 755 /usr/sbin/policy-rc.d
-		policy=1
-	fi
-	apt_log=$(mktemp -t cec-archiver-apt.XXXXXX)
-	local rc=0
-	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >"$apt_log" 2>&1 || rc=$?
-	[ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
-	if [ -d /run/systemd/system ]; then
-		systemctl stop prometheus.service >/dev/null 2>&1 || true
-	fi
-	for pid in $(pgrep -x prometheus || true); do
-		if ! grep -qx "$pid" <<<"$before"; then
-			echo "stopping the Prometheus server the install started (pid $pid)"
-			kill "$pid" 2>/dev/null || true
-		fi
-	done
-	if [ "$rc" -ne 0 ]; then
-		echo "installing prometheus (for promtool) failed:"; cat "$apt_log"
-	fi
-	rm -f "$apt_log"
-	return "$rc"
-}
-command -v promtool >/dev/null || install_promtool
-promtool check rules deploy/prometheus/alerts.yml
-promtool test rules deploy/prometheus/alerts_test.yml
+scripts/gates.sh install-promtool
+scripts/gates.sh rules
 
 step "skip gate self-test"
 scripts/skipgate_test.sh
+
+step "tidy and rules gate self-test"
+scripts/gates_test.sh
 
 step "versitygw"
 if ! wait "$s3build"; then

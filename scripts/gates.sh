@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# gates.sh GATE [DIR] runs one hygiene gate of scripts/test.sh on the module
+# at DIR (its root; default: this repository). It exits 0 when the gate
+# passes; otherwise it prints why and exits 1. scripts/test.sh runs the gates
+# on the repository; scripts/gates_test.sh runs the same code on broken copies
+# of it, to show that each gate can fail.
+#
+#   gates.sh tidy [DIR]         go.mod and go.sum are tidy (go mod tidy -diff)
+#   gates.sh rules [DIR]        the alert rules load and their unit tests pass
+#                               (promtool check rules / test rules)
+#   gates.sh install-promtool   installs promtool when it is not on PATH
+set -euo pipefail
+usage="usage: gates.sh tidy|rules [DIR] | gates.sh install-promtool"
+gate=${1:?$usage}
+dir=${2:-$(dirname "$0")/..}
+
+# tidy exits 1 and prints the diff when go.mod or go.sum are not tidy. Only
+# the diff (stdout) counts: on a fresh module cache stderr carries
+# "go: downloading" lines, which are shown only when the gate fails.
+tidy() {
+	local err out rc=0
+	err=$(mktemp -t cec-archiver-tidy.XXXXXX)
+	out=$(go mod tidy -diff 2>"$err") || rc=$?
+	if [ -n "$out" ]; then
+		echo "go.mod/go.sum are not tidy; go mod tidy would change:"; echo "$out"; cat "$err"
+		rc=1
+	elif [ "$rc" -ne 0 ]; then
+		echo "go mod tidy -diff failed (exit $rc):"; cat "$err"
+		rc=1
+	else
+		echo "ok"
+	fi
+	rm -f "$err"
+	return "$rc"
+}
+
+# rules checks that the alert rules load and that their unit tests pass;
+# promtool prints what is wrong.
+rules() {
+	if ! command -v promtool >/dev/null; then
+		echo "promtool is missing: run scripts/gates.sh install-promtool (or put promtool on PATH)"
+		return 1
+	fi
+	promtool check rules deploy/prometheus/alerts.yml || return 1
+	promtool test rules deploy/prometheus/alerts_test.yml || return 1
+}
+
+# install_promtool installs Debian's prometheus package (for promtool) and
+# makes sure no Prometheus server it brings is left running: service starts
+# are refused during the install (policy-rc.d), and a server that started
+# anyway (its pid new since before the install) is stopped.
+install_promtool() {
+	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+		echo "promtool is missing: install Debian's prometheus package (or put promtool on PATH)"
+		return 1
+	fi
+	local before policy="" apt_log pid
+	before=$(pgrep -x prometheus || true)
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		policy=1
+	fi
+	apt_log=$(mktemp -t cec-archiver-apt.XXXXXX)
+	local rc=0
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >"$apt_log" 2>&1 || rc=$?
+	[ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
+	if [ -d /run/systemd/system ]; then
+		systemctl stop prometheus.service >/dev/null 2>&1 || true
+	fi
+	for pid in $(pgrep -x prometheus || true); do
+		if ! grep -qx "$pid" <<<"$before"; then
+			echo "stopping the Prometheus server the install started (pid $pid)"
+			kill "$pid" 2>/dev/null || true
+		fi
+	done
+	if [ "$rc" -ne 0 ]; then
+		echo "installing prometheus (for promtool) failed:"; cat "$apt_log"
+	fi
+	rm -f "$apt_log"
+	return "$rc"
+}
+
+case $gate in
+tidy | rules)
+	cd "$dir"
+	"$gate"
+	;;
+install-promtool)
+	command -v promtool >/dev/null || install_promtool
+	;;
+*)
+	echo "$usage" >&2
+	exit 2
+	;;
+esac
