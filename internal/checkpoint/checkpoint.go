@@ -6,8 +6,13 @@
 // embedded SQLite database, and package checkpointtest holds the conformance
 // suite every implementation (a PostgreSQL one later) must pass.
 //
-// Every method that changes state is one transaction: after a crash the store
-// holds either the state before the call or the state after it.
+// Every method that changes state is atomic and durable: after a crash the
+// store holds either the state before the call or the state after it, and a
+// call that returned nil is not undone by a crash. An implementation may
+// commit the changes of concurrent calls together, in one transaction (group
+// commit), provided that each call still returns only after its own change
+// is committed, and that a call refused for its own reasons (ErrState,
+// ErrNotFound) leaves the changes of the calls committed with it alone.
 package checkpoint
 
 import (
@@ -130,6 +135,11 @@ type DaySummary struct {
 // Done, Absent, Fail, Defer and Release require an in_progress item (Absent
 // also accepts pending and failed ones); otherwise they return an error
 // wrapping ErrState, or ErrNotFound for an unknown ID, and change nothing.
+// Called concurrently, as a job's workers do, each gets its own outcome
+// whatever the store commits together. A call whose ctx has ended before
+// its change was begun returns an error wrapping ctx.Err() and changes
+// nothing; once the store has begun committing the change, the call reports
+// that commit's outcome, whatever becomes of ctx.
 type Store interface {
 	// CreatePackage records a new package request (State pending) and returns
 	// its ID.

@@ -51,6 +51,8 @@ func Run(t *testing.T, open func(t *testing.T) checkpoint.Store) {
 		{"Watermark", testWatermark},
 		{"Ledger", testLedger},
 		{"ConcurrentClaim", testConcurrentClaim},
+		{"ConcurrentTransitions", testConcurrentTransitions},
+		{"EndedContext", testEndedContext},
 		{"Params", testParams},
 		{"Verdicts", testVerdicts},
 		{"Packages", testPackages},
@@ -1021,6 +1023,135 @@ func testConcurrentClaim(t *testing.T, s checkpoint.Store) {
 	done, err := s.Items(ctx(t), checkpoint.StateDone)
 	if err != nil || len(done) != total {
 		t.Fatalf("done items = %d, %v; want %d", len(done), err, total)
+	}
+}
+
+// testConcurrentTransitions: transitions called from many goroutines at
+// once each get their own outcome, however the store groups their commits:
+// a refused one (wrong state, unknown item) changes nothing and does not
+// disturb the others.
+func testConcurrentTransitions(t *testing.T, s checkpoint.Store) {
+	const per = 12 // items per case
+	cases := []struct {
+		name    string
+		claimed bool // in_progress; else pending
+		do      func(c context.Context, id int64) error
+		want    checkpoint.State // the state after; the item's own when refused
+		refused error            // the error the call must wrap, nil when allowed
+	}{
+		{"Done", true, func(c context.Context, id int64) error { return s.Done(c, id, fmt.Sprint("k/", id), id, "s") }, checkpoint.StateDone, nil},
+		{"Fail", true, func(c context.Context, id int64) error { _, err := s.Fail(c, id, "m", t0(), 5); return err }, checkpoint.StateFailed, nil},
+		{"Defer", true, func(c context.Context, id int64) error { return s.Defer(c, id, t0(), "later") }, checkpoint.StatePending, nil},
+		{"Release", true, func(c context.Context, id int64) error { return s.Release(c, id) }, checkpoint.StatePending, nil},
+		{"Absent", true, func(c context.Context, id int64) error { return s.Absent(c, id, "r", "e") }, checkpoint.StateAbsent, nil},
+		{"Absent pending", false, func(c context.Context, id int64) error { return s.Absent(c, id, "r", "e") }, checkpoint.StateAbsent, nil},
+		{"Done pending", false, func(c context.Context, id int64) error { return s.Done(c, id, "k", 1, "s") }, checkpoint.StatePending, checkpoint.ErrState},
+		{"Release pending", false, func(c context.Context, id int64) error { return s.Release(c, id) }, checkpoint.StatePending, checkpoint.ErrState},
+	}
+	var claimed, pending []checkpoint.Item
+	for i, tc := range cases {
+		for j := range per {
+			it := item(checkpoint.KindAgent, fmt.Sprintf("ct%d-%d", i, j))
+			if tc.claimed {
+				claimed = append(claimed, it)
+			} else {
+				it.Kind = checkpoint.KindIVR // not claimed below
+				pending = append(pending, it)
+			}
+		}
+	}
+	add(t, s, len(claimed)+len(pending), append(claimed, pending...)...)
+	if got, err := s.Claim(ctx(t), []string{checkpoint.KindAgent}, t0(), 0); err != nil || len(got) != len(claimed) {
+		t.Fatalf("Claim = %d, %v; want %d", len(got), err, len(claimed))
+	}
+	type call struct {
+		tc   int
+		id   int64
+		err  error
+		want error
+	}
+	var calls []*call
+	for i, tc := range cases {
+		kind := checkpoint.KindAgent
+		if !tc.claimed {
+			kind = checkpoint.KindIVR
+		}
+		for j := range per {
+			calls = append(calls, &call{tc: i, id: idOf(t, s, kind, fmt.Sprintf("ct%d-%d", i, j)), want: tc.refused})
+		}
+		// And one unknown item per case.
+		calls = append(calls, &call{tc: i, id: int64(900000 + i), want: checkpoint.ErrNotFound})
+	}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			c.err = cases[c.tc].do(context.Background(), c.id)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for _, c := range calls {
+		tc := cases[c.tc]
+		if c.want == nil {
+			if c.err != nil {
+				t.Errorf("%s(%d) = %v, want nil", tc.name, c.id, c.err)
+			}
+		} else if !errors.Is(c.err, c.want) {
+			t.Errorf("%s(%d) = %v, want %v", tc.name, c.id, c.err, c.want)
+		}
+		if c.want == checkpoint.ErrNotFound {
+			continue
+		}
+		it := mustItem(t, s, c.id)
+		if it.State != tc.want {
+			t.Errorf("%s(%d): item is %s, want %s", tc.name, c.id, it.State, tc.want)
+		}
+		switch {
+		case tc.name == "Done" && (it.Key != fmt.Sprint("k/", c.id) || it.Size != c.id):
+			t.Errorf("Done(%d) stored key %q size %d", c.id, it.Key, it.Size)
+		case tc.name == "Fail" && (it.Attempts != 1 || it.LastError != "m"):
+			t.Errorf("Fail(%d): attempts %d, error %q", c.id, it.Attempts, it.LastError)
+		case tc.refused != nil && (it.Key != "k/"+it.UpstreamID || it.Attempts != 0 || it.LastError != ""):
+			t.Errorf("refused %s changed item %d: %+v", tc.name, c.id, it)
+		}
+	}
+}
+
+// testEndedContext: a transition called with a ctx that has already ended
+// changes nothing and returns an error wrapping ctx.Err().
+func testEndedContext(t *testing.T, s checkpoint.Store) {
+	for _, tr := range transitions() {
+		t.Run(tr.name, func(t *testing.T) {
+			it := item(checkpoint.KindAgent, "ended-"+tr.name)
+			add(t, s, 1, it)
+			id := idOf(t, s, it.Kind, it.UpstreamID)
+			// Resolve applies to failed items; the others to in_progress.
+			claimAll(t, s, t0())
+			if tr.name == "Resolve" {
+				if _, err := s.Fail(ctx(t), id, "m", t0(), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := mustItem(t, s, id)
+			c, cancel := context.WithCancel(ctx(t))
+			cancel()
+			if err := tr.do(c, s, id); !errors.Is(err, context.Canceled) {
+				t.Fatalf("%s with an ended ctx = %v, want context.Canceled", tr.name, err)
+			}
+			if after := mustItem(t, s, id); !after.UpdatedAt.Equal(before.UpdatedAt) || after.State != before.State {
+				t.Fatalf("%s with an ended ctx changed the item: %+v → %+v", tr.name, before, after)
+			}
+			if tr.name == "Resolve" {
+				return
+			}
+			if err := tr.do(ctx(t), s, id); err != nil {
+				t.Fatalf("%s after the refused call: %v", tr.name, err)
+			}
+		})
 	}
 }
 

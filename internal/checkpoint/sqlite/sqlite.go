@@ -2,11 +2,26 @@
 // (modernc.org/sqlite, pure Go).
 //
 // The database runs in WAL mode with synchronous=FULL: every state change is
-// one IMMEDIATE transaction, durable once the method returns. A read-write
-// store holds an exclusive flock on path+".lock" for its lifetime, so a second
-// daemon on the same state file is refused with a *checkpoint.LockedError; a
-// ReadOnly store (archiver status) takes no lock and can read while a daemon
-// runs.
+// committed and fsynced before its method returns. Every method is one
+// IMMEDIATE transaction of its own, except the item transitions (Done,
+// Absent, Resolve, Fail, Defer, Release), which a job's workers call
+// concurrently, one per item: they are committed in groups (group.go). One
+// committer goroutine applies the transitions waiting at that moment, up to
+// Options.MaxBatch, in one transaction, so that one fsync serves them all,
+// and answers each caller once that transaction is committed. A transition
+// refused for its own item (unknown, wrong state) is refused to its caller
+// alone and the rest of its group is committed; when the transaction fails,
+// every caller in the group gets the error and nothing of the group is
+// applied. A transition whose ctx ends before the committer takes it returns
+// ctx.Err() and is not applied; once taken, its outcome is its group's,
+// whatever becomes of ctx. A lone caller is committed at once: the committer
+// waits for more transitions (at most Options.BatchWindow) only while
+// callers are concurrent.
+//
+// A read-write store holds an exclusive flock on path+".lock" for its
+// lifetime, so a second daemon on the same state file is refused with a
+// *checkpoint.LockedError; a ReadOnly store (archiver status) takes no lock
+// and can read while a daemon runs.
 //
 // Times are stored as integer Unix nanoseconds UTC and come back in UTC. The
 // zero time is stored as 0, so the instant 1970-01-01T00:00:00Z reads back as
@@ -49,6 +64,16 @@ type Options struct {
 	Logger *zap.Logger
 	// Now stamps CreatedAt, UpdatedAt and ledger times (default time.Now).
 	Now func() time.Time
+	// MaxBatch caps how many item transitions one group commit applies
+	// (default DefaultMaxBatch). 1 turns group commit off: every transition
+	// is its own transaction, run by its caller.
+	MaxBatch int
+	// BatchWindow is the longest a transition waits for others to share its
+	// commit, counted from its call (default DefaultBatchWindow; negative:
+	// never wait, group only the transitions already waiting). The
+	// committer waits only while the previous group had more than one
+	// transition, and only until the group is as large as that one.
+	BatchWindow time.Duration
 }
 
 // Store is a checkpoint.Store backed by one SQLite database file. It is safe
@@ -60,6 +85,7 @@ type Store struct {
 	readOnly bool
 	log      *zap.Logger
 	now      func() time.Time
+	group    *committer // nil when ReadOnly or MaxBatch is 1
 
 	mu   sync.Mutex // guards lock and done
 	lock *os.File   // nil for ReadOnly
@@ -95,6 +121,12 @@ func Open(path string, o Options) (*Store, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.BatchWindow == 0 {
+		o.BatchWindow = DefaultBatchWindow
 	}
 	s := &Store{path: path, readOnly: o.ReadOnly, log: o.Logger, now: o.Now}
 	ctx := context.Background()
@@ -156,6 +188,9 @@ func Open(path string, o Options) (*Store, error) {
 	}
 	s.db = db
 	s.lock = lock
+	if o.MaxBatch > 1 {
+		s.group = newCommitter(s, o.MaxBatch, o.BatchWindow)
+	}
 	return s, nil
 }
 
@@ -234,7 +269,10 @@ func dsn(abs string, o Options) string {
 	return u.String()
 }
 
-// Close closes the database and releases the lock. Closing twice is a no-op.
+// Close stops the group committer, closes the database and releases the
+// lock. Transitions already submitted are committed (or fail) first, and
+// their callers answered; a transition called after Close returns
+// ErrClosed. Closing twice is a no-op.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -242,6 +280,9 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.done = true
+	if s.group != nil {
+		s.group.stop()
+	}
 	err := s.db.Close()
 	if err != nil {
 		err = fmt.Errorf("checkpoint: close %s: %w", s.path, err)

@@ -25,7 +25,7 @@ import (
 // Environment of TestHelperProcess, the child process the lock and crash
 // tests start from this test binary.
 const (
-	envHelper = "CHECKPOINT_SQLITE_HELPER" // "lock" or "churn"
+	envHelper = "CHECKPOINT_SQLITE_HELPER" // "lock", "churn" or "groupchurn"
 	envPath   = "CHECKPOINT_SQLITE_PATH"
 )
 
@@ -497,6 +497,8 @@ func TestHelperProcess(t *testing.T) {
 		fmt.Println("locked")
 		io.Copy(io.Discard, os.Stdin) // until the parent kills us
 		os.Exit(0)
+	case "groupchurn":
+		groupChurn(s, die)
 	case "churn":
 		if _, err := s.RecoverInProgress(ctx); err != nil {
 			die(err)

@@ -416,27 +416,15 @@ func kindsString(kinds []string) string {
 	return strings.Join(kinds, ",")
 }
 
-// change runs one item transition: it checks, inside the transaction, that
-// the item exists (else ErrNotFound) and is in one of the from states (else
-// ErrState), then calls fn with its current attempts.
-func (s *Store) change(ctx context.Context, op string, id int64, from []checkpoint.State, fn func(tx *sql.Tx, attempts int) error) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		var st checkpoint.State
-		var attempts int
-		err := tx.QueryRowContext(ctx, `SELECT state, attempts FROM items WHERE id = ?`, id).Scan(&st, &attempts)
-		if errors.Is(err, sql.ErrNoRows) {
-			return checkpoint.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		if !slices.Contains(from, st) {
-			return fmt.Errorf("item is %s: %w", st, checkpoint.ErrState)
-		}
-		return fn(tx, attempts)
-	})
-	if err != nil {
-		return fmt.Errorf("checkpoint: %s item %d: %w", op, id, err)
+// change runs one item transition (see op): through the group committer, or
+// as its own transaction when group commit is off. The item must exist
+// (else ErrNotFound) and be in one of the from states (else ErrState), both
+// checked inside the transaction; then fn applies the change. An error fn
+// raises before writing, about a value it cannot store, must be a refusal,
+// so that the batch it shares goes on without it.
+func (s *Store) change(ctx context.Context, name string, id int64, from []checkpoint.State, fn func(ctx context.Context, tx *batchTx, attempts int) error) error {
+	if err := s.submit(&op{ctx: ctx, id: id, from: from, apply: fn}); err != nil {
+		return fmt.Errorf("checkpoint: %s item %d: %w", name, id, err)
 	}
 	return nil
 }
@@ -444,10 +432,9 @@ func (s *Store) change(ctx context.Context, op string, id int64, from []checkpoi
 // Done marks an in_progress item done with the key, size and digest the
 // sink verified, and clears LastError.
 func (s *Store) Done(ctx context.Context, id int64, key string, size int64, sha256 string) error {
-	return s.change(ctx, "done", id, []checkpoint.State{checkpoint.StateInProgress}, func(tx *sql.Tx, _ int) error {
-		_, err := tx.ExecContext(ctx, `UPDATE items SET state = ?, key = ?, size = ?, sha256 = ?, last_error = '',
+	return s.change(ctx, "done", id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, _ int) error {
+		return tx.exec(ctx, `UPDATE items SET state = ?, key = ?, size = ?, sha256 = ?, last_error = '',
 			updated_at = ? WHERE id = ?`, checkpoint.StateDone, key, size, sha256, s.stamp(), id)
-		return err
 	})
 }
 
@@ -456,10 +443,9 @@ func (s *Store) Done(ctx context.Context, id int64, key string, size int64, sha2
 // a job may rule an item absent without claiming it.
 func (s *Store) Absent(ctx context.Context, id int64, reason, evidence string) error {
 	from := []checkpoint.State{checkpoint.StateInProgress, checkpoint.StatePending, checkpoint.StateFailed}
-	return s.change(ctx, "absent", id, from, func(tx *sql.Tx, _ int) error {
-		_, err := tx.ExecContext(ctx, `UPDATE items SET state = ?, reason = ?, evidence = ?, updated_at = ? WHERE id = ?`,
+	return s.change(ctx, "absent", id, from, func(ctx context.Context, tx *batchTx, _ int) error {
+		return tx.exec(ctx, `UPDATE items SET state = ?, reason = ?, evidence = ?, updated_at = ? WHERE id = ?`,
 			checkpoint.StateAbsent, reason, evidence, s.stamp(), id)
-		return err
 	})
 }
 
@@ -475,10 +461,9 @@ func (s *Store) Resolve(ctx context.Context, id int64, reason string, at time.Ti
 		return checkpoint.Item{}, fmt.Errorf("checkpoint: resolve item %d: bad time %v", id, at)
 	}
 	from := []checkpoint.State{checkpoint.StateFailed, checkpoint.StateDead}
-	err := s.change(ctx, "resolve", id, from, func(tx *sql.Tx, _ int) error {
-		_, err := tx.ExecContext(ctx, `UPDATE items SET state = ?, reason = ?, attested_at = ?, updated_at = ? WHERE id = ?`,
+	err := s.change(ctx, "resolve", id, from, func(ctx context.Context, tx *batchTx, _ int) error {
+		return tx.exec(ctx, `UPDATE items SET state = ?, reason = ?, attested_at = ?, updated_at = ? WHERE id = ?`,
 			checkpoint.StateAbsent, reason, when, s.stamp(), id)
-		return err
 	})
 	if err != nil {
 		return checkpoint.Item{}, err
@@ -491,20 +476,19 @@ func (s *Store) Resolve(ctx context.Context, id int64, reason string, at time.Ti
 // (maxAttempts > 0), else failed and due at next. It returns the new state.
 func (s *Store) Fail(ctx context.Context, id int64, msg string, next time.Time, maxAttempts int) (checkpoint.State, error) {
 	var st checkpoint.State
-	err := s.change(ctx, "fail", id, []checkpoint.State{checkpoint.StateInProgress}, func(tx *sql.Tx, attempts int) error {
+	err := s.change(ctx, "fail", id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, attempts int) error {
 		var e timeEnc
 		n := e.enc(next)
 		if e.err != nil {
-			return e.err
+			return refusal{e.err}
 		}
 		attempts++
 		st = checkpoint.StateFailed
 		if maxAttempts > 0 && attempts >= maxAttempts {
 			st = checkpoint.StateDead
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE items SET state = ?, attempts = ?, last_error = ?, next_attempt_at = ?,
+		return tx.exec(ctx, `UPDATE items SET state = ?, attempts = ?, last_error = ?, next_attempt_at = ?,
 			updated_at = ? WHERE id = ?`, st, attempts, msg, n, s.stamp(), id)
-		return err
 	})
 	if err != nil {
 		return "", err
@@ -515,25 +499,23 @@ func (s *Store) Fail(ctx context.Context, id int64, msg string, next time.Time, 
 // Defer puts an in_progress item back to pending, due at next, without
 // counting an attempt; note replaces LastError.
 func (s *Store) Defer(ctx context.Context, id int64, next time.Time, note string) error {
-	return s.change(ctx, "defer", id, []checkpoint.State{checkpoint.StateInProgress}, func(tx *sql.Tx, _ int) error {
+	return s.change(ctx, "defer", id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, _ int) error {
 		var e timeEnc
 		n := e.enc(next)
 		if e.err != nil {
-			return e.err
+			return refusal{e.err}
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE items SET state = ?, next_attempt_at = ?, last_error = ?, updated_at = ?
+		return tx.exec(ctx, `UPDATE items SET state = ?, next_attempt_at = ?, last_error = ?, updated_at = ?
 			WHERE id = ?`, checkpoint.StatePending, n, note, s.stamp(), id)
-		return err
 	})
 }
 
 // Release puts an in_progress item back to pending, due at once, without
 // counting an attempt.
 func (s *Store) Release(ctx context.Context, id int64) error {
-	return s.change(ctx, "release", id, []checkpoint.State{checkpoint.StateInProgress}, func(tx *sql.Tx, _ int) error {
-		_, err := tx.ExecContext(ctx, `UPDATE items SET state = ?, next_attempt_at = 0, updated_at = ? WHERE id = ?`,
+	return s.change(ctx, "release", id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, _ int) error {
+		return tx.exec(ctx, `UPDATE items SET state = ?, next_attempt_at = 0, updated_at = ? WHERE id = ?`,
 			checkpoint.StatePending, s.stamp(), id)
-		return err
 	})
 }
 

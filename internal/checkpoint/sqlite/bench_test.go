@@ -1,0 +1,123 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+)
+
+// inProgress adds n items to s and claims them all.
+func inProgress(b *testing.B, s *Store, n int) []int64 {
+	b.Helper()
+	ctx := context.Background()
+	batch := make([]checkpoint.Item, 0, 1000)
+	for i := range n {
+		batch = append(batch, checkpoint.Item{Kind: checkpoint.KindAgent, UpstreamID: strconv.Itoa(i), Day: "2026-03-01"})
+		if len(batch) == cap(batch) || i == n-1 {
+			if _, err := s.AddItems(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	got, err := s.Claim(ctx, nil, time.Now(), 0)
+	if err != nil || len(got) != n {
+		b.Fatalf("Claim = %d, %v; want %d", len(got), err, n)
+	}
+	ids := make([]int64, n)
+	for i, it := range got {
+		ids[i] = it.ID
+	}
+	return ids
+}
+
+// doneRun is what one pass of Done calls measured.
+type doneRun struct {
+	wall, cpu time.Duration
+	cpuOK     bool
+}
+
+// runDone marks every id done from workers goroutines, each pausing think
+// between its calls (the work a job's worker does between two items).
+func runDone(b *testing.B, s *Store, ids []int64, workers int, think time.Duration) doneRun {
+	b.Helper()
+	ctx := context.Background()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	cpu0, ok0 := cpuTime()
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(ids)) {
+					return
+				}
+				if think > 0 {
+					time.Sleep(think)
+				}
+				if err := s.Done(ctx, ids[i], "k", 1, "s"); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	r := doneRun{wall: time.Since(start)}
+	cpu1, ok1 := cpuTime()
+	r.cpu, r.cpuOK = cpu1-cpu0, ok0 && ok1
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// BenchmarkStore_Done measures Done from concurrent workers with group
+// commit (the default), against one transaction per call (MaxBatch 1)
+// measured in the same run on the same number of items. ns/op is the
+// grouped path's; x-vs-single is its throughput over the baseline's, and
+// cpu-x-vs-single the baseline's CPU time per call over the grouped one's.
+func BenchmarkStore_Done(b *testing.B) {
+	for _, bc := range []struct {
+		workers int
+		think   time.Duration
+	}{{1, 0}, {4, 0}, {16, 0}, {16, time.Millisecond}} {
+		name := fmt.Sprintf("workers=%d", bc.workers)
+		if bc.think > 0 {
+			name += fmt.Sprintf("/think=%s", bc.think)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.StopTimer()
+			single := mustOpen(b, dbPath(b), Options{MaxBatch: 1})
+			grouped := mustOpen(b, dbPath(b), Options{})
+			sids, gids := inProgress(b, single, b.N), inProgress(b, grouped, b.N)
+			base := runDone(b, single, sids, bc.workers, bc.think)
+			b.StartTimer()
+			g := runDone(b, grouped, gids, bc.workers, bc.think)
+			b.StopTimer()
+			n := float64(b.N)
+			b.ReportMetric(n/g.wall.Seconds(), "grouped-ops/s")
+			b.ReportMetric(n/base.wall.Seconds(), "single-ops/s")
+			b.ReportMetric(base.wall.Seconds()/g.wall.Seconds(), "x-vs-single")
+			if commits := grouped.group.stats.commits.Load(); commits > 0 {
+				b.ReportMetric(float64(grouped.group.stats.ops.Load())/float64(commits), "ops/commit")
+			}
+			if g.cpuOK && base.cpuOK && g.cpu > 0 {
+				b.ReportMetric(float64(g.cpu.Microseconds())/n, "grouped-cpu-µs/op")
+				b.ReportMetric(float64(base.cpu.Microseconds())/n, "single-cpu-µs/op")
+				b.ReportMetric(base.cpu.Seconds()/g.cpu.Seconds(), "cpu-x-vs-single")
+			}
+		})
+	}
+}
