@@ -11,7 +11,7 @@
 //
 // Besides transport faults, --fault injects upstream misbehaviours (text_body,
 // json_no_code, riff_short, riff_long, gzip, endless, huge, trickle,
-// huge_total, zip_bomb, bad_package, expired_package, unauthorized); -h lists
+// huge_total, zip_bomb, bad_package, expired_package, unauthorized, param_rejected); -h lists
 // every kind and cecsim.FaultKind documents each.
 package main
 

@@ -59,6 +59,10 @@ const (
 	FaultExpiredPackage FaultKind = "expired_package" // downloadBillFile: a READY package answers 0300012 from now on, for good; a new queryBillData gives a new one
 
 	FaultUnauthorized FaultKind = "unauthorized" // every path: HTTP 401 with a JSON body, as for a rejected signature (use Count 1 for a one-off)
+	// FaultParamRejected: CC-FS HTTP 200 + resultCode 0300004 (a parameter in
+	// the wrong format), a permanent refusal: an upstream change the client
+	// does not follow.
+	FaultParamRejected FaultKind = "param_rejected"
 )
 
 // FaultKinds returns every fault kind, in documentation order.
@@ -67,7 +71,7 @@ func FaultKinds() []FaultKind {
 		FaultHTTP500, FaultHTTP503, FaultTooMany, FaultFlowControl, FaultReset, FaultTruncate,
 		FaultSlow, FaultTokenExpiry, FaultDuplicateRows,
 		FaultTextBody, FaultJSONNoCode, FaultRIFFShort, FaultRIFFLong, FaultGzip, FaultEndless, FaultHuge, FaultTrickle,
-		FaultHugeTotal, FaultZipBomb, FaultBadPackage, FaultExpiredPackage, FaultUnauthorized,
+		FaultHugeTotal, FaultZipBomb, FaultBadPackage, FaultExpiredPackage, FaultUnauthorized, FaultParamRejected,
 	}
 }
 
@@ -192,7 +196,7 @@ func isRecordingDownload(p string) bool {
 // faultApplies reports whether a kind makes sense on a service path.
 func faultApplies(k FaultKind, p string) bool {
 	switch k {
-	case FaultFlowControl:
+	case FaultFlowControl, FaultParamRejected:
 		return strings.HasPrefix(p, "/CCFS/")
 	case FaultTokenExpiry, FaultDuplicateRows, FaultHugeTotal:
 		return p == cecwire.PathQueryRecordHistory || p == cecwire.PathQueryTransferRecords
@@ -291,7 +295,7 @@ func (s *Server) currentFaults() []Fault {
 
 // preFault answers in place of the handler when an error fault fires.
 func (s *Server) preFault(ep *endpoint) *reply {
-	f, ok := s.pickFault(ep.path, nil, FaultHTTP500, FaultHTTP503, FaultTooMany, FaultFlowControl, FaultUnauthorized)
+	f, ok := s.pickFault(ep.path, nil, FaultHTTP500, FaultHTTP503, FaultTooMany, FaultFlowControl, FaultUnauthorized, FaultParamRejected)
 	if !ok {
 		return nil
 	}
@@ -310,6 +314,8 @@ func (s *Server) preFault(ep *endpoint) *reply {
 		return rep
 	case FaultUnauthorized:
 		return statusReply(http.StatusUnauthorized, "auth-v2: signature does not match")
+	case FaultParamRejected:
+		return ccfsError(cecwire.CodeParamFormat, "the format of a parameter is incorrect")
 	default: // FaultFlowControl
 		if ep.download {
 			return ccfsError(cecwire.CodeDownloadFlowCtl, "download flow control threshold reached")

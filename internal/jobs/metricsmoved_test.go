@@ -569,6 +569,23 @@ func TestMetrics_EveryDocumentedSeriesMoves(t *testing.T) {
 		rec.snap()
 	})
 
+	// CC-FS refuses a parameter of every download (resultCode 0300004).
+	// Moves: upstream permanent.
+	t.Run("parameter rejected", func(t *testing.T) {
+		e := observed(t, envOptions{sim: func(o *cecsim.Options) {
+			o.Faults = []cecsim.Fault{{Kind: cecsim.FaultParamRejected, Path: cecwire.PathDownloadRecordFile}}
+		}})
+		permanent := upstream(t, "permanent")
+		rep, err := e.a.Once(testCtx(t), config.JobCDR, config.JobRecordings)
+		if err != nil || rep.Failed == 0 {
+			t.Fatalf("Once: %+v, %v; want failed downloads", rep, err)
+		}
+		if got := upstream(t, "permanent") - permanent; got != float64(rep.Failed) {
+			t.Errorf("%d downloads refused: archiver_upstream_errors_total{class=\"permanent\"} rose by %v", rep.Failed, got)
+		}
+		rec.snap()
+	})
+
 	// CC-FS refuses the signature of every download. Moves: upstream auth
 	// (and released: the items go back, no attempt counted).
 	t.Run("credentials refused", func(t *testing.T) {
@@ -588,8 +605,9 @@ func TestMetrics_EveryDocumentedSeriesMoves(t *testing.T) {
 
 	// OIFDE fails: the transfer query answers HTTP 500, the IVR query of a
 	// call with records a total no client may page through, then gettoken
-	// answers HTTP 500. Every failed lookup is one failed call. Moves: upstream transient and
-	// permanent, from OIFDE alone.
+	// answers HTTP 500. Every failed lookup is one failed call. Moves:
+	// upstream transient and content (an answer no client may page through),
+	// from OIFDE alone.
 	t.Run("OIFDE lookups fail", func(t *testing.T) {
 		e := observed(t, envOptions{sim: func(o *cecsim.Options) {
 			o.Faults = []cecsim.Fault{
@@ -602,7 +620,7 @@ func TestMetrics_EveryDocumentedSeriesMoves(t *testing.T) {
 			t.Fatalf("Run cdr: %+v, %v", rep, err)
 		}
 		all := func() float64 { return seriesSum(t, reg, "archiver_upstream_errors_total", nil) }
-		for _, c := range []struct{ job, class string }{{config.JobTransfer, "transient"}, {config.JobIVR, "permanent"}} {
+		for _, c := range []struct{ job, class string }{{config.JobTransfer, "transient"}, {config.JobIVR, "content"}} {
 			total, class := all(), upstream(t, c.class)
 			rep, err := e.a.Run(ctx, c.job)
 			if err != nil || rep.Failed == 0 {

@@ -52,10 +52,16 @@ func (o upstreamObserver) Request(ri cecclient.RequestInfo) {
 }
 
 // upstreamClass is the class label of a failed call: auth when CEC refused
-// the credentials, else the client's classification.
+// the credentials; content when it answered with something unusable (an
+// HTML page, a Content-Encoding, an oversized body, an invalid OIFDE answer:
+// cecclient.IsContentError), like the bodies the jobs find not to be a
+// recording; else the client's classification.
 func upstreamClass(ri cecclient.RequestInfo) string {
-	if cecclient.IsAuth(ri.Err) {
+	switch {
+	case cecclient.IsAuth(ri.Err):
 		return "auth"
+	case cecclient.IsContentError(ri.Err):
+		return "content"
 	}
 	return ri.Class.String()
 }

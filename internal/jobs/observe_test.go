@@ -52,10 +52,12 @@ func TestUpstreamObserver_Request(t *testing.T) {
 			{Attempt: 1, Err: transient, Class: cecclient.NotFound},
 			{Attempt: 1, HTTPStatus: 401, Err: &cecclient.APIError{HTTPStatus: 401}, Retry: true},
 			{Attempt: 2, HTTPStatus: 401, Err: &cecclient.APIError{HTTPStatus: 401}},
+			{Attempt: 1, HTTPStatus: 200, Err: fmt.Errorf("x: %w", cecclient.ErrUnexpectedContent), Class: cecclient.Permanent},
+			{Attempt: 1, HTTPStatus: 200, Err: &cecclient.APIError{HTTPStatus: 200, ResultCode: "0300004"}, Class: cecclient.Permanent},
 		} {
 			o.Request(ri)
 		}
-		for class, want := range map[string]float64{"transient": 1, "not-found": 1, "auth": 1, "permanent": 0, "content": 0} {
+		for class, want := range map[string]float64{"transient": 1, "not-found": 1, "auth": 1, "permanent": 1, "content": 1} {
 			if got := counterValue(t, reg, "archiver_upstream_errors_total", "class", class); got != want {
 				t.Errorf("archiver_upstream_errors_total{class=%q} = %v, want %v", class, got, want)
 			}
