@@ -106,17 +106,23 @@ func (alg ChecksumAlgorithm) setCompleted(p *types.CompletedPart, value string) 
 	}
 }
 
-// stored returns the checksum of alg the store reported on HEAD, or "".
-func (alg ChecksumAlgorithm) stored(out *s3.HeadObjectOutput) string {
+// pick returns the value of alg among a response's checksum fields, or ""
+// when the response carries none of alg (or alg is NONE).
+func (alg ChecksumAlgorithm) pick(crc32, crc32c, sha256 *string) string {
 	switch alg {
 	case ChecksumSHA256:
-		return aws.ToString(out.ChecksumSHA256)
+		return aws.ToString(sha256)
 	case ChecksumCRC32C:
-		return aws.ToString(out.ChecksumCRC32C)
+		return aws.ToString(crc32c)
 	case ChecksumCRC32:
-		return aws.ToString(out.ChecksumCRC32)
+		return aws.ToString(crc32)
 	}
 	return ""
+}
+
+// stored returns the checksum of alg the store reported on HEAD, or "".
+func (alg ChecksumAlgorithm) stored(out *s3.HeadObjectOutput) string {
+	return alg.pick(out.ChecksumCRC32, out.ChecksumCRC32C, out.ChecksumSHA256)
 }
 
 // reportedChecksum renders whatever checksum a HEAD returned, for Object.

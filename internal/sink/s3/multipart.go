@@ -105,17 +105,24 @@ func (s *Sink) putMultipart(ctx context.Context, key string, first *buffer, body
 		UploadId:        aws.String(uploadID),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: up.parts},
 	}
-	if s.conditional {
+	if s.conditionalComplete {
 		complete.IfNoneMatch = aws.String("*")
 	}
-	if _, err := s.client.CompleteMultipartUpload(ctx, complete); err != nil {
+	cout, err := s.client.CompleteMultipartUpload(ctx, complete)
+	if err != nil {
 		if isPreconditionFailed(err) {
-			return s.lostRace(ctx, key, total, sum) // the deferred abort drops our parts
+			return s.compareExisting(ctx, key, total, sum) // the deferred abort drops our parts
 		}
 		return sink.Object{}, fmt.Errorf("complete multipart upload: %w", err)
 	}
 	completed = true
-	obj, err := s.verify(ctx, key, total, sum, full, composite)
+	obj, err := s.confirm(ctx, key, total, sum, full, composite, written{
+		op:        "CompleteMultipartUpload",
+		checksum:  s.opts.Checksum.pick(cout.ChecksumCRC32, cout.ChecksumCRC32C, cout.ChecksumSHA256),
+		versionID: aws.ToString(cout.VersionId),
+		metadata:  cout.ResultMetadata,
+		noEcho:    &s.noEchoComplete,
+	})
 	if err != nil {
 		return sink.Object{}, err
 	}

@@ -32,9 +32,12 @@ type ConditionalWrite string
 // Conditional write modes.
 const (
 	// ConditionalAuto probes at startup whether the store honours
-	// If-None-Match: * and uses it if so (the default).
+	// If-None-Match: *, on PutObject and on CompleteMultipartUpload, and uses
+	// it where it does; a write the store does not guard is preceded by a
+	// HEAD (the default).
 	ConditionalAuto ConditionalWrite = "auto"
-	// ConditionalOn always sends If-None-Match: *; no probe.
+	// ConditionalOn always sends If-None-Match: * and never HEADs before a
+	// write; no probe.
 	ConditionalOn ConditionalWrite = "on"
 	// ConditionalOff only checks with HEAD before writing: two writers racing
 	// on one key can overwrite each other (the later one wins).

@@ -19,15 +19,28 @@
 //     because metadata is fixed when the upload is created; otherwise it is
 //     added as the tag "sha256" once the upload is complete. Each request
 //     also carries an S3 checksum (Options.Checksum) that the store verifies.
-//   - Verification. After writing, a HEAD checks size, the stored "sha256"
-//     and the store's checksum (full, or composite "-N" for multipart) when
-//     the store reports one.
-//   - Create-only. A HEAD first (an existing key is never uploaded again:
-//     the body is hashed and compared), then the write with If-None-Match: *
-//     on PutObject and CompleteMultipartUpload, so a racing writer gets 412
-//     and compares too. Stores that ignore the header (probed at New) fall
-//     back to HEAD-then-write, which a concurrent writer can race; New logs
-//     that.
+//   - Verification, from the write's own response. The store checked the
+//     body against the checksum sent with it (else it answers BadDigest); the
+//     checksum it returns must equal the one computed here: the full value
+//     from PutObject, the composite "-N" (checksum of the part checksums)
+//     from CompleteMultipartUpload, or a full-object CRC; so must the size
+//     when the store reports it. A response without that checksum (a store
+//     that does not echo it, or Checksum NONE) is verified with one HEAD
+//     instead, decided per response: size, the stored "sha256" and the
+//     store's checksum when it reports one.
+//   - Create-only, in the write itself: If-None-Match: * on PutObject and on
+//     CompleteMultipartUpload. A new object costs one request (PutObject),
+//     or CreateMultipartUpload, the parts and CompleteMultipartUpload (and
+//     PutObjectTagging for the digest tag, see above). An
+//     existing key answers 412; only then a HEAD (plus GetObjectTagging when
+//     the digest is only a tag) compares: the same digest is Existed, another
+//     is a conflict, and a multipart upload is aborted. The price of no HEAD
+//     first: a repeated Put of an existing large object uploads its parts
+//     again before learning that. New probes whether the store honours the
+//     header, on PutObject and on CompleteMultipartUpload; where it does not,
+//     that write is preceded by a HEAD (an existing key is then never
+//     uploaded: the body is hashed and compared), which a concurrent writer
+//     can race; New logs that.
 //   - Nothing left behind. A failed multipart upload (source error, size or
 //     digest mismatch, cancelled context) is aborted; Janitor aborts the
 //     stale uploads of a crashed process.
@@ -48,9 +61,11 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -72,14 +87,23 @@ type Sink struct {
 	log         *zap.Logger
 	pool        *bufPool
 	budget      *budget
-	conditional bool // send If-None-Match: *
+	conditional bool // send If-None-Match: * on PutObject
+	// conditionalComplete: send it on CompleteMultipartUpload too. Without
+	// it, multipart uploads HEAD the key first.
+	conditionalComplete bool
+
+	// Logged once each: a write response without the checksum, so the write
+	// was verified with a HEAD.
+	noEchoPut, noEchoComplete sync.Once
 }
 
 var _ sink.Sink = (*Sink)(nil)
 
 // New validates opts, builds the client and, with ConditionalAuto, probes
-// whether the store honours If-None-Match (one tiny object,
-// Prefix/.cec-archiver/probe-if-none-match, written once).
+// whether the store honours If-None-Match on PutObject and on
+// CompleteMultipartUpload (one tiny object,
+// Prefix/.cec-archiver/probe-if-none-match, written once; the multipart
+// probe is aborted).
 func New(ctx context.Context, opts Options) (*Sink, error) {
 	s, err := newSink(ctx, opts)
 	return s, classify(err)
@@ -103,16 +127,28 @@ func newSink(ctx context.Context, opts Options) (*Sink, error) {
 	s := &Sink{opts: opts, client: client, log: log, budget: b, pool: newBufPool(b, opts.PartSize)}
 	switch opts.ConditionalWrite {
 	case ConditionalOn:
-		s.conditional = true
+		s.conditional, s.conditionalComplete = true, true
 	case ConditionalAuto:
 		ok, err := s.probeConditional(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("s3: probe conditional writes: %w", err)
 		}
 		s.conditional = ok
+		if ok {
+			ok, err = s.probeConditionalComplete(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("s3: probe conditional multipart completion: %w", err)
+			}
+			s.conditionalComplete = ok
+		}
 	}
-	if !s.conditional {
+	switch {
+	case !s.conditional:
 		log.Warn("create-only writes fall back to HEAD-then-PUT: concurrent writers of one key can overwrite each other",
+			zap.String("conditional_write", string(opts.ConditionalWrite)))
+	case !s.conditionalComplete:
+		log.Warn("the store ignores If-None-Match on CompleteMultipartUpload: multipart uploads fall back to HEAD-then-upload, "+
+			"so concurrent writers of one large key can overwrite each other",
 			zap.String("conditional_write", string(opts.ConditionalWrite)))
 	}
 	return s, nil
@@ -195,7 +231,7 @@ func newClient(ctx context.Context, opts Options) (*s3.Client, error) {
 // probeConditional writes the probe object with If-None-Match twice: a
 // store that honours the header refuses at least the second write.
 func (s *Sink) probeConditional(ctx context.Context) (bool, error) {
-	key := s.ObjectKey(sink.ReservedPrefix + "/probe-if-none-match")
+	key := s.probeKey()
 	body := []byte("cec-archiver conditional write probe\n")
 	for range 2 {
 		sum := sha256.Sum256(body)
@@ -223,6 +259,81 @@ func (s *Sink) probeConditional(ctx context.Context) (bool, error) {
 	return false, nil
 }
 
+// probeKey is the probe object's key.
+func (s *Sink) probeKey() string { return s.ObjectKey(sink.ReservedPrefix + "/probe-if-none-match") }
+
+// probeConditionalComplete asks whether the store honours If-None-Match on
+// CompleteMultipartUpload as well: a one-part upload onto the probe object
+// (which probeConditional left in place) must get 412. The upload is then
+// aborted. A store that completes it regardless has overwritten the probe
+// object with the same bytes. 400 and 501 count as "not honoured": a store
+// that rejects the header on completion must not be sent it.
+func (s *Sink) probeConditionalComplete(ctx context.Context) (bool, error) {
+	key := s.probeKey()
+	body := []byte("cec-archiver conditional write probe\n")
+	out, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket:            aws.String(s.opts.Bucket),
+		Key:               aws.String(key),
+		ChecksumAlgorithm: s.opts.Checksum.sdk(),
+	})
+	if err != nil {
+		return false, err
+	}
+	uploadID := out.UploadId
+	completed := false
+	defer func() {
+		if completed {
+			return
+		}
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+		defer cancel()
+		_, err := s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
+			Bucket: aws.String(s.opts.Bucket), Key: aws.String(key), UploadId: uploadID,
+		})
+		if err != nil && !isNoSuchUpload(err) {
+			s.log.Warn("abort the probe's multipart upload; the janitor will retry", zap.Error(err))
+		}
+	}()
+	sum := sha256.Sum256(body)
+	check := s.opts.Checksum.sum(body, sum)
+	part := &s3.UploadPartInput{
+		Bucket:        aws.String(s.opts.Bucket),
+		Key:           aws.String(key),
+		UploadId:      uploadID,
+		PartNumber:    aws.Int32(1),
+		Body:          bytes.NewReader(body),
+		ContentLength: aws.Int64(int64(len(body))),
+	}
+	s.opts.Checksum.setPart(part, check)
+	pout, err := s.client.UploadPart(ctx, part, withPayloadHash(hex.EncodeToString(sum[:])))
+	if err != nil {
+		return false, err
+	}
+	done := types.CompletedPart{PartNumber: aws.Int32(1), ETag: pout.ETag}
+	s.opts.Checksum.setCompleted(&done, check)
+	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket:          aws.String(s.opts.Bucket),
+		Key:             aws.String(key),
+		UploadId:        uploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: []types.CompletedPart{done}},
+		IfNoneMatch:     aws.String("*"),
+	})
+	_, status := apiCode(err)
+	switch {
+	case err == nil:
+		completed = true
+		return false, nil
+	case isPreconditionFailed(err):
+		s.log.Debug("store honours If-None-Match on CompleteMultipartUpload")
+		return true, nil
+	case isNotImplemented(err) || status == http.StatusBadRequest:
+		s.log.Info("store rejects If-None-Match on CompleteMultipartUpload", zap.Error(err))
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
 // Put implements sink.Sink.
 func (s *Sink) Put(ctx context.Context, key string, body io.Reader, size int64, meta sink.Meta) (sink.Object, error) {
 	obj, err := s.put(ctx, key, body, size, meta)
@@ -244,12 +355,15 @@ func (s *Sink) put(ctx context.Context, key string, body io.Reader, size int64, 
 	}
 	body = stream.ContextReader{Ctx: ctx, R: stream.SourceReader{R: body}}
 
-	existing, err := s.stat(ctx, key)
-	switch {
-	case err == nil:
-		return s.compare(ctx, key, existing, body, size, meta)
-	case !errors.Is(err, sink.ErrNotFound):
-		return sink.Object{}, err
+	if !s.conditional {
+		// HEAD-then-write: without If-None-Match the HEAD is the only guard.
+		existing, err := s.existing(ctx, key)
+		switch {
+		case err == nil:
+			return s.compare(ctx, key, existing, body, size, meta)
+		case !errors.Is(err, sink.ErrNotFound):
+			return sink.Object{}, err
+		}
 	}
 
 	if size >= 0 && size <= s.opts.MultipartThreshold {
@@ -291,6 +405,18 @@ func (s *Sink) put(ctx context.Context, key string, body io.Reader, size int64, 
 	case err != nil:
 		s.pool.put(buf)
 		return sink.Object{}, err
+	}
+	if s.conditional && !s.conditionalComplete {
+		// The store guards PutObject but not the completion: HEAD first.
+		existing, err := s.existing(ctx, key)
+		switch {
+		case err == nil:
+			defer s.pool.put(buf)
+			return s.compare(ctx, key, existing, io.MultiReader(bytes.NewReader(buf.b), body), size, meta)
+		case !errors.Is(err, sink.ErrNotFound):
+			s.pool.put(buf)
+			return sink.Object{}, err
+		}
 	}
 	return s.putMultipart(ctx, key, buf, body, size, meta)
 }
@@ -431,28 +557,83 @@ func (s *Sink) putSingle(ctx context.Context, key string, data []byte, meta sink
 	out, err := s.client.PutObject(ctx, in, withPayloadHash(sum))
 	if err != nil {
 		if isPreconditionFailed(err) {
-			return s.lostRace(ctx, key, n, sum)
+			return s.compareExisting(ctx, key, n, sum)
 		}
 		return sink.Object{}, err
 	}
-	obj, err := s.verify(ctx, key, n, sum, check, "")
-	if err != nil {
-		return sink.Object{}, err
-	}
-	if obj.VersionID == "" {
-		obj.VersionID = aws.ToString(out.VersionId)
-	}
-	return obj, nil
+	return s.confirm(ctx, key, n, sum, check, "", written{
+		op:        "PutObject",
+		checksum:  s.opts.Checksum.pick(out.ChecksumCRC32, out.ChecksumCRC32C, out.ChecksumSHA256),
+		size:      out.Size,
+		versionID: aws.ToString(out.VersionId),
+		metadata:  out.ResultMetadata,
+		noEcho:    &s.noEchoPut,
+	})
 }
 
-// lostRace handles 412 from a conditional write: another writer created
-// the key between our HEAD and our write.
-func (s *Sink) lostRace(ctx context.Context, key string, n int64, sum string) (sink.Object, error) {
-	existing, err := s.stat(ctx, key)
+// compareExisting handles 412 from a conditional write: the key exists
+// (written before, or by a writer that won a race).
+func (s *Sink) compareExisting(ctx context.Context, key string, n int64, sum string) (sink.Object, error) {
+	existing, err := s.existing(ctx, key)
 	if err != nil {
-		return sink.Object{}, fmt.Errorf("key created concurrently: %w", err)
+		return sink.Object{}, fmt.Errorf("key exists (412): %w", err)
 	}
 	return s.compareDigest(ctx, key, existing, n, sum)
+}
+
+// written is what a write's response reports about the stored object.
+type written struct {
+	op        string // for the log
+	checksum  string // the store's checksum of the configured algorithm; "" when absent
+	size      *int64 // when the store reports it (x-amz-object-size)
+	versionID string // when versioned
+	metadata  middleware.Metadata
+	noEcho    *sync.Once // logs the HEAD fallback of op once
+}
+
+// confirm verifies a write from its response, without another request: the
+// store checked the body against the checksum we sent (else it had answered
+// BadDigest), and the checksum it returns, computed over what it stored,
+// must equal ours (for multipart: the composite of the parts, or a
+// full-object CRC); the size too, when reported. The ETag is not compared:
+// it is an MD5 only for some encryption modes, and the checksum is stronger.
+// A response without the checksum (a store that does not echo it, or
+// Checksum NONE) is verified with one HEAD instead; that is decided per
+// response, and logged once per operation at debug.
+func (s *Sink) confirm(ctx context.Context, key string, n int64, sum, full, composite string, w written) (sink.Object, error) {
+	if w.checksum == "" {
+		w.noEcho.Do(func() {
+			s.log.Debug("write response carries no checksum; verifying with HEAD",
+				zap.String("op", w.op), zap.String("checksum", string(s.opts.Checksum)))
+		})
+		obj, err := s.verify(ctx, key, n, sum, full, composite)
+		if err != nil {
+			return sink.Object{}, err
+		}
+		if obj.VersionID == "" {
+			obj.VersionID = w.versionID
+		}
+		return obj, nil
+	}
+	switch {
+	case w.size != nil && *w.size != n:
+		return sink.Object{}, fmt.Errorf("verify: %w: store reports %d bytes, wrote %d", sink.ErrSizeMismatch, *w.size, n)
+	case !matchChecksum(w.checksum, full, composite):
+		return sink.Object{}, fmt.Errorf("verify: %w: store reports %s %s, wrote %s",
+			sink.ErrChecksumMismatch, s.opts.Checksum, w.checksum, strings.TrimSpace(full+" "+composite))
+	}
+	modified, ok := awsmiddleware.GetServerTime(w.metadata)
+	if !ok {
+		modified = time.Now()
+	}
+	return sink.Object{
+		Key:       key,
+		Size:      n,
+		SHA256:    sum,
+		VersionID: w.versionID,
+		Checksum:  string(s.opts.Checksum) + ":" + w.checksum,
+		Modified:  modified.UTC(),
+	}, nil
 }
 
 // verify reads back what was written: size, recorded digest and the
@@ -470,8 +651,8 @@ func (s *Sink) verify(ctx context.Context, key string, n int64, sum, full, compo
 	case obj.SHA256 != "" && obj.SHA256 != sum:
 		return sink.Object{}, fmt.Errorf("verify: %w: stored sha256 %s, wrote %s", sink.ErrChecksumMismatch, obj.SHA256, sum)
 	case !matchChecksum(stored, full, composite):
-		return sink.Object{}, fmt.Errorf("verify: %w: store reports %s %s, wrote %s %s",
-			sink.ErrChecksumMismatch, s.opts.Checksum, stored, full, composite)
+		return sink.Object{}, fmt.Errorf("verify: %w: store reports %s %s, wrote %s",
+			sink.ErrChecksumMismatch, s.opts.Checksum, stored, strings.TrimSpace(full+" "+composite))
 	}
 	if stored == "" && s.opts.Checksum != ChecksumNone {
 		s.log.Debug("store reports no checksum; verified size and digest only", zap.String("key", key))
@@ -493,20 +674,36 @@ func (s *Sink) Stat(ctx context.Context, key string) (sink.Object, error) {
 	return obj, nil
 }
 
-func (s *Sink) stat(ctx context.Context, key string) (sink.Object, error) {
+// existing describes the object at key for a comparison: one HEAD, plus
+// GetObjectTagging only when the digest is not in the metadata (multipart
+// uploads of unknown digest record it as a tag).
+func (s *Sink) existing(ctx context.Context, key string) (sink.Object, error) {
 	out, err := s.head(ctx, key)
 	if err != nil {
 		return sink.Object{}, err
 	}
 	obj := objectFromHead(key, out)
+	if obj.SHA256 == "" {
+		tags, err := s.tags(ctx, key)
+		if err != nil {
+			s.log.Debug("cannot read tags", zap.String("key", key), zap.Error(err))
+		}
+		obj.Tags = tags
+		obj.SHA256 = tags[sink.MetaKeySHA256]
+	}
+	return obj, nil
+}
+
+func (s *Sink) stat(ctx context.Context, key string) (sink.Object, error) {
+	obj, err := s.existing(ctx, key)
+	if err != nil || obj.Tags != nil {
+		return obj, err
+	}
 	tags, err := s.tags(ctx, key)
 	if err != nil {
 		s.log.Debug("cannot read tags", zap.String("key", key), zap.Error(err))
 	}
 	obj.Tags = tags
-	if obj.SHA256 == "" {
-		obj.SHA256 = tags[sink.MetaKeySHA256]
-	}
 	return obj, nil
 }
 

@@ -1,14 +1,19 @@
 package s3_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
@@ -159,5 +164,78 @@ func TestSink_CAFile(t *testing.T) {
 		if _, err := s.Put(ctx, "tls/"+sinktest.Digest(uint64(n), 1)[:8], sinktest.Stream(1, n), -1, sink.Meta{}); err != nil {
 			t.Errorf("Put %d bytes over TLS: %v", n, err)
 		}
+	}
+}
+
+// tamperResponse rewrites the answer to op before the SDK reads it: its
+// headers with header, its body with body (either may be nil).
+func tamperResponse(op string, header func(http.Header), body func([]byte) []byte) func(*middleware.Stack) error {
+	return func(st *middleware.Stack) error {
+		return st.Deserialize.Add(middleware.DeserializeMiddlewareFunc("cecTamper",
+			func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+				out, md, err := next.HandleDeserialize(ctx, in)
+				resp, ok := out.RawResponse.(*smithyhttp.Response)
+				if !ok || err != nil || awsmiddleware.GetOperationName(ctx) != op || resp.StatusCode != http.StatusOK {
+					return out, md, err
+				}
+				if header != nil {
+					header(resp.Header)
+				}
+				if body != nil {
+					b, rerr := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if rerr != nil {
+						return out, md, rerr
+					}
+					b = body(b)
+					resp.Body = io.NopCloser(bytes.NewReader(b))
+					resp.ContentLength = int64(len(b))
+				}
+				return out, md, err
+			}), middleware.After)
+	}
+}
+
+// TestSink_VerifiesWriteResponse: a new object is verified from the write's
+// own response, without a HEAD; a response reporting another checksum or
+// size than the sink wrote fails the Put.
+func TestSink_VerifiesWriteResponse(t *testing.T) {
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t, false)
+	ctx := context.Background()
+	const wrong = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=" // sha256("")
+	checksumXML := regexp.MustCompile(`<ChecksumSHA256>[^<]*</ChecksumSHA256>`)
+	for _, tc := range []struct {
+		name   string
+		n      int64
+		tamper func(*middleware.Stack) error
+		want   error
+	}{
+		{"PutObjectChecksum", 1000, tamperResponse("PutObject",
+			func(h http.Header) { h.Set("X-Amz-Checksum-Sha256", wrong) }, nil), sink.ErrChecksumMismatch},
+		{"PutObjectSize", 1000, tamperResponse("PutObject",
+			func(h http.Header) { h.Set("X-Amz-Object-Size", "999") }, nil), sink.ErrSizeMismatch},
+		{"CompleteChecksum", 12 << 20, tamperResponse("CompleteMultipartUpload", nil,
+			func(b []byte) []byte {
+				return checksumXML.ReplaceAll(b, []byte("<ChecksumSHA256>"+wrong+"-3</ChecksumSHA256>"))
+			}), sink.ErrChecksumMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := testOptions(t, srv, bucket)
+			opts.ConditionalWrite = s3.ConditionalOn
+			s := newSink(t, opts)
+			k := "response/" + tc.name
+			obj, err := s.Put(ctx, k+"-intact", sinktest.Stream(1, tc.n), -1, sink.Meta{})
+			if err != nil || !strings.HasPrefix(obj.Checksum, "SHA256:") {
+				t.Fatalf("untampered Put = %+v, %v; want success with the store's SHA256", obj, err)
+			}
+			opts.APIOptions = append(opts.APIOptions, tc.tamper)
+			s = newSink(t, opts)
+			if _, err := s.Put(ctx, k, sinktest.Stream(1, tc.n), -1, sink.Meta{}); !errors.Is(err, tc.want) {
+				t.Fatalf("Put with a tampered response = %v, want %v", err, tc.want)
+			} else {
+				t.Logf("refused: %v", err)
+			}
+		})
 	}
 }
