@@ -37,8 +37,10 @@ import (
 //     ErrChecksumMismatch. In both cases, and whenever body returns an error or
 //     ctx ends, nothing is left behind under key: no object, no temp file, no
 //     open multipart upload.
-//   - A nil error means the object is durable and was verified after the write
-//     (size and checksum read back from the store).
+//   - A nil error means the object is durable and its size and checksum were
+//     confirmed by the store after the write: from the write's own response
+//     where the store returns them (S3's PutObject and
+//     CompleteMultipartUpload echo the checksum), else read back from it.
 //
 // Implementations are safe for concurrent use. Put does not close body.
 type Sink interface {
