@@ -434,7 +434,7 @@ func TestUploadFile(t *testing.T) {
 		t.Fatal("downloaded upload differs")
 	}
 	wantResult(t, c.ccfs(cecwire.PathDownloadOiapRecord, "locationId=1", cecwire.FileNameBody{FileName: data.FileName}), cecwire.CodeNoData, "")
-	alaw := newWAVStream(3000, 5)
+	alaw := newWAVStream(newAudioBank(5), 3000, 5)
 	ab, _ := io.ReadAll(alaw)
 	wantResult(t, up("vdnId=61", ab), cecwire.CodeSuccess, "success")
 

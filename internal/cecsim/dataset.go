@@ -111,6 +111,7 @@ type recording struct {
 	// when they differ from the call's (afterMidnight); zero otherwise.
 	begin, end    time.Time
 	afterMidnight bool
+	bank          *audioBank // the dataset's, set by index
 	// Set by pickDelayed, never changed afterwards; whether the recording is
 	// still withheld is Server state.
 	late, unavailable bool
@@ -119,7 +120,7 @@ type recording struct {
 	crc uint32
 }
 
-func (r *recording) open() io.Reader { return newWAVStream(r.size, r.seed) }
+func (r *recording) open() *wavStream { return newWAVStream(r.bank, r.size, r.seed) }
 
 // zipMemberNames names the members of a ZIP of several agent recordings
 // (CC-FS downloadRecord by callId, CC-CMS downloadRecordFile without workNo),
@@ -255,6 +256,7 @@ type dataset struct {
 	byOiapPath map[string]*recording // transfer/ivr recordFilePath
 	vdnOwner   map[string]string     // VDN -> AK
 	akVDNs     map[string][]string
+	bank       *audioBank // the audio every recording is cut from
 }
 
 // location draws the locationId of an OIFDE record: a string or a number, like the docs show.
@@ -279,6 +281,7 @@ func buildDataset(o *Options) *dataset {
 		byOiapPath: map[string]*recording{},
 		vdnOwner:   map[string]string{},
 		akVDNs:     map[string][]string{},
+		bank:       newAudioBank(uint64(o.Seed)),
 	}
 	var vdns []string
 	for i, ak := range sortedAKs(o.Credentials) {
@@ -335,12 +338,14 @@ func (ds *dataset) index(seed int64) {
 			r.original = fmt.Sprintf("X:/%s/%s/%s/%s/%s.V3", c.nodeID, c.ccID, r.date, r.agentID, r.name)
 			r.id = r.fileName
 			r.seed = recordingSeed(seed, r.kind, r.id)
+			r.bank = ds.bank
 			ds.byFileName[r.fileName] = r
 			ds.byOriginal[r.original] = r
 			ds.recs = append(ds.recs, r)
 		}
 		for _, t := range c.transfers {
 			if t.rec != nil {
+				t.rec.bank = ds.bank
 				ds.byOiapPath[t.rec.fileName] = t.rec
 				ds.recs = append(ds.recs, t.rec)
 			} else {
@@ -349,6 +354,7 @@ func (ds *dataset) index(seed int64) {
 		}
 		for _, v := range c.ivrs {
 			if v.rec != nil {
+				v.rec.bank = ds.bank
 				ds.byOiapPath[v.rec.fileName] = v.rec
 				ds.recs = append(ds.recs, v.rec)
 			} else {
@@ -593,11 +599,10 @@ func computeDigests(recs []*recording) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, 64<<10)
 			for r := range work {
 				sh, cr := sha256.New(), crc32.NewIEEE()
 				// Writes to hashes never fail and the stream never errors.
-				_, _ = io.CopyBuffer(io.MultiWriter(sh, cr), r.open(), buf)
+				_, _ = r.open().WriteTo(io.MultiWriter(sh, cr))
 				r.sha = hex.EncodeToString(sh.Sum(nil))
 				r.crc = cr.Sum32()
 			}

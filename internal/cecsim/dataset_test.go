@@ -1,6 +1,7 @@
 package cecsim
 
 import (
+	"bytes"
 	"encoding/binary"
 	"io"
 	"math"
@@ -39,10 +40,16 @@ func TestNew_Deterministic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Recordings of one size are still distinct: each carries its seed.
+	shas := map[string]bool{}
 	for i, r := range d.Manifest().Recordings {
 		if r.FileName != a.Manifest().Recordings[i].FileName || r.Size != 100 {
 			t.Fatalf("recording %d: %+v", i, r)
 		}
+		if shas[r.SHA256] {
+			t.Fatalf("recording %d has the bytes of an earlier one", i)
+		}
+		shas[r.SHA256] = true
 	}
 	// Manifest returns a copy.
 	m := a.Manifest()
@@ -211,7 +218,8 @@ func TestManifest_Dataset(t *testing.T) {
 }
 
 func TestWAVStream(t *testing.T) {
-	w := newWAVStream(10_000, 99)
+	bank := newAudioBank(99)
+	w := newWAVStream(bank, 10_000, 99)
 	b, err := io.ReadAll(w)
 	if err != nil || len(b) != 10_000 {
 		t.Fatalf("read %d bytes, %v", len(b), err)
@@ -223,20 +231,70 @@ func TestWAVStream(t *testing.T) {
 	if le.Uint16(b[20:]) != wavFormatALaw || le.Uint32(b[40:]) != 10_000-44 || le.Uint32(b[4:]) != 10_000-8 {
 		t.Fatalf("header % x", b[:44])
 	}
-	// Small reads give the same bytes.
-	w2 := newWAVStream(10_000, 99)
-	var small []byte
-	buf := make([]byte, 7)
-	for {
-		n, err := w2.Read(buf)
-		small = append(small, buf[:n]...)
-		if err == io.EOF {
-			break
+	t.Run("small reads", func(t *testing.T) {
+		w2 := newWAVStream(bank, 10_000, 99)
+		var small []byte
+		buf := make([]byte, 7)
+		for {
+			n, err := w2.Read(buf)
+			small = append(small, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
 		}
-	}
-	if string(small) != string(b) {
-		t.Fatal("stream depends on the read size")
-	}
+		if string(small) != string(b) {
+			t.Fatal("stream depends on the read size")
+		}
+	})
+	t.Run("WriteTo", func(t *testing.T) {
+		var out bytes.Buffer
+		n, err := newWAVStream(bank, 10_000, 99).WriteTo(&out)
+		if err != nil || n != 10_000 || out.String() != string(b) {
+			t.Fatalf("WriteTo: %d bytes, %v, same bytes %v", n, err, out.String() == string(b))
+		}
+		// A stream read partly, then written, goes on where it was.
+		w3 := newWAVStream(bank, 10_000, 99)
+		head := make([]byte, 50)
+		_, _ = io.ReadFull(w3, head)
+		out.Reset()
+		_, _ = w3.WriteTo(&out)
+		if string(head)+out.String() != string(b) {
+			t.Fatal("WriteTo after Read differs")
+		}
+	})
+	t.Run("deterministic", func(t *testing.T) {
+		again, _ := io.ReadAll(newWAVStream(newAudioBank(99), 10_000, 99))
+		if string(again) != string(b) {
+			t.Fatal("the same bank seed and stream seed gave other bytes")
+		}
+	})
+	t.Run("seed in the samples", func(t *testing.T) {
+		const seed = 0x0123456789abcdef
+		s, _ := io.ReadAll(newWAVStream(bank, 1000, seed))
+		var got uint64
+		for i := range seedSamples {
+			got |= uint64(s[wavHeaderSize+i]&0x0F) << (4 * i)
+		}
+		if got != seed {
+			t.Fatalf("seed %#x in the first samples, want %#x", got, uint64(seed))
+		}
+		// Neighbouring seeds: other bytes, also when the draws are alike.
+		other, _ := io.ReadAll(newWAVStream(bank, 1000, seed+2))
+		if string(other) == string(s) {
+			t.Fatal("two seeds gave the same recording")
+		}
+	})
+	t.Run("segments", func(t *testing.T) {
+		// The audio is not one repeated block: many distinct 800-sample windows.
+		long, _ := io.ReadAll(newWAVStream(bank, 1<<20, 3))
+		seen := map[string]bool{}
+		for off := wavHeaderSize + seedSamples; off+minSegment <= len(long); off += minSegment {
+			seen[string(long[off:off+minSegment])] = true
+		}
+		if n := (len(long) - wavHeaderSize) / minSegment; len(seen) < n*9/10 {
+			t.Fatalf("%d distinct windows of %d", len(seen), n)
+		}
+	})
 	if got := []byte{alawEncode(0), alawEncode(math.MaxInt16), alawEncode(math.MinInt16)}; string(got) != "\xd5\xaa\x2a" {
 		t.Fatalf("alaw(0, max, min) = % x", got)
 	}
@@ -244,15 +302,26 @@ func TestWAVStream(t *testing.T) {
 
 func TestWAVStream_LargeWithoutMemory(t *testing.T) {
 	const size = 40 << 20
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	n, err := io.Copy(io.Discard, newWAVStream(size, 1))
-	runtime.ReadMemStats(&after)
-	if err != nil || n != size {
-		t.Fatalf("copied %d, %v", n, err)
-	}
-	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
-		t.Fatalf("streaming %d bytes allocated %d bytes", size, alloc)
+	bank := newAudioBank(1)
+	for _, tc := range []struct {
+		name string
+		copy func(io.Writer, *wavStream) (int64, error)
+	}{
+		{"WriteTo", func(w io.Writer, s *wavStream) (int64, error) { return io.Copy(w, s) }},
+		{"Read", func(w io.Writer, s *wavStream) (int64, error) { return io.Copy(w, struct{ io.Reader }{s}) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			n, err := tc.copy(io.Discard, newWAVStream(bank, size, 1))
+			runtime.ReadMemStats(&after)
+			if err != nil || n != size {
+				t.Fatalf("copied %d, %v", n, err)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+				t.Fatalf("streaming %d bytes allocated %d bytes", size, alloc)
+			}
+		})
 	}
 }
 

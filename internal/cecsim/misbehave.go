@@ -79,7 +79,7 @@ func (s *Server) misbehave(ctx context.Context, f Fault, rep *reply) *reply {
 		out.size = int64(n)
 		out.body = func(w io.Writer) error { return gzipTo(w, rep.body) }
 	case FaultEndless, FaultHuge:
-		seed := rep.rec.seed
+		rec := rep.rec
 		limit := int64(math.MaxInt64)
 		out.size = -1
 		if f.Kind == FaultHuge {
@@ -87,7 +87,7 @@ func (s *Server) misbehave(ctx context.Context, f Fault, rep *reply) *reply {
 		}
 		out.body = func(w io.Writer) error {
 			defer s.streaming()()
-			return copyCtx(ctx, w, io.LimitReader(newOversizeWAV(seed), limit))
+			return copyCtx(ctx, w, io.LimitReader(newOversizeWAV(rec.bank, rec.seed), limit))
 		}
 	case FaultTrickle:
 		delay := time.Duration(f.DelayMS) * time.Millisecond
@@ -145,8 +145,8 @@ func copyCtx(ctx context.Context, w io.Writer, src io.Reader) error {
 
 // newOversizeWAV is an endless A-law WAV stream whose header claims the largest
 // sizes a RIFF header can hold.
-func newOversizeWAV(seed uint64) *wavStream {
-	w := newWAVStream(math.MaxInt64, seed)
+func newOversizeWAV(bank *audioBank, seed uint64) *wavStream {
+	w := newWAVStream(bank, math.MaxInt64, seed)
 	binary.LittleEndian.PutUint32(w.hdr[4:], math.MaxUint32)
 	binary.LittleEndian.PutUint32(w.hdr[40:], math.MaxUint32-(wavHeaderSize-8))
 	return w

@@ -7,8 +7,10 @@
 //
 // The dataset (calls, recordings, OIFDE records) is generated deterministically
 // from Options.Seed; recordings are real G.711 A-law WAV files produced as a
-// stream, so they cost no memory whatever their size. Manifest lists what an
-// archiver must end up with, including the SHA-256 of every recording.
+// stream, so they cost no memory whatever their size, and cut from a small
+// bank of audio synthesised once, so serving them costs about the CPU of a
+// static file server. Manifest lists what an archiver must end up with,
+// including the SHA-256 of every recording (computed once, in New).
 //
 // Faults (HTTP errors, flow control, connection resets, truncation, slow bodies,
 // token expiry, pagination drift) can be injected at start, through the Go API

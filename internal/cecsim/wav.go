@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"sync"
 )
 
 // wavHeaderSize is the canonical RIFF/WAVE header: RIFF, a 16-byte fmt chunk and the data chunk header.
@@ -19,19 +20,33 @@ const (
 )
 
 // wavStream produces a G.711 A-law, 8 kHz, mono WAV file of an exact size as a
-// stream: a sequence of tones, pauses and noise drawn from a PRNG, so any size
-// costs the same (small) memory and the same seed always gives the same bytes.
+// stream: the canonical header, then audio segments of 0.1 s to 1 s (a tone or
+// a pause, each with background noise) cut from an audioBank, each segment's
+// length, bank entry and starting point drawn from a PRNG seeded with the
+// recording's seed. Serving a recording is copying memory, any size costs the
+// same (small) memory, and the same bank and seed always give the same bytes.
+//
+// The low four bits (the mantissa) of the first 16 samples, 2 ms of audio,
+// carry the seed, so two recordings of the same size with different seeds
+// never have the same bytes, however the draws fall.
 type wavStream struct {
 	size int64
 	off  int64
 	hdr  [wavHeaderSize]byte
-	gen  toneGen
+	bank *audioBank
+	seed uint64
+	rng  uint64
+	seg  []byte // the rest of the current segment
 }
 
-// newWAVStream returns a reader of exactly size bytes; size must be even and at
-// least wavHeaderSize+2 (normalize and the dataset guarantee it).
-func newWAVStream(size int64, seed uint64) *wavStream {
-	w := &wavStream{size: size}
+// seedSamples is the number of samples that carry the seed, four bits each.
+const seedSamples = 16
+
+// newWAVStream returns a reader of exactly size bytes cut from bank; size
+// must be even and at least wavHeaderSize+2 (normalize and the dataset
+// guarantee it).
+func newWAVStream(bank *audioBank, size int64, seed uint64) *wavStream {
+	w := &wavStream{size: size, bank: bank, seed: seed, rng: seed | 1}
 	h := w.hdr[:]
 	copy(h[0:], "RIFF")
 	binary.LittleEndian.PutUint32(h[4:], uint32(size-8))
@@ -45,7 +60,6 @@ func newWAVStream(size int64, seed uint64) *wavStream {
 	binary.LittleEndian.PutUint16(h[34:], 8)    // bits per sample
 	copy(h[36:], "data")
 	binary.LittleEndian.PutUint32(h[40:], uint32(size-wavHeaderSize))
-	w.gen.init(seed)
 	return w
 }
 
@@ -57,18 +71,108 @@ func (w *wavStream) Read(p []byte) (int, error) {
 	if rest := w.size - w.off; int64(len(p)) > rest {
 		p = p[:rest]
 	}
-	n := 0
-	if w.off < wavHeaderSize {
-		n = copy(p, w.hdr[w.off:])
-		w.off += int64(n)
-	}
-	w.gen.fill(p[n:])
-	w.off += int64(len(p) - n)
+	w.fill(p)
 	return len(p), nil
 }
 
+// WriteTo implements io.WriterTo, so that io.Copy hands the destination
+// large writes of a pooled buffer instead of 32 KiB reads.
+func (w *wavStream) WriteTo(dst io.Writer) (int64, error) {
+	buf := w.bank.getBuf()
+	defer w.bank.putBuf(buf)
+	var total int64
+	for w.off < w.size {
+		p := buf[:min(int64(len(buf)), w.size-w.off)]
+		w.fill(p)
+		n, err := dst.Write(p)
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+		if n < len(p) {
+			return total, io.ErrShortWrite
+		}
+	}
+	return total, nil
+}
+
+// fill writes the next len(p) bytes of the stream into p; the caller keeps
+// them within size.
+func (w *wavStream) fill(p []byte) {
+	start := w.off
+	n := 0
+	if w.off < wavHeaderSize {
+		n = copy(p, w.hdr[w.off:])
+	}
+	for q := p[n:]; len(q) > 0; {
+		if len(w.seg) == 0 {
+			w.seg = w.bank.segment(&w.rng)
+		}
+		k := copy(q, w.seg)
+		w.seg, q = w.seg[k:], q[k:]
+	}
+	if start < wavHeaderSize+seedSamples {
+		end := min(start+int64(len(p)), wavHeaderSize+seedSamples)
+		for i := max(start, wavHeaderSize); i < end; i++ {
+			d := i - wavHeaderSize
+			p[i-start] = p[i-start]&0xF0 | byte(w.seed>>(4*d))&0x0F
+		}
+	}
+	w.off += int64(len(p))
+}
+
+// audioBank holds the A-law audio that recordings are cut from: bankEntries
+// segments of bankSegment samples, each one tone (or pause) with its noise,
+// synthesised once by toneGen from the dataset seed. It is immutable but for
+// the pool of copy buffers, and safe for concurrent use.
+type audioBank struct {
+	data []byte // bankEntries × bankSegment samples
+	bufs sync.Pool
+}
+
+const (
+	bankEntries = 64
+	bankSegment = 8000 // 1 s, the longest segment
+	minSegment  = 800  // 0.1 s
+	// copyBuf is the size of WriteTo's writes.
+	copyBuf = 256 << 10
+)
+
+// newAudioBank synthesises the bank of seed (about 0.5 MB, a few milliseconds).
+func newAudioBank(seed uint64) *audioBank {
+	b := &audioBank{data: make([]byte, bankEntries*bankSegment)}
+	b.bufs.New = func() any { return new([copyBuf]byte) }
+	for k := range bankEntries {
+		var g toneGen
+		g.init(seed ^ uint64(k)*0x9e3779b97f4a7c15)
+		g.newSegment()
+		g.left = bankSegment
+		g.fill(b.data[k*bankSegment : (k+1)*bankSegment])
+	}
+	return b
+}
+
+// segment draws the next segment of a stream from its PRNG state rng: its
+// length (minSegment to bankSegment samples), its bank entry and where in the
+// entry it starts.
+func (b *audioBank) segment(rng *uint64) []byte {
+	*rng ^= *rng >> 12
+	*rng ^= *rng << 25
+	*rng ^= *rng >> 27
+	r := *rng * 2685821657736338717
+	n := minSegment + int(r%(bankSegment-minSegment+1))
+	entry := int(r>>16) % bankEntries
+	off := entry*bankSegment + int((r>>24)%uint64(bankSegment-n+1))
+	return b.data[off : off+n : off+n]
+}
+
+func (b *audioBank) getBuf() []byte { return b.bufs.Get().(*[copyBuf]byte)[:] }
+
+func (b *audioBank) putBuf(p []byte) { b.bufs.Put((*[copyBuf]byte)(p)) }
+
 // toneGen synthesises speech-like A-law samples: segments of a tone or of silence,
-// each with background noise.
+// each with background noise. It is slow (a few ns a sample), so it only
+// fills the audioBank.
 type toneGen struct {
 	rng   uint64
 	sine  [256]int16
