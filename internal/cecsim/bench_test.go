@@ -25,7 +25,7 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
 )
 
-// serveHelperEnv makes TestServeHelperProcess a server for BenchmarkServe:
+// serveHelperEnv makes the test binary (TestMain) a server for BenchmarkServe:
 // "cecsim <calls> <size>" serves the benchmark dataset, "static <dir>" serves
 // dir with http.FileServer.
 const serveHelperEnv = "CECSIM_SERVE_HELPER"
@@ -50,37 +50,45 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// TestServeHelperProcess is BenchmarkServe's server process; without
-// serveHelperEnv it does nothing. It prints "addr=host:port", serves until
-// its stdin closes, and answers GET /_rusage with its CPU time in
-// nanoseconds.
-func TestServeHelperProcess(t *testing.T) {
-	spec := strings.Fields(os.Getenv(serveHelperEnv))
-	if len(spec) == 0 {
-		return
+// TestMain runs the test binary as BenchmarkServe's server process when
+// serveHelperEnv is set (see runServeHelper), else the tests.
+func TestMain(m *testing.M) {
+	if spec := strings.Fields(os.Getenv(serveHelperEnv)); len(spec) > 0 {
+		if err := runServeHelper(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "serve helper:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// runServeHelper is BenchmarkServe's server process. It prints
+// "addr=host:port", serves until its stdin closes, and answers GET /_rusage
+// with its CPU time in nanoseconds.
+func runServeHelper(spec []string) error {
 	var h http.Handler
 	switch {
 	case spec[0] == "cecsim" && len(spec) == 3:
 		calls, err1 := strconv.Atoi(spec[1])
 		size, err2 := strconv.ParseInt(spec[2], 10, 64)
 		if err1 != nil || err2 != nil {
-			t.Fatalf("bad spec %q", spec)
+			return fmt.Errorf("bad spec %q", spec)
 		}
 		s, err := New(benchOptions(calls, size))
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		defer s.Close()
 		h = s
 	case spec[0] == "static" && len(spec) == 2:
 		h = http.FileServer(http.Dir(spec[1]))
 	default:
-		t.Fatalf("bad spec %q", spec)
+		return fmt.Errorf("bad spec %q", spec)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/_rusage" {
@@ -92,21 +100,21 @@ func TestServeHelperProcess(t *testing.T) {
 	if dir := os.Getenv(serveProfileEnv); dir != "" {
 		f, err := os.Create(filepath.Join(dir, spec[0]+".pprof"))
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		defer pprof.StopCPUProfile()
 	}
 	go func() { _ = srv.Serve(ln) }()
 	fmt.Printf("addr=%s\n", ln.Addr())
 	_, _ = io.Copy(io.Discard, os.Stdin)
-	_ = srv.Close()
+	return srv.Close()
 }
 
-// serveHelper is a running TestServeHelperProcess.
+// serveHelper is a running server process (runServeHelper).
 type serveHelper struct {
 	base string // http://host:port
 	http *http.Client
@@ -114,7 +122,7 @@ type serveHelper struct {
 
 func startServeHelper(b *testing.B, spec string) *serveHelper {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestServeHelperProcess$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.count=1")
 	cmd.Env = append(os.Environ(), serveHelperEnv+"="+spec)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -215,7 +223,7 @@ func (h *serveHelper) fetch(b *testing.B, reqs []benchRequest, buf []byte) int64
 //     benchmark process used per GB, for each server.
 //
 // Each server is a process of its own (this test binary, re-executed as
-// TestServeHelperProcess) that reports its own getrusage CPU time before and
+// runServeHelper) that reports its own getrusage CPU time before and
 // after the downloads, so the server figures contain no client work. The
 // cecsim requests are signed as the archiver signs them (auth-v2 over
 // content-length, content-type and host), ahead of the timed loop; the
