@@ -190,6 +190,7 @@ func (b *bench) runVariant(ctx context.Context, round int, v string) (runResult,
 		return runResult{}, err
 	}
 	r := runResult{Variant: v, Round: round, Bucket: bucket}
+	self0, s3cpu0 := selfCPU(), b.s3.cpu()
 	var err error
 	switch v {
 	case variantArchiver, variantEmpty:
@@ -206,6 +207,7 @@ func (b *bench) runVariant(ctx context.Context, round int, v string) (runResult,
 	if err != nil {
 		return r, err
 	}
+	r.SourceCPUSeconds, r.S3ServerCPUSeconds = selfCPU()-self0, b.s3.cpu()-s3cpu0
 	r.Objects, r.Bytes = len(b.files), b.res.Bytes
 	if err := b.check(ctx, &r, v != variantLoop && v != variantRclone); err != nil {
 		return r, err
@@ -317,7 +319,11 @@ type measure struct {
 	WallSeconds float64 `json:"wall_seconds"`
 	UserSeconds float64 `json:"user_seconds"`
 	SysSeconds  float64 `json:"sys_seconds"`
-	MaxRSSKiB   int64   `json:"max_rss_kib"`
+	// MaxRSSKiB is the process's peak resident set (VmHWM, sampled; see
+	// watchHWM). RusageMaxRSSKiB is what wait4 said, which includes the
+	// harness's own peak and is kept only for comparison.
+	MaxRSSKiB       int64 `json:"max_rss_kib"`
+	RusageMaxRSSKiB int64 `json:"rusage_max_rss_kib"`
 }
 
 // measureCmd runs cmd to its end and returns its wall time and its own
@@ -343,9 +349,11 @@ func measureCmd(ctx context.Context, cmd *exec.Cmd, dir, name string) (measure, 
 		return measure{}, err
 	}
 	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
+	hwm := watchHWM(cmd.Process.Pid)
 	werr := cmd.Wait()
-	stop()
 	wall := time.Since(start)
+	stop()
+	peak := hwm()
 	if werr != nil {
 		tail := func(f *os.File) string {
 			bs, _ := os.ReadFile(f.Name())
@@ -363,12 +371,79 @@ func measureCmd(ctx context.Context, cmd *exec.Cmd, dir, name string) (measure, 
 	if !ok {
 		return measure{}, errors.New("no rusage for " + name)
 	}
-	return measure{
-		WallSeconds: wall.Seconds(),
-		UserSeconds: time.Duration(ru.Utime.Nano()).Seconds(),
-		SysSeconds:  time.Duration(ru.Stime.Nano()).Seconds(),
-		MaxRSSKiB:   ru.Maxrss, // kilobytes on Linux
-	}, nil
+	m := measure{
+		WallSeconds:     wall.Seconds(),
+		UserSeconds:     time.Duration(ru.Utime.Nano()).Seconds(),
+		SysSeconds:      time.Duration(ru.Stime.Nano()).Seconds(),
+		MaxRSSKiB:       peak,
+		RusageMaxRSSKiB: ru.Maxrss, // kilobytes on Linux
+	}
+	if m.MaxRSSKiB == 0 {
+		m.MaxRSSKiB = ru.Maxrss // exited before the first sample
+	}
+	return m, nil
+}
+
+// hwmInterval is how often watchHWM samples.
+const hwmInterval = 10 * time.Millisecond
+
+// watchHWM samples the VmHWM (peak resident set) of process pid until the
+// returned function is called, which returns the largest sample in KiB.
+//
+// The rusage of wait4 cannot be used for this: Go starts children with
+// clone(CLONE_VM|CLONE_VFORK), so until its exec the child runs in this
+// process's memory, and Linux folds that memory's high-water mark into the
+// child's ru_maxrss at exec. Every child would then report at least the
+// harness's own peak (the simulator's dataset, the manifest). VmHWM belongs
+// to the memory the child got at exec. Growth in the last interval before
+// the exit can be missed; the peak of a transfer is not there.
+func watchHWM(pid int) func() int64 {
+	var peak int64
+	done, stopped := make(chan struct{}), make(chan struct{})
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	sample := func() {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+				var kib int64
+				if _, err := fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kib); err == nil {
+					peak = max(peak, kib)
+				}
+				return
+			}
+		}
+	}
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(hwmInterval)
+		defer t.Stop()
+		for {
+			sample()
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		<-stopped
+		return peak
+	}
+}
+
+// selfCPU is this process's user+system CPU time so far, in seconds: the
+// simulator (A's source) and the file server (B's) run here.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func (b *bench) close() error {

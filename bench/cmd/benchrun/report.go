@@ -17,9 +17,15 @@ type runResult struct {
 	Round   int    `json:"round"`
 	Bucket  string `json:"bucket"`
 	measure
-	Objects  int   `json:"objects"` // recordings moved (checked in the bucket)
-	Bytes    int64 `json:"bytes"`
-	Verified bool  `json:"verified"` // every object read back and its SHA-256 checked
+	// SourceCPUSeconds is the harness process's CPU during the run: the
+	// simulator serving A, the file server serving B (C reads the disk
+	// itself). S3ServerCPUSeconds is versitygw's. Neither is in the
+	// variant's own figures; both compete with it for the same CPUs.
+	SourceCPUSeconds   float64 `json:"source_cpu_seconds"`
+	S3ServerCPUSeconds float64 `json:"s3_server_cpu_seconds"`
+	Objects            int     `json:"objects"` // recordings moved (checked in the bucket)
+	Bytes              int64   `json:"bytes"`
+	Verified           bool    `json:"verified"` // every object read back and its SHA-256 checked
 	// OwnObjects counts the archiver's other objects (CDR packages, ledgers, probe).
 	OwnObjects int `json:"own_objects"`
 	// Requests counts the bucket's S3 requests by operation (versitygw's
@@ -64,6 +70,8 @@ type summary struct {
 	Variant              string  `json:"variant"`
 	Runs                 int     `json:"runs"`
 	WallSeconds          float64 `json:"wall_seconds"`
+	WallMin              float64 `json:"wall_seconds_min"`
+	WallMax              float64 `json:"wall_seconds_max"`
 	MBps                 float64 `json:"mb_per_second"`
 	ObjectsPerSecond     float64 `json:"objects_per_second"`
 	CPUSeconds           float64 `json:"cpu_seconds"`
@@ -71,6 +79,8 @@ type summary struct {
 	RSSMiB               float64 `json:"peak_rss_mib"`
 	RequestsPerObject    float64 `json:"s3_requests_per_object"`
 	RecRequestsPerObject float64 `json:"s3_requests_per_object_on_recording_keys"`
+	SourceCPUSeconds     float64 `json:"source_cpu_seconds"`
+	S3ServerCPUSeconds   float64 `json:"s3_server_cpu_seconds"`
 }
 
 // target is one issue-10 target next to the figure it judges.
@@ -169,6 +179,14 @@ func (res *results) finish(d dataset) {
 			RecRequestsPerObject: col(func(r *runResult) float64 {
 				return float64(r.RecordingRequests) / float64(r.Objects)
 			}),
+			SourceCPUSeconds:   col(func(r *runResult) float64 { return r.SourceCPUSeconds }),
+			S3ServerCPUSeconds: col(func(r *runResult) float64 { return r.S3ServerCPUSeconds }),
+		}
+		for i, r := range rs {
+			if i == 0 || r.WallSeconds < s.WallMin {
+				s.WallMin = r.WallSeconds
+			}
+			s.WallMax = max(s.WallMax, r.WallSeconds)
 		}
 		med[v] = s
 		res.Medians = append(res.Medians, s)
@@ -249,12 +267,12 @@ func markdown(res *results) string {
 		res.Started.Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&sb, "Machine: %d CPUs (%s), %.1f GiB RAM, %s, %s; load average %.2f at start, %.2f at end.\n\n",
 		m.NProc, m.CPUModel, float64(m.MemTotalKiB)/(1<<20), m.Kernel, m.GoVersion, m.LoadStart, m.LoadEnd)
-	sb.WriteString("| variant | runs | wall s | MB/s | objects/s | CPU s | CPU s/GB | peak RSS MiB | S3 requests/object |\n")
-	sb.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	sb.WriteString("| variant | runs | wall s (min–max) | MB/s | objects/s | CPU s | CPU s/GB | peak RSS MiB | S3 requests/object | source CPU s | versitygw CPU s |\n")
+	sb.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n")
 	for _, s := range res.Medians {
-		fmt.Fprintf(&sb, "| %s | %d | %.2f | %.1f | %.0f | %.2f | %.2f | %.1f | %.2f (%.2f on recording keys) |\n",
-			s.Variant, s.Runs, s.WallSeconds, s.MBps, s.ObjectsPerSecond, s.CPUSeconds, s.CPUPerGB, s.RSSMiB,
-			s.RequestsPerObject, s.RecRequestsPerObject)
+		fmt.Fprintf(&sb, "| %s | %d | %.2f (%.2f–%.2f) | %.1f | %.0f | %.2f | %.2f | %.1f | %.2f (%.2f on recording keys) | %.2f | %.2f |\n",
+			s.Variant, s.Runs, s.WallSeconds, s.WallMin, s.WallMax, s.MBps, s.ObjectsPerSecond, s.CPUSeconds, s.CPUPerGB, s.RSSMiB,
+			s.RequestsPerObject, s.RecRequestsPerObject, s.SourceCPUSeconds, s.S3ServerCPUSeconds)
 	}
 	if len(res.Ratios) > 0 {
 		keys := make([]string, 0, len(res.Ratios))

@@ -116,6 +116,31 @@ func (s *s3Server) stop() error {
 
 // client returns an S3 client for the harness (or, with another app ID,
 // for the bare loop). Checksums only when required: the loop is bare.
+// cpu is versitygw's user+system CPU time so far, in seconds, from
+// /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s).
+func (s *s3Server) cpu() float64 {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, st float64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return (ut + st) / 100
+}
+
 func (s *s3Server) client(app string, conns int) *s3.Client {
 	return newS3Client(s.Endpoint, s.Region, s.AccessKey, s.SecretKey, app, conns)
 }
