@@ -190,13 +190,22 @@ func (b *bench) runVariant(ctx context.Context, round int, v string) (runResult,
 		return runResult{}, err
 	}
 	r := runResult{Variant: v, Round: round, Bucket: bucket}
+	var state string
+	if v == variantArchiver || v == variantEmpty || v == variantFull {
+		seed := ""
+		if v == variantFull {
+			seed = b.bigState
+		}
+		var err error
+		if state, err = newState(dir, seed); err != nil {
+			return r, err
+		}
+	}
 	self0, s3cpu0 := selfCPU(), b.s3.cpu()
 	var err error
 	switch v {
-	case variantArchiver, variantEmpty:
-		r.measure, err = b.runArchiver(ctx, dir, bucket, "")
-	case variantFull:
-		r.measure, err = b.runArchiver(ctx, dir, bucket, b.bigState)
+	case variantArchiver, variantEmpty, variantFull:
+		r.measure, err = b.runArchiver(ctx, dir, bucket, state)
 	case variantLoop:
 		r.measure, err = b.runLoop(ctx, dir, bucket)
 	case variantRclone:

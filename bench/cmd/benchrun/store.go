@@ -33,8 +33,12 @@ func (b *bench) prepareStore(ctx context.Context) error {
 	if err := b.s3.createBucket(ctx, bucket); err != nil {
 		return err
 	}
+	state, err := newState(dir, "")
+	if err != nil {
+		return err
+	}
 	t0 := time.Now()
-	if _, err := b.runArchiver(ctx, dir, bucket, ""); err != nil {
+	if _, err := b.runArchiver(ctx, dir, bucket, state); err != nil {
 		return fmt.Errorf("priming run: %w", err)
 	}
 	if !b.o.keep {
@@ -43,7 +47,7 @@ func (b *bench) prepareStore(ctx context.Context) error {
 		}
 	}
 	b.bigState = filepath.Join(b.work, "state-1m.db")
-	if err := copyFile(filepath.Join(dir, "state", "archiver.db"), b.bigState); err != nil {
+	if err := copyFile(state, b.bigState); err != nil {
 		return err
 	}
 	b.logf("priming run done in %s; filling %s with %d done items", time.Since(t0).Round(time.Millisecond), b.bigState, b.d.StoreItems)

@@ -70,18 +70,24 @@ format = "json"
 		b.s3.Endpoint, b.s3.Region, bucket, b.s3.AccessKey, b.s3.SecretKey, state, lookups)
 }
 
-// runArchiver is variant A: `archiver once` on a fresh state, or on a copy
-// of seed (store1m), into bucket. It must exit 0.
-func (b *bench) runArchiver(ctx context.Context, dir, bucket, seed string) (measure, error) {
+// newState returns the path of the archiver's state for a run in dir: a
+// file that does not exist yet, or with seed (store1m) a copy of seed.
+func newState(dir, seed string) (string, error) {
 	state := filepath.Join(dir, "state", "archiver.db")
 	if err := os.MkdirAll(filepath.Dir(state), 0o755); err != nil {
-		return measure{}, err
+		return "", err
 	}
 	if seed != "" {
 		if err := copyFile(seed, state); err != nil {
-			return measure{}, err
+			return "", err
 		}
 	}
+	return state, nil
+}
+
+// runArchiver is variant A: `archiver once` on the state at path state
+// (see newState) into bucket. It must exit 0.
+func (b *bench) runArchiver(ctx context.Context, dir, bucket, state string) (measure, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return measure{}, err
