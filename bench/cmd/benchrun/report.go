@@ -39,13 +39,20 @@ type runResult struct {
 	RecordingKeys map[string]bool `json:"-"`
 }
 
+// CPUSeconds is the measured process's user and system time.
 func (r *runResult) CPUSeconds() float64 { return r.UserSeconds + r.SysSeconds }
-func (r *runResult) MBps() float64       { return float64(r.Bytes) / 1e6 / r.WallSeconds }
-func (r *runResult) ObjectsPerSecond() float64 {
-	return float64(r.Objects) / r.WallSeconds
-}
+
+// MBps is the dataset's bytes (in 10^6) over the wall time.
+func (r *runResult) MBps() float64 { return float64(r.Bytes) / 1e6 / r.WallSeconds }
+
+// ObjectsPerSecond is the dataset's recordings over the wall time.
+func (r *runResult) ObjectsPerSecond() float64 { return float64(r.Objects) / r.WallSeconds }
+
+// CPUPerGB is CPUSeconds over the dataset's bytes in 10^9.
 func (r *runResult) CPUPerGB() float64 { return r.CPUSeconds() / (float64(r.Bytes) / 1e9) }
-func (r *runResult) RSSMiB() float64   { return float64(r.MaxRSSKiB) / 1024 }
+
+// RSSMiB is the peak resident set in MiB.
+func (r *runResult) RSSMiB() float64 { return float64(r.MaxRSSKiB) / 1024 }
 
 // countRequests fills in the request counts from the access log's counts of
 // the run's bucket (by operation, and by key).
