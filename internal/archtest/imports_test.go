@@ -87,6 +87,12 @@ var rules = []rule{
 		Why:   "the architecture tests import nothing they check",
 	},
 	{
+		Pkgs:  []string{"bench/..."},
+		May:   []string{"internal/..."},
+		Never: []string{"cmd/...", "test/..."},
+		Why:   "the benchmark harness runs the built binaries like the acceptance tests, and may use internal packages (the simulator, the CEC client) like cmd",
+	},
+	{
 		Pkgs:  []string{"test/..."},
 		May:   []string{},
 		Never: []string{"cmd/..."},
