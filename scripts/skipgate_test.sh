@@ -165,6 +165,9 @@ ok  	MOD/internal/sink/s3test	0.5s
 === PKG test/acceptance
 --- PASS: TestOnce_Clean (2.00s)
 ok  	MOD/test/acceptance	30.2s
+=== PKG bench
+--- PASS: TestRun_Smoke (12.00s)
+ok  	MOD/bench	12.5s
 OUT
 }
 
