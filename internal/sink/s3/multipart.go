@@ -58,14 +58,8 @@ func (s *Sink) putMultipart(ctx context.Context, key string, first *buffer, body
 		if completed {
 			return
 		}
-		// Never leave a half-written upload behind (reliability F7, F9):
-		// abort with a context of its own, the caller's may be cancelled.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
-		defer cancel()
-		_, aerr := s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
-			Bucket: aws.String(s.opts.Bucket), Key: aws.String(objKey), UploadId: aws.String(uploadID),
-		})
-		if aerr != nil && !isNoSuchUpload(aerr) {
+		// Never leave a half-written upload behind (reliability F7, F9).
+		if aerr := s.abortUpload(ctx, objKey, uploadID); aerr != nil {
 			log.Error("abort multipart upload; the janitor will retry", zap.Error(aerr))
 			err = errors.Join(err, fmt.Errorf("abort multipart upload: %w", aerr))
 		}
@@ -261,4 +255,19 @@ func (u *uploader) dispatch(num int32, buf *buffer) {
 		u.partSums[num] = check
 		u.mu.Unlock()
 	})
+}
+
+// abortUpload aborts the multipart upload uploadID of objKey with a context
+// of its own (the caller's may be cancelled), bounded by abortTimeout. An
+// upload that is already gone is not an error.
+func (s *Sink) abortUpload(ctx context.Context, objKey, uploadID string) error {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	_, err := s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
+		Bucket: aws.String(s.opts.Bucket), Key: aws.String(objKey), UploadId: aws.String(uploadID),
+	})
+	if err != nil && !isNoSuchUpload(err) {
+		return err
+	}
+	return nil
 }

@@ -285,12 +285,7 @@ func (s *Sink) probeConditionalComplete(ctx context.Context) (bool, error) {
 		if completed {
 			return
 		}
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
-		defer cancel()
-		_, err := s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
-			Bucket: aws.String(s.opts.Bucket), Key: aws.String(key), UploadId: uploadID,
-		})
-		if err != nil && !isNoSuchUpload(err) {
+		if err := s.abortUpload(ctx, key, aws.ToString(uploadID)); err != nil {
 			s.log.Warn("abort the probe's multipart upload; the janitor will retry", zap.Error(err))
 		}
 	}()
