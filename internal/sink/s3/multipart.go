@@ -210,6 +210,11 @@ func (u *uploader) run(first *buffer, body io.Reader, size int64) (total int64, 
 		next.b = next.b[:m]
 		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 			u.s.pool.put(next)
+			if u.ctx.Err() != nil {
+				// The read stopped because a part failed (or ctx ended):
+				// that is the error, not the reader's "context canceled".
+				return total, "", "", context.Cause(u.ctx)
+			}
 			return total, "", "", err
 		}
 		buf = next
