@@ -46,7 +46,10 @@ permission error (CEC or S3).
 var version = "dev"
 
 func main() {
-	os.Exit(newCLI(os.Stdout, os.Stderr).main(os.Args[1:]))
+	stop := startProfiles()
+	code := newCLI(os.Stdout, os.Stderr).main(os.Args[1:])
+	stop()
+	os.Exit(code)
 }
 
 // cli is the environment of one invocation. main fills it from the process;

@@ -64,6 +64,7 @@ type options struct {
 	rclone      string
 	keep        bool
 	verify      bool
+	profile     bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -82,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.rclone, "rclone", "rclone", "the rclone binary")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory and the buckets' contents")
 	fs.BoolVar(&o.verify, "verify", true, "read every object back and check its SHA-256 after each run")
+	fs.BoolVar(&o.profile, "profile", false, "the archiver writes a CPU and a heap profile of each A run into its run directory (archiver.cpu.pprof, archiver.heap.pprof; use with --keep)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -98,6 +98,11 @@ func (b *bench) runArchiver(ctx context.Context, dir, bucket, state string) (mea
 	}
 	cmd := exec.CommandContext(ctx, b.o.archiver, "once", "--config", cfg)
 	cmd.Env = append(withoutEnv(os.Environ(), "ARCHIVER_"), "ARCHIVER_CONFIG=")
+	if b.o.profile {
+		cmd.Env = append(cmd.Env,
+			"ARCHIVER_CPUPROFILE="+filepath.Join(dir, "archiver.cpu.pprof"),
+			"ARCHIVER_MEMPROFILE="+filepath.Join(dir, "archiver.heap.pprof"))
+	}
 	return measureCmd(ctx, cmd, dir, "archiver")
 }
 

@@ -98,6 +98,61 @@ CREATE TABLE ledgers (
 		`ALTER TABLE items ADD COLUMN evidence TEXT NOT NULL DEFAULT '';
 ALTER TABLE items ADD COLUMN attested_at INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE packages ADD COLUMN quarantine_key TEXT NOT NULL DEFAULT '';`,
+		// 4: per-day counts kept by triggers, so that Days (read by every
+		// pass: the ledgers, the item gauges) costs the number of days, not
+		// a scan of every item ever archived. updated is the latest
+		// created_at/updated_at the group has seen; a row whose count falls
+		// to 0 is removed.
+		`
+CREATE TABLE day_items (
+	day     TEXT    NOT NULL,
+	kind    TEXT    NOT NULL,
+	state   TEXT    NOT NULL,
+	n       INTEGER NOT NULL,
+	updated INTEGER NOT NULL,
+	PRIMARY KEY (day, kind, state)
+) WITHOUT ROWID;
+CREATE TABLE day_calls (
+	day     TEXT    PRIMARY KEY,
+	n       INTEGER NOT NULL,
+	updated INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO day_items (day, kind, state, n, updated)
+	SELECT day, kind, state, COUNT(*), MAX(MAX(created_at, updated_at)) FROM items GROUP BY day, kind, state;
+INSERT INTO day_calls (day, n, updated)
+	SELECT day, COUNT(*), MAX(created_at) FROM calls GROUP BY day;
+
+CREATE TRIGGER day_items_insert AFTER INSERT ON items BEGIN
+	INSERT OR IGNORE INTO day_items (day, kind, state, n, updated) VALUES (NEW.day, NEW.kind, NEW.state, 0, 0);
+	UPDATE day_items SET n = n + 1, updated = MAX(updated, NEW.created_at, NEW.updated_at)
+		WHERE day = NEW.day AND kind = NEW.kind AND state = NEW.state;
+END;
+CREATE TRIGGER day_items_update AFTER UPDATE OF day, kind, state, created_at, updated_at ON items BEGIN
+	UPDATE day_items SET n = n - 1 WHERE day = OLD.day AND kind = OLD.kind AND state = OLD.state;
+	DELETE FROM day_items WHERE day = OLD.day AND kind = OLD.kind AND state = OLD.state AND n <= 0;
+	INSERT OR IGNORE INTO day_items (day, kind, state, n, updated) VALUES (NEW.day, NEW.kind, NEW.state, 0, 0);
+	UPDATE day_items SET n = n + 1, updated = MAX(updated, NEW.created_at, NEW.updated_at)
+		WHERE day = NEW.day AND kind = NEW.kind AND state = NEW.state;
+END;
+CREATE TRIGGER day_items_delete AFTER DELETE ON items BEGIN
+	UPDATE day_items SET n = n - 1 WHERE day = OLD.day AND kind = OLD.kind AND state = OLD.state;
+	DELETE FROM day_items WHERE day = OLD.day AND kind = OLD.kind AND state = OLD.state AND n <= 0;
+END;
+CREATE TRIGGER day_calls_insert AFTER INSERT ON calls BEGIN
+	INSERT OR IGNORE INTO day_calls (day, n, updated) VALUES (NEW.day, 0, 0);
+	UPDATE day_calls SET n = n + 1, updated = MAX(updated, NEW.created_at) WHERE day = NEW.day;
+END;
+CREATE TRIGGER day_calls_update AFTER UPDATE OF day, created_at ON calls BEGIN
+	UPDATE day_calls SET n = n - 1 WHERE day = OLD.day;
+	DELETE FROM day_calls WHERE day = OLD.day AND n <= 0;
+	INSERT OR IGNORE INTO day_calls (day, n, updated) VALUES (NEW.day, 0, 0);
+	UPDATE day_calls SET n = n + 1, updated = MAX(updated, NEW.created_at) WHERE day = NEW.day;
+END;
+CREATE TRIGGER day_calls_delete AFTER DELETE ON calls BEGIN
+	UPDATE day_calls SET n = n - 1 WHERE day = OLD.day;
+	DELETE FROM day_calls WHERE day = OLD.day AND n <= 0;
+END;
+`,
 	}
 }
 

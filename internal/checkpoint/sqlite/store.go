@@ -652,7 +652,7 @@ func (s *Store) Days(ctx context.Context) ([]checkpoint.DaySummary, error) {
 		}
 	}
 	err := s.read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT day, COUNT(*), MAX(created_at) FROM calls GROUP BY day`)
+		rows, err := tx.QueryContext(ctx, `SELECT day, n, updated FROM day_calls WHERE n > 0`)
 		if err != nil {
 			return err
 		}
@@ -672,8 +672,7 @@ func (s *Store) Days(ctx context.Context) ([]checkpoint.DaySummary, error) {
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		rows, err = tx.QueryContext(ctx, `SELECT day, kind, state, COUNT(*), MAX(MAX(created_at, updated_at))
-			FROM items GROUP BY day, kind, state`)
+		rows, err = tx.QueryContext(ctx, `SELECT day, kind, state, n, updated FROM day_items WHERE n > 0`)
 		if err != nil {
 			return err
 		}
