@@ -292,7 +292,7 @@ func Default() *Config {
 			Dir:  "./archive",
 			S3: S3{
 				Region:             "us-east-1",
-				Checksum:           "SHA256",
+				Checksum:           "CRC32C",
 				MultipartThreshold: 8 * MiB,
 				PartSize:           8 * MiB,
 				UploadConcurrency:  4,

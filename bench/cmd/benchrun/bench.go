@@ -145,8 +145,9 @@ func (b *bench) run(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("round %d, %s: %w", round, v, err)
 			}
-			b.logf("round %d %-7s %7.2fs %8.1f MB/s %8.0f obj/s  cpu %6.2fs  rss %6.1f MiB  %s",
-				round, v, r.WallSeconds, r.MBps(), r.ObjectsPerSecond(), r.CPUSeconds(), r.RSSMiB(), r.Bucket)
+			b.logf("round %d %-7s %7.2fs %8.1f MB/s %8.0f obj/s  cpu %6.2fs  rss %6.1f MiB (anon %.1f, file %.1f)  %s",
+				round, v, r.WallSeconds, r.MBps(), r.ObjectsPerSecond(), r.CPUSeconds(), r.RSSMiB(),
+				float64(r.MaxRSSAnonKiB)/1024, float64(r.MaxRSSFileKiB)/1024, r.Bucket)
 			b.res.Runs = append(b.res.Runs, r)
 		}
 	}
@@ -333,6 +334,10 @@ type measure struct {
 	// harness's own peak and is kept only for comparison.
 	MaxRSSKiB       int64 `json:"max_rss_kib"`
 	RusageMaxRSSKiB int64 `json:"rusage_max_rss_kib"`
+	// The largest RssAnon (heap, stacks) and RssFile (the binary's pages)
+	// samples: what of the peak is the process's own memory.
+	MaxRSSAnonKiB int64 `json:"max_rss_anon_kib"`
+	MaxRSSFileKiB int64 `json:"max_rss_file_kib"`
 }
 
 // measureCmd runs cmd to its end and returns its wall time and its own
@@ -362,7 +367,7 @@ func measureCmd(ctx context.Context, cmd *exec.Cmd, dir, name string) (measure, 
 	werr := cmd.Wait()
 	wall := time.Since(start)
 	stop()
-	peak := hwm()
+	peak, anon, file := hwm()
 	if werr != nil {
 		tail := func(f *os.File) string {
 			bs, _ := os.ReadFile(f.Name())
@@ -386,6 +391,8 @@ func measureCmd(ctx context.Context, cmd *exec.Cmd, dir, name string) (measure, 
 		SysSeconds:      time.Duration(ru.Stime.Nano()).Seconds(),
 		MaxRSSKiB:       peak,
 		RusageMaxRSSKiB: ru.Maxrss, // kilobytes on Linux
+		MaxRSSAnonKiB:   anon,
+		MaxRSSFileKiB:   file,
 	}
 	if m.MaxRSSKiB == 0 {
 		m.MaxRSSKiB = ru.Maxrss // exited before the first sample
@@ -406,8 +413,8 @@ const hwmInterval = 10 * time.Millisecond
 // harness's own peak (the simulator's dataset, the manifest). VmHWM belongs
 // to the memory the child got at exec. Growth in the last interval before
 // the exit can be missed; the peak of a transfer is not there.
-func watchHWM(pid int) func() int64 {
-	var peak int64
+func watchHWM(pid int) func() (peak, anon, file int64) {
+	var peak, anon, file int64
 	done, stopped := make(chan struct{}), make(chan struct{})
 	path := fmt.Sprintf("/proc/%d/status", pid)
 	sample := func() {
@@ -416,12 +423,24 @@ func watchHWM(pid int) func() int64 {
 			return
 		}
 		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-				var kib int64
-				if _, err := fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kib); err == nil {
-					peak = max(peak, kib)
-				}
-				return
+			name, v, ok := strings.Cut(l, ":")
+			if !ok {
+				continue
+			}
+			var to *int64
+			switch name {
+			case "VmHWM":
+				to = &peak
+			case "RssAnon":
+				to = &anon
+			case "RssFile":
+				to = &file
+			default:
+				continue
+			}
+			var kib int64
+			if _, err := fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kib); err == nil {
+				*to = max(*to, kib)
 			}
 		}
 	}
@@ -438,10 +457,10 @@ func watchHWM(pid int) func() int64 {
 			}
 		}
 	}()
-	return func() int64 {
+	return func() (int64, int64, int64) {
 		close(done)
 		<-stopped
-		return peak
+		return peak, anon, file
 	}
 }
 

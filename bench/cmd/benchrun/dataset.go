@@ -54,6 +54,12 @@ func datasetByName(name string) (dataset, bool) {
 	case "large":
 		return dataset{Name: name, Description: "a few recordings × 64 MiB, all kinds",
 			Calls: 5, MinBytes: 64 * mib, MaxBytes: 64 * mib, Lookups: true}, true
+	case "100mb":
+		return dataset{Name: name, Description: "~20 agent recordings × 100 MiB, lookups off (the memory target: 16 downloads at once)",
+			Calls: 20, MinBytes: 100 * mib, MaxBytes: 100 * mib}, true
+	case "10mb":
+		return dataset{Name: name, Description: "~160 agent recordings × 10 MiB, lookups off (the memory target with 10 MB files)",
+			Calls: 160, MinBytes: 10 * mib, MaxBytes: 10 * mib}, true
 	case "8kb":
 		return dataset{Name: name, Description: "~20,000 agent recordings × 8 KiB, lookups off",
 			Calls: 20000, MinBytes: 8 * kib, MaxBytes: 8 * kib}, true
@@ -64,7 +70,7 @@ func datasetByName(name string) (dataset, bool) {
 	return dataset{}, false
 }
 
-func datasetNames() string { return "smoke, 1mb, large, 8kb, store1m" }
+func datasetNames() string { return "smoke, 1mb, large, 100mb, 10mb, 8kb, store1m" }
 
 // Simulator credentials, shared with the archiver's configuration.
 const (

@@ -216,7 +216,7 @@ func (res *results) finish(d dataset) {
 		res.Ratios["cpu_per_gb_a_over_b"] = a.CPUPerGB / b.CPUPerGB
 		res.Ratios["cpu_per_gb_a_over_c"] = a.CPUPerGB / c.CPUPerGB
 		switch d.Name {
-		case "large":
+		case "large", "100mb", "10mb":
 			res.Targets = append(res.Targets, target{Name: "throughput vs bare loop, large files", Want: "≥ 0.9×",
 				Got: fmt.Sprintf("%.2f×", a.MBps/b.MBps), Met: a.MBps/b.MBps >= 0.9})
 		case "1mb":

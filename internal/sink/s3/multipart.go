@@ -237,7 +237,12 @@ func (u *uploader) dispatch(num int32, buf *buffer) {
 	u.wg.Go(func() {
 		defer func() { <-u.slots }()
 		defer u.s.pool.put(buf)
-		raw := sha256.Sum256(buf.b)
+		// The part's SHA-256 only where it is the part's checksum or its
+		// signed payload hash: a CRC checksum spares a second pass.
+		var raw [32]byte
+		if alg := u.s.opts.Checksum; alg == ChecksumSHA256 || alg == ChecksumNone {
+			raw = sha256.Sum256(buf.b)
+		}
 		check := u.s.opts.Checksum.sum(buf.b, raw)
 		in := &s3.UploadPartInput{
 			Bucket:        aws.String(u.s.opts.Bucket),
@@ -248,7 +253,7 @@ func (u *uploader) dispatch(num int32, buf *buffer) {
 			ContentLength: aws.Int64(int64(len(buf.b))),
 		}
 		u.s.opts.Checksum.setPart(in, check)
-		out, err := u.s.client.UploadPart(u.ctx, in, withPayloadHash(hex.EncodeToString(raw[:])))
+		out, err := u.s.client.UploadPart(u.ctx, in, u.s.signing(func() string { return hex.EncodeToString(raw[:]) }))
 		if err != nil {
 			u.cancel(fmt.Errorf("upload part %d: %w", num, err))
 			return

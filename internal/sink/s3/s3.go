@@ -243,7 +243,7 @@ func (s *Sink) probeConditional(ctx context.Context) (bool, error) {
 			IfNoneMatch:   aws.String("*"),
 		}
 		s.opts.Checksum.setPut(in, s.opts.Checksum.sum(body, sum))
-		_, err := s.client.PutObject(ctx, in, withPayloadHash(hex.EncodeToString(sum[:])))
+		_, err := s.client.PutObject(ctx, in, s.signing(func() string { return hex.EncodeToString(sum[:]) }))
 		switch {
 		case err == nil:
 			continue
@@ -300,7 +300,7 @@ func (s *Sink) probeConditionalComplete(ctx context.Context) (bool, error) {
 		ContentLength: aws.Int64(int64(len(body))),
 	}
 	s.opts.Checksum.setPart(part, check)
-	pout, err := s.client.UploadPart(ctx, part, withPayloadHash(hex.EncodeToString(sum[:])))
+	pout, err := s.client.UploadPart(ctx, part, s.signing(func() string { return hex.EncodeToString(sum[:]) }))
 	if err != nil {
 		return false, err
 	}
@@ -549,7 +549,7 @@ func (s *Sink) putSingle(ctx context.Context, key string, data []byte, meta sink
 		in.IfNoneMatch = aws.String("*")
 	}
 	s.opts.Checksum.setPut(in, check)
-	out, err := s.client.PutObject(ctx, in, withPayloadHash(sum))
+	out, err := s.client.PutObject(ctx, in, s.signing(func() string { return sum }))
 	if err != nil {
 		if isPreconditionFailed(err) {
 			return s.compareExisting(ctx, key, n, sum)
@@ -786,9 +786,25 @@ func (s *Sink) Janitor(ctx context.Context, olderThan time.Duration) (int, error
 	}
 }
 
-// withPayloadHash hands the SigV4 signer the body's SHA-256 we already
-// computed, so the SDK neither reads the body a second time nor falls back
-// to an unsigned payload.
+// unsignedPayload is SigV4's payload hash for a body it does not hash.
+const unsignedPayload = "UNSIGNED-PAYLOAD"
+
+// signing says how a body enters the SigV4 signature. With an S3 checksum
+// (any Checksum but NONE) the payload is UNSIGNED-PAYLOAD: the checksum
+// header, itself signed, binds the body to the request, the store verifies
+// it (else BadDigest), and neither side hashes the body a second time for
+// the signature. Without a checksum the body's SHA-256 (hexSum, which the
+// caller computed anyway or computes only for this) is signed, the SDK
+// never reading the body twice.
+func (s *Sink) signing(hexSum func() string) func(*s3.Options) {
+	if s.opts.Checksum != ChecksumNone {
+		return withPayloadHash(unsignedPayload)
+	}
+	return withPayloadHash(hexSum())
+}
+
+// withPayloadHash hands the SigV4 signer the payload hash: the body's
+// SHA-256 we already computed, or unsignedPayload.
 func withPayloadHash(hexSum string) func(*s3.Options) {
 	return func(o *s3.Options) {
 		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {

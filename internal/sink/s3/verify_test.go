@@ -58,55 +58,80 @@ func TestSink_StoreChecksum(t *testing.T) {
 	}
 }
 
-// corruptChecksum rewrites the checksum header after serialisation and
-// before signing: the request is validly signed, but the body no longer
+// wrongChecksum is a checksum of alg that no test body has: that of the
+// empty body.
+func wrongChecksum(alg s3.ChecksumAlgorithm) string {
+	if alg == s3.ChecksumSHA256 {
+		return "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=" // sha256("")
+	}
+	return "AAAAAA==" // crc32("") and crc32c("")
+}
+
+// checksumHeader is the request and response header of alg.
+func checksumHeader(alg s3.ChecksumAlgorithm) string {
+	return http.CanonicalHeaderKey("X-Amz-Checksum-" + string(alg))
+}
+
+// corruptChecksum rewrites the checksum header of alg after serialisation
+// and before signing: the request is validly signed, but the body no longer
 // matches, as if it had been damaged on the way.
-func corruptChecksum(onlyParts bool) func(*middleware.Stack) error {
+func corruptChecksum(alg s3.ChecksumAlgorithm, onlyParts bool) func(*middleware.Stack) error {
 	return func(st *middleware.Stack) error {
 		return st.Build.Add(middleware.BuildMiddlewareFunc("cecCorrupt",
 			func(ctx context.Context, in middleware.BuildInput, next middleware.BuildHandler) (middleware.BuildOutput, middleware.Metadata, error) {
-				if req, ok := in.Request.(*smithyhttp.Request); ok && req.Header.Get("X-Amz-Checksum-Sha256") != "" &&
+				if req, ok := in.Request.(*smithyhttp.Request); ok && req.Header.Get(checksumHeader(alg)) != "" &&
 					(!onlyParts || req.URL.Query().Has("partNumber")) {
-					req.Header.Set("X-Amz-Checksum-Sha256", "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=") // sha256("")
+					req.Header.Set(checksumHeader(alg), wrongChecksum(alg))
 				}
 				return next.HandleBuild(ctx, in)
 			}), middleware.After)
 	}
 }
 
+// checksumAlgorithms are the algorithms the store verifies.
+var checksumAlgorithms = []s3.ChecksumAlgorithm{s3.ChecksumCRC32C, s3.ChecksumSHA256, s3.ChecksumCRC32}
+
 func TestSink_StoreRejectsDamagedBody(t *testing.T) {
 	srv := s3test.Start(t)
 	bucket := srv.NewBucket(t, false)
+	for _, alg := range checksumAlgorithms {
+		for _, tc := range []struct {
+			name string
+			n    int64
+		}{{"PutObject", 1000}, {"UploadPart", 12 << 20}} {
+			t.Run(string(alg)+"/"+tc.name, func(t *testing.T) {
+				damagedBody(t, srv, bucket, alg, tc.name, tc.n)
+			})
+		}
+	}
+}
+
+func damagedBody(t *testing.T, srv *s3test.Server, bucket string, alg s3.ChecksumAlgorithm, name string, n int64) {
+	t.Helper()
 	ctx := context.Background()
-	for _, tc := range []struct {
-		name string
-		n    int64
-	}{{"PutObject", 1000}, {"UploadPart", 12 << 20}} {
-		t.Run(tc.name, func(t *testing.T) {
-			opts := testOptions(t, srv, bucket)
-			opts.ConditionalWrite = s3.ConditionalOn
-			opts.APIOptions = append(opts.APIOptions, corruptChecksum(tc.name == "UploadPart"))
-			s := newSink(t, opts)
-			k := "damaged/" + tc.name
-			_, err := s.Put(ctx, k, sinktest.Stream(1, tc.n), tc.n, sink.Meta{})
-			if err == nil {
-				t.Fatal("Put with a damaged body succeeded")
-			}
-			// The store, not the sink, detects this damage: the rejection
-			// must be its checksum error (BadDigest), not any failure.
-			var api smithy.APIError
-			if !errors.As(err, &api) || api.ErrorCode() != "BadDigest" {
-				t.Fatalf("Put with a damaged body = %v, want the store's BadDigest rejection", err)
-			}
-			t.Logf("rejected: %v", err)
-			h := harness(t, srv, s, 0)
-			if _, err := s.Stat(ctx, k); !errors.Is(err, sink.ErrNotFound) {
-				t.Errorf("Stat = %v, want ErrNotFound", err)
-			}
-			if left := h.Leftovers(t, k); len(left) > 0 {
-				t.Errorf("left behind: %v", left)
-			}
-		})
+	opts := testOptions(t, srv, bucket)
+	opts.ConditionalWrite = s3.ConditionalOn
+	opts.Checksum = alg
+	opts.APIOptions = append(opts.APIOptions, corruptChecksum(alg, name == "UploadPart"))
+	s := newSink(t, opts)
+	k := "damaged/" + string(alg) + "/" + name
+	_, err := s.Put(ctx, k, sinktest.Stream(1, n), n, sink.Meta{})
+	if err == nil {
+		t.Fatal("Put with a damaged body succeeded")
+	}
+	// The store, not the sink, detects this damage: the rejection
+	// must be its checksum error (BadDigest), not any failure.
+	var api smithy.APIError
+	if !errors.As(err, &api) || api.ErrorCode() != "BadDigest" {
+		t.Fatalf("Put with a damaged body = %v, want the store's BadDigest rejection", err)
+	}
+	t.Logf("rejected: %v", err)
+	h := harness(t, srv, s, 0)
+	if _, err := s.Stat(ctx, k); !errors.Is(err, sink.ErrNotFound) {
+		t.Errorf("Stat = %v, want ErrNotFound", err)
+	}
+	if left := h.Leftovers(t, k); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
 	}
 }
 
@@ -203,39 +228,43 @@ func TestSink_VerifiesWriteResponse(t *testing.T) {
 	srv := s3test.Start(t)
 	bucket := srv.NewBucket(t, false)
 	ctx := context.Background()
-	const wrong = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=" // sha256("")
-	checksumXML := regexp.MustCompile(`<ChecksumSHA256>[^<]*</ChecksumSHA256>`)
-	for _, tc := range []struct {
-		name   string
-		n      int64
-		tamper func(*middleware.Stack) error
-		want   error
-	}{
-		{"PutObjectChecksum", 1000, tamperResponse("PutObject",
-			func(h http.Header) { h.Set("X-Amz-Checksum-Sha256", wrong) }, nil), sink.ErrChecksumMismatch},
-		{"PutObjectSize", 1000, tamperResponse("PutObject",
-			func(h http.Header) { h.Set("X-Amz-Object-Size", "999") }, nil), sink.ErrSizeMismatch},
-		{"CompleteChecksum", 12 << 20, tamperResponse("CompleteMultipartUpload", nil,
-			func(b []byte) []byte {
-				return checksumXML.ReplaceAll(b, []byte("<ChecksumSHA256>"+wrong+"-3</ChecksumSHA256>"))
-			}), sink.ErrChecksumMismatch},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			opts := testOptions(t, srv, bucket)
-			opts.ConditionalWrite = s3.ConditionalOn
-			s := newSink(t, opts)
-			k := "response/" + tc.name
-			obj, err := s.Put(ctx, k+"-intact", sinktest.Stream(1, tc.n), -1, sink.Meta{})
-			if err != nil || !strings.HasPrefix(obj.Checksum, "SHA256:") {
-				t.Fatalf("untampered Put = %+v, %v; want success with the store's SHA256", obj, err)
-			}
-			opts.APIOptions = append(opts.APIOptions, tc.tamper)
-			s = newSink(t, opts)
-			if _, err := s.Put(ctx, k, sinktest.Stream(1, tc.n), -1, sink.Meta{}); !errors.Is(err, tc.want) {
-				t.Fatalf("Put with a tampered response = %v, want %v", err, tc.want)
-			} else {
-				t.Logf("refused: %v", err)
-			}
-		})
+	for _, alg := range checksumAlgorithms {
+		wrong := wrongChecksum(alg)
+		tag := "Checksum" + string(alg)
+		checksumXML := regexp.MustCompile(`<` + tag + `>[^<]*</` + tag + `>`)
+		for _, tc := range []struct {
+			name   string
+			n      int64
+			tamper func(*middleware.Stack) error
+			want   error
+		}{
+			{"PutObjectChecksum", 1000, tamperResponse("PutObject",
+				func(h http.Header) { h.Set(checksumHeader(alg), wrong) }, nil), sink.ErrChecksumMismatch},
+			{"PutObjectSize", 1000, tamperResponse("PutObject",
+				func(h http.Header) { h.Set("X-Amz-Object-Size", "999") }, nil), sink.ErrSizeMismatch},
+			{"CompleteChecksum", 12 << 20, tamperResponse("CompleteMultipartUpload", nil,
+				func(b []byte) []byte {
+					return checksumXML.ReplaceAll(b, []byte("<"+tag+">"+wrong+"-3</"+tag+">"))
+				}), sink.ErrChecksumMismatch},
+		} {
+			t.Run(string(alg)+"/"+tc.name, func(t *testing.T) {
+				opts := testOptions(t, srv, bucket)
+				opts.ConditionalWrite = s3.ConditionalOn
+				opts.Checksum = alg
+				s := newSink(t, opts)
+				k := "response/" + string(alg) + "/" + tc.name
+				obj, err := s.Put(ctx, k+"-intact", sinktest.Stream(1, tc.n), -1, sink.Meta{})
+				if err != nil || !strings.HasPrefix(obj.Checksum, string(alg)+":") {
+					t.Fatalf("untampered Put = %+v, %v; want success with the store's %s", obj, err, alg)
+				}
+				opts.APIOptions = append(opts.APIOptions, tc.tamper)
+				s = newSink(t, opts)
+				if _, err := s.Put(ctx, k, sinktest.Stream(1, tc.n), -1, sink.Meta{}); !errors.Is(err, tc.want) {
+					t.Fatalf("Put with a tampered response = %v, want %v", err, tc.want)
+				} else {
+					t.Logf("refused: %v", err)
+				}
+			})
+		}
 	}
 }
