@@ -315,6 +315,10 @@ func s3Options(cfg *config.Config, log *zap.Logger) s3.Options {
 	if s.Checksum == "none" {
 		checksum = s3.ChecksumNone
 	}
+	spoolDir := "" // part_buffers = "memory"
+	if s.PartBuffers == config.PartBuffersFile {
+		spoolDir = os.TempDir()
+	}
 	return s3.Options{
 		Endpoint: s.Endpoint, Region: s.Region, Bucket: s.Bucket, Prefix: s.Prefix, PathStyle: s.PathStyle,
 		AccessKey: s.AccessKey, SecretKey: s.SecretKey.Reveal(), CAFile: s.CAFile,
@@ -325,6 +329,8 @@ func s3Options(cfg *config.Config, log *zap.Logger) s3.Options {
 		PartSize:           int64(s.PartSize),
 		UploadConcurrency:  s.UploadConcurrency,
 		MaxInflightBytes:   int64(s.MaxInflightBytes),
+		SpoolDir:           spoolDir,
+		MaxBufferedBytes:   int64(s.MaxBufferedBytes),
 		Logger:             log,
 	}
 }

@@ -38,6 +38,10 @@ const (
 const (
 	DriverSQLite   = "sqlite"
 	DriverPostgres = "postgres"
+
+	// sink.s3.part_buffers
+	PartBuffersFile   = "file"
+	PartBuffersMemory = "memory"
 )
 
 // Recording download methods (jobs.recordings.method). config owns them,
@@ -170,6 +174,10 @@ type S3 struct {
 	PartSize           Size `toml:"part_size"`
 	UploadConcurrency  int  `toml:"upload_concurrency"`
 	MaxInflightBytes   Size `toml:"max_inflight_bytes"`
+	// PartBuffers: "file" (spool parts and bodies above 1 MiB to the temp
+	// directory) or "memory".
+	PartBuffers      string `toml:"part_buffers"`
+	MaxBufferedBytes Size   `toml:"max_buffered_bytes"`
 
 	KeyTemplate      string `toml:"key_template"`
 	PhoneNumbers     string `toml:"phone_numbers"` // PhoneOmit or PhoneHMAC
@@ -297,6 +305,8 @@ func Default() *Config {
 				PartSize:           8 * MiB,
 				UploadConcurrency:  4,
 				MaxInflightBytes:   64 * MiB,
+				PartBuffers:        PartBuffersFile,
+				MaxBufferedBytes:   16 * MiB,
 				KeyTemplate:        "{tenant}/{yyyy}/{mm}/{dd}/{vdn}/{call_id}/{kind}-{name}-{rid}",
 				PhoneNumbers:       PhoneOmit,
 			},

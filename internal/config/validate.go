@@ -319,6 +319,10 @@ func (v *validator) s3(s *S3) {
 	if s.MaxInflightBytes < s.PartSize {
 		v.add("sink.s3.max_inflight_bytes", "must be at least sink.s3.part_size (%s) (got %s)", s.PartSize, s.MaxInflightBytes)
 	}
+	v.oneOf("sink.s3.part_buffers", s.PartBuffers, PartBuffersFile, PartBuffersMemory)
+	if s.PartBuffers == PartBuffersFile && s.MaxBufferedBytes < MiB {
+		v.add("sink.s3.max_buffered_bytes", "must be at least 1MiB with part_buffers = \"file\" (got %s)", s.MaxBufferedBytes)
+	}
 	if err := CheckKeyTemplate(s.KeyTemplate); err != nil {
 		v.add("sink.s3.key_template", "%v", err)
 	}

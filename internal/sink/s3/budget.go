@@ -1,8 +1,13 @@
 package s3
 
 import (
+	"bytes"
 	"container/list"
 	"context"
+	"fmt"
+	"hash"
+	"io"
+	"os"
 	"sync"
 )
 
@@ -101,40 +106,88 @@ func (b *budget) inUse() int64 {
 	return b.used
 }
 
-// bufPool hands out body buffers charged against a budget. Part-size buffers
-// are reused, so a busy sink settles at budget bytes of buffers instead of
-// churning the garbage collector; other sizes are allocated exactly.
+// bufPool hands out body buffers charged against a budget.
+//
+// In memory (no spool directory), part-size buffers are reused, so a busy
+// sink settles at budget bytes of buffers instead of churning the garbage
+// collector; other sizes are allocated exactly.
+//
+// With a spool directory, a body above spoolAbove bytes is held in a file
+// (created there and unlinked at once, so a crash leaves nothing behind)
+// charged against the spool budget: its bytes live in the kernel's page
+// cache, not in the process, which keeps the archiver's memory flat however
+// large or many the recordings. Only the small bodies stay in memory, in
+// the small memory budget: those up to smallExact allocated exactly, the
+// others in reused spoolAbove-size buffers.
 type bufPool struct {
-	budget   *budget
+	budget   *budget // memory buffers
 	partSize int64
 
-	mu   sync.Mutex
-	free [][]byte
+	dir        string  // "" : everything in memory
+	spool      *budget // file buffers, with dir
+	spoolAbove int64
+
+	mu        sync.Mutex
+	free      [][]byte
+	freeFiles []*os.File
 }
 
+// smallExact: memory bodies up to this size are allocated exactly (their
+// garbage is small); larger ones reuse pooled buffers.
+const smallExact = 64 << 10
+
+// maxFreeFiles bounds the spool files kept open for reuse: as many parts
+// as the spool budget holds.
+func (p *bufPool) maxFreeFiles() int { return int(max(2, p.spool.size/p.partSize)) }
+
+// scratchSize is the read size when filling a file buffer.
+const scratchSize = 128 << 10
+
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, scratchSize); return &b }}
+
+// buffer is one body buffer: memory (b) or a spool file (f, n bytes).
 type buffer struct {
 	b    []byte
+	f    *os.File
+	n    int64
+	cap  int64
 	cost int64
+	from *budget
 }
 
 func newBufPool(b *budget, partSize int64) *bufPool {
 	return &bufPool{budget: b, partSize: partSize}
 }
 
-// get returns a buffer of length n, charged at its real size: a pooled
-// part-size buffer when n is at least a quarter part, an exact one below
-// (so a small body does not pin a whole part), an exact one above.
+// withSpool makes the pool hold bodies above above bytes in files under dir,
+// up to spool bytes of them at once.
+func (p *bufPool) withSpool(dir string, spool *budget, above int64) *bufPool {
+	p.dir, p.spool, p.spoolAbove = dir, spool, above
+	return p
+}
+
+// get returns a buffer of capacity n (empty: fill it), charged at its real
+// size: in memory a pooled buffer when n is at least a quarter part (or
+// above smallExact with a spool), an exact one otherwise; a spool file
+// charged n.
 func (p *bufPool) get(ctx context.Context, n int64) (*buffer, error) {
+	if p.dir != "" && n > p.spoolAbove {
+		return p.getFile(ctx, n)
+	}
+	poolSize := p.partSize
 	pooled := n <= p.partSize && n >= p.partSize/4
+	if p.dir != "" {
+		poolSize, pooled = p.spoolAbove, n > smallExact
+	}
 	cost := n
 	if pooled {
-		cost = p.partSize
+		cost = poolSize
 	}
 	if err := p.budget.acquire(ctx, cost); err != nil {
 		return nil, err
 	}
 	if !pooled {
-		return &buffer{b: make([]byte, n), cost: cost}, nil
+		return &buffer{b: make([]byte, n), cap: n, cost: cost, from: p.budget}, nil
 	}
 	p.mu.Lock()
 	var b []byte
@@ -143,21 +196,130 @@ func (p *bufPool) get(ctx context.Context, n int64) (*buffer, error) {
 	}
 	p.mu.Unlock()
 	if b == nil {
-		b = make([]byte, p.partSize)
+		b = make([]byte, poolSize)
 	}
-	return &buffer{b: b[:n], cost: cost}, nil
+	return &buffer{b: b[:n], cap: n, cost: cost, from: p.budget}, nil
 }
 
-// put returns buf to the pool and its cost to the budget. buf must not be
+func (p *bufPool) getFile(ctx context.Context, n int64) (*buffer, error) {
+	if err := p.spool.acquire(ctx, n); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	var f *os.File
+	if k := len(p.freeFiles); k > 0 {
+		f, p.freeFiles = p.freeFiles[k-1], p.freeFiles[:k-1]
+	}
+	p.mu.Unlock()
+	if f == nil {
+		var err error
+		if f, err = os.CreateTemp(p.dir, "cec-archiver-part-*"); err != nil {
+			p.spool.release(n)
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+		if err := os.Remove(f.Name()); err != nil {
+			f.Close()
+			p.spool.release(n)
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+	}
+	return &buffer{f: f, cap: n, cost: n, from: p.spool}, nil
+}
+
+// put returns buf to the pool and its cost to its budget. buf must not be
 // used afterwards.
 func (p *bufPool) put(buf *buffer) {
 	if buf == nil {
 		return
 	}
-	if int64(cap(buf.b)) == p.partSize && buf.cost == p.partSize {
+	if buf.f != nil {
+		// Kept as they are: overwriting a file's cached pages costs a copy,
+		// emptying it and filling it again a page allocation per 4 KiB (a
+		// third of the sink's CPU). The free files hold at most one budget
+		// of stale bytes, so the spool stays within twice the budget.
+		p.mu.Lock()
+		if len(p.freeFiles) < p.maxFreeFiles() {
+			p.freeFiles = append(p.freeFiles, buf.f)
+		} else {
+			buf.f.Close()
+		}
+		p.mu.Unlock()
+	} else if size := int64(cap(buf.b)); size == buf.cost && (size == p.partSize || (p.dir != "" && size == p.spoolAbove)) {
 		p.mu.Lock()
 		p.free = append(p.free, buf.b[:cap(buf.b)])
 		p.mu.Unlock()
 	}
-	p.budget.release(buf.cost)
+	buf.from.release(buf.cost)
+}
+
+// len returns the bytes the buffer holds.
+func (b *buffer) len() int64 {
+	if b.f != nil {
+		return b.n
+	}
+	return int64(len(b.b))
+}
+
+// reader reads what the buffer holds, from the start, seekable (the SDK
+// rewinds it to retry).
+func (b *buffer) reader() io.ReadSeeker {
+	if b.f != nil {
+		return io.NewSectionReader(b.f, 0, b.n)
+	}
+	return bytes.NewReader(b.b)
+}
+
+// fill reads r into the buffer up to its capacity, writing every byte also
+// to w (nil: nowhere). Like io.ReadFull it returns io.EOF when nothing was
+// read and io.ErrUnexpectedEOF when r ended before the buffer was full.
+func (b *buffer) fill(r io.Reader, w io.Writer) (int64, error) {
+	if b.f == nil {
+		b.b = b.b[:b.cap]
+		n, err := io.ReadFull(r, b.b)
+		b.b = b.b[:n]
+		if w != nil {
+			w.Write(b.b)
+		}
+		return int64(n), err
+	}
+	sp := scratchPool.Get().(*[]byte)
+	defer scratchPool.Put(sp)
+	scratch := *sp
+	b.n = 0
+	for b.n < b.cap {
+		m, err := io.ReadFull(r, scratch[:min(int64(len(scratch)), b.cap-b.n)])
+		if m > 0 {
+			if w != nil {
+				w.Write(scratch[:m])
+			}
+			if _, werr := b.f.WriteAt(scratch[:m], b.n); werr != nil {
+				return b.n, fmt.Errorf("spool: %w", werr)
+			}
+			b.n += int64(m)
+		}
+		switch {
+		case err == io.ErrUnexpectedEOF || (err == io.EOF && b.n > 0):
+			return b.n, io.ErrUnexpectedEOF
+		case err != nil:
+			return b.n, err
+		}
+	}
+	return b.n, nil
+}
+
+// hashWriter is an io.MultiWriter over the non-nil hashes.
+func hashWriter(hs ...hash.Hash) io.Writer {
+	var ws []io.Writer
+	for _, h := range hs {
+		if h != nil {
+			ws = append(ws, h)
+		}
+	}
+	switch len(ws) {
+	case 0:
+		return nil
+	case 1:
+		return ws[0]
+	}
+	return io.MultiWriter(ws...)
 }

@@ -1,7 +1,11 @@
 package s3
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -117,4 +121,73 @@ func waitWaiters(t *testing.T, b *budget, n int) {
 		}
 	}
 	t.Fatalf("never saw %d waiters", n)
+}
+
+// TestBufPool_Spool: with a spool directory, a body above SpoolAbove is held
+// in an unlinked file charged to the spool budget, never to the memory
+// budget; it reads back what was filled, hashed on the way in; a small body
+// stays in memory. Returned files are reused, and a reused file reads back
+// only what its new fill wrote.
+func TestBufPool_Spool(t *testing.T) {
+	const part = 4 << 20
+	dir := t.TempDir()
+	mem, disk := newBudget(2*SpoolAbove), newBudget(2*part)
+	p := newBufPool(mem, part).withSpool(dir, disk, SpoolAbove)
+	ctx := context.Background()
+
+	src := bytes.Repeat([]byte("0123456789abcdef"), part/16)
+	big, err := p.get(ctx, part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if big.f == nil || big.b != nil {
+		t.Fatalf("a %d-byte buffer is in memory, want a spool file", part)
+	}
+	h := sha256.New()
+	if n, err := big.fill(bytes.NewReader(src[:part-5]), h); n != part-5 || err != io.ErrUnexpectedEOF {
+		t.Fatalf("fill of a short body = %d, %v; want %d, ErrUnexpectedEOF", n, err, part-5)
+	}
+	if want := sha256.Sum256(src[:part-5]); !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Error("fill hashed other bytes than it read")
+	}
+	got, err := io.ReadAll(big.reader())
+	if err != nil || !bytes.Equal(got, src[:part-5]) || big.len() != part-5 {
+		t.Fatalf("spool file reads back %d bytes (%v), len %d; want the %d filled", len(got), err, big.len(), part-5)
+	}
+	if mem.inUse() != 0 || disk.inUse() != part {
+		t.Errorf("in use: memory %d, spool %d; want 0 and %d", mem.inUse(), disk.inUse(), part)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("spool file visible in the directory: %v", left)
+	}
+	small, err := p.get(ctx, 1000)
+	if err != nil || small.f != nil || mem.inUse() != 1000 {
+		t.Fatalf("a 1000-byte buffer: file %v, memory in use %d, %v; want memory, 1000", small.f != nil, mem.inUse(), err)
+	}
+	if n, err := small.fill(bytes.NewReader(src), nil); n != 1000 || err != nil || !bytes.Equal(small.b, src[:1000]) {
+		t.Fatalf("fill of a full small buffer = %d, %v", n, err)
+	}
+	f := big.f
+	p.put(big)
+	p.put(small)
+	again, err := p.get(ctx, part)
+	if err != nil || again.f != f {
+		t.Errorf("spool file not reused (%v)", err)
+	}
+	if n, err := again.fill(bytes.NewReader(nil), nil); n != 0 || err != io.EOF {
+		t.Errorf("fill of an empty body = %d, %v; want 0, EOF", n, err)
+	}
+	if got, err := io.ReadAll(again.reader()); err != nil || len(got) != 0 {
+		t.Errorf("a reused file refilled with nothing reads back %d bytes, %v", len(got), err)
+	}
+	if n, err := again.fill(bytes.NewReader([]byte("new")), nil); n != 3 || err != io.ErrUnexpectedEOF {
+		t.Errorf("fill = %d, %v", n, err)
+	}
+	if got, _ := io.ReadAll(again.reader()); string(got) != "new" {
+		t.Errorf("a reused file reads back %q, want only its new content", got)
+	}
+	p.put(again)
+	if mem.inUse() != 0 || disk.inUse() != 0 {
+		t.Errorf("after all puts: memory %d, spool %d in use", mem.inUse(), disk.inUse())
+	}
 }

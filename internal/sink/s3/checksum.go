@@ -3,6 +3,7 @@ package s3
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"hash"
 	"hash/crc32"
@@ -38,6 +39,36 @@ func (alg ChecksumAlgorithm) sdk() types.ChecksumAlgorithm {
 		return types.ChecksumAlgorithmCrc32
 	}
 	return ""
+}
+
+// fullHash returns the hash that runs over a whole body besides its SHA-256:
+// the algorithm's own for CRCs (a part's, or the full-object value a store
+// may report), nil for SHA256 (the SHA-256 is it) and NONE.
+func (alg ChecksumAlgorithm) fullHash() hash.Hash {
+	if alg == ChecksumSHA256 {
+		return nil
+	}
+	return alg.newHash()
+}
+
+// partHash returns a fresh hash for a part after the first: the algorithm's,
+// or SHA-256 for NONE (the part's signed payload hash).
+func (alg ChecksumAlgorithm) partHash() hash.Hash {
+	if alg == ChecksumNone {
+		return sha256.New()
+	}
+	return alg.newHash()
+}
+
+// encode renders the hash of a body or part as what is sent with it: the
+// checksum (base64) or, for NONE, no checksum and the payload hash to sign
+// (hex).
+func (alg ChecksumAlgorithm) encode(h hash.Hash) (check, payload string) {
+	raw := h.Sum(nil)
+	if alg == ChecksumNone {
+		return "", hex.EncodeToString(raw)
+	}
+	return base64.StdEncoding.EncodeToString(raw), ""
 }
 
 // sum returns the base64 checksum of data (S3's encoding: big-endian bytes),

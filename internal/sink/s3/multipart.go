@@ -1,13 +1,12 @@
 package s3
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"sync"
 	"time"
@@ -25,9 +24,9 @@ import (
 // the caller's context is already cancelled.
 const abortTimeout = time.Minute
 
-// putMultipart uploads first (a full part already read) and the rest of
-// body as a multipart upload. It owns first.
-func (s *Sink) putMultipart(ctx context.Context, key string, first *buffer, body io.Reader, size int64, meta sink.Meta) (_ sink.Object, err error) {
+// putMultipart uploads first (a full part already read, hashed by sha and
+// full) and the rest of body as a multipart upload. It owns first.
+func (s *Sink) putMultipart(ctx context.Context, key string, first *buffer, sha, full hash.Hash, body io.Reader, size int64, meta sink.Meta) (_ sink.Object, err error) {
 	objKey := s.ObjectKey(key)
 	// The digest goes into metadata only when known before the upload
 	// starts; otherwise it becomes a tag after completion.
@@ -69,7 +68,7 @@ func (s *Sink) putMultipart(ctx context.Context, key string, first *buffer, body
 	up.ctx, up.cancel = context.WithCancelCause(ctx)
 	defer up.cancel(nil)
 
-	total, sum, full, readErr := up.run(first, body, size)
+	total, sum, fullSum, readErr := up.run(first, sha, full, body, size)
 	up.wg.Wait()
 	if readErr != nil {
 		return sink.Object{}, readErr
@@ -110,7 +109,7 @@ func (s *Sink) putMultipart(ctx context.Context, key string, first *buffer, body
 		return sink.Object{}, fmt.Errorf("complete multipart upload: %w", err)
 	}
 	completed = true
-	obj, err := s.confirm(ctx, key, total, sum, full, composite, written{
+	obj, err := s.confirm(ctx, key, total, sum, fullSum, composite, written{
 		op:        "CompleteMultipartUpload",
 		checksum:  s.opts.Checksum.pick(cout.ChecksumCRC32, cout.ChecksumCRC32C, cout.ChecksumSHA256),
 		versionID: aws.ToString(cout.VersionId),
@@ -165,20 +164,25 @@ type uploader struct {
 
 // run reads body to its end, dispatching parts. It returns the total size,
 // the hex SHA-256 and the full-object checksum of the body, or the error
-// that stopped reading. first is full; run owns it.
-func (u *uploader) run(first *buffer, body io.Reader, size int64) (total int64, sum, full string, err error) {
+// that stopped reading. first is full and was hashed by sha and full (the
+// whole-body hashes, which run on); run owns first.
+func (u *uploader) run(first *buffer, sha, full hash.Hash, body io.Reader, size int64) (total int64, sum, fullSum string, err error) {
 	u.partSums = map[int32]string{}
-	digest := sha256.New()
-	whole := u.s.opts.Checksum.newHash()             // full-object CRC, for stores that report one
+	alg := u.s.opts.Checksum
 	body = stream.ContextReader{Ctx: u.ctx, R: body} // stop reading once a part failed
 	buf := first
+	// The first part's hash is the whole-body hash so far: no second pass.
+	partHash := full
+	if partHash == nil {
+		partHash = sha
+	}
 	var partNum int32
 	for {
 		if u.ctx.Err() != nil {
 			u.s.pool.put(buf)
 			return total, "", "", context.Cause(u.ctx)
 		}
-		n := int64(len(buf.b))
+		n := buf.len()
 		total += n
 		if size >= 0 && total > size {
 			u.s.pool.put(buf)
@@ -187,16 +191,13 @@ func (u *uploader) run(first *buffer, body io.Reader, size int64) (total int64, 
 		if n == 0 {
 			u.s.pool.put(buf) // the body ended on a part boundary
 		} else {
-			digest.Write(buf.b)
-			if whole != nil && u.s.opts.Checksum != ChecksumSHA256 {
-				whole.Write(buf.b)
-			}
 			partNum++
 			if partNum > maxParts {
 				u.s.pool.put(buf)
 				return total, "", "", fmt.Errorf("body exceeds %d parts of %d bytes", maxParts, u.s.opts.PartSize)
 			}
-			u.dispatch(partNum, buf) // owns buf
+			check, payload := alg.encode(partHash)
+			u.dispatch(partNum, buf, check, payload) // owns buf
 		}
 		if n < u.s.opts.PartSize {
 			break // short read: the body has ended
@@ -206,9 +207,8 @@ func (u *uploader) run(first *buffer, body io.Reader, size int64) (total int64, 
 		if err != nil {
 			return total, "", "", context.Cause(u.ctx)
 		}
-		m, err := io.ReadFull(body, next.b)
-		next.b = next.b[:m]
-		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		partHash = alg.partHash()
+		if _, err := next.fill(body, hashWriter(sha, full, partHash)); err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 			u.s.pool.put(next)
 			if u.ctx.Err() != nil {
 				// The read stopped because a part failed (or ctx ended):
@@ -219,15 +219,16 @@ func (u *uploader) run(first *buffer, body io.Reader, size int64) (total int64, 
 		}
 		buf = next
 	}
-	sum = hex.EncodeToString(digest.Sum(nil))
-	if whole != nil && u.s.opts.Checksum != ChecksumSHA256 {
-		full = base64.StdEncoding.EncodeToString(whole.Sum(nil))
+	sum = hex.EncodeToString(sha.Sum(nil))
+	if full != nil {
+		fullSum = base64.StdEncoding.EncodeToString(full.Sum(nil))
 	}
-	return total, sum, full, nil
+	return total, sum, fullSum, nil
 }
 
-// dispatch uploads one part in the background; it owns buf.
-func (u *uploader) dispatch(num int32, buf *buffer) {
+// dispatch uploads one part in the background, with its checksum (or, for
+// NONE, its signed payload hash); it owns buf.
+func (u *uploader) dispatch(num int32, buf *buffer, check, payload string) {
 	select {
 	case u.slots <- struct{}{}:
 	case <-u.ctx.Done():
@@ -237,23 +238,16 @@ func (u *uploader) dispatch(num int32, buf *buffer) {
 	u.wg.Go(func() {
 		defer func() { <-u.slots }()
 		defer u.s.pool.put(buf)
-		// The part's SHA-256 only where it is the part's checksum or its
-		// signed payload hash: a CRC checksum spares a second pass.
-		var raw [32]byte
-		if alg := u.s.opts.Checksum; alg == ChecksumSHA256 || alg == ChecksumNone {
-			raw = sha256.Sum256(buf.b)
-		}
-		check := u.s.opts.Checksum.sum(buf.b, raw)
 		in := &s3.UploadPartInput{
 			Bucket:        aws.String(u.s.opts.Bucket),
 			Key:           aws.String(u.objKey),
 			UploadId:      aws.String(u.uploadID),
 			PartNumber:    aws.Int32(num),
-			Body:          bytes.NewReader(buf.b),
-			ContentLength: aws.Int64(int64(len(buf.b))),
+			Body:          buf.reader(),
+			ContentLength: aws.Int64(buf.len()),
 		}
 		u.s.opts.Checksum.setPart(in, check)
-		out, err := u.s.client.UploadPart(u.ctx, in, u.s.signing(func() string { return hex.EncodeToString(raw[:]) }))
+		out, err := u.s.client.UploadPart(u.ctx, in, u.s.signing(func() string { return payload }))
 		if err != nil {
 			u.cancel(fmt.Errorf("upload part %d: %w", num, err))
 			return

@@ -53,6 +53,9 @@ const (
 	DefaultMultipartThreshold = 8 << 20
 	DefaultUploadConcurrency  = 4
 	DefaultMaxInflightBytes   = 64 << 20
+	DefaultMaxBufferedBytes   = 16 << 20
+	// SpoolAbove: with a SpoolDir, bodies larger than this are spooled.
+	SpoolAbove = 1 << 20
 
 	minPartSize = 5 << 20 // S3's minimum for every part but the last
 	maxPartSize = 5 << 30
@@ -97,8 +100,19 @@ type Options struct {
 	PartSize           int64 // bytes per part
 	UploadConcurrency  int   // parts in flight per upload
 	// MaxInflightBytes bounds the body bytes buffered by all concurrent Puts
-	// of the Sink together (part buffers and single-put buffers).
+	// of the Sink together (part buffers and single-put buffers): in
+	// SpoolDir when it is set, else in memory.
 	MaxInflightBytes int64
+	// SpoolDir, when set, holds every body buffer above SpoolAbove (parts,
+	// larger single puts) in files there, unlinked as soon as created: their
+	// bytes sit in the kernel's page cache, not in the process, so its
+	// memory stays flat in the size and number of recordings. The smaller
+	// bodies stay in memory, within MaxBufferedBytes. Empty: every buffer
+	// in memory, within MaxInflightBytes.
+	SpoolDir string
+	// MaxBufferedBytes bounds the small bodies held in memory with SpoolDir
+	// (default 16 MiB: sixteen 1 MiB bodies at once).
+	MaxBufferedBytes int64
 
 	Logger *zap.Logger // nil: no logging
 	// APIOptions are appended to the S3 client's middleware stack
@@ -125,6 +139,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxInflightBytes == 0 {
 		o.MaxInflightBytes = max(DefaultMaxInflightBytes, o.PartSize, o.MultipartThreshold)
+	}
+	if o.MaxBufferedBytes == 0 {
+		o.MaxBufferedBytes = DefaultMaxBufferedBytes
 	}
 	o.Prefix = strings.Trim(o.Prefix, "/")
 }
@@ -196,6 +213,9 @@ func (o Options) Validate() error {
 	if o.MaxInflightBytes < max(o.PartSize, o.MultipartThreshold) {
 		bad("max_inflight_bytes", "%d: must hold at least one part (%d) and one single-put body (%d)",
 			o.MaxInflightBytes, o.PartSize, o.MultipartThreshold)
+	}
+	if o.SpoolDir != "" && o.MaxBufferedBytes < SpoolAbove {
+		bad("max_buffered_bytes", "%d: must hold at least one in-memory body (%d bytes)", o.MaxBufferedBytes, SpoolAbove)
 	}
 	return errors.Join(errs...)
 }

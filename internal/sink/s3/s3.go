@@ -55,6 +55,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"net/url"
@@ -123,8 +124,14 @@ func newSink(ctx context.Context, opts Options) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := newBudget(opts.MaxInflightBytes)
-	s := &Sink{opts: opts, client: client, log: log, budget: b, pool: newBufPool(b, opts.PartSize)}
+	s := &Sink{opts: opts, client: client, log: log}
+	if opts.SpoolDir != "" {
+		s.budget = newBudget(opts.MaxBufferedBytes)
+		s.pool = newBufPool(s.budget, opts.PartSize).withSpool(opts.SpoolDir, newBudget(opts.MaxInflightBytes), SpoolAbove)
+	} else {
+		s.budget = newBudget(opts.MaxInflightBytes)
+		s.pool = newBufPool(s.budget, opts.PartSize)
+	}
 	switch opts.ConditionalWrite {
 	case ConditionalOn:
 		s.conditional, s.conditionalComplete = true, true
@@ -361,15 +368,18 @@ func (s *Sink) put(ctx context.Context, key string, body io.Reader, size int64, 
 		}
 	}
 
+	// Every byte read is hashed once on the way in: the body's SHA-256, and
+	// with a CRC checksum its CRC (single put) or full-object CRC.
+	sha, full := sha256.New(), s.opts.Checksum.fullHash()
 	if size >= 0 && size <= s.opts.MultipartThreshold {
 		buf, err := s.pool.get(ctx, size)
 		if err != nil {
 			return sink.Object{}, err
 		}
 		defer s.pool.put(buf)
-		n, err := io.ReadFull(body, buf.b)
+		n, err := buf.fill(body, hashWriter(sha, full))
 		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			return sink.Object{}, stream.CheckSize(size, int64(n))
+			return sink.Object{}, stream.CheckSize(size, n)
 		}
 		if err != nil {
 			return sink.Object{}, err
@@ -381,22 +391,22 @@ func (s *Sink) put(ctx context.Context, key string, body io.Reader, size int64, 
 		case err != io.EOF:
 			return sink.Object{}, err // the source failed after its last byte
 		}
-		return s.putSingle(ctx, key, buf.b, meta)
+		return s.putSingle(ctx, key, buf, sha, full, meta)
 	}
 
 	buf, err := s.pool.get(ctx, s.opts.PartSize)
 	if err != nil {
 		return sink.Object{}, err
 	}
-	n, err := io.ReadFull(body, buf.b)
+	n, err := buf.fill(body, hashWriter(sha, full))
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		// The whole body fits in one part: one PutObject.
 		defer s.pool.put(buf)
-		if err := stream.CheckSize(size, int64(n)); err != nil {
+		if err := stream.CheckSize(size, n); err != nil {
 			return sink.Object{}, err
 		}
-		return s.putSingle(ctx, key, buf.b[:n], meta)
+		return s.putSingle(ctx, key, buf, sha, full, meta)
 	case err != nil:
 		s.pool.put(buf)
 		return sink.Object{}, err
@@ -407,13 +417,13 @@ func (s *Sink) put(ctx context.Context, key string, body io.Reader, size int64, 
 		switch {
 		case err == nil:
 			defer s.pool.put(buf)
-			return s.compare(ctx, key, existing, io.MultiReader(bytes.NewReader(buf.b), body), size, meta)
+			return s.compare(ctx, key, existing, io.MultiReader(buf.reader(), body), size, meta)
 		case !errors.Is(err, sink.ErrNotFound):
 			s.pool.put(buf)
 			return sink.Object{}, err
 		}
 	}
-	return s.putMultipart(ctx, key, buf, body, size, meta)
+	return s.putMultipart(ctx, key, buf, sha, full, body, size, meta)
 }
 
 // compare hashes body and decides against the existing object.
@@ -521,19 +531,24 @@ func encodeTags(tags map[string]string) string {
 	return b.String()
 }
 
-func (s *Sink) putSingle(ctx context.Context, key string, data []byte, meta sink.Meta) (sink.Object, error) {
-	n := int64(len(data))
-	raw := sha256.Sum256(data)
-	sum := hex.EncodeToString(raw[:])
+// putSingle sends buf (filled; sha and full hashed it) in one PutObject.
+func (s *Sink) putSingle(ctx context.Context, key string, buf *buffer, sha, full hash.Hash, meta sink.Meta) (sink.Object, error) {
+	n := buf.len()
+	sum := hex.EncodeToString(sha.Sum(nil))
 	if err := stream.CheckDigest(meta.SHA256, sum); err != nil {
 		return sink.Object{}, err
 	}
-	check := s.opts.Checksum.sum(data, raw)
+	var check string
+	if full != nil {
+		check, _ = s.opts.Checksum.encode(full)
+	} else {
+		check, _ = s.opts.Checksum.encode(sha)
+	}
 	a := s.attrs(meta, sum)
 	in := &s3.PutObjectInput{
 		Bucket:                    aws.String(s.opts.Bucket),
 		Key:                       aws.String(s.ObjectKey(key)),
-		Body:                      bytes.NewReader(data),
+		Body:                      buf.reader(),
 		ContentLength:             aws.Int64(n),
 		ContentType:               a.contentType,
 		Metadata:                  a.metadata,

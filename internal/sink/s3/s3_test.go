@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -24,8 +25,18 @@ import (
 
 // testOptions are small parts so the suite's large bodies go multipart
 // without taking long.
+// testOptions are the sink's options for tests: small parts, and part
+// buffers spooled to a directory of the test's, as the archiver runs it
+// (checked empty at the end: spool files are unlinked when created).
 func testOptions(t testing.TB, srv *s3test.Server, bucket string) s3.Options {
+	spool := t.TempDir()
+	t.Cleanup(func() {
+		if left, err := os.ReadDir(spool); err != nil || len(left) > 0 {
+			t.Errorf("spool directory holds %d entries (%v), want none", len(left), err)
+		}
+	})
 	return s3.Options{
+		SpoolDir:           spool,
 		Endpoint:           srv.Endpoint,
 		Region:             srv.Region,
 		Bucket:             bucket,
@@ -174,7 +185,8 @@ func TestSink_ConformanceVariants(t *testing.T) {
 		name string
 		mod  func(*s3.Options)
 	}{
-		{"CRC32C", func(o *s3.Options) { o.Checksum = s3.ChecksumCRC32C }},
+		{"SHA256", func(o *s3.Options) { o.Checksum = s3.ChecksumSHA256 }},
+		{"MemoryBuffers", func(o *s3.Options) { o.SpoolDir = "" }},
 		{"CRC32", func(o *s3.Options) { o.Checksum = s3.ChecksumCRC32 }},
 		{"NoChecksum", func(o *s3.Options) { o.Checksum = s3.ChecksumNone }},
 		{"HeadThenPut", func(o *s3.Options) { o.ConditionalWrite = s3.ConditionalOff }},
