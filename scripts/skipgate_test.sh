@@ -167,6 +167,7 @@ ok  	MOD/internal/sink/s3test	0.5s
 ok  	MOD/test/acceptance	30.2s
 === PKG bench
 --- PASS: TestRun_Smoke (12.00s)
+--- PASS: TestRun_Resume (14.00s)
 ok  	MOD/bench	12.5s
 OUT
 }

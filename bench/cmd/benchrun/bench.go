@@ -23,6 +23,7 @@ const (
 	variantLoop     = "B"       // the bare Go loop
 	variantRclone   = "C"       // rclone copy
 	variantEmpty    = "A-empty" // store1m: the archiver on an empty state
+	variantResume   = "A-resume" // resume: a killed backfill, then the whole one (measured)
 	variantFull     = "A-1m"    // store1m: the archiver on the big state
 )
 
@@ -82,13 +83,16 @@ func (b *bench) variants() []string {
 	if b.d.StoreItems > 0 {
 		return []string{variantEmpty, variantFull}
 	}
+	if b.d.Resume {
+		return []string{variantResume}
+	}
 	return []string{variantArchiver, variantLoop, variantRclone}
 }
 
 func (b *bench) run(ctx context.Context) error {
 	b.res = newResults(b.o, b.d)
 	b.logf("dataset %s (%s), %d round(s), work dir %s", b.d.Name, b.d.Description, b.o.rounds, b.work)
-	if b.d.StoreItems == 0 {
+	if b.d.StoreItems == 0 && !b.d.Resume {
 		v, err := exec.Command(b.o.rclone, "version").Output()
 		if err != nil {
 			return fmt.Errorf("rclone (%s) does not run: %v; bench/run.sh installs it", b.o.rclone, err)
@@ -192,7 +196,7 @@ func (b *bench) runVariant(ctx context.Context, round int, v string) (runResult,
 	}
 	r := runResult{Variant: v, Round: round, Bucket: bucket}
 	var state string
-	if v == variantArchiver || v == variantEmpty || v == variantFull {
+	if v == variantArchiver || v == variantEmpty || v == variantFull || v == variantResume {
 		seed := ""
 		if v == variantFull {
 			seed = b.bigState
@@ -207,6 +211,8 @@ func (b *bench) runVariant(ctx context.Context, round int, v string) (runResult,
 	switch v {
 	case variantArchiver, variantEmpty, variantFull:
 		r.measure, err = b.runArchiver(ctx, dir, bucket, state)
+	case variantResume:
+		r.measure, err = b.runResume(ctx, dir, bucket, state)
 	case variantLoop:
 		r.measure, err = b.runLoop(ctx, dir, bucket)
 	case variantRclone:

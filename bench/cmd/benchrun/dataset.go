@@ -38,6 +38,11 @@ type dataset struct {
 	// archiver alone, on an empty state and on one holding that many done
 	// items.
 	StoreItems int `json:"store_items,omitempty"`
+	// Days, when more than one, spreads the calls over that many days
+	// before today; the resume check backfills them.
+	Days int `json:"days,omitempty"`
+	// Resume makes the run the killed-backfill check (resume.go).
+	Resume bool `json:"resume,omitempty"`
 }
 
 // datasetByName returns the named dataset. Recordings per call: about 1.0
@@ -60,6 +65,9 @@ func datasetByName(name string) (dataset, bool) {
 	case "10mb":
 		return dataset{Name: name, Description: "~160 agent recordings × 10 MiB, lookups off (the memory target with 10 MB files)",
 			Calls: 160, MinBytes: 10 * mib, MaxBytes: 10 * mib}, true
+	case "resume":
+		return dataset{Name: name, Description: "a backfill over 12 days, SIGKILLed at window 7 and run again: which windows the second run requests",
+			Calls: 240, MinBytes: 8 * kib, MaxBytes: 8 * kib, Days: 12, Resume: true}, true
 	case "8kb":
 		return dataset{Name: name, Description: "~20,000 agent recordings × 8 KiB, lookups off",
 			Calls: 20000, MinBytes: 8 * kib, MaxBytes: 8 * kib}, true
@@ -70,7 +78,7 @@ func datasetByName(name string) (dataset, bool) {
 	return dataset{}, false
 }
 
-func datasetNames() string { return "smoke, 1mb, large, 100mb, 10mb, 8kb, store1m" }
+func datasetNames() string { return "smoke, 1mb, large, 100mb, 10mb, 8kb, store1m, resume" }
 
 // Simulator credentials, shared with the archiver's configuration.
 const (
@@ -98,7 +106,9 @@ type simulator struct {
 	sim *cecsim.Server
 	srv *http.Server
 	URL string
-	Day time.Time
+	// Start is the first day of calls (yesterday but for Days > 1).
+	Start   time.Time
+	queries *queryWatch
 }
 
 // startSimulator serves the dataset's simulator; its one day of calls is
@@ -106,9 +116,10 @@ type simulator struct {
 // Packages are ready at once: the benchmark measures the archiver, not the
 // simulator's announced delay.
 func startSimulator(d dataset, log *zap.Logger) (*simulator, error) {
-	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
+	days := max(d.Days, 1)
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -days)
 	sim, err := cecsim.New(cecsim.Options{
-		Seed: 1, Calls: d.Calls, Days: 1, Start: day, Location: time.UTC,
+		Seed: 1, Calls: d.Calls, Days: days, Start: day, Location: time.UTC,
 		Credentials: map[string]string{simAK: simSK}, TenantID: simTenant, APIPassword: simAPIPassword,
 		BillReadyDelay: -1, MinRecordingBytes: d.MinBytes, MaxRecordingBytes: d.MaxBytes,
 		Logger: log,
@@ -121,8 +132,9 @@ func startSimulator(d dataset, log *zap.Logger) (*simulator, error) {
 		sim.Close()
 		return nil, err
 	}
-	s := &simulator{sim: sim, URL: "http://" + ln.Addr().String(), Day: day,
-		srv: &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}}
+	q := &queryWatch{}
+	s := &simulator{sim: sim, URL: "http://" + ln.Addr().String(), Start: day, queries: q,
+		srv: &http.Server{Handler: q.wrap(sim), ReadHeaderTimeout: 10 * time.Second}}
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil
 }

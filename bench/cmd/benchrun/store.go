@@ -52,7 +52,7 @@ func (b *bench) prepareStore(ctx context.Context) error {
 	}
 	b.logf("priming run done in %s; filling %s with %d done items", time.Since(t0).Round(time.Millisecond), b.bigState, b.d.StoreItems)
 	t0 = time.Now()
-	if err := fillStore(ctx, b.bigState, b.d.StoreItems, b.sim.Day); err != nil {
+	if err := fillStore(ctx, b.bigState, b.d.StoreItems, b.sim.Start); err != nil {
 		return fmt.Errorf("fill %s: %w", b.bigState, err)
 	}
 	st, err := os.Stat(b.bigState)
