@@ -19,12 +19,12 @@ import (
 
 // Variant names.
 const (
-	variantArchiver = "A"       // the archiver
-	variantLoop     = "B"       // the bare Go loop
-	variantRclone   = "C"       // rclone copy
-	variantEmpty    = "A-empty" // store1m: the archiver on an empty state
+	variantArchiver = "A"        // the archiver
+	variantLoop     = "B"        // the bare Go loop
+	variantRclone   = "C"        // rclone copy
+	variantEmpty    = "A-empty"  // store1m: the archiver on an empty state
 	variantResume   = "A-resume" // resume: a killed backfill, then the whole one (measured)
-	variantFull     = "A-1m"    // store1m: the archiver on the big state
+	variantFull     = "A-1m"     // store1m: the archiver on the big state
 )
 
 // bench is one benchmark run: a dataset on disk and in the simulator, one
