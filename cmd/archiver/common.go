@@ -68,6 +68,9 @@ func (c *cli) loadConfig(flagValue string) (*config.Config, bool) {
 		}
 		return nil, false
 	}
+	if c.limitMemory != nil {
+		c.limitMemory(cfg)
+	}
 	return cfg, true
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/jobs"
 )
 
@@ -47,7 +48,9 @@ var version = "dev"
 
 func main() {
 	stop := startProfiles()
-	code := newCLI(os.Stdout, os.Stderr).main(os.Args[1:])
+	c := newCLI(os.Stdout, os.Stderr)
+	c.limitMemory = setMemoryLimit
+	code := c.main(os.Args[1:])
 	stop()
 	os.Exit(code)
 }
@@ -65,6 +68,10 @@ type cli struct {
 	forcedGrace time.Duration
 	// afterRun, when set, is called by "run" after each job run (tests).
 	afterRun func(job string, rep *jobs.Report, err error)
+	// limitMemory, when set, is called with each loaded configuration: the
+	// real process sets its Go memory limit from it (memlimit.go); tests,
+	// which share one process, do not.
+	limitMemory func(*config.Config)
 }
 
 func newCLI(stdout, stderr io.Writer) *cli {

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -178,11 +179,18 @@ func writeCanonical(w byteWriter, method, path string, query url.Values, names s
 // body is never held three times in memory.
 func hmacHex(key string, write func(w byteWriter)) string {
 	m := hmac.New(sha256.New, []byte(key))
-	bw := bufio.NewWriterSize(m, 32<<10)
+	bw := hmacWriters.Get().(*bufio.Writer)
+	bw.Reset(m)
 	write(bw)
 	bw.Flush()
+	bw.Reset(nil)
+	hmacWriters.Put(bw)
 	return hex.EncodeToString(m.Sum(nil))
 }
+
+// hmacWriters are the buffered writers of hmacHex, reused: one per signature
+// would be 32 KiB of garbage per request.
+var hmacWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
 
 // Signer signs requests with auth-v2 (cec-api.md §1). It is safe for
 // concurrent use. Its String method never prints the keys.
