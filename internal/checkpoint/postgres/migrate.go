@@ -131,12 +131,18 @@ func versionTooNew(have int) error {
 }
 
 // schemaVersion returns the newest version schema_migrations records, 0 when
-// the table does not exist (in the schema search_path names first).
+// the table does not exist in the schema tables are created in (the first
+// of search_path that exists). It reads pg_class with a query, not
+// to_regclass: a name lookup that takes no lock may use the session's
+// catalog cache as it was before the advisory lock was granted, and miss a
+// table the process that held the lock has just created.
 func schemaVersion(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }) (int, error) {
 	var exists bool
-	if err := q.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = current_schema() AND c.relname = 'schema_migrations')`).Scan(&exists); err != nil {
 		return 0, fmt.Errorf("read schema version: %w", err)
 	}
 	if !exists {
