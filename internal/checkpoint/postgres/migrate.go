@@ -18,6 +18,11 @@ var ErrSchemaTooNew = errors.New("checkpoint: database schema is newer than this
 // migrates it.
 var ErrSchemaTooOld = errors.New("checkpoint: database schema is older than this archiver; open it read-write once to migrate")
 
+// ErrNoSchema is returned by a ReadOnly Open when the database has no
+// archiver tables at all (schema version 0): nothing was ever archived in
+// it.
+var ErrNoSchema = errors.New("checkpoint: the database has no archiver tables yet")
+
 // migrateLockKey is the pg_advisory_xact_lock key migrations hold: one per
 // database, whatever the schema (search_path) or the tenant.
 const migrateLockKey int64 = 0x6365632d61726368 // "cec-arch"
@@ -164,6 +169,8 @@ func (s *Store) checkSchema(ctx context.Context) error {
 		return err
 	case have > SchemaVersion():
 		return versionTooNew(have)
+	case have == 0:
+		return fmt.Errorf("no schema_migrations table: %w", ErrNoSchema)
 	case have < SchemaVersion():
 		return fmt.Errorf("schema version %d, want %d: %w", have, SchemaVersion(), ErrSchemaTooOld)
 	}

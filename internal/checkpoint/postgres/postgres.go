@@ -160,7 +160,8 @@ var _ checkpoint.Store = (*Store)(nil)
 // Open connects to the database o.DSN names and, unless o.ReadOnly,
 // migrates its schema to this binary's version. It fails when the server
 // cannot be reached, when the schema is newer than this binary knows
-// (ErrSchemaTooNew) and, read-only, when it is older (ErrSchemaTooOld).
+// (ErrSchemaTooNew) and, read-only, when it is older (ErrSchemaTooOld) or
+// absent (ErrNoSchema).
 // Errors never quote the DSN.
 func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.DSN == "" {

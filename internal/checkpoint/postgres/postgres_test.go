@@ -2,83 +2,20 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint/checkpointtest"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint/postgres/pgtest"
 )
 
-// dsnEnv names the superuser DSN of the server the tests use. scripts/test.sh
-// starts one with scripts/postgres.sh and sets it.
-const dsnEnv = "ARCHIVER_TEST_POSTGRES_DSN"
-
-// serverDSN returns the test server's DSN, or skips the test when there is
-// none (.ci/required-tests makes that skip fail the run).
-func serverDSN(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv(dsnEnv)
-	if dsn == "" {
-		t.Skipf("%s is not set: start a throwaway server with `eval \"$(scripts/postgres.sh start)\"` (scripts/test.sh does)", dsnEnv)
-	}
-	return dsn
-}
-
-// withDatabase returns dsn with its database replaced by db.
-func withDatabase(t testing.TB, dsn, db string) string {
-	t.Helper()
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			t.Fatalf("%s does not parse as a URL", dsnEnv)
-		}
-		u.Path = "/" + db
-		return u.String()
-	}
-	// keyword=value: a later key wins.
-	return dsn + " dbname=" + db
-}
-
-// freshDB creates an empty database on the test server, dropped when the
-// test ends, and returns its DSN.
-func freshDB(t testing.TB) string {
-	t.Helper()
-	admin := serverDSN(t)
-	ctx := context.Background()
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	name := "cptest_" + hex.EncodeToString(b)
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatalf("connect to the test server: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatalf("create database %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			t.Errorf("connect to drop database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	return withDatabase(t, admin, name)
-}
+// serverDSN, freshDB and sql: see package pgtest.
+func serverDSN(t testing.TB) string             { return pgtest.ServerDSN(t) }
+func freshDB(t testing.TB) string               { return pgtest.NewDatabase(t) }
+func sql(t testing.TB, dsn string, q ...string) { pgtest.Exec(t, dsn, q...) }
 
 // open opens a store on dsn for tenant, closed when the test ends.
 func open(t testing.TB, dsn, tenant string) *Store {
@@ -89,22 +26,6 @@ func open(t testing.TB, dsn, tenant string) *Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
-}
-
-// sql runs statements on dsn directly, as an operator would.
-func sql(t testing.TB, dsn string, stmts ...string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	for _, q := range stmts {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
 }
 
 // TestStore_Conformance runs the checkpoint conformance suite, each test

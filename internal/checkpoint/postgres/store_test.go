@@ -295,11 +295,11 @@ func TestOpen_ConcurrentMigration(t *testing.T) {
 // the server too.
 func TestOpen_ReadOnly(t *testing.T) {
 	dsn := freshDB(t)
-	if s, err := Open(t.Context(), Options{DSN: dsn, Tenant: "tenant-a", ReadOnly: true}); !errors.Is(err, ErrSchemaTooOld) {
+	if s, err := Open(t.Context(), Options{DSN: dsn, Tenant: "tenant-a", ReadOnly: true}); !errors.Is(err, ErrNoSchema) {
 		if err == nil {
 			s.Close()
 		}
-		t.Fatalf("read-only Open of an empty database = %v, want ErrSchemaTooOld", err)
+		t.Fatalf("read-only Open of an empty database = %v, want ErrNoSchema", err)
 	}
 	rw := open(t, dsn, "tenant-a")
 	if _, err := rw.AddItems(t.Context(), []checkpoint.Item{agent("x")}); err != nil {
