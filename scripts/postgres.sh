@@ -52,19 +52,25 @@ install() {
 		log "initdb is missing: install Debian's postgresql package (or put initdb and pg_ctl on PATH)"
 		return 1
 	fi
-	local policy="" conf=/etc/postgresql-common/createcluster.d/cec-archiver-tests.conf apt_log rc=0 t0=$SECONDS
+	local policy="" confdir=/etc/postgresql-common/createcluster.d made_dir="" apt_log rc=0 t0=$SECONDS
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 		chmod 755 /usr/sbin/policy-rc.d
 		policy=1
 	fi
-	mkdir -p "$(dirname "$conf")"
-	echo "create_main_cluster = false" >"$conf"
+	# postgresql-common reads createcluster.d when the server package asks
+	# it to create the "main" cluster.
+	[ -d "$confdir" ] || { mkdir -p "$confdir" && made_dir=1; }
+	echo "create_main_cluster = false" >"$confdir/cec-archiver-tests.conf"
 	apt_log=$(mktemp -t cec-archiver-apt.XXXXXX)
 	log "installing Debian's postgresql package"
-	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; } >"$apt_log" 2>&1 || rc=$?
-	rm -f "$conf"
-	[ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
+	{
+		apt-get update -qq -o DPkg::Lock::Timeout=120 &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=120 postgresql
+	} >"$apt_log" 2>&1 || rc=$?
+	rm -f "$confdir/cec-archiver-tests.conf"
+	[ -z "$made_dir" ] || rmdir "$confdir" 2>/dev/null || true
+	[ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d
 	if [ "$rc" -ne 0 ]; then
 		log "installing postgresql failed:"
 		cat "$apt_log" >&2
