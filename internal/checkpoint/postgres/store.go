@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
 )
@@ -61,19 +62,34 @@ func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return tx.Commit(cctx)
 }
 
-// exec runs one state-changing statement, which is its own transaction, and
-// returns the rows it changed. Once sent, it is not interrupted by ctx.
-func (s *Store) exec(ctx context.Context, q string, args ...any) (int64, error) {
+// single runs fn, which sends one state-changing statement (its own
+// transaction), on a connection: the connection is taken under ctx (the
+// change has not begun), the statement runs under dctx, which ctx no longer
+// interrupts.
+func (s *Store) single(ctx context.Context, fn func(dctx context.Context, c *pgxpool.Conn) error) error {
 	if err := s.begin(ctx); err != nil {
-		return 0, err
+		return err
 	}
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
 	dctx, cancel := s.detach(ctx)
 	defer cancel()
-	tag, err := s.pool.Exec(dctx, q, args...)
-	if err != nil {
-		return 0, err
-	}
-	return tag.RowsAffected(), nil
+	return fn(dctx, c)
+}
+
+// exec runs one state-changing statement (see single) and returns the rows
+// it changed.
+func (s *Store) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	var n int64
+	err := s.single(ctx, func(dctx context.Context, c *pgxpool.Conn) error {
+		tag, err := c.Exec(dctx, q, args...)
+		n = tag.RowsAffected()
+		return err
+	})
+	return n, err
 }
 
 // read runs fn in a read-only REPEATABLE READ transaction, so that its
@@ -182,17 +198,14 @@ func (s *Store) CreatePackage(ctx context.Context, p checkpoint.Package) (int64,
 		if te.err != nil {
 			return 0, te.err
 		}
-		if err := s.begin(ctx); err != nil {
-			return 0, err
-		}
-		dctx, cancel := s.detach(ctx)
-		defer cancel()
 		var id int64
-		err := s.pool.QueryRow(dctx, `INSERT INTO packages (tenant, begin, "end", response_id, bill_file_name,
+		err := s.single(ctx, func(dctx context.Context, c *pgxpool.Conn) error {
+			return c.QueryRow(dctx, `INSERT INTO packages (tenant, begin, "end", response_id, bill_file_name,
 			requested_at, state, attempts, last_error, key, rows_key, size, sha256, calls, items, updated_at,
 			rows_sha256, quarantine_key)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id`,
-			args...).Scan(&id)
+				args...).Scan(&id)
+		})
 		return id, err
 	}()
 	if err != nil {
@@ -463,15 +476,12 @@ func (s *Store) Claim(ctx context.Context, kinds []string, now time.Time, limit 
 			kindCond = ` AND kind = ANY($5)`
 			args = append(args, kinds)
 		}
-		if err := s.begin(ctx); err != nil {
-			return nil, err
-		}
-		dctx, cancel := s.detach(ctx)
-		defer cancel()
-		// The due rows are chosen once (MATERIALIZED): a subquery under
-		// "id IN (…)" may be scanned again by the plan, each scan skipping
-		// other rows, and so hand out more than the limit.
-		rows, err := s.pool.Query(dctx, `WITH due AS MATERIALIZED (
+		var out []checkpoint.Item
+		err := s.single(ctx, func(dctx context.Context, c *pgxpool.Conn) error {
+			// The due rows are chosen once (MATERIALIZED): a subquery under
+			// "id IN (…)" may be scanned again by the plan, each scan skipping
+			// other rows, and so hand out more than the limit.
+			rows, err := c.Query(dctx, `WITH due AS MATERIALIZED (
 				SELECT id FROM items
 				WHERE tenant = $1 AND state IN ('pending', 'failed') AND next_attempt_at <= $3`+kindCond+`
 				ORDER BY next_attempt_at, id LIMIT $4
@@ -479,10 +489,13 @@ func (s *Store) Claim(ctx context.Context, kinds []string, now time.Time, limit 
 			UPDATE items SET state = 'in_progress', updated_at = $2
 			FROM due WHERE items.tenant = $1 AND items.id = due.id
 			RETURNING `+qualified("items", itemCols), args...)
-		if err != nil {
-			return nil, err
-		}
-		return collectItems(rows)
+			if err != nil {
+				return err
+			}
+			out, err = collectItems(rows)
+			return err
+		})
+		return out, err
 	}()
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: claim %s: %w", kindsString(kinds), err)
@@ -524,33 +537,36 @@ func (s *Store) transition(ctx context.Context, name string, id int64, from []ch
 }
 
 func (s *Store) transit(ctx context.Context, id int64, from []checkpoint.State, set string, args ...any) (checkpoint.Item, error) {
-	if err := s.begin(ctx); err != nil {
-		return checkpoint.Item{}, err
-	}
-	dctx, cancel := s.detach(ctx)
-	defer cancel()
 	q := `UPDATE items SET ` + set + `, updated_at = $3 WHERE tenant = $1 AND id = $2 AND state = ANY($4) RETURNING ` + itemCols
 	all := append([]any{s.tenant, id, s.stamp(), stateList(from)}, args...)
-	for attempt := 1; ; attempt++ {
-		it, err := scanItem(s.pool.QueryRow(dctx, q, all...))
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return it, err
+	var it checkpoint.Item
+	err := s.single(ctx, func(dctx context.Context, c *pgxpool.Conn) error {
+		for attempt := 1; ; attempt++ {
+			var err error
+			it, err = scanItem(c.QueryRow(dctx, q, all...))
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			// Changed nothing: say why.
+			var st string
+			err = c.QueryRow(dctx, `SELECT state FROM items WHERE tenant = $1 AND id = $2`, s.tenant, id).Scan(&st)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return checkpoint.ErrNotFound
+			}
+			if err != nil {
+				return err
+			}
+			// A concurrent change may have moved the item into a state the
+			// transition applies to after the UPDATE looked: then try again.
+			if !slices.Contains(from, checkpoint.State(st)) || attempt == 3 {
+				return fmt.Errorf("item is %s: %w", st, checkpoint.ErrState)
+			}
 		}
-		// Changed nothing: say why.
-		var st string
-		err = s.pool.QueryRow(dctx, `SELECT state FROM items WHERE tenant = $1 AND id = $2`, s.tenant, id).Scan(&st)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return checkpoint.Item{}, checkpoint.ErrNotFound
-		}
-		if err != nil {
-			return checkpoint.Item{}, err
-		}
-		// A concurrent change may have moved the item into a state the
-		// transition applies to after the UPDATE looked: then try again.
-		if !slices.Contains(from, checkpoint.State(st)) || attempt == 3 {
-			return checkpoint.Item{}, fmt.Errorf("item is %s: %w", st, checkpoint.ErrState)
-		}
+	})
+	if err != nil {
+		return checkpoint.Item{}, err
 	}
+	return it, nil
 }
 
 var (
