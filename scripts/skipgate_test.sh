@@ -102,6 +102,25 @@ OUT
 expect exception 1 "$mod/internal/sink/s3 TestSink_ConformanceVariants/CRC32/ConcurrentWriters" "$notrun"
 expect exception 1 "allowed skips (2)"
 
+# No PostgreSQL server: the store's tests and the command's run on it skip
+# (the command's other postgres subtest ran). Both must fail the gate, as
+# skipped and, since none of them ran, as not run.
+cat >"$tmp/postgres.out" <<OUT
+    pgtest.go:28: ARCHIVER_TEST_POSTGRES_DSN is not set
+--- SKIP: TestStore_Conformance (0.00s)
+--- SKIP: TestStore_Tenants (0.00s)
+PASS
+ok  	$mod/internal/checkpoint/postgres	0.1s
+        --- PASS: TestCmdOnce/postgres/unreachable (0.02s)
+        --- SKIP: TestCmdOnce/postgres/server (0.00s)
+    --- PASS: TestCmdOnce/postgres (0.02s)
+--- PASS: TestCmdOnce (9.00s)
+ok  	$mod/cmd/archiver	20.4s
+OUT
+expect postgres 1 "required tests skipped (3; see $rules):"
+expect postgres 1 "$mod/cmd/archiver TestCmdOnce/postgres/server"
+expect postgres 1 "  cmd/archiver TestCmdOnce/postgres/server"
+
 # A required acceptance test skipped in a failing package still fails the gate.
 cat >"$tmp/acceptance.out" <<OUT
 --- SKIP: TestOnce_Clean (0.00s)
@@ -169,6 +188,15 @@ ok  	MOD/test/acceptance	30.2s
 --- PASS: TestRun_Smoke (12.00s)
 --- PASS: TestRun_Resume (14.00s)
 ok  	MOD/bench	12.5s
+=== PKG internal/checkpoint/postgres
+    --- PASS: TestStore_Conformance/Claim (0.01s)
+--- PASS: TestStore_Conformance (3.10s)
+ok  	MOD/internal/checkpoint/postgres	7.2s
+=== PKG cmd/archiver
+        --- PASS: TestCmdOnce/postgres/server (0.60s)
+    --- PASS: TestCmdOnce/postgres (0.62s)
+--- PASS: TestCmdOnce (9.00s)
+ok  	MOD/cmd/archiver	20.4s
 OUT
 }
 

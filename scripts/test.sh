@@ -3,7 +3,10 @@
 # (promtool check/test rules), every test (unit and integration, with the race
 # detector) and a short run of every fuzz target. Integration
 # tests start what they need themselves (the CEC simulator in-process, a real
-# S3 server built from tools/). Skips are listed; a test named in
+# S3 server built from tools/); the PostgreSQL checkpoint store's tests use a
+# throwaway server this script starts (scripts/postgres.sh, which installs
+# Debian's postgresql package when initdb is missing) and stops at exit, or
+# the server ARCHIVER_TEST_POSTGRES_DSN already names. Skips are listed; a test named in
 # .ci/required-tests (REQUIRED_TESTS overrides the path) that skips, or a rule
 # there that no test ran for, fails the run: nothing required may be silently
 # left out (scripts/skipgate.sh). The tidy and alert-rules gates are
@@ -41,7 +44,25 @@ go version
 s3build_log=$(mktemp -t cec-archiver-s3build.XXXXXX)
 scripts/s3-server.sh build >"$s3build_log" 2>&1 &
 s3build=$!
-trap 'rm -f "$log" "$s3build_log"' EXIT
+
+# The PostgreSQL server is started in the background too (after the
+# promtool step: both may run apt-get), unless one is given; cleanup stops
+# it. pg_env receives the exports scripts/postgres.sh start prints.
+pg_env=$(mktemp -t cec-archiver-pgenv.XXXXXX)
+pg_log=$(mktemp -t cec-archiver-pg.XXXXXX)
+pgstart=""
+cleanup() {
+	if [ -n "$pgstart" ]; then
+		wait "$pgstart" 2>/dev/null || true
+		local dir
+		dir=$(sed -n "s/^export ARCHIVER_TEST_POSTGRES_DIR='\(.*\)'\$/\1/p" "$pg_env")
+		if [ -n "$dir" ]; then
+			scripts/postgres.sh stop "$dir" || echo "stopping the test PostgreSQL server in $dir failed"
+		fi
+	fi
+	rm -f "$log" "$s3build_log" "$pg_env" "$pg_log"
+}
+trap cleanup EXIT
 
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files -co --exclude-standard '*.go'))
@@ -62,6 +83,12 @@ step "promtool (alert rules)"
 scripts/gates.sh install-promtool
 scripts/gates.sh rules
 
+if [ -z "${ARCHIVER_TEST_POSTGRES_DSN:-}" ]; then
+	pg_t0=$SECONDS
+	scripts/postgres.sh start >"$pg_env" 2>"$pg_log" &
+	pgstart=$!
+fi
+
 step "skip gate self-test"
 scripts/skipgate_test.sh
 
@@ -74,6 +101,20 @@ if ! wait "$s3build"; then
 	exit 1
 fi
 tail -1 "$s3build_log"
+
+step "PostgreSQL"
+if [ -n "$pgstart" ]; then
+	if ! wait "$pgstart"; then
+		pgstart=""
+		echo "starting PostgreSQL failed:"; cat "$pg_log"
+		exit 1
+	fi
+	# shellcheck disable=SC1090 # the two exports scripts/postgres.sh printed
+	. "$pg_env"
+	echo "$(tail -1 "$pg_log") (ready $((SECONDS - pg_t0))s after it was started)"
+else
+	echo "using the server of ARCHIVER_TEST_POSTGRES_DSN"
+fi
 
 step "go test -race ./..."
 set +e

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +23,8 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/cecsim"
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint/postgres"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint/postgres/pgtest"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint/sqlite"
 	"github.com/cec-archiver/cec-archiver/internal/jobs"
 )
@@ -296,13 +300,103 @@ func TestCmdOnce(t *testing.T) {
 		}
 	})
 	t.Run("postgres", func(t *testing.T) {
-		e := newTestEnv(t, nil, "")
-		e.env["ARCHIVER_CHECKPOINT_DRIVER"] = "postgres"
-		e.env["ARCHIVER_CHECKPOINT_DSN"] = "postgres://localhost/archiver"
-		code, _, errOut := e.run("once", "--config", e.config)
-		if code != exitConfig || !strings.Contains(errOut, "checkpoint.driver: postgres is not implemented yet") {
-			t.Errorf("once = %d, want 2; stderr:\n%s", code, errOut)
-		}
+		// No server there: refused before any request to CEC, and the
+		// DSN's password is printed nowhere.
+		t.Run("unreachable", func(t *testing.T) {
+			const canary = "canary-dsn-pw-41c7"
+			e := newTestEnv(t, nil, "")
+			e.env["ARCHIVER_CHECKPOINT_DRIVER"] = "postgres"
+			e.env["ARCHIVER_CHECKPOINT_DSN"] = "postgres://archiver:" + canary + "@127.0.0.1:1/archiver?connect_timeout=5"
+			e.env["ARCHIVER_LOG_LEVEL"] = "debug"
+			for _, cmd := range []string{"once", "status"} {
+				code, out, errOut := e.run(cmd, "--config", e.config)
+				if code != exitFailed || !strings.Contains(errOut, cmd+": checkpoint: postgres: ") {
+					t.Errorf("%s = %d, want 1 and the store's error; stderr:\n%s", cmd, code, errOut)
+				}
+				if strings.Contains(out+errOut, canary) {
+					t.Errorf("%s printed the DSN's password:\n%s", cmd, out+errOut)
+				}
+			}
+			if n := e.requests(); n != 0 {
+				t.Errorf("%d requests to CEC without a state database", n)
+			}
+		})
+		// A real server (scripts/postgres.sh; required in CI): once
+		// archives the dataset with its state in PostgreSQL, under the
+		// tenant, and status reads it.
+		t.Run("server", func(t *testing.T) {
+			dsn := pgtest.NewDatabase(t)
+			e := newTestEnv(t, nil, "")
+			e.env["ARCHIVER_CHECKPOINT_DRIVER"] = "postgres"
+			e.env["ARCHIVER_CHECKPOINT_DSN"] = dsn
+			secret := dsn
+			if u, err := url.Parse(dsn); err == nil {
+				if pw, ok := u.User.Password(); ok {
+					secret = pw
+				}
+			}
+			code, _, errOut := e.run("status", "--config", e.config)
+			if code != exitFailed || !strings.Contains(errOut, "no state file in the database of checkpoint.dsn") {
+				t.Errorf("status before any run = %d, want 1 and no state; stderr:\n%s", code, errOut)
+			}
+			e.env["ARCHIVER_LOG_LEVEL"] = "debug"
+			code, out, errOut := e.run("once", "--config", e.config)
+			if code != exitOK {
+				t.Fatalf("once = %d, want 0\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+			}
+			if strings.Contains(out+errOut, secret) {
+				t.Error("once printed the DSN or its password")
+			}
+			if !strings.Contains(errOut, "checkpoint store opened") {
+				t.Errorf("once did not log the store it opened:\n%s", errOut)
+			}
+			delete(e.env, "ARCHIVER_LOG_LEVEL")
+			if !strings.HasPrefix(out, "once: 2 windows, 2 packages, ") || !strings.Contains(out, " 0 failed, 0 dead, ") {
+				t.Errorf("summary:\n%s", out)
+			}
+			m := e.sim.Manifest()
+			if got := countFiles(t, e.archive); got != len(m.Recordings) {
+				t.Errorf("%d files archived, the simulator has %d recordings", got, len(m.Recordings))
+			}
+			if _, err := os.Stat(e.state); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("checkpoint.path %s exists (%v): the state went to SQLite", e.state, err)
+			}
+			code, out, errOut = e.run("once", "--config", e.config)
+			if code != exitOK || !strings.Contains(out, " 0 new items,") {
+				t.Errorf("second once = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+			}
+			code, out, errOut = e.run("status", "--config", e.config, "--json")
+			if code != exitOK {
+				t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
+			}
+			var rep statusReport
+			if err := json.Unmarshal([]byte(out), &rep); err != nil {
+				t.Fatalf("status --json: %v\n%s", err, out)
+			}
+			calls := 0
+			for _, d := range rep.Days {
+				calls += d.Calls
+				if !d.Complete {
+					t.Errorf("day %s is not complete: %+v", d.Day, d)
+				}
+			}
+			if calls != len(m.Calls) {
+				t.Errorf("status shows %d calls, the simulator has %d", calls, len(m.Calls))
+			}
+			// The rows are the tenant's (cec.tenant_id): another tenant's
+			// store on the same database sees none of them.
+			for tenant, want := range map[string]bool{testTenant: true, "another-tenant": false} {
+				st, err := postgres.Open(t.Context(), postgres.Options{DSN: dsn, Tenant: tenant, ReadOnly: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				items, err := st.Items(t.Context(), checkpoint.StateDone)
+				st.Close()
+				if err != nil || (len(items) > 0) != want {
+					t.Errorf("tenant %s: %d done items (%v), want some: %v", tenant, len(items), err, want)
+				}
+			}
+		})
 	})
 	t.Run("unknown job", func(t *testing.T) {
 		e := newTestEnv(t, nil, "")

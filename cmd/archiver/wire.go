@@ -19,6 +19,7 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/cdr"
 	"github.com/cec-archiver/cec-archiver/internal/cecclient"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint/postgres"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint/sqlite"
 	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/jobs"
@@ -169,38 +170,18 @@ func wire(ctx context.Context, cfg *config.Config, log *zap.Logger, abort contex
 // openStore opens the checkpoint store and, read-write, releases the items a
 // dead process left in progress.
 func (a *app) openStore(ctx context.Context, o wireOptions) error {
-	c := a.cfg.Checkpoint
-	switch c.Driver {
+	var (
+		st  checkpoint.Store
+		err error
+	)
+	switch c := a.cfg.Checkpoint; c.Driver {
 	case config.DriverSQLite:
+		st, err = a.openSQLite(o)
 	case config.DriverPostgres:
-		return &configError{errors.New("checkpoint.driver: postgres is not implemented yet")}
+		st, err = a.openPostgres(ctx, o)
 	default:
 		return &configError{fmt.Errorf("checkpoint.driver: unknown driver %q", c.Driver)}
 	}
-	path := c.Path
-	if o.readOnly {
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			if !o.optionalState {
-				return fmt.Errorf("%w at %s (checkpoint.path): nothing has been archived with this configuration yet", errNoState, path)
-			}
-			// No state yet: read an empty one, created aside, so that the
-			// real state file is not created by a command that only reads.
-			tmp, err := os.MkdirTemp("", "archiver-empty-state-")
-			if err != nil {
-				return err
-			}
-			a.closers = append(a.closers, func() { _ = os.RemoveAll(tmp) })
-			empty, err := sqlite.Open(filepath.Join(tmp, "state.db"), sqlite.Options{Logger: a.log.Named("checkpoint")})
-			if err != nil {
-				return err
-			}
-			if err := empty.Close(); err != nil {
-				return err
-			}
-			path = filepath.Join(tmp, "state.db")
-		}
-	}
-	st, err := sqlite.Open(path, sqlite.Options{ReadOnly: o.readOnly, Logger: a.log.Named("checkpoint")})
 	if err != nil {
 		return err
 	}
@@ -221,6 +202,59 @@ func (a *app) openStore(ctx context.Context, o wireOptions) error {
 		a.log.Info("released items left in progress by a previous process", zap.Int("items", n))
 	}
 	return nil
+}
+
+// openSQLite opens the state file checkpoint.path.
+func (a *app) openSQLite(o wireOptions) (checkpoint.Store, error) {
+	path := a.cfg.Checkpoint.Path
+	if o.readOnly {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			if !o.optionalState {
+				return nil, fmt.Errorf("%w at %s (checkpoint.path): nothing has been archived with this configuration yet", errNoState, path)
+			}
+			return a.emptyState()
+		}
+	}
+	return sqlite.Open(path, sqlite.Options{ReadOnly: o.readOnly, Logger: a.log.Named("checkpoint")})
+}
+
+// openPostgres opens the state of tenant cec.tenant_id in the PostgreSQL
+// database of checkpoint.dsn. Read-only, a database the archiver never
+// migrated is no state, like a missing state file.
+func (a *app) openPostgres(ctx context.Context, o wireOptions) (checkpoint.Store, error) {
+	st, err := postgres.Open(ctx, postgres.Options{
+		DSN:      a.cfg.Checkpoint.DSN.Reveal(),
+		Tenant:   a.cfg.CEC.TenantID,
+		ReadOnly: o.readOnly,
+		Logger:   a.log.Named("checkpoint"),
+	})
+	if o.readOnly && errors.Is(err, postgres.ErrNoSchema) {
+		if !o.optionalState {
+			return nil, fmt.Errorf("%w in the database of checkpoint.dsn (it has no archiver tables): nothing has been archived with this configuration yet", errNoState)
+		}
+		return a.emptyState()
+	}
+	return st, err
+}
+
+// emptyState opens an empty state, created aside and removed on close, for
+// a read-only command that finds none: the real state is not created by a
+// command that only reads.
+func (a *app) emptyState() (checkpoint.Store, error) {
+	tmp, err := os.MkdirTemp("", "archiver-empty-state-")
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() { _ = os.RemoveAll(tmp) })
+	path := filepath.Join(tmp, "state.db")
+	empty, err := sqlite.Open(path, sqlite.Options{Logger: a.log.Named("checkpoint")})
+	if err != nil {
+		return nil, err
+	}
+	if err := empty.Close(); err != nil {
+		return nil, err
+	}
+	return sqlite.Open(path, sqlite.Options{ReadOnly: true, Logger: a.log.Named("checkpoint")})
 }
 
 // readOnlySink is the sink of read-only commands (dry runs): nothing is

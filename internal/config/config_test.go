@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -111,6 +112,39 @@ func TestLoad_Files(t *testing.T) {
 	if cfg.Jobs.CDR.LookbackWindows != 3 || cfg.Sink.S3.UploadConcurrency != 4 {
 		t.Errorf("defaults lost: lookback_windows %d upload_concurrency %d",
 			cfg.Jobs.CDR.LookbackWindows, cfg.Sink.S3.UploadConcurrency)
+	}
+}
+
+// TestLoad_PostgresDSN: the DSN of the postgres driver comes from the file,
+// from checkpoint.dsn_file or from ARCHIVER_CHECKPOINT_DSN, and no printed
+// form of the configuration shows it.
+func TestLoad_PostgresDSN(t *testing.T) {
+	const fromFile = "postgres://archiver:dsn-password-from-file@db.example.com/archiver?sslmode=verify-full"
+	cfg, err := Load("testdata/valid/postgres_dsn_file.toml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Checkpoint.DSN.Reveal(); got != fromFile {
+		t.Errorf("checkpoint.dsn = %q, want the file's content without its newline", got)
+	}
+	for _, form := range []string{fmt.Sprint(cfg.Checkpoint), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg.Checkpoint)} {
+		if strings.Contains(form, "dsn-password-from-file") {
+			t.Errorf("a printed configuration shows the DSN: %s", form)
+		}
+	}
+	const fromEnv = "host=db.example.com user=archiver password=dsn-password-from-env sslmode=verify-full"
+	cfg, err = Load("testdata/valid/minimal.toml", mapEnv(map[string]string{
+		"ARCHIVER_CHECKPOINT_DRIVER": "postgres", "ARCHIVER_CHECKPOINT_DSN": fromEnv,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Checkpoint.Driver != DriverPostgres || cfg.Checkpoint.DSN.Reveal() != fromEnv {
+		t.Errorf("checkpoint = %s %q, want postgres and the environment's DSN", cfg.Checkpoint.Driver, cfg.Checkpoint.DSN.Reveal())
+	}
+	_, err = Load("testdata/valid/postgres_dsn_file.toml", mapEnv(map[string]string{"ARCHIVER_CHECKPOINT_DSN": fromEnv}))
+	if err == nil || !strings.Contains(err.Error(), "checkpoint.dsn: set together with checkpoint.dsn_file") {
+		t.Errorf("a DSN and a DSN file together = %v", err)
 	}
 }
 

@@ -32,7 +32,7 @@ func (c *Config) problems() []error {
 	v := &validator{}
 	v.cec(c)
 	v.sink(&c.Sink)
-	v.checkpoint(&c.Checkpoint)
+	v.checkpoint(&c.Checkpoint, c.CEC.TenantID, jobNeeds(&c.Jobs))
 	v.jobs(&c.Jobs)
 	v.metrics(&c.Metrics)
 	v.log(&c.Log)
@@ -401,18 +401,25 @@ func isKeyLiteral(r rune) bool {
 	return r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || strings.ContainsRune("._-/", r)
 }
 
-func (v *validator) checkpoint(c *Checkpoint) {
+// checkpoint checks [checkpoint]; tenant and n are cec.tenant_id and what
+// the enabled jobs need, as cec checked them.
+func (v *validator) checkpoint(c *Checkpoint, tenant string, n needs) {
 	switch c.Driver {
 	case DriverSQLite:
 		if c.Path == "" {
 			v.add("checkpoint.path", `required when checkpoint.driver = "sqlite"`)
 		}
 	case DriverPostgres:
-		// The key is reserved for a PostgreSQL store; until there is one,
-		// check-config says so instead of the daemon failing at start.
-		v.add("checkpoint.driver", "postgres is not implemented yet; use sqlite")
+		// The DSN is parsed when the store connects (pgx reads it as libpq
+		// does, environment and password file included); the tenant is
+		// cec.tenant_id, required above.
 		if !c.DSN.IsSet() && c.DSNFile == "" {
 			v.add("checkpoint.dsn", `required when checkpoint.driver = "postgres" (set checkpoint.dsn_file or ARCHIVER_CHECKPOINT_DSN)`)
+		}
+		// A database may hold several tenants' state, each kept apart by
+		// its tenant ID; cec already requires it when a job is enabled.
+		if tenant == "" && !n.c2() && !n.oifde {
+			v.add("cec.tenant_id", `required when checkpoint.driver = "postgres": it keeps this tenant's state apart from the others' in the database`)
 		}
 	default:
 		v.add("checkpoint.driver", `must be "sqlite" or "postgres" (got %q)`, c.Driver)
