@@ -3,8 +3,9 @@
 // duplicating a recording.
 //
 // The Store interface is the contract; package sqlite implements it on an
-// embedded SQLite database, and package checkpointtest holds the conformance
-// suite every implementation (a PostgreSQL one later) must pass.
+// embedded SQLite database, package postgres on PostgreSQL (one tenant's
+// rows of a shared database), and package checkpointtest holds the
+// conformance suite every implementation must pass.
 //
 // Every method that changes state is atomic and durable: after a crash the
 // store holds either the state before the call or the state after it, and a
@@ -129,8 +130,9 @@ type DaySummary struct {
 }
 
 // Store is the checkpoint store. Implementations are safe for concurrent use
-// by the goroutines of one process; a second process on the same state is
-// refused by Open (ErrLocked).
+// by the goroutines of one process; the SQLite store refuses a second
+// process on the same state at Open (ErrLocked), the PostgreSQL store takes
+// no lock yet (one archiver per tenant until leases).
 //
 // Done, Absent, Fail, Defer and Release require an in_progress item (Absent
 // also accepts pending and failed ones); otherwise they return an error
