@@ -68,9 +68,6 @@ func (c *cli) loadConfig(flagValue string) (*config.Config, bool) {
 		}
 		return nil, false
 	}
-	if c.limitMemory != nil {
-		c.limitMemory(cfg)
-	}
 	return cfg, true
 }
 

@@ -8,7 +8,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/jobs"
 )
 
@@ -48,9 +47,7 @@ var version = "dev"
 
 func main() {
 	stop := startProfiles()
-	c := newCLI(os.Stdout, os.Stderr)
-	c.limitMemory = setMemoryLimit
-	code := c.main(os.Args[1:])
+	code := newCLI(os.Stdout, os.Stderr).main(os.Args[1:])
 	stop()
 	os.Exit(code)
 }
@@ -68,10 +65,6 @@ type cli struct {
 	forcedGrace time.Duration
 	// afterRun, when set, is called by "run" after each job run (tests).
 	afterRun func(job string, rep *jobs.Report, err error)
-	// limitMemory, when set, is called with each loaded configuration: the
-	// real process sets its Go memory limit from it (memlimit.go); tests,
-	// which share one process, do not.
-	limitMemory func(*config.Config)
 }
 
 func newCLI(stdout, stderr io.Writer) *cli {

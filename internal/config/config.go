@@ -174,7 +174,7 @@ type S3 struct {
 	PartSize           Size `toml:"part_size"`
 	UploadConcurrency  int  `toml:"upload_concurrency"`
 	MaxInflightBytes   Size `toml:"max_inflight_bytes"`
-	// PartBuffers: "file" (spool parts and bodies above 1 MiB to the temp
+	// PartBuffers: "file" (spool parts and bodies above 256 KiB to the temp
 	// directory) or "memory".
 	PartBuffers      string `toml:"part_buffers"`
 	MaxBufferedBytes Size   `toml:"max_buffered_bytes"`
@@ -306,7 +306,7 @@ func Default() *Config {
 				UploadConcurrency:  4,
 				MaxInflightBytes:   64 * MiB,
 				PartBuffers:        PartBuffersFile,
-				MaxBufferedBytes:   16 * MiB,
+				MaxBufferedBytes:   4 * MiB,
 				KeyTemplate:        "{tenant}/{yyyy}/{mm}/{dd}/{vdn}/{call_id}/{kind}-{name}-{rid}",
 				PhoneNumbers:       PhoneOmit,
 			},

@@ -320,8 +320,8 @@ func (v *validator) s3(s *S3) {
 		v.add("sink.s3.max_inflight_bytes", "must be at least sink.s3.part_size (%s) (got %s)", s.PartSize, s.MaxInflightBytes)
 	}
 	v.oneOf("sink.s3.part_buffers", s.PartBuffers, PartBuffersFile, PartBuffersMemory)
-	if s.PartBuffers == PartBuffersFile && s.MaxBufferedBytes < MiB {
-		v.add("sink.s3.max_buffered_bytes", "must be at least 1MiB with part_buffers = \"file\" (got %s)", s.MaxBufferedBytes)
+	if s.PartBuffers == PartBuffersFile && s.MaxBufferedBytes < 256*KiB {
+		v.add("sink.s3.max_buffered_bytes", "must be at least 256KiB with part_buffers = \"file\" (got %s)", s.MaxBufferedBytes)
 	}
 	if err := CheckKeyTemplate(s.KeyTemplate); err != nil {
 		v.add("sink.s3.key_template", "%v", err)

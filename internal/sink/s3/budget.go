@@ -129,16 +129,22 @@ type bufPool struct {
 
 	mu        sync.Mutex
 	free      [][]byte
-	freeFiles []*os.File
+	freeFiles []spoolFile
+	freeBytes int64 // stale bytes the free files hold on disk
 }
 
 // smallExact: memory bodies up to this size are allocated exactly (their
 // garbage is small); larger ones reuse pooled buffers.
 const smallExact = 64 << 10
 
-// maxFreeFiles bounds the spool files kept open for reuse: as many parts
-// as the spool budget holds.
-func (p *bufPool) maxFreeFiles() int { return int(max(2, p.spool.size/p.partSize)) }
+// maxFreeFiles bounds the spool files kept open for reuse.
+const maxFreeFiles = 32
+
+// spoolFile is a free spool file and the bytes it holds on disk.
+type spoolFile struct {
+	f    *os.File
+	size int64
+}
 
 // scratchSize is the read size when filling a file buffer.
 const scratchSize = 128 << 10
@@ -147,12 +153,13 @@ var scratchPool = sync.Pool{New: func() any { b := make([]byte, scratchSize); re
 
 // buffer is one body buffer: memory (b) or a spool file (f, n bytes).
 type buffer struct {
-	b    []byte
-	f    *os.File
-	n    int64
-	cap  int64
-	cost int64
-	from *budget
+	b     []byte
+	f     *os.File
+	fsize int64 // bytes f held on disk before this use
+	n     int64
+	cap   int64
+	cost  int64
+	from  *budget
 }
 
 func newBufPool(b *budget, partSize int64) *bufPool {
@@ -206,11 +213,13 @@ func (p *bufPool) getFile(ctx context.Context, n int64) (*buffer, error) {
 		return nil, err
 	}
 	p.mu.Lock()
-	var f *os.File
+	var sf spoolFile
 	if k := len(p.freeFiles); k > 0 {
-		f, p.freeFiles = p.freeFiles[k-1], p.freeFiles[:k-1]
+		sf, p.freeFiles = p.freeFiles[k-1], p.freeFiles[:k-1]
+		p.freeBytes -= sf.size
 	}
 	p.mu.Unlock()
+	f := sf.f
 	if f == nil {
 		var err error
 		if f, err = os.CreateTemp(p.dir, "cec-archiver-part-*"); err != nil {
@@ -223,7 +232,7 @@ func (p *bufPool) getFile(ctx context.Context, n int64) (*buffer, error) {
 			return nil, fmt.Errorf("spool: %w", err)
 		}
 	}
-	return &buffer{f: f, cap: n, cost: n, from: p.spool}, nil
+	return &buffer{f: f, fsize: sf.size, cap: n, cost: n, from: p.spool}, nil
 }
 
 // put returns buf to the pool and its cost to its budget. buf must not be
@@ -233,15 +242,24 @@ func (p *bufPool) put(buf *buffer) {
 		return
 	}
 	if buf.f != nil {
-		// Kept as they are: overwriting a file's cached pages costs a copy,
-		// emptying it and filling it again a page allocation per 4 KiB (a
-		// third of the sink's CPU). The free files hold at most one budget
-		// of stale bytes, so the spool stays within twice the budget.
+		// Kept as they are where the disk allows: overwriting a file's
+		// cached pages costs a copy, emptying it and filling it again a page
+		// allocation per 4 KiB (a third of the sink's CPU). The free files
+		// hold at most one budget of stale bytes (a file that would exceed
+		// it is emptied first), so the spool stays within twice the budget.
+		sf := spoolFile{f: buf.f, size: max(buf.fsize, buf.n)}
 		p.mu.Lock()
-		if len(p.freeFiles) < p.maxFreeFiles() {
-			p.freeFiles = append(p.freeFiles, buf.f)
-		} else {
-			buf.f.Close()
+		switch {
+		case len(p.freeFiles) >= maxFreeFiles:
+			sf.f.Close()
+		case p.freeBytes+sf.size > p.spool.size && sf.f.Truncate(0) != nil:
+			sf.f.Close()
+		default:
+			if p.freeBytes+sf.size > p.spool.size {
+				sf.size = 0 // emptied above
+			}
+			p.freeFiles = append(p.freeFiles, sf)
+			p.freeBytes += sf.size
 		}
 		p.mu.Unlock()
 	} else if size := int64(cap(buf.b)); size == buf.cost && (size == p.partSize || (p.dir != "" && size == p.spoolAbove)) {

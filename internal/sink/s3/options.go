@@ -53,9 +53,9 @@ const (
 	DefaultMultipartThreshold = 8 << 20
 	DefaultUploadConcurrency  = 4
 	DefaultMaxInflightBytes   = 64 << 20
-	DefaultMaxBufferedBytes   = 16 << 20
+	DefaultMaxBufferedBytes   = 4 << 20
 	// SpoolAbove: with a SpoolDir, bodies larger than this are spooled.
-	SpoolAbove = 1 << 20
+	SpoolAbove = 256 << 10
 
 	minPartSize = 5 << 20 // S3's minimum for every part but the last
 	maxPartSize = 5 << 30
@@ -111,7 +111,7 @@ type Options struct {
 	// in memory, within MaxInflightBytes.
 	SpoolDir string
 	// MaxBufferedBytes bounds the small bodies held in memory with SpoolDir
-	// (default 16 MiB: sixteen 1 MiB bodies at once).
+	// (default 4 MiB: sixteen bodies of SpoolAbove at once).
 	MaxBufferedBytes int64
 
 	Logger *zap.Logger // nil: no logging
