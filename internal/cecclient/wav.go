@@ -32,12 +32,13 @@ func wavErrf(format string, a ...any) error { return wavError(fmt.Sprintf("wav: 
 // InvalidWAVError is the error of ValidateUploadWAV and CheckUploadWAV: the
 // file is not one ivr/uploadFile takes. It matches ErrInvalidWAV.
 type InvalidWAVError struct {
-	// Reason is the main reason in a few words, the principal violations
-	// joined with "; ": "not a WAV file (no RIFF/WAVE header)",
-	// "6291456 bytes, over the upload limit of 5242880", "16 bits per
-	// sample", "44100 Hz", "2 channels (stereo)", "format tag 3 (IEEE
-	// float)", "a damaged WAV file (...)". Derived fields (byte rate, block
-	// align) are named only when nothing else is wrong.
+	// Reason is the main reason in a few words: "not a WAV file (no
+	// RIFF/WAVE header)", "6291456 bytes, over the upload limit of
+	// 5242880", "a damaged WAV file (...)", or the format fields that are
+	// wrong, joined with ", " ("16 bits per sample", "44100 Hz", "2
+	// channels (stereo)", "format tag 3 (IEEE float)"); several of these
+	// are joined with "; ". Derived fields (byte rate, block align) are
+	// named only when nothing else is wrong.
 	Reason string
 	// Problems has one error per violation, each naming the field, e.g.
 	// "wav: fmt.sample_rate is 16000, want 8000".
@@ -124,9 +125,11 @@ func (w *wavWalker) reasons() []string {
 	if len(w.damaged) > 0 {
 		out = append(out, "a damaged WAV file ("+w.damaged[0]+")")
 	}
-	out = append(out, w.format...)
-	if len(out) == 0 {
-		out = append(out, w.derived...)
+	if len(w.format) > 0 {
+		out = append(out, strings.Join(w.format, ", "))
+	}
+	if len(out) == 0 && len(w.derived) > 0 {
+		out = append(out, strings.Join(w.derived, ", "))
 	}
 	return out
 }

@@ -155,12 +155,13 @@ func TestCheckUploadWAV_Reason(t *testing.T) {
 		{"16 bit", wavFmt(WAVFormatPCM, 1, 8000, 16, 100), 0, "16 bits per sample"},
 		{"44.1 kHz", wavFmt(WAVFormatPCM, 1, 44100, 8, 100), 0, "44100 Hz"},
 		{"stereo", wavFmt(WAVFormatALaw, 2, 8000, 8, 100), 0, "2 channels (stereo)"},
-		{"CD quality", wavFmt(WAVFormatPCM, 2, 44100, 16, 100), 0, "16 bits per sample; 44100 Hz; 2 channels (stereo)"},
+		{"CD quality", wavFmt(WAVFormatPCM, 2, 44100, 16, 100), 0, "16 bits per sample, 44100 Hz, 2 channels (stereo)"},
 		{"float", wavFmt(3, 1, 8000, 8, 100), 0, "format tag 3 (IEEE float)"},
 		{"oversized", wavFmt(WAVFormatALaw, 1, 8000, 8, 1000), 500, "1044 bytes, over the upload limit of 500"},
 		{"not a WAV", []byte("ID3\x03\x00\x00\x00\x00\x00\x00 an MP3, say"), 0, "not a WAV file (no RIFF/WAVE header)"},
 		{"tiny", []byte("RIFF"), 0, "not a WAV file (4 bytes, too short for a RIFF header)"},
 		{"damaged", wavFmt(WAVFormatALaw, 1, 8000, 8, 100)[:40], 0, "a damaged WAV file (truncated)"},
+		{"oversized and stereo", wavFmt(WAVFormatALaw, 2, 8000, 8, 1000), 500, "1044 bytes, over the upload limit of 500; 2 channels (stereo)"},
 		{"byte rate only", func() []byte {
 			b := wavFmt(WAVFormatALaw, 1, 8000, 8, 10)
 			binary.LittleEndian.PutUint32(b[28:], 16000)
