@@ -8,6 +8,9 @@ import (
 	"os"
 	"runtime/debug"
 	"time"
+	// cec.time_zone works where the system has no time-zone database (the
+	// container image has none): the system's is used first when present.
+	_ "time/tzdata"
 
 	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/jobs"
