@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"time"
+	// cec.time_zone works where the system has no time-zone database (the
+	// container image has none): the system's is used first when present.
+	_ "time/tzdata"
 
 	"github.com/cec-archiver/cec-archiver/internal/jobs"
 )
@@ -29,21 +33,20 @@ commands:
   requeue        move dead items back to pending so the next run tries them again
   resolve        declare a failed or dead item absent by operator decision (--id N --absent REASON)
   verify         check the archive against the state (--deep: re-read every object)
+  upload         upload a voice file for a third-party chatbot (--vdn N FILE.wav; CC-FS ivr/uploadFile)
   check-config   validate a configuration file and print every problem
   demo           run the archiver end to end against an embedded CEC simulator
-  version        print the version
+  version        print the version, commit, build date and Go version
 
 Every command but demo and version reads its configuration from --config FILE,
 or from the file named by $ARCHIVER_CONFIG when --config is not given, plus the
 ARCHIVER_* environment overrides. Run "archiver <command> -h" for its flags.
 
 exit codes: 0 success, 1 items or windows failed (or the state is locked by
-another archiver), 2 configuration or usage error, 3 authentication or
-permission error (CEC or S3).
+another archiver; for upload: CC-FS refused or the request failed), 2
+configuration or usage error (for upload also a file CC-FS does not take: it
+is not sent), 3 authentication or permission error (CEC or S3).
 `
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	stop := startProfiles()
@@ -94,10 +97,12 @@ func (c *cli) main(args []string) int {
 		return c.cmdVerify(rest)
 	case "demo":
 		return cmdDemo(rest, c.stdout, c.stderr)
+	case "upload":
+		return c.cmdUpload(rest)
 	case "check-config":
 		return checkConfig(rest, c.stdout, c.stderr, c.env)
 	case "version", "--version":
-		fmt.Fprintln(c.stdout, "archiver", version)
+		printVersion(c.stdout, buildInfo(debug.ReadBuildInfo))
 		return exitOK
 	case "help", "-h", "--help":
 		fmt.Fprint(c.stdout, usage)

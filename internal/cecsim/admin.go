@@ -10,7 +10,7 @@ import (
 // adminPrefix is where the unsigned admin endpoints live (Options.Admin).
 const adminPrefix = "/_sim/"
 
-// serveAdmin serves GET/POST/DELETE /_sim/faults, GET /_sim/manifest, GET /_sim/stats,
+// serveAdmin serves GET/POST/DELETE /_sim/faults, GET /_sim/manifest, GET /_sim/stats, GET /_sim/uploads,
 // POST /_sim/release-late and POST /_sim/release-unavailable (see the package doc).
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
@@ -51,6 +51,12 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.send(w, r, nil, jsonReply(s.manifest), Fault{})
+	case adminPrefix + "uploads":
+		if r.Method != http.MethodGet {
+			s.adminMethodNotAllowed(w, r, "GET")
+			return
+		}
+		s.send(w, r, nil, jsonReply(s.Uploads()), Fault{})
 	case adminPrefix + "stats":
 		if r.Method != http.MethodGet {
 			s.adminMethodNotAllowed(w, r, "GET")

@@ -2,7 +2,9 @@ package cecsim
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -362,6 +364,33 @@ func sameInteger(a, b string) bool {
 type upload struct {
 	data []byte
 	ak   string
+	vdn  string
+	at   time.Time
+}
+
+// Upload is a file ivr/uploadFile accepted, as Uploads lists it.
+type Upload struct {
+	FileName   string    `json:"fileName"` // the name the answer gave, e.g. Y:/3rdfile/39/thirdvoicebotfile/aB3dE5gH_1631869974029.wav
+	LocationID []string  `json:"locationId"`
+	VDN        string    `json:"vdn"`    // vdnId, without leading zeros
+	AK         string    `json:"ak"`     // the developer who uploaded it
+	Size       int64     `json:"size"`   // bytes of the decoded file
+	SHA256     string    `json:"sha256"` // lowercase hex of the decoded file
+	Time       time.Time `json:"time"`   // Options.Now at the upload
+}
+
+// Uploads lists the files ivr/uploadFile accepted, in the order they came.
+func (s *Server) Uploads() []Upload {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Upload, 0, len(s.uploadOrder))
+	for _, name := range s.uploadOrder {
+		up := s.uploads[name]
+		sum := sha256.Sum256(up.data)
+		out = append(out, Upload{FileName: name, LocationID: uploadLocations(), VDN: up.vdn, AK: up.ak,
+			Size: int64(len(up.data)), SHA256: hex.EncodeToString(sum[:]), Time: up.at})
+	}
+	return out
 }
 
 // uploadLocations is the locationId list of an upload (CTI-pool mode).
@@ -413,7 +442,8 @@ func (s *Server) uploadFile(q *request) *reply {
 		}
 		name = fmt.Sprintf("Y:/3rdfile/%s/thirdvoicebotfile/%s_%d.wav", vdn, r[:], s.o.Now().UnixMilli())
 	}
-	s.uploads[name] = &upload{data: data, ak: q.ak}
+	s.uploads[name] = &upload{data: data, ak: q.ak, vdn: vdn, at: s.o.Now()}
+	s.uploadOrder = append(s.uploadOrder, name)
 	s.mu.Unlock()
 	s.log.Info("file uploaded", zap.String("vdn", vdn), zap.Int("bytes", len(data)))
 	return ccfsSuccess(cecwire.UploadFileData{FileName: name, LocationID: uploadLocations()}, false)

@@ -3,8 +3,10 @@ package cecsim
 import (
 	"archive/zip"
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -469,5 +471,25 @@ func TestUploadFile(t *testing.T) {
 			wantResult(t, c.ccfs(cecwire.PathUploadFile, tc.query, body), tc.code, tc.desc)
 		})
 	}
-	_ = s
+
+	// Uploads lists the two accepted files, in order, and none of the refused.
+	ups := s.Uploads()
+	if len(ups) != 2 {
+		t.Fatalf("Uploads: %d files, want 2: %+v", len(ups), ups)
+	}
+	for i, want := range []struct {
+		vdn  string
+		data []byte
+	}{{"39", good}, {"61", ab}} {
+		up := ups[i]
+		sum := sha256.Sum256(want.data)
+		if up.VDN != want.vdn || up.Size != int64(len(want.data)) || up.SHA256 != hex.EncodeToString(sum[:]) ||
+			up.AK != defaultAK || !up.Time.Equal(testNow()) || len(up.LocationID) != 2 ||
+			!strings.HasPrefix(up.FileName, "Y:/3rdfile/"+want.vdn+"/thirdvoicebotfile/") {
+			t.Errorf("upload %d: %+v", i, up)
+		}
+	}
+	if ups[0].FileName != data.FileName {
+		t.Errorf("first upload %q, the answer named %q", ups[0].FileName, data.FileName)
+	}
 }

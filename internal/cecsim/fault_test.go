@@ -243,6 +243,12 @@ func TestAdmin(t *testing.T) {
 	if code, _ := do(http.MethodPost, "/_sim/stats", ""); code != http.StatusMethodNotAllowed {
 		t.Fatalf("POST stats: %d", code)
 	}
+	if code, b := do(http.MethodGet, "/_sim/uploads", ""); code != 200 || string(b) != "[]" {
+		t.Fatalf("uploads: %d %s", code, b)
+	}
+	if code, _ := do(http.MethodPost, "/_sim/uploads", ""); code != http.StatusMethodNotAllowed {
+		t.Fatalf("POST uploads: %d", code)
+	}
 	if code, _ := do(http.MethodGet, "/_sim/other", ""); code != http.StatusNotFound {
 		t.Fatalf("other: %d", code)
 	}

@@ -35,6 +35,7 @@
 //	GET/POST/DELETE /_sim/faults   the active faults (POST replaces them with a JSON array)
 //	GET  /_sim/manifest            the Manifest
 //	GET  /_sim/stats               the Stats
+//	GET  /_sim/uploads             the files ivr/uploadFile accepted (Uploads)
 //	POST /_sim/release-late        ReleaseLate; answers {"released": N}
 //	POST /_sim/release-unavailable ReleaseUnavailable; answers {"released": N}
 package cecsim

@@ -43,6 +43,8 @@ type Server struct {
 	tokens   map[string]*token
 	bills    map[string]*billPkg // by billFileName
 	uploads  map[string]*upload  // by fileName
+	// uploadOrder has the uploads' file names in the order they came.
+	uploadOrder []string
 	// late and unavailable hold the recordings still withheld
 	// (Options.LateRecordings, Options.UnavailableFiles).
 	late        map[*recording]bool
