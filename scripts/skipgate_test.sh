@@ -196,7 +196,12 @@ ok  	MOD/internal/checkpoint/postgres	7.2s
         --- PASS: TestCmdOnce/postgres/server (0.60s)
     --- PASS: TestCmdOnce/postgres (0.62s)
 --- PASS: TestCmdOnce (9.00s)
+    --- PASS: TestCmdUpload/valid (0.05s)
+--- PASS: TestCmdUpload (0.30s)
 ok  	MOD/cmd/archiver	20.4s
+=== PKG tools/image
+--- PASS: TestImage (40.00s)
+ok  	MOD/tools/image	41.0s
 OUT
 }
 
