@@ -87,12 +87,8 @@ func (q *queryWatch) take(start time.Time, hook func(time.Time)) []int {
 // runResume is variant A-resume: the killed backfill, then the whole one
 // (measured), into bucket on the state at path state.
 func (b *bench) runResume(ctx context.Context, dir, bucket, state string) (measure, error) {
-	addr, err := freeAddr()
+	cfg, err := b.writeArchiverConfig(dir, bucket, state)
 	if err != nil {
-		return measure{}, err
-	}
-	cfg := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfg, []byte(b.archiverConfig(bucket, state, addr)), 0o600); err != nil {
 		return measure{}, err
 	}
 	n := b.d.Days

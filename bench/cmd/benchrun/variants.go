@@ -85,15 +85,22 @@ func newState(dir, seed string) (string, error) {
 	return state, nil
 }
 
+// writeArchiverConfig writes the archiver's configuration for a run in dir
+// (callbacks on a free port) and returns its path.
+func (b *bench) writeArchiverConfig(dir, bucket, state string) (string, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return "", err
+	}
+	cfg := filepath.Join(dir, "config.toml")
+	return cfg, os.WriteFile(cfg, []byte(b.archiverConfig(bucket, state, addr)), 0o600)
+}
+
 // runArchiver is variant A: `archiver once` on the state at path state
 // (see newState) into bucket. It must exit 0.
 func (b *bench) runArchiver(ctx context.Context, dir, bucket, state string) (measure, error) {
-	addr, err := freeAddr()
+	cfg, err := b.writeArchiverConfig(dir, bucket, state)
 	if err != nil {
-		return measure{}, err
-	}
-	cfg := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfg, []byte(b.archiverConfig(bucket, state, addr)), 0o600); err != nil {
 		return measure{}, err
 	}
 	cmd := exec.CommandContext(ctx, b.o.archiver, "once", "--config", cfg)
