@@ -1041,7 +1041,9 @@ func (s *Store) TryLease(ctx context.Context, name, owner string, ttl time.Durat
 // ReleaseLease gives up owner's lease of name; a lease owner does not hold
 // is left alone.
 func (s *Store) ReleaseLease(ctx context.Context, name, owner string) error {
-	if _, err := s.exec(ctx, `DELETE FROM leases WHERE tenant = $1 AND name = $2 AND owner = $3`, s.tenant, name, owner); err != nil {
+	// Expired rather than deleted: the row is reused by the next TryLease,
+	// and the role needs no DELETE.
+	if _, err := s.exec(ctx, `UPDATE leases SET until = 0 WHERE tenant = $1 AND name = $2 AND owner = $3`, s.tenant, name, owner); err != nil {
 		return fmt.Errorf("checkpoint: release lease %s of %s: %w", name, owner, err)
 	}
 	return nil

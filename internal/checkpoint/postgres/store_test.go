@@ -636,7 +636,24 @@ func TestOpen_CurrentSchemaNeedsNoDDL(t *testing.T) {
 	if n, err := s.AddItems(t.Context(), []checkpoint.Item{agent("x")}); err != nil || n != 1 {
 		t.Fatalf("AddItems as a role without DDL = %d, %v", n, err)
 	}
-	if got, err := s.Claim(t.Context(), testClaimer, nil, t0, 0); err != nil || len(got) != 1 {
+	got, err := s.Claim(t.Context(), testClaimer, nil, t0, 0)
+	if err != nil || len(got) != 1 {
 		t.Fatalf("Claim as a role without DDL = %d, %v", len(got), err)
+	}
+	// Leases need no more than SELECT, INSERT and UPDATE either.
+	if lost, err := s.Renew(t.Context(), testClaimer, []int64{got[0].ID}); err != nil || len(lost) != 0 {
+		t.Fatalf("Renew as a role without DDL = %v, %v", lost, err)
+	}
+	if ok, err := s.TryLease(t.Context(), "janitor", testOwner, time.Minute); err != nil || !ok {
+		t.Fatalf("TryLease as a role without DDL = %v, %v", ok, err)
+	}
+	if err := s.ReleaseLease(t.Context(), "janitor", testOwner); err != nil {
+		t.Fatalf("ReleaseLease as a role without DDL: %v", err)
+	}
+	if err := s.SetWatermark(t.Context(), "cdr", t0); err != nil {
+		t.Fatalf("SetWatermark as a role without DDL: %v", err)
+	}
+	if err := s.SetLedger(t.Context(), "2026-03-01", "", "s", "k"); err != nil {
+		t.Fatalf("SetLedger as a role without DDL: %v", err)
 	}
 }

@@ -217,7 +217,7 @@ func expireLeases(ctx context.Context, db *sql.DB) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE items SET lease_until = 0 WHERE state = 'in_progress' AND lease_until <> 0`); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM leases`); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE leases SET until = 0`); err != nil {
 		return err
 	}
 	return tx.Commit()

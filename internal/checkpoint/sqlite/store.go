@@ -932,7 +932,8 @@ func checkLease(name, owner string, ttl time.Duration) error {
 // ReleaseLease gives up owner's lease of name; a lease owner does not hold
 // is left alone.
 func (s *Store) ReleaseLease(ctx context.Context, name, owner string) error {
-	if _, err := s.exec(ctx, `DELETE FROM leases WHERE name = ? AND owner = ?`, name, owner); err != nil {
+	// Expired rather than deleted, as in the PostgreSQL store.
+	if _, err := s.exec(ctx, `UPDATE leases SET until = 0 WHERE name = ? AND owner = ?`, name, owner); err != nil {
 		return fmt.Errorf("checkpoint: release lease %s of %s: %w", name, owner, err)
 	}
 	return nil
