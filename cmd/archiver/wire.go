@@ -64,6 +64,9 @@ type app struct {
 	callbacks *jobs.Callbacks
 	archiver  *jobs.Archiver
 	closers   []func()
+	// replica is this process's replica ID, the owner of its claims and
+	// leases in the checkpoint store (jobs.NewReplicaID, made once by wire).
+	replica string
 }
 
 func (a *app) close() {
@@ -92,7 +95,7 @@ var errNoState = errors.New("no state file")
 // wire builds the parts the configuration describes. abort bounds in-flight
 // work of the archiver (see jobs.Archiver.Abort).
 func wire(ctx context.Context, cfg *config.Config, log *zap.Logger, abort context.Context, o wireOptions) (_ *app, err error) {
-	a := &app{cfg: cfg, log: log}
+	a := &app{cfg: cfg, log: log, replica: jobs.NewReplicaID()}
 	defer func() {
 		if err != nil {
 			a.close()
@@ -157,7 +160,7 @@ func wire(ctx context.Context, cfg *config.Config, log *zap.Logger, abort contex
 		Keys:      keys,
 		Prefix:    "",
 		Meta:      meta,
-		Settings:  settings(cfg, loc),
+		Settings:  settings(cfg, loc, a.replica),
 		Callbacks: a.callbacks,
 		Metrics:   a.metrics,
 		Log:       log.Named("jobs"),
@@ -194,12 +197,18 @@ func (a *app) openStore(ctx context.Context, o wireOptions) error {
 	if o.readOnly {
 		return nil
 	}
-	n, err := st.RecoverInProgress(ctx)
+	a.log.Info("checkpoint replica", zap.String("replica", a.replica), zap.String("driver", a.cfg.Checkpoint.Driver),
+		zap.Duration("lease", a.cfg.Checkpoint.Lease.Duration))
+	// The replica ID is new, so what this process holds is nothing yet:
+	// this releases the items whose lease has expired, a killed process's
+	// (with SQLite, whose lock admits one process, every item left in
+	// progress; see checkpoint.Store).
+	n, err := st.RecoverInProgress(ctx, a.replica)
 	if err != nil {
 		return fmt.Errorf("checkpoint: recover in-progress items: %w", err)
 	}
 	if n > 0 {
-		a.log.Info("released items left in progress by a previous process", zap.Int("items", n))
+		a.log.Info("released items left in progress by a process that is gone", zap.Int("items", n))
 	}
 	return nil
 }
@@ -285,11 +294,15 @@ func (a *app) openSink(ctx context.Context) error {
 		}
 		a.sink = d
 		a.closers = append(a.closers, func() { _ = d.Close() })
-		if n, err := d.Janitor(ctx, janitorAge); err != nil {
-			a.log.Warn("sink janitor failed; stale temp files stay until the next start", zap.Error(err))
-		} else if n > 0 {
-			a.log.Info("sink janitor removed stale temp files", zap.Int("files", n))
-		}
+		a.janitor(ctx, func(ctx context.Context) error {
+			n, err := d.Janitor(ctx, janitorAge)
+			if err != nil {
+				a.log.Warn("sink janitor failed; stale temp files stay until the next start", zap.Error(err))
+			} else if n > 0 {
+				a.log.Info("sink janitor removed stale temp files", zap.Int("files", n))
+			}
+			return nil
+		})
 	case config.SinkS3:
 		s, err := s3.New(ctx, s3Options(cfg, a.log))
 		if err != nil {
@@ -299,15 +312,32 @@ func (a *app) openSink(ctx context.Context) error {
 			return err
 		}
 		a.sink = s
-		if n, err := s.Janitor(ctx, janitorAge); err != nil {
-			a.log.Warn("sink janitor failed; stale multipart uploads stay until the next start", zap.Error(err))
-		} else {
-			a.log.Info("sink janitor done", zap.Int("aborted_uploads", n), zap.Duration("older_than", janitorAge))
-		}
+		a.janitor(ctx, func(ctx context.Context) error {
+			n, err := s.Janitor(ctx, janitorAge)
+			if err != nil {
+				a.log.Warn("sink janitor failed; stale multipart uploads stay until the next start", zap.Error(err))
+			} else {
+				a.log.Info("sink janitor done", zap.Int("aborted_uploads", n), zap.Duration("older_than", janitorAge))
+			}
+			return nil
+		})
 	default:
 		return &configError{fmt.Errorf("sink.type: unknown type %q", cfg.Sink.Type)}
 	}
 	return nil
+}
+
+// janitor runs the sink janitor under the store lease jobs.LeaseJanitor:
+// of replicas starting together, one runs it. Its failures are logged by
+// run and cost nothing but stale files: the start goes on.
+func (a *app) janitor(ctx context.Context, run func(ctx context.Context) error) {
+	ran, err := jobs.Exclusive(ctx, a.store, jobs.LeaseJanitor, a.replica, a.cfg.Checkpoint.Lease.Duration, a.log, run)
+	switch {
+	case err != nil && !ran:
+		a.log.Warn("sink janitor not run: its lease could not be taken", zap.Error(err))
+	case !ran:
+		a.log.Info("sink janitor skipped: another replica is running it")
+	}
 }
 
 func clientOptions(cfg *config.Config, log *zap.Logger) cecclient.Options {
@@ -381,8 +411,9 @@ func metaPolicy(cfg *config.Config) (sink.MetaPolicy, error) {
 	return p, nil
 }
 
-// settings maps [jobs.*] and [cec] onto jobs.Settings.
-func settings(cfg *config.Config, loc *time.Location) jobs.Settings {
+// settings maps [jobs.*], [cec] and checkpoint.lease onto jobs.Settings;
+// replica is the process's replica ID.
+func settings(cfg *config.Config, loc *time.Location, replica string) jobs.Settings {
 	j := cfg.Jobs
 	ready := j.CDR.ReadyTimeout.Duration
 	return jobs.Settings{
@@ -409,6 +440,8 @@ func settings(cfg *config.Config, loc *time.Location) jobs.Settings {
 		MaxRecordingBytes: int64(cfg.CEC.MaxRecordingBytes),
 		Formats:           formats(j.Recordings.AllowFormats),
 		Limits:            cdrLimits(j.CDR),
+		Replica:           replica,
+		Lease:             cfg.Checkpoint.Lease.Duration,
 	}
 }
 

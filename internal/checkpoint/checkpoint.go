@@ -14,6 +14,33 @@
 // commit), provided that each call still returns only after its own change
 // is committed, and that a call refused for its own reasons (ErrState,
 // ErrNotFound) leaves the changes of the calls committed with it alone.
+//
+// # Claims, leases and replicas
+//
+// Several processes (replicas) may share one store's state, each with its
+// own replica ID, the owner of what it claims. A claimed item carries its
+// owner and a lease expiry (Item.Owner, Item.LeaseUntil): the owner renews
+// the lease while it works (Renew); the item transitions that end a claim
+// (Done, Fail, Defer, Release, Absent) are refused with ErrLeaseLost when
+// the caller no longer owns the item, so a replica whose lease expired and
+// was taken over can never record the outcome of an item another replica
+// is working on. An in_progress item whose lease has expired is due again:
+// any replica may claim it, and RecoverInProgress releases it.
+//
+// The singleton work of the jobs (a CDR window, a day's ledger, the sink
+// janitor) is coordinated with named leases (TryLease, ReleaseLease): one
+// owner at a time holds a name until it releases it or its lease expires.
+// Watermarks only move forward (SetWatermark) and a day's ledger record is
+// replaced only by a caller that read the record it replaces (SetLedger):
+// a replica working from a stale view gets ErrConflict instead of undoing
+// another's newer update.
+//
+// Lease times are the store's clock (its Options.Now, time.Now by default),
+// never the now Claim takes for due times: replicas sharing a database must
+// keep their clocks within a small part of a lease of each other (NTP). A
+// store that admits one process only (SQLite, by its file lock) knows that
+// the claims and leases it finds when it opens are a dead process's: it
+// treats them as expired at once.
 package checkpoint
 
 import (
@@ -31,7 +58,7 @@ type State string
 // failed → in_progress again when due; failed → dead after MaxAttempts.
 const (
 	StatePending    State = "pending"     // waiting to be tried (never tried, deferred, or released)
-	StateInProgress State = "in_progress" // claimed by a worker of the running process
+	StateInProgress State = "in_progress" // claimed by a worker of a running replica (Owner), until its lease expires
 	StateDone       State = "done"        // stored and verified by the sink
 	StateAbsent     State = "absent"      // has no recording: on the source's own evidence (Evidence) or by an operator's decision (AttestedAt); Reason says why
 	StateFailed     State = "failed"      // the last attempt failed; tried again from NextAttemptAt
@@ -117,8 +144,24 @@ type Item struct {
 	AttestedAt time.Time
 	Size       int64  // stored bytes (done)
 	SHA256     string // stored digest, hex (done)
+	// Owner and LeaseUntil are the claim of an in_progress item: the replica
+	// that holds it and when its lease expires, on the store's clock (Claim,
+	// Renew). Once LeaseUntil has passed the item is due again, whoever
+	// holds it. Both are empty in every other state.
+	Owner      string
+	LeaseUntil time.Time
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
+}
+
+// Claimer is who claims items and how long a claim holds.
+type Claimer struct {
+	// Owner identifies the claimer: a replica ID, unique to one process
+	// (hostname, pid and random bytes). Required.
+	Owner string
+	// Lease is how long a claim (or a renewal) holds, from the store's
+	// clock at the call. Required, > 0.
+	Lease time.Duration
 }
 
 // DaySummary counts one calendar day's calls and items.
@@ -130,13 +173,19 @@ type DaySummary struct {
 }
 
 // Store is the checkpoint store. Implementations are safe for concurrent use
-// by the goroutines of one process; the SQLite store refuses a second
-// process on the same state at Open (ErrLocked), the PostgreSQL store takes
-// no lock yet (one archiver per tenant until leases).
+// by the goroutines of one process; the PostgreSQL store is also shared by
+// processes (replicas, see the package doc), and the SQLite store refuses a
+// second process on the same state at Open (ErrLocked).
 //
 // Done, Absent, Fail, Defer and Release require an in_progress item (Absent
 // also accepts pending and failed ones); otherwise they return an error
 // wrapping ErrState, or ErrNotFound for an unknown ID, and change nothing.
+// On an in_progress item they also require the caller to be its Owner: an
+// item claimed by another owner (after the caller's lease expired) is
+// refused with an error wrapping ErrLeaseLost (and so ErrState) that names
+// the holder. The caller's own item whose lease has expired but that no one
+// has claimed since is still the caller's. Each of them ends the claim:
+// Owner and LeaseUntil are cleared.
 // Called concurrently, as a job's workers do, each gets its own outcome
 // whatever the store commits together. A call whose ctx has ended before
 // its change was begun returns an error wrapping ctx.Err() and changes
@@ -169,39 +218,56 @@ type Store interface {
 	// added as pending or absent (with Reason); any other State is refused
 	// with an error wrapping ErrState and nothing is added.
 	AddItems(ctx context.Context, items []Item) (added int, err error)
-	// Claim moves up to limit due items of the given kinds to in_progress and
-	// returns them: pending or failed items whose NextAttemptAt is not after
-	// now, oldest NextAttemptAt first, then by ID. No kinds means all kinds;
-	// limit ≤ 0 means no limit. An item is never handed out twice, even to
-	// concurrent callers.
-	Claim(ctx context.Context, kinds []string, now time.Time, limit int) ([]Item, error)
-	// Done marks an in_progress item stored: key, size and digest as the sink
-	// verified them. Only call it after the sink's Put returned nil.
-	Done(ctx context.Context, id int64, key string, size int64, sha256 string) error
+	// Claim moves up to limit due items of the given kinds to in_progress,
+	// owned by c.Owner with a lease until the store's clock plus c.Lease, and
+	// returns them (Owner and LeaseUntil set). Due are the pending or failed
+	// items whose NextAttemptAt is not after now, and the in_progress items
+	// whose lease has expired on the store's clock, whoever held them (their
+	// Attempts are not counted up: the holder died or stalled, it did not
+	// fail). They come oldest NextAttemptAt first, then by ID. No kinds means
+	// all kinds; limit ≤ 0 means no limit. An item is never handed out twice
+	// while its lease holds, even to concurrent callers of several
+	// processes. An empty Owner or a Lease ≤ 0 is an error.
+	Claim(ctx context.Context, c Claimer, kinds []string, now time.Time, limit int) ([]Item, error)
+	// Renew extends the leases of the items ids that c.Owner still holds
+	// (in_progress and owned by it, expired or not) to the store's clock plus
+	// c.Lease, and returns the others, in the order given: items another
+	// owner claimed, that are no longer in_progress (released by another
+	// replica's RecoverInProgress, finished) or unknown. The caller has lost
+	// those and must abandon them. Renew changes nothing else (not
+	// UpdatedAt).
+	Renew(ctx context.Context, c Claimer, ids []int64) (lost []int64, err error)
+	// Done marks an in_progress item of owner stored: key, size and digest as
+	// the sink verified them. Only call it after the sink's Put returned nil.
+	Done(ctx context.Context, owner string, id int64, key string, size int64, sha256 string) error
 	// Absent marks an item as having no recording, with the reason and the
 	// source's evidence. Unlike the other transitions it also applies to
-	// pending and failed items: a job may rule an item absent without
+	// pending and failed items, whoever calls it (owner is checked on an
+	// in_progress item only): a job may rule an item absent without
 	// claiming it.
-	Absent(ctx context.Context, id int64, reason, evidence string) error
+	Absent(ctx context.Context, owner string, id int64, reason, evidence string) error
 	// Resolve is an operator's decision that a failed or dead item has no
 	// recording: it becomes absent with the operator's reason and AttestedAt
 	// = at. Any other state is refused with ErrState. It returns the item as
 	// it is now.
 	Resolve(ctx context.Context, id int64, reason string, at time.Time) (Item, error)
-	// Fail records a failed attempt: Attempts+1, LastError = msg. The item
-	// becomes dead when Attempts reaches maxAttempts, else failed and due at
-	// next. It returns the new state.
-	Fail(ctx context.Context, id int64, msg string, next time.Time, maxAttempts int) (State, error)
-	// Defer puts an in_progress item back to pending, due at next, without
-	// counting an attempt (an OIFDE record not yet settled). note replaces
-	// LastError ("" clears it).
-	Defer(ctx context.Context, id int64, next time.Time, note string) error
-	// Release puts an in_progress item back to pending, due at once, without
-	// counting an attempt (work abandoned at shutdown).
-	Release(ctx context.Context, id int64) error
-	// RecoverInProgress releases every in_progress item: the process that
-	// claimed them is gone. Call it once after Open. It returns how many.
-	RecoverInProgress(ctx context.Context) (int, error)
+	// Fail records a failed attempt of owner's in_progress item: Attempts+1,
+	// LastError = msg. The item becomes dead when Attempts reaches
+	// maxAttempts, else failed and due at next. It returns the new state.
+	Fail(ctx context.Context, owner string, id int64, msg string, next time.Time, maxAttempts int) (State, error)
+	// Defer puts owner's in_progress item back to pending, due at next,
+	// without counting an attempt (an OIFDE record not yet settled). note
+	// replaces LastError ("" clears it).
+	Defer(ctx context.Context, owner string, id int64, next time.Time, note string) error
+	// Release puts owner's in_progress item back to pending, due at once,
+	// without counting an attempt (work abandoned at shutdown).
+	Release(ctx context.Context, owner string, id int64) error
+	// RecoverInProgress releases (pending, due at once, no attempt counted)
+	// the in_progress items that owner holds and those whose lease has
+	// expired, whoever held them; the items other owners hold under a lease
+	// that has not expired are left to them. Call it once at start with the
+	// replica's ID. It returns how many it released.
+	RecoverInProgress(ctx context.Context, owner string) (int, error)
 	// Requeue moves every dead item of the given kinds (all kinds when none)
 	// back to pending with Attempts 0. It returns how many.
 	Requeue(ctx context.Context, kinds ...string) (int, error)
@@ -220,13 +286,34 @@ type Store interface {
 
 	// Watermark returns a job's watermark, ok false when it has none.
 	Watermark(ctx context.Context, job string) (t time.Time, ok bool, err error)
-	// SetWatermark stores a job's watermark.
+	// SetWatermark moves a job's watermark forward to t: it stores t when the
+	// job has none or t is not before the stored one (t equal to it changes
+	// nothing and returns nil). A t before the stored watermark, which
+	// another replica has moved on meanwhile, is refused with an error
+	// wrapping ErrConflict, and the stored one stays.
 	SetWatermark(ctx context.Context, job string, t time.Time) error
 
 	// Ledger returns the digest and key of the last ledger written for a day.
 	Ledger(ctx context.Context, day string) (sha256, key string, ok bool, err error)
-	// SetLedger records the ledger object written for a day.
-	SetLedger(ctx context.Context, day, sha256, key string) error
+	// SetLedger records the ledger object written for a day, replacing the
+	// record whose digest is prev: the digest Ledger returned, "" when it
+	// found none. When the day's record is another (another replica wrote a
+	// ledger since the caller read it) it is refused with an error wrapping
+	// ErrConflict and nothing changes.
+	SetLedger(ctx context.Context, day, prev, sha256, key string) error
+
+	// TryLease takes the named lease for owner until the store's clock plus
+	// ttl, and reports whether owner holds it now: when no one holds it, when
+	// owner already does (the lease is extended: this is also how it is
+	// renewed), or when the holder's lease has expired. ok false means
+	// another owner holds it and its lease has not expired. The names are
+	// the caller's ("cdr:<window begin>", "ledger:<day>", "janitor"). An
+	// empty name or owner, or a ttl ≤ 0, is an error.
+	TryLease(ctx context.Context, name, owner string, ttl time.Duration) (ok bool, err error)
+	// ReleaseLease gives up owner's lease of name, so that another owner may
+	// take it at once. A lease that owner does not hold (never taken, or
+	// expired and taken by another) is left as it is, and that is no error.
+	ReleaseLease(ctx context.Context, name, owner string) error
 
 	// Close releases the store and its lock.
 	Close() error
@@ -241,6 +328,12 @@ var (
 	// ErrState: the transition is not allowed from the item's current state
 	// (e.g. Done on an item that is not in_progress).
 	ErrState = errors.New("checkpoint: invalid state transition")
+	// ErrLeaseLost: the in_progress item is another owner's now (the
+	// caller's lease expired and it was claimed again). It wraps ErrState.
+	ErrLeaseLost = fmt.Errorf("checkpoint: lease lost: %w", ErrState)
+	// ErrConflict: the record changed since the caller read it (a watermark
+	// that moved further, a ledger another replica wrote).
+	ErrConflict = errors.New("checkpoint: conflict: changed by another writer")
 )
 
 // LockedError says which state file is locked and, when known, by which PID.

@@ -191,6 +191,11 @@ type Checkpoint struct {
 	Path    string `toml:"path"`   // SQLite database file
 	DSN     Secret `toml:"dsn"`    // PostgreSQL connection string (may hold a password)
 	DSNFile string `toml:"dsn_file"`
+	// Lease is how long a claimed item, or singleton work (a CDR window, a
+	// day's ledger, the janitor), stays this process's without renewal; it
+	// is renewed every Lease/3, and another replica takes over work whose
+	// lease expired.
+	Lease Duration `toml:"lease"`
 }
 
 // Jobs is the [jobs] table. Its sub-tables are fixed: a [jobs.<name>] with any
@@ -314,6 +319,7 @@ func Default() *Config {
 		Checkpoint: Checkpoint{
 			Driver: DriverSQLite,
 			Path:   "./archiver-state.db",
+			Lease:  Duration{2 * time.Minute},
 		},
 		Jobs: Jobs{
 			CDR: CDRJob{

@@ -424,7 +424,19 @@ func (v *validator) checkpoint(c *Checkpoint, tenant string, n needs) {
 	default:
 		v.add("checkpoint.driver", `must be "sqlite" or "postgres" (got %q)`, c.Driver)
 	}
+	// Renewed every third of it: a shorter lease lets another replica take
+	// over work whose process merely paused (GC, a slow database), a longer
+	// one leaves a killed replica's items waiting that long.
+	if c.Lease.Duration < MinLease || c.Lease.Duration > MaxLease {
+		v.add("checkpoint.lease", "must be between %s and %s (got %s)", Duration{MinLease}, Duration{MaxLease}, c.Lease)
+	}
 }
+
+// Bounds of checkpoint.lease.
+const (
+	MinLease = 10 * time.Second
+	MaxLease = time.Hour
+)
 
 func (v *validator) jobs(j *Jobs) {
 	j.Each(func(name string, job *Job) {

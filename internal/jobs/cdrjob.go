@@ -47,6 +47,15 @@ func (a *Archiver) storeErr(op string, err error) error {
 // the windows of plan that are settled (see settled) unless rescan: a
 // second backfill of the same days requests only what the first did not
 // finish, and the recent windows the lookback re-scans anyway.
+//
+// A window is processed under the store lease cdr:<begin>, so that one
+// replica at a time requests it; a window another replica holds is skipped
+// this run (Report.WindowsHeld): that replica does it. A skipped window
+// holds the watermark back like a failed one, until the end of the run: the
+// windows from there on that the store then finds settled (done, none
+// open), whoever did them, move it on. The watermark only moves forward
+// (checkpoint.Store.SetWatermark): a replica behind another never undoes
+// its progress.
 func (a *Archiver) runCDR(ctx context.Context, plan []Window, rescan bool) (*Report, error) {
 	log := a.log.With(zap.String("job", config.JobCDR))
 	rep := &Report{}
@@ -72,7 +81,7 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window, rescan bool) (*Rep
 		newWM = plan[0].Begin
 	}
 	initial := newWM
-	blocked := false
+	blocked, heldElsewhere := false, false
 	var runErr error
 	horizon := a.stepBack(a.now(), a.Lookback)
 	for _, w := range plan {
@@ -90,14 +99,26 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window, rescan bool) (*Rep
 				continue
 			}
 		}
-		rep.Windows++
-		err := a.processWindow(ctx, log, w, rep)
-		done := err == nil
+		ran, err := a.exclusive(ctx, cdrLease(w), func(ctx context.Context) error {
+			rep.Windows++
+			return a.processWindow(ctx, log, w, rep)
+		})
+		done := err == nil && ran
+		if !ran && err == nil {
+			rep.WindowsHeld++
+			heldElsewhere = true
+			log.Info("window skipped: another replica is processing it", zap.Time("begin", w.Begin), zap.Time("end", w.End))
+			done = wmOK && !w.End.After(wm)
+		}
 		if err != nil {
 			var se *storeError
 			switch {
 			case errors.As(err, &se):
 				runErr = err
+			case errors.Is(err, errLeaseLost):
+				// Another replica took the window over (this one stalled past
+				// its lease): the package is left to it.
+				log.Warn("window abandoned: its lease was lost to another replica", zap.Time("begin", w.Begin), zap.Time("end", w.End), zap.Error(err))
 			case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 				// Shutdown: the package stays open and is resumed next run.
 			default:
@@ -118,10 +139,13 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window, rescan bool) (*Rep
 				if w.End.After(newWM) {
 					newWM = w.End
 					// Saved at once: a run killed later resumes from here.
-					if err := a.Store.SetWatermark(sctx, config.JobCDR, newWM); err != nil {
-						return rep, errors.Join(runErr, a.storeErr("set cdr watermark", err))
+					moved, err := a.setWatermark(sctx, config.JobCDR, newWM)
+					if err != nil {
+						return rep, errors.Join(runErr, err)
 					}
-					a.met.Watermark(config.JobCDR, newWM)
+					if moved {
+						a.met.Watermark(config.JobCDR, newWM)
+					}
 				}
 			} else {
 				blocked = true
@@ -129,6 +153,22 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window, rescan bool) (*Rep
 		}
 		if runErr != nil {
 			break
+		}
+	}
+	if !backfill && blocked && heldElsewhere && runErr == nil && ctx.Err() == nil {
+		wm, err := a.settledWatermark(sctx, plan, newWM)
+		if err != nil {
+			return rep, err
+		}
+		if wm.After(newWM) {
+			moved, err := a.setWatermark(sctx, config.JobCDR, wm)
+			if err != nil {
+				return rep, err
+			}
+			if moved {
+				a.met.Watermark(config.JobCDR, wm)
+			}
+			newWM = wm
 		}
 	}
 	if !backfill && newWM.After(initial) {
@@ -142,6 +182,33 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window, rescan bool) (*Rep
 		runErr = ctx.Err()
 	}
 	return rep, runErr
+}
+
+// settledWatermark is how far the watermark at wm can move over the
+// windows of plan, in order, that the store finds settled now (the newest
+// package done, none open): at the end of a run that skipped windows other
+// replicas were processing, what they finished meanwhile counts.
+func (a *Archiver) settledWatermark(sctx context.Context, plan []Window, wm time.Time) (time.Time, error) {
+	for _, w := range plan {
+		if !w.End.After(wm) {
+			continue
+		}
+		if w.Begin.After(wm) {
+			break
+		}
+		if _, open, err := a.Store.OpenPackage(sctx, w.Begin, w.End); err != nil {
+			return wm, a.storeErr("open package", err)
+		} else if open {
+			break
+		}
+		if _, done, err := a.Store.LastDonePackage(sctx, w.Begin, w.End); err != nil {
+			return wm, a.storeErr("last done package", err)
+		} else if !done {
+			break
+		}
+		wm = w.End
+	}
+	return wm, nil
 }
 
 // settled reports whether backfill can skip window w: its newest package

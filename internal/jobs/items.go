@@ -59,6 +59,152 @@ type itemRun struct {
 	// stops the lookups, not the downloads of transfer recordings already
 	// found, which go to CC-FS).
 	authStopped map[string]error
+
+	// held are the items this run has claimed and not finished (queued or
+	// in flight): their leases are renewed, and a lost one is cancelled.
+	held map[int64]*claim
+}
+
+// claim is an item the run holds.
+type claim struct {
+	cancel context.CancelCauseFunc // of its transfers; nil until it starts
+	tctx   context.Context
+	lost   bool // another replica has it now (Renew said so)
+}
+
+// hold records claimed items; it returns those the run does not hold
+// already (an item of its own whose lease expired under a stalled renewal
+// comes back from Claim: it is in flight, not claimed twice).
+func (r *itemRun) hold(items []checkpoint.Item) []checkpoint.Item {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := items[:0]
+	for _, it := range items {
+		if _, ok := r.held[it.ID]; ok {
+			continue
+		}
+		r.held[it.ID] = &claim{}
+		out = append(out, it)
+	}
+	return out
+}
+
+// start gives a held item the context its transfers run under: tctx,
+// cancelled when its lease is lost. It reports false when the item was
+// lost while it waited in the queue.
+func (r *itemRun) start(it checkpoint.Item, tctx context.Context) (context.Context, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.held[it.ID]
+	if c == nil || c.lost {
+		return nil, false
+	}
+	c.tctx, c.cancel = context.WithCancelCause(tctx)
+	return c.tctx, true
+}
+
+// transferCtx is the context of it's transfers: its own once started (see
+// start), else the archiver's.
+func (r *itemRun) transferCtx(ctx context.Context, it checkpoint.Item) context.Context {
+	r.mu.Lock()
+	c := r.held[it.ID]
+	r.mu.Unlock()
+	if c != nil && c.tctx != nil {
+		return c.tctx
+	}
+	return r.a.transferCtx(ctx)
+}
+
+// unhold forgets a finished item.
+func (r *itemRun) unhold(id int64) {
+	r.mu.Lock()
+	c := r.held[id]
+	delete(r.held, id)
+	r.mu.Unlock()
+	if c != nil && c.cancel != nil {
+		c.cancel(nil)
+	}
+}
+
+// isLost reports whether a renewal found that another replica has it.
+func (r *itemRun) isLost(id int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.held[id]
+	return c != nil && c.lost
+}
+
+// heldIDs lists the held items, for renewal.
+func (r *itemRun) heldIDs() []int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]int64, 0, len(r.held))
+	for id := range r.held {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// renew extends the leases of the held items every Lease/3 until stop is
+// closed. An item the store says is no longer this replica's is marked
+// lost and its transfers cancelled: its outcome is not recorded (the store
+// would refuse it anyway). A failed renewal is tried again at the next
+// tick; the store's refusals fence the items if the leases expire
+// meanwhile.
+func (r *itemRun) renew(c checkpoint.Claimer, stop <-chan struct{}) {
+	tick := time.NewTicker(max(c.Lease/3, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		ids := r.heldIDs()
+		if len(ids) == 0 {
+			continue
+		}
+		lost, err := r.a.Store.Renew(context.Background(), c, ids)
+		if err != nil {
+			r.a.met.CheckpointError()
+			r.log.Warn("lease renewal failed, trying again", zap.Int("items", len(ids)), zap.Error(err))
+			continue
+		}
+		r.mu.Lock()
+		for _, id := range lost {
+			// An item that ended meanwhile is no longer held.
+			if cl := r.held[id]; cl != nil {
+				cl.lost = true
+				if cl.cancel != nil {
+					cl.cancel(errLeaseLost)
+				}
+			}
+		}
+		r.mu.Unlock()
+	}
+}
+
+// abandon gives up an item whose claim another replica has taken over (its
+// lease expired): nothing of this run's work on it is recorded.
+func (r *itemRun) abandon(it checkpoint.Item, why error) {
+	r.rep.add(func(rep *Report) { rep.LeaseLost++ })
+	r.log.Warn("item abandoned: another replica has taken it over (its lease expired); this run's outcome is not recorded",
+		zap.String("kind", it.Kind), zap.String("upstream_id", it.UpstreamID), zap.Int64("item", it.ID), zap.Error(why))
+}
+
+// recorded handles the outcome of a transition of a claimed item: true
+// when it was recorded; a refusal because the claim is no longer this
+// replica's abandons the item; any other failure stops the job.
+func (r *itemRun) recorded(op string, it checkpoint.Item, err error) bool {
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, checkpoint.ErrState):
+		r.abandon(it, err)
+	default:
+		r.stop(r.a.storeErr(op, err))
+	}
+	return false
 }
 
 // stopKind stops claiming items of kind after its interface refused the
@@ -133,9 +279,20 @@ func (r *itemRun) isStopped() bool {
 // that lookups add are processed now: when nothing is due but work is in
 // flight, the pool claims again after each item ends.
 func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
-	r := &itemRun{a: a, spec: a.spec(job), log: a.log.With(zap.String("job", job)), claimAt: a.now(), stopped: make(chan struct{})}
+	r := &itemRun{a: a, spec: a.spec(job), log: a.log.With(zap.String("job", job)), claimAt: a.now(),
+		stopped: make(chan struct{}), held: map[int64]*claim{}}
 	sctx := storeCtx(ctx)
 	ahead := a.concurrency()
+	c := a.claimer()
+	stopRenew, renewed := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(renewed)
+		r.renew(c, stopRenew)
+	}()
+	defer func() {
+		close(stopRenew)
+		<-renewed
+	}()
 	var (
 		wg       sync.WaitGroup
 		inflight atomic.Int64
@@ -148,11 +305,12 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 			if len(kinds) == 0 {
 				break
 			}
-			items, err := a.Store.Claim(sctx, kinds, r.claimAt, ahead)
+			items, err := a.Store.Claim(sctx, c, kinds, r.claimAt, ahead)
 			if err != nil {
 				r.stop(a.storeErr("claim", err))
 				break
 			}
+			items = r.hold(items)
 			if len(items) == 0 {
 				if inflight.Load() == 0 {
 					break
@@ -179,11 +337,18 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 		}
 		it := queue[0]
 		queue = queue[1:]
+		if _, ok := r.start(it, a.transferCtx(ctx)); !ok {
+			<-a.sem
+			r.abandon(it, errLeaseLost)
+			r.unhold(it.ID)
+			continue
+		}
 		inflight.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			r.process(ctx, it)
+			r.unhold(it.ID)
 			<-a.sem
 			inflight.Add(-1)
 			select {
@@ -204,11 +369,18 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 	return rep, err
 }
 
-// release puts claimed items back without counting an attempt.
+// release puts claimed items back without counting an attempt; those
+// another replica has taken over are left to it.
 func (r *itemRun) release(sctx context.Context, items []checkpoint.Item) {
 	for _, it := range items {
-		if err := r.a.Store.Release(sctx, it.ID); err != nil {
-			r.stop(r.a.storeErr("release", err))
+		if r.isLost(it.ID) {
+			r.abandon(it, errLeaseLost)
+			r.unhold(it.ID)
+			continue
+		}
+		err := r.a.Store.Release(sctx, r.a.owner, it.ID)
+		r.unhold(it.ID)
+		if !r.recorded("release", it, err) {
 			continue
 		}
 		r.a.met.Item(it.Kind, "released")
@@ -240,9 +412,12 @@ func (r *itemRun) backoff(attempts int) time.Duration {
 // failed records a failed attempt, or releases the item when the failure
 // is shutdown or refused credentials.
 func (r *itemRun) failed(ctx context.Context, it checkpoint.Item, err error) {
-	a, sctx, tctx := r.a, storeCtx(ctx), r.a.transferCtx(ctx)
+	a, sctx, tctx := r.a, storeCtx(ctx), r.transferCtx(ctx, it)
 	log := r.log.With(zap.String("kind", it.Kind), zap.String("upstream_id", it.UpstreamID), zap.String("call_id", it.CallID))
 	switch {
+	case r.isLost(it.ID):
+		r.abandon(it, err)
+		return
 	case tctx.Err() != nil:
 		r.release(sctx, []checkpoint.Item{it})
 		log.Info("item abandoned at shutdown")
@@ -272,9 +447,8 @@ func (r *itemRun) failed(ctx context.Context, it checkpoint.Item, err error) {
 			maxAttempts = 0
 		}
 	}
-	st, serr := a.Store.Fail(sctx, it.ID, msg, a.now().Add(r.backoff(it.Attempts+1)), maxAttempts)
-	if serr != nil {
-		r.stop(a.storeErr("fail", serr))
+	st, serr := a.Store.Fail(sctx, a.owner, it.ID, msg, a.now().Add(r.backoff(it.Attempts+1)), maxAttempts)
+	if !r.recorded("fail", it, serr) {
 		return
 	}
 	if st == checkpoint.StateDead {
@@ -291,7 +465,7 @@ func (r *itemRun) failed(ctx context.Context, it checkpoint.Item, err error) {
 // fetch downloads one recording and stores it under its key. Transient
 // failures are tried again InPassAttempts times within the run.
 func (r *itemRun) fetch(ctx context.Context, it checkpoint.Item) {
-	a, tctx := r.a, r.a.transferCtx(ctx)
+	a, tctx := r.a, r.transferCtx(ctx, it)
 	var obj sink.Object
 	var err error
 	wait := inPassBackoff
@@ -313,8 +487,7 @@ func (r *itemRun) fetch(ctx context.Context, it checkpoint.Item) {
 		r.failed(ctx, it, err)
 		return
 	}
-	if serr := a.Store.Done(storeCtx(ctx), it.ID, it.Key, obj.Size, obj.SHA256); serr != nil {
-		r.stop(a.storeErr("done", serr))
+	if serr := a.Store.Done(storeCtx(ctx), a.owner, it.ID, it.Key, obj.Size, obj.SHA256); !r.recorded("done", it, serr) {
 		return
 	}
 	if obj.Existed {
@@ -483,7 +656,7 @@ func (r *itemRun) open(ctx context.Context, it checkpoint.Item, args Args) (*cec
 // until SettleMaxAge after the call began: the lookup is deferred by
 // Retry.Backoff; past that age they are absent with the reason.
 func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
-	a, sctx, tctx := r.a, storeCtx(ctx), r.a.transferCtx(ctx)
+	a, sctx, tctx := r.a, storeCtx(ctx), r.transferCtx(ctx, it)
 	now := a.now()
 	args, err := decodeArgs(it)
 	if err == nil && args.(LookupArgs).CallBegin.IsZero() {
@@ -614,16 +787,14 @@ func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
 		if unsettled == 1 {
 			note = "waiting for 1 record to settle"
 		}
-		if err := a.Store.Defer(sctx, it.ID, now.Add(r.spec.retry.Backoff), note); err != nil {
-			r.stop(a.storeErr("defer", err))
+		if err := a.Store.Defer(sctx, a.owner, it.ID, now.Add(r.spec.retry.Backoff), note); !r.recorded("defer", it, err) {
 			return
 		}
 		a.met.Item(it.Kind, "deferred")
 		r.rep.add(func(rep *Report) { rep.Deferred++ })
 		return
 	}
-	if err := a.Store.Done(sctx, it.ID, "", 0, ""); err != nil {
-		r.stop(a.storeErr("done", err))
+	if err := a.Store.Done(sctx, a.owner, it.ID, "", 0, ""); !r.recorded("done", it, err) {
 		return
 	}
 	a.met.Item(it.Kind, "done")
@@ -717,8 +888,7 @@ func (r *itemRun) absentOnEvidence(ctx context.Context, it checkpoint.Item, err 
 	evidence := fmt.Sprintf("%s downloadOiapRecord answered %s%s for %q at %s (attempt %d, %s after the call began)",
 		service, code, desc, p.RecordPath, now.UTC().Format(time.RFC3339), it.Attempts+1, now.Sub(begin).Round(time.Minute))
 	reason := fmt.Sprintf("the download answers %s (no such file) past settle_max_age %s", code, r.spec.settle)
-	if serr := a.Store.Absent(storeCtx(ctx), it.ID, reason, evidence); serr != nil {
-		r.stop(a.storeErr("absent", serr))
+	if serr := a.Store.Absent(storeCtx(ctx), a.owner, it.ID, reason, evidence); !r.recorded("absent", it, serr) {
 		return true
 	}
 	a.met.Item(it.Kind, "absent")

@@ -77,6 +77,18 @@ type Settings struct {
 	// bundles where the interface returns them).
 	Formats recording.Policy
 	Limits  cdr.Limits
+
+	// Replica is this process's replica ID (NewReplicaID), the owner of
+	// every claim and lease it takes in the store; "" takes a new one. Give
+	// every process its own: replicas sharing a store (PostgreSQL) tell
+	// their work apart by it.
+	Replica string
+	// Lease is how long a claim of an item, or the lease of singleton work
+	// (a CDR window, a day's ledger), holds without renewal; the jobs renew
+	// what they hold every Lease/3, and an item or a window whose lease
+	// expired (its replica killed or stalled) is taken over by another
+	// replica. Default DefaultLease.
+	Lease time.Duration
 }
 
 // Retry says how a job's failed items are retried across runs.
@@ -128,6 +140,7 @@ type Archiver struct {
 	quarKeys *sink.KeyBuilder
 	met      Metrics
 	log      *zap.Logger
+	owner    string // Replica, or the ID init made
 }
 
 // Window is a time window [Begin, End) of the cdr job.
@@ -152,6 +165,8 @@ type Report struct {
 	Failed         int   // failed attempts recorded (the item will be retried)
 	Dead           int   // items that became dead this run
 	Released       int   // items abandoned at shutdown or on an auth error, not counted as attempts
+	LeaseLost      int   // items abandoned because another replica took them over (their lease had expired): that replica's now
+	WindowsHeld    int   // cdr windows skipped because another replica was processing them
 	Bytes          int64 // bytes newly stored: recordings, CDR packages and their rows files
 	// Errors lists window/package-level failures, human readable.
 	Errors []string
@@ -177,6 +192,8 @@ func (r *Report) Merge(o *Report) {
 	r.Failed += o.Failed
 	r.Dead += o.Dead
 	r.Released += o.Released
+	r.LeaseLost += o.LeaseLost
+	r.WindowsHeld += o.WindowsHeld
 	r.Bytes += o.Bytes
 	r.Errors = append(r.Errors, o.Errors...)
 	if r.AuthError == nil {
@@ -216,6 +233,10 @@ func (a *Archiver) init() error {
 			a.met = nopMetrics{}
 		}
 		a.sem = make(chan struct{}, a.concurrency())
+		a.owner = a.Replica
+		if a.owner == "" {
+			a.owner = NewReplicaID()
+		}
 		var errs []error
 		if a.Store == nil {
 			errs = append(errs, errors.New("no checkpoint store"))
@@ -256,6 +277,15 @@ func (a *Archiver) init() error {
 		}
 	})
 	return a.initErr
+}
+
+// ReplicaID returns the replica ID the archiver claims as (Replica, or the
+// one it made), once a method has run.
+func (a *Archiver) ReplicaID() string {
+	if err := a.init(); err != nil {
+		return a.Replica
+	}
+	return a.owner
 }
 
 func (a *Archiver) now() time.Time {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -87,6 +88,13 @@ type LedgerRecord struct {
 // last ledger written. Ledger objects are create-only and never replaced:
 // the newest key of a day is its current ledger. It also exports the item
 // counts to Metrics.
+//
+// A day's ledger is written under the store lease ledger:<day>, by one
+// replica at a time; a day another replica holds is skipped, and then the
+// pass leaves the watermark as it is (the holder's pass covers the day).
+// The day's ledger record is replaced only if it is still the one read
+// (checkpoint.Store.SetLedger): a replica that lost the race keeps the
+// other's record.
 func (a *Archiver) WriteLedgers(ctx context.Context) (written int, err error) {
 	if err := a.init(); err != nil {
 		return 0, err
@@ -120,6 +128,7 @@ func (a *Archiver) WriteLedgers(ctx context.Context) (written int, err error) {
 		}
 	}
 	sort.Slice(days, func(i, j int) bool { return days[i].Day < days[j].Day })
+	skipped := 0
 	for _, d := range days {
 		if ctx.Err() != nil {
 			return written, ctx.Err()
@@ -127,17 +136,30 @@ func (a *Archiver) WriteLedgers(ctx context.Context) (written int, err error) {
 		if haveSince && d.Updated.Before(since.Add(-ledgerMargin)) && problems[d.Day] == nil {
 			continue
 		}
-		ok, err := a.writeLedger(ctx, d.Day, start, problems[d.Day])
+		var ok bool
+		ran, err := a.exclusive(ctx, ledgerLease(d.Day), func(ctx context.Context) error {
+			var err error
+			ok, err = a.writeLedger(ctx, d.Day, start, problems[d.Day])
+			return err
+		})
 		if err != nil {
 			return written, err
+		}
+		if !ran {
+			skipped++
+			log.Info("ledger skipped: another replica is writing it", zap.String("day", d.Day))
+			continue
 		}
 		if ok {
 			written++
 			log.Info("ledger written", zap.String("day", d.Day))
 		}
 	}
-	if err := a.Store.SetWatermark(sctx, JobLedger, start); err != nil {
-		return written, a.storeErr("set ledger watermark", err)
+	if skipped > 0 {
+		return written, nil
+	}
+	if _, err := a.setWatermark(sctx, JobLedger, start); err != nil {
+		return written, err
 	}
 	return written, nil
 }
@@ -327,7 +349,17 @@ func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time, w
 		sink.Meta{ContentType: "application/json", Metadata: map[string]string{"kind": "ledger", "day": day, "ledger-sha256": digest}}); err != nil {
 		return false, fmt.Errorf("jobs: ledger %s: %w", day, err)
 	}
-	if err := a.Store.SetLedger(sctx, day, digest, key); err != nil {
+	prev := ""
+	if ok {
+		prev = last
+	}
+	if err := a.Store.SetLedger(sctx, day, prev, digest, key); errors.Is(err, checkpoint.ErrConflict) {
+		// Another replica recorded a ledger of the day since it was read
+		// (its object and ours are both in the sink; the record is theirs).
+		a.log.Warn("ledger record changed meanwhile by another replica; theirs stays", zap.String("day", day),
+			zap.String("key", key), zap.Error(err))
+		return false, nil
+	} else if err != nil {
 		return false, a.storeErr("set ledger", err)
 	}
 	a.met.Ledger()

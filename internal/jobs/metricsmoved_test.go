@@ -355,11 +355,11 @@ type doneFailingStore struct {
 	failed atomic.Bool
 }
 
-func (s *doneFailingStore) Done(ctx context.Context, id int64, key string, size int64, sha string) error {
+func (s *doneFailingStore) Done(ctx context.Context, owner string, id int64, key string, size int64, sha string) error {
 	if key != "" && s.failed.CompareAndSwap(false, true) {
 		return errTestSink
 	}
-	return s.Store.Done(ctx, id, key, size, sha)
+	return s.Store.Done(ctx, owner, id, key, size, sha)
 }
 
 // TestMetrics_EveryDocumentedSeriesMoves holds the code to the metrics
@@ -486,7 +486,7 @@ func TestMetrics_EveryDocumentedSeriesMoves(t *testing.T) {
 			t.Error("archiver_items{state=\"in_progress\"} is 0 after a run left an item claimed")
 		}
 		rec.snap()
-		if n, err := e.store.RecoverInProgress(ctx); err != nil || n == 0 {
+		if n, err := e.store.RecoverInProgress(ctx, e.a.ReplicaID()); err != nil || n == 0 {
 			t.Fatalf("RecoverInProgress = %d, %v; want the item the failed run left claimed", n, err)
 		}
 		rep, err := e.a.Once(ctx)

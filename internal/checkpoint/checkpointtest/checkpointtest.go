@@ -1,6 +1,6 @@
 // Package checkpointtest is the conformance suite for checkpoint.Store
-// implementations. Each implementation's tests call Run with a function that
-// opens a fresh, empty store.
+// implementations. Each implementation's tests call Run with a Backend that
+// opens fresh, empty stores.
 package checkpointtest
 
 import (
@@ -18,20 +18,80 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
 )
 
-// t0 is the suite's reference instant for windows and due times. The stores
-// stamp CreatedAt and UpdatedAt with their own clocks, which the suite does
-// not control.
+// t0 is the suite's reference instant for windows and due times (the now
+// Claim takes). The stores stamp CreatedAt and UpdatedAt, and judge leases,
+// with their own clock, which the suite gives them (Backend.Open): the time
+// of day, moved forward by the lease tests.
 func t0() time.Time { return time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC) }
 
-// Run runs the conformance suite. open must return a fresh, empty store for
-// each call; Run closes the stores it opens.
-func Run(t *testing.T, open func(t *testing.T) checkpoint.Store) {
+// The owners (replica IDs) the suite claims as; ca and cb are their claims.
+// ca's lease is long enough that no test outlives it unless it moves the
+// clock.
+const (
+	ownerA = "host-a-101-0a1b2c3d"
+	ownerB = "host-b-202-4e5f6071"
+)
+
+var (
+	ca = checkpoint.Claimer{Owner: ownerA, Lease: time.Hour}
+	cb = checkpoint.Claimer{Owner: ownerB, Lease: time.Hour}
+)
+
+// Backend opens the stores the suite tests.
+type Backend struct {
+	// Open returns a fresh, empty store whose clock (Options.Now: stamps and
+	// leases) is now.
+	Open func(t *testing.T, now func() time.Time) checkpoint.Store
+	// Replica, when not nil, returns another store on the state s was opened
+	// on, with the clock now: what a second process (replica) of the same
+	// tenant sees. It is nil for a store whose state admits one process
+	// (SQLite): the suite then plays the second replica on s itself, as a
+	// second owner.
+	Replica func(t *testing.T, s checkpoint.Store, now func() time.Time) checkpoint.Store
+}
+
+// clock is the stores' clock: the time of day plus an offset that a test
+// moves forward to let leases expire.
+type clock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+// Advance moves the clock forward by d.
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.off += d
+	c.mu.Unlock()
+}
+
+// env is one test's store, its clock, and the second replica's store.
+type env struct {
+	s     checkpoint.Store
+	clock *clock
+	// b is the second replica: a store of its own on the same state, or s.
+	b checkpoint.Store
+}
+
+// Run runs the conformance suite. Run closes the stores it opens.
+func Run(t *testing.T, b Backend) {
 	t.Helper()
-	fresh := func(t *testing.T) checkpoint.Store {
+	fresh := func(t *testing.T) *env {
 		t.Helper()
-		s := open(t)
-		t.Cleanup(func() { s.Close() })
-		return s
+		e := &env{clock: &clock{}}
+		e.s = b.Open(t, e.clock.Now)
+		t.Cleanup(func() { e.s.Close() })
+		e.b = e.s
+		if b.Replica != nil {
+			e.b = b.Replica(t, e.s, e.clock.Now)
+			t.Cleanup(func() { e.b.Close() })
+		}
+		return e
 	}
 	tests := []struct {
 		name string
@@ -50,7 +110,6 @@ func Run(t *testing.T, open func(t *testing.T) checkpoint.Store) {
 		{"Days", testDays},
 		{"Watermark", testWatermark},
 		{"Ledger", testLedger},
-		{"ConcurrentClaim", testConcurrentClaim},
 		{"ConcurrentTransitions", testConcurrentTransitions},
 		{"EndedContext", testEndedContext},
 		{"Params", testParams},
@@ -59,6 +118,23 @@ func Run(t *testing.T, open func(t *testing.T) checkpoint.Store) {
 		{"Times", testTimes},
 	}
 	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh(t).s) })
+	}
+	leases := []struct {
+		name string
+		fn   func(t *testing.T, e *env)
+	}{
+		{"ConcurrentClaim", testConcurrentClaim},
+		{"ClaimLease", testClaimLease},
+		{"Takeover", testTakeover},
+		{"Renew", testRenew},
+		{"RecoverOwned", testRecoverOwned},
+		{"Leases", testLeases},
+		{"ConcurrentLeases", testConcurrentLeases},
+		{"WatermarkForward", testWatermarkForward},
+		{"LedgerConflict", testLedgerConflict},
+	}
+	for _, tc := range leases {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh(t)) })
 	}
 }
@@ -110,7 +186,7 @@ func mustItem(t *testing.T, s checkpoint.Store, id int64) checkpoint.Item {
 // claimAll claims every item due at now.
 func claimAll(t *testing.T, s checkpoint.Store, now time.Time) []checkpoint.Item {
 	t.Helper()
-	got, err := s.Claim(ctx(t), nil, now, 0)
+	got, err := s.Claim(ctx(t), ca, nil, now, 0)
 	if err != nil {
 		t.Fatalf("Claim: %v", err)
 	}
@@ -275,11 +351,11 @@ func testCompletePackage(t *testing.T, s checkpoint.Store) {
 	// A later package of an overlapping window lists f2 again (now done) and
 	// a new f3, and c2 again with other fields: existing rows are untouched.
 	f2 := idOf(t, s, checkpoint.KindAgent, "f2")
-	claimed, err := s.Claim(ctx(t), []string{checkpoint.KindAgent}, t0(), 0)
+	claimed, err := s.Claim(ctx(t), ca, []string{checkpoint.KindAgent}, t0(), 0)
 	if err != nil || len(claimed) != 2 {
 		t.Fatalf("Claim = %d items, err %v", len(claimed), err)
 	}
-	if err := s.Done(ctx(t), f2, "k/f2", 5, "s2"); err != nil {
+	if err := s.Done(ctx(t), ownerA, f2, "k/f2", 5, "s2"); err != nil {
 		t.Fatal(err)
 	}
 	id2, err := s.CreatePackage(ctx(t), checkpoint.Package{Begin: begin, End: end.Add(time.Hour)})
@@ -353,7 +429,7 @@ func testAddItems(t *testing.T, s checkpoint.Store) {
 	})
 	t.Run("existing state kept", func(t *testing.T) {
 		id := idOf(t, s, checkpoint.KindAgent, "b")
-		if err := s.Absent(ctx(t), id, "gone", ""); err != nil {
+		if err := s.Absent(ctx(t), ownerA, id, "gone", ""); err != nil {
 			t.Fatal(err)
 		}
 		add(t, s, 0, item(checkpoint.KindAgent, "b"))
@@ -390,7 +466,7 @@ func testClaim(t *testing.T, s checkpoint.Store) {
 		mk(checkpoint.KindTransfer, "tr", t0().Add(-3*time.Hour)),
 	)
 	t.Run("kinds and limit", func(t *testing.T) {
-		got, err := s.Claim(ctx(t), []string{checkpoint.KindAgent}, t0(), 2)
+		got, err := s.Claim(ctx(t), ca, []string{checkpoint.KindAgent}, t0(), 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -405,7 +481,7 @@ func testClaim(t *testing.T, s checkpoint.Store) {
 		}
 	})
 	t.Run("claimed not claimed again", func(t *testing.T) {
-		got, err := s.Claim(ctx(t), []string{checkpoint.KindAgent}, t0(), 0)
+		got, err := s.Claim(ctx(t), ca, []string{checkpoint.KindAgent}, t0(), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -414,7 +490,7 @@ func testClaim(t *testing.T, s checkpoint.Store) {
 		}
 	})
 	t.Run("several kinds", func(t *testing.T) {
-		got, err := s.Claim(ctx(t), []string{checkpoint.KindIVR, checkpoint.KindTransfer}, t0(), 0)
+		got, err := s.Claim(ctx(t), ca, []string{checkpoint.KindIVR, checkpoint.KindTransfer}, t0(), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -423,24 +499,24 @@ func testClaim(t *testing.T, s checkpoint.Store) {
 		}
 	})
 	t.Run("due later", func(t *testing.T) {
-		got, err := s.Claim(ctx(t), nil, t0().Add(time.Hour-time.Nanosecond), 0)
+		got, err := s.Claim(ctx(t), ca, nil, t0().Add(time.Hour-time.Nanosecond), 0)
 		if err != nil || len(got) != 0 {
 			t.Fatalf("Claim before due = %v, %v", upstreams(got), err)
 		}
-		got, err = s.Claim(ctx(t), nil, t0().Add(time.Hour), 0)
+		got, err = s.Claim(ctx(t), ca, nil, t0().Add(time.Hour), 0)
 		if err != nil || !slices.Equal(upstreams(got), []string{"late"}) {
 			t.Fatalf("Claim at due = %v, %v; want [late]", upstreams(got), err)
 		}
 	})
 	t.Run("nothing left", func(t *testing.T) {
-		got, err := s.Claim(ctx(t), nil, t0().Add(24*time.Hour), 0)
+		got, err := s.Claim(ctx(t), ca, nil, t0().Add(24*time.Hour), 0)
 		if err != nil || len(got) != 0 {
 			t.Fatalf("Claim = %v, %v; want none", upstreams(got), err)
 		}
 	})
 	t.Run("failed is due and ordered", func(t *testing.T) {
 		id := idOf(t, s, checkpoint.KindAgent, "late")
-		if _, err := s.Fail(ctx(t), id, "x", t0().Add(2*time.Hour), 5); err != nil {
+		if _, err := s.Fail(ctx(t), ownerA, id, "x", t0().Add(2*time.Hour), 5); err != nil {
 			t.Fatal(err)
 		}
 		add(t, s, 1, mk(checkpoint.KindAgent, "newer", t0().Add(3*time.Hour)))
@@ -468,18 +544,18 @@ type transition struct {
 
 func transitions() []transition {
 	return []transition{
-		{"Done", func(c context.Context, s checkpoint.Store, id int64) error { return s.Done(c, id, "k", 1, "s") }},
-		{"Absent", func(c context.Context, s checkpoint.Store, id int64) error { return s.Absent(c, id, "r", "e") }},
+		{"Done", func(c context.Context, s checkpoint.Store, id int64) error { return s.Done(c, ownerA, id, "k", 1, "s") }},
+		{"Absent", func(c context.Context, s checkpoint.Store, id int64) error { return s.Absent(c, ownerA, id, "r", "e") }},
 		{"Resolve", func(c context.Context, s checkpoint.Store, id int64) error {
 			_, err := s.Resolve(c, id, "operator says so", t0())
 			return err
 		}},
 		{"Fail", func(c context.Context, s checkpoint.Store, id int64) error {
-			_, err := s.Fail(c, id, "m", t0(), 3)
+			_, err := s.Fail(c, ownerA, id, "m", t0(), 3)
 			return err
 		}},
-		{"Defer", func(c context.Context, s checkpoint.Store, id int64) error { return s.Defer(c, id, t0(), "n") }},
-		{"Release", func(c context.Context, s checkpoint.Store, id int64) error { return s.Release(c, id) }},
+		{"Defer", func(c context.Context, s checkpoint.Store, id int64) error { return s.Defer(c, ownerA, id, t0(), "n") }},
+		{"Release", func(c context.Context, s checkpoint.Store, id int64) error { return s.Release(c, ownerA, id) }},
 	}
 }
 
@@ -500,17 +576,17 @@ func testTransitions(t *testing.T, s checkpoint.Store) {
 		if st == checkpoint.StatePending || st == checkpoint.StateAbsent {
 			return id
 		}
-		got, err := s.Claim(ctx(t), []string{kind}, t0().Add(-time.Hour), 0)
+		got, err := s.Claim(ctx(t), ca, []string{kind}, t0().Add(-time.Hour), 0)
 		if err != nil || len(got) != 1 || got[0].ID != id {
 			t.Fatalf("setup claim = %v, %v; want [%d]", ids(got), err, id)
 		}
 		switch st {
 		case checkpoint.StateDone:
-			err = s.Done(ctx(t), id, "k", 1, "s")
+			err = s.Done(ctx(t), ownerA, id, "k", 1, "s")
 		case checkpoint.StateFailed:
-			_, err = s.Fail(ctx(t), id, "m", t0(), 0)
+			_, err = s.Fail(ctx(t), ownerA, id, "m", t0(), 0)
 		case checkpoint.StateDead:
-			_, err = s.Fail(ctx(t), id, "m", t0(), 1)
+			_, err = s.Fail(ctx(t), ownerA, id, "m", t0(), 1)
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -564,7 +640,7 @@ func testTransitions(t *testing.T, s checkpoint.Store) {
 	t.Run("Done fields", func(t *testing.T) {
 		id := inState(t, checkpoint.StateFailed)
 		claimAll(t, s, t0())
-		if err := s.Done(ctx(t), id, "k/final", 1234, "abcd"); err != nil {
+		if err := s.Done(ctx(t), ownerA, id, "k/final", 1234, "abcd"); err != nil {
 			t.Fatal(err)
 		}
 		it := wantState(t, s, id, checkpoint.StateDone)
@@ -574,7 +650,7 @@ func testTransitions(t *testing.T, s checkpoint.Store) {
 	})
 	t.Run("Absent fields", func(t *testing.T) {
 		id := inState(t, checkpoint.StatePending)
-		if err := s.Absent(ctx(t), id, "no recording by rule", ""); err != nil {
+		if err := s.Absent(ctx(t), ownerA, id, "no recording by rule", ""); err != nil {
 			t.Fatal(err)
 		}
 		if it := wantState(t, s, id, checkpoint.StateAbsent); it.Reason != "no recording by rule" {
@@ -593,7 +669,7 @@ func testFail(t *testing.T, s checkpoint.Store) {
 			t.Fatalf("attempt %d: claim = %v", attempt, ids(got))
 		}
 		next := now.Add(time.Minute)
-		st, err := s.Fail(ctx(t), id, fmt.Sprint("err ", attempt), next, 3)
+		st, err := s.Fail(ctx(t), ownerA, id, fmt.Sprint("err ", attempt), next, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -626,7 +702,7 @@ func testFail(t *testing.T, s checkpoint.Store) {
 		g := idOf(t, s, checkpoint.KindAgent, "g")
 		for i := 1; i <= 5; i++ {
 			claimAll(t, s, t0().Add(time.Duration(i)*time.Hour))
-			st, err := s.Fail(ctx(t), g, "e", t0().Add(time.Duration(i)*time.Hour), 0)
+			st, err := s.Fail(ctx(t), ownerA, g, "e", t0().Add(time.Duration(i)*time.Hour), 0)
 			if err != nil || st != checkpoint.StateFailed {
 				t.Fatalf("Fail with maxAttempts 0 = %s, %v; want failed", st, err)
 			}
@@ -641,13 +717,13 @@ func testDeferRelease(t *testing.T, s checkpoint.Store) {
 	add(t, s, 1, item(checkpoint.KindIVR, "d"))
 	id := idOf(t, s, checkpoint.KindIVR, "d")
 	claimAll(t, s, t0())
-	if _, err := s.Fail(ctx(t), id, "first", t0(), 5); err != nil {
+	if _, err := s.Fail(ctx(t), ownerA, id, "first", t0(), 5); err != nil {
 		t.Fatal(err)
 	}
 	t.Run("Defer", func(t *testing.T) {
 		claimAll(t, s, t0())
 		next := t0().Add(10 * time.Minute)
-		if err := s.Defer(ctx(t), id, next, "not settled"); err != nil {
+		if err := s.Defer(ctx(t), ownerA, id, next, "not settled"); err != nil {
 			t.Fatal(err)
 		}
 		it := wantState(t, s, id, checkpoint.StatePending)
@@ -658,7 +734,7 @@ func testDeferRelease(t *testing.T, s checkpoint.Store) {
 			t.Fatal("deferred item claimed before due")
 		}
 		claimAll(t, s, next)
-		if err := s.Defer(ctx(t), id, next, ""); err != nil {
+		if err := s.Defer(ctx(t), ownerA, id, next, ""); err != nil {
 			t.Fatal(err)
 		}
 		if it := mustItem(t, s, id); it.LastError != "" {
@@ -670,7 +746,7 @@ func testDeferRelease(t *testing.T, s checkpoint.Store) {
 		if len(got) != 1 {
 			t.Fatalf("claim = %v", ids(got))
 		}
-		if err := s.Release(ctx(t), id); err != nil {
+		if err := s.Release(ctx(t), ownerA, id); err != nil {
 			t.Fatal(err)
 		}
 		it := wantState(t, s, id, checkpoint.StatePending)
@@ -686,14 +762,14 @@ func testDeferRelease(t *testing.T, s checkpoint.Store) {
 
 func testRecoverInProgress(t *testing.T, s checkpoint.Store) {
 	add(t, s, 4, item(checkpoint.KindAgent, "1"), item(checkpoint.KindAgent, "2"), item(checkpoint.KindAgent, "3"), item(checkpoint.KindAgent, "4"))
-	got, err := s.Claim(ctx(t), nil, t0(), 3)
+	got, err := s.Claim(ctx(t), ca, nil, t0(), 3)
 	if err != nil || len(got) != 3 {
 		t.Fatalf("Claim = %v, %v", ids(got), err)
 	}
-	if err := s.Done(ctx(t), got[0].ID, "k", 1, "s"); err != nil {
+	if err := s.Done(ctx(t), ownerA, got[0].ID, "k", 1, "s"); err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.RecoverInProgress(ctx(t))
+	n, err := s.RecoverInProgress(ctx(t), ownerA)
 	if err != nil || n != 2 {
 		t.Fatalf("RecoverInProgress = %d, %v; want 2", n, err)
 	}
@@ -709,10 +785,10 @@ func testRecoverInProgress(t *testing.T, s checkpoint.Store) {
 	if again := claimAll(t, s, t0()); len(again) != 3 {
 		t.Fatalf("after recover claim = %v, want 3 items", ids(again))
 	}
-	if n, err := s.RecoverInProgress(ctx(t)); err != nil || n != 3 {
+	if n, err := s.RecoverInProgress(ctx(t), ownerA); err != nil || n != 3 {
 		t.Fatalf("second RecoverInProgress = %d, %v; want 3", n, err)
 	}
-	if n, err := s.RecoverInProgress(ctx(t)); err != nil || n != 0 {
+	if n, err := s.RecoverInProgress(ctx(t), ownerA); err != nil || n != 0 {
 		t.Fatalf("idle RecoverInProgress = %d, %v; want 0", n, err)
 	}
 }
@@ -722,7 +798,7 @@ func testRequeue(t *testing.T, s checkpoint.Store) {
 		add(t, s, 1, item(kind, up))
 		id := idOf(t, s, kind, up)
 		claimAll(t, s, t0())
-		if st, err := s.Fail(ctx(t), id, "bad", t0().Add(time.Hour), 1); err != nil || st != checkpoint.StateDead {
+		if st, err := s.Fail(ctx(t), ownerA, id, "bad", t0().Add(time.Hour), 1); err != nil || st != checkpoint.StateDead {
 			t.Fatalf("Fail = %s, %v", st, err)
 		}
 		return id
@@ -762,7 +838,7 @@ func testQueries(t *testing.T, s checkpoint.Store) {
 		}
 	}
 	got := claimAll(t, s, t0())
-	if err := s.Done(ctx(t), got[1].ID, "k", 1, "s"); err != nil {
+	if err := s.Done(ctx(t), ownerA, got[1].ID, "k", 1, "s"); err != nil {
 		t.Fatal(err)
 	}
 	t.Run("Items", func(t *testing.T) {
@@ -844,11 +920,11 @@ func testDays(t *testing.T, s checkpoint.Store) {
 	if _, err := s.CompletePackage(ctx(t), checkpoint.Package{ID: id}, calls, items); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Claim(ctx(t), []string{checkpoint.KindAgent}, t0(), 2)
+	got, err := s.Claim(ctx(t), ca, []string{checkpoint.KindAgent}, t0(), 2)
 	if err != nil || len(got) != 2 {
 		t.Fatalf("Claim = %v, %v", ids(got), err)
 	}
-	if err := s.Done(ctx(t), got[0].ID, "k", 1, "s"); err != nil {
+	if err := s.Done(ctx(t), ownerA, got[0].ID, "k", 1, "s"); err != nil {
 		t.Fatal(err)
 	}
 	days, err := s.Days(ctx(t))
@@ -882,7 +958,7 @@ func testDays(t *testing.T, s checkpoint.Store) {
 	t.Run("Updated follows changes", func(t *testing.T) {
 		before := days[2].Updated
 		it := mustItem(t, s, got[1].ID)
-		if err := s.Release(ctx(t), it.ID); err != nil {
+		if err := s.Release(ctx(t), ownerA, it.ID); err != nil {
 			t.Fatal(err)
 		}
 		after, err := s.Days(ctx(t))
@@ -950,13 +1026,13 @@ func testLedger(t *testing.T, s checkpoint.Store) {
 	if _, _, ok, err := s.Ledger(ctx(t), "2026-03-01"); err != nil || ok {
 		t.Fatalf("Ledger(unset) = ok %v, err %v", ok, err)
 	}
-	if err := s.SetLedger(ctx(t), "2026-03-01", "s1", "k1"); err != nil {
+	if err := s.SetLedger(ctx(t), "2026-03-01", "", "s1", "k1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetLedger(ctx(t), "2026-03-01", "s2", "k2"); err != nil {
+	if err := s.SetLedger(ctx(t), "2026-03-01", "s1", "s2", "k2"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetLedger(ctx(t), "2026-03-02", "s3", "k3"); err != nil {
+	if err := s.SetLedger(ctx(t), "2026-03-02", "", "s3", "k3"); err != nil {
 		t.Fatal(err)
 	}
 	for day, want := range map[string][2]string{"2026-03-01": {"s2", "k2"}, "2026-03-02": {"s3", "k3"}} {
@@ -967,46 +1043,61 @@ func testLedger(t *testing.T, s checkpoint.Store) {
 	}
 }
 
-func testConcurrentClaim(t *testing.T, s checkpoint.Store) {
-	const total, workers = 200, 8
+// testConcurrentClaim: two replicas, each claiming from several goroutines
+// at once, never get the same item, and every item is done once, by the
+// owner that claimed it.
+func testConcurrentClaim(t *testing.T, e *env) {
+	const total, workers = 240, 6 // workers per replica
 	batch := make([]checkpoint.Item, total)
 	for i := range batch {
 		batch[i] = item(checkpoint.KindAgent, fmt.Sprint("i", i))
 	}
-	add(t, s, total, batch...)
+	add(t, e.s, total, batch...)
 	var (
 		mu   sync.Mutex
-		seen = map[int64]int{}
+		seen = map[int64][]string{} // item → owners that claimed it
 		wg   sync.WaitGroup
-		errs = make(chan error, workers)
+		errs = make(chan error, 2*workers)
 	)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				got, err := s.Claim(context.Background(), nil, t0(), 3)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if len(got) == 0 {
-					return
-				}
-				mu.Lock()
-				for _, it := range got {
-					seen[it.ID]++
-				}
-				mu.Unlock()
-				for _, it := range got {
-					if err := s.Done(context.Background(), it.ID, it.Key, 1, "s"); err != nil {
+	start := make(chan struct{})
+	for _, r := range []struct {
+		s checkpoint.Store
+		c checkpoint.Claimer
+	}{{e.s, ca}, {e.b, cb}} {
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for {
+					got, err := r.s.Claim(context.Background(), r.c, nil, t0(), 3)
+					if err != nil {
 						errs <- err
 						return
 					}
+					if len(got) == 0 {
+						return
+					}
+					mu.Lock()
+					for _, it := range got {
+						seen[it.ID] = append(seen[it.ID], it.Owner)
+					}
+					mu.Unlock()
+					for _, it := range got {
+						if it.Owner != r.c.Owner {
+							errs <- fmt.Errorf("item %d claimed by %s has Owner %q", it.ID, r.c.Owner, it.Owner)
+							return
+						}
+						if err := r.s.Done(context.Background(), r.c.Owner, it.ID, it.Key, 1, "s"); err != nil {
+							errs <- err
+							return
+						}
+					}
 				}
-			}
-		}()
+			}()
+		}
 	}
+	close(start)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -1015,14 +1106,452 @@ func testConcurrentClaim(t *testing.T, s checkpoint.Store) {
 	if len(seen) != total {
 		t.Fatalf("claimed %d distinct items, want %d", len(seen), total)
 	}
-	for id, n := range seen {
-		if n != 1 {
-			t.Fatalf("item %d claimed %d times", id, n)
+	per := map[string]int{}
+	for id, owners := range seen {
+		if len(owners) != 1 {
+			t.Fatalf("item %d claimed %d times, by %v", id, len(owners), owners)
 		}
+		per[owners[0]]++
 	}
-	done, err := s.Items(ctx(t), checkpoint.StateDone)
+	t.Logf("claims per owner: %v", per)
+	done, err := e.s.Items(ctx(t), checkpoint.StateDone)
 	if err != nil || len(done) != total {
 		t.Fatalf("done items = %d, %v; want %d", len(done), err, total)
+	}
+	for _, it := range done {
+		if it.Owner != "" || !it.LeaseUntil.IsZero() {
+			t.Fatalf("done item %d keeps its claim: owner %q, lease until %v", it.ID, it.Owner, it.LeaseUntil)
+		}
+	}
+}
+
+// claimN adds n items of a kind of their own and has c claim them on s.
+func claimN(t *testing.T, e *env, s checkpoint.Store, c checkpoint.Claimer, kind string, n int) []checkpoint.Item {
+	t.Helper()
+	batch := make([]checkpoint.Item, n)
+	for i := range batch {
+		batch[i] = item(kind, fmt.Sprint(kind, "-", i))
+	}
+	add(t, e.s, n, batch...)
+	got, err := s.Claim(ctx(t), c, []string{kind}, t0(), 0)
+	if err != nil || len(got) != n {
+		t.Fatalf("%s: Claim(%s) = %d items, %v; want %d", c.Owner, kind, len(got), err, n)
+	}
+	return got
+}
+
+// testClaimLease: a claim carries its owner and lease expiry (the store's
+// clock plus the lease); nobody, the owner included, claims the item again
+// while the lease holds; once it has expired anyone does, as if it were
+// due, without counting an attempt. A claim needs an owner and a lease.
+func testClaimLease(t *testing.T, e *env) {
+	c := checkpoint.Claimer{Owner: ownerA, Lease: 10 * time.Minute}
+	before := e.clock.Now()
+	got := claimN(t, e, e.s, c, checkpoint.KindAgent, 2)
+	after := e.clock.Now()
+	for _, it := range got {
+		if it.Owner != ownerA || it.LeaseUntil.Before(before.Add(c.Lease)) || it.LeaseUntil.After(after.Add(c.Lease)) || it.LeaseUntil.Location() != time.UTC {
+			t.Fatalf("claimed item: owner %q, lease until %v; want %s until %v…%v in UTC", it.Owner, it.LeaseUntil, ownerA, before.Add(c.Lease), after.Add(c.Lease))
+		}
+		if stored := mustItem(t, e.s, it.ID); stored.Owner != ownerA || !stored.LeaseUntil.Equal(it.LeaseUntil) {
+			t.Fatalf("stored claim: owner %q until %v, claim said %q until %v", stored.Owner, stored.LeaseUntil, it.Owner, it.LeaseUntil)
+		}
+	}
+	for _, r := range []struct {
+		s checkpoint.Store
+		c checkpoint.Claimer
+	}{{e.s, ca}, {e.b, cb}} {
+		if again, err := r.s.Claim(ctx(t), r.c, nil, t0().Add(24*time.Hour), 0); err != nil || len(again) != 0 {
+			t.Fatalf("%s: Claim while the lease holds = %v, %v; want none", r.c.Owner, ids(again), err)
+		}
+	}
+	// A failed attempt first, to see that a takeover does not count one.
+	if _, err := e.s.Fail(ctx(t), ownerA, got[1].ID, "m", t0(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if again := claimAll(t, e.s, t0()); len(again) != 1 || again[0].ID != got[1].ID {
+		t.Fatalf("Claim of the failed item = %v", ids(again))
+	}
+	e.clock.Advance(c.Lease + time.Second) // ca's lease on got[1] is an hour
+	taken, err := e.b.Claim(ctx(t), cb, nil, t0(), 0)
+	if err != nil || len(taken) != 1 || taken[0].ID != got[0].ID {
+		t.Fatalf("%s: Claim after the lease expired = %v, %v; want [%d]", ownerB, ids(taken), err, got[0].ID)
+	}
+	if it := taken[0]; it.Owner != ownerB || it.State != checkpoint.StateInProgress || it.Attempts != 0 || !it.LeaseUntil.After(got[0].LeaseUntil) {
+		t.Fatalf("taken over: %+v", it)
+	}
+	if it := mustItem(t, e.s, got[1].ID); it.Owner != ownerA || it.Attempts != 1 {
+		t.Fatalf("the item whose lease holds: %+v", it)
+	}
+	t.Run("refused", func(t *testing.T) {
+		add(t, e.s, 1, item(checkpoint.KindIVR, "refused"))
+		for _, bad := range []checkpoint.Claimer{{Owner: "", Lease: time.Minute}, {Owner: ownerA}, {Owner: ownerA, Lease: -time.Second}} {
+			if got, err := e.s.Claim(ctx(t), bad, nil, t0(), 0); err == nil {
+				t.Fatalf("Claim(%+v) = %v, want an error", bad, ids(got))
+			}
+		}
+		wantState(t, e.s, idOf(t, e.s, checkpoint.KindIVR, "refused"), checkpoint.StatePending)
+	})
+}
+
+// testTakeover: a replica that stalls past its lease loses the item to
+// another, which finishes it once; every transition of the first on it is
+// refused with ErrLeaseLost (naming the holder) and changes nothing, and
+// after the second finished it, with ErrState. A lease that expired but
+// that nobody took is still its owner's.
+func testTakeover(t *testing.T, e *env) {
+	short := checkpoint.Claimer{Owner: ownerA, Lease: time.Minute}
+	got := claimN(t, e, e.s, short, checkpoint.KindAgent, 2)
+	lost, kept := got[0], got[1]
+	e.clock.Advance(2 * time.Minute)
+	taken, err := e.b.Claim(ctx(t), cb, []string{checkpoint.KindAgent}, t0(), 1)
+	if err != nil || len(taken) != 1 || taken[0].ID != lost.ID {
+		t.Fatalf("%s: Claim = %v, %v; want [%d]", ownerB, ids(taken), err, lost.ID)
+	}
+	for _, tr := range ownedTransitions(ownerA) {
+		t.Run(tr.name+" by the old owner", func(t *testing.T) {
+			before := mustItem(t, e.s, lost.ID)
+			err := tr.do(ctx(t), e.s, lost.ID)
+			if !errors.Is(err, checkpoint.ErrLeaseLost) || !errors.Is(err, checkpoint.ErrState) {
+				t.Fatalf("%s by %s after the takeover = %v, want ErrLeaseLost (and ErrState)", tr.name, ownerA, err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, fmt.Sprint(lost.ID)) || !strings.Contains(msg, ownerB) {
+				t.Fatalf("error %q does not name item %d and its holder %s", msg, lost.ID, ownerB)
+			}
+			if after := mustItem(t, e.s, lost.ID); !itemsEqual(before, after) {
+				t.Fatalf("refused %s changed the item: %+v → %+v", tr.name, before, after)
+			}
+		})
+	}
+	if err := e.b.Done(ctx(t), ownerB, lost.ID, "k/new", 7, "sb"); err != nil {
+		t.Fatalf("Done by the new owner: %v", err)
+	}
+	if it := wantState(t, e.s, lost.ID, checkpoint.StateDone); it.Key != "k/new" || it.Size != 7 || it.Owner != "" || !it.LeaseUntil.IsZero() {
+		t.Fatalf("done by the new owner: %+v", it)
+	}
+	err = e.s.Done(ctx(t), ownerA, lost.ID, "k/old", 9, "sa")
+	if !errors.Is(err, checkpoint.ErrState) || errors.Is(err, checkpoint.ErrLeaseLost) {
+		t.Fatalf("late Done by the old owner = %v, want ErrState (the item is done)", err)
+	}
+	if it := mustItem(t, e.s, lost.ID); it.Key != "k/new" || it.SHA256 != "sb" {
+		t.Fatalf("the late Done changed the item: %+v", it)
+	}
+	t.Run("expired, not taken", func(t *testing.T) {
+		// kept's lease expired too, but nobody claimed it: still A's.
+		if it := mustItem(t, e.s, kept.ID); it.Owner != ownerA || it.LeaseUntil.After(e.clock.Now()) {
+			t.Fatalf("kept: %+v", it)
+		}
+		if err := e.s.Done(ctx(t), ownerA, kept.ID, "k", 1, "s"); err != nil {
+			t.Fatalf("Done of an expired lease nobody took: %v", err)
+		}
+	})
+	t.Run("no owner", func(t *testing.T) {
+		it := claimN(t, e, e.s, ca, checkpoint.KindIVR, 1)[0]
+		if err := e.s.Release(ctx(t), "", it.ID); !errors.Is(err, checkpoint.ErrLeaseLost) {
+			t.Fatalf("Release without an owner = %v, want ErrLeaseLost", err)
+		}
+		// Absent of a pending item needs no claim.
+		add(t, e.s, 1, item(checkpoint.KindTransfer, "unclaimed"))
+		if err := e.b.Absent(ctx(t), ownerB, idOf(t, e.s, checkpoint.KindTransfer, "unclaimed"), "r", "e"); err != nil {
+			t.Fatalf("Absent of a pending item by anyone: %v", err)
+		}
+	})
+}
+
+// ownedTransitions are the transitions that end owner's claim.
+func ownedTransitions(owner string) []transition {
+	return []transition{
+		{"Done", func(c context.Context, s checkpoint.Store, id int64) error { return s.Done(c, owner, id, "k", 1, "s") }},
+		{"Absent", func(c context.Context, s checkpoint.Store, id int64) error { return s.Absent(c, owner, id, "r", "e") }},
+		{"Fail", func(c context.Context, s checkpoint.Store, id int64) error {
+			_, err := s.Fail(c, owner, id, "m", t0(), 3)
+			return err
+		}},
+		{"Defer", func(c context.Context, s checkpoint.Store, id int64) error { return s.Defer(c, owner, id, t0(), "n") }},
+		{"Release", func(c context.Context, s checkpoint.Store, id int64) error { return s.Release(c, owner, id) }},
+	}
+}
+
+func itemsEqual(a, b checkpoint.Item) bool {
+	return a.ID == b.ID && a.State == b.State && a.Owner == b.Owner && a.LeaseUntil.Equal(b.LeaseUntil) &&
+		a.Attempts == b.Attempts && a.LastError == b.LastError && a.Key == b.Key && a.Size == b.Size &&
+		a.SHA256 == b.SHA256 && a.Reason == b.Reason && a.NextAttemptAt.Equal(b.NextAttemptAt) && a.UpdatedAt.Equal(b.UpdatedAt)
+}
+
+// testRenew: Renew extends the leases the owner still holds, from the
+// store's clock, and reports the others (taken over, finished, released,
+// unknown, another's) in the order given; a renewed item is not taken when
+// its first lease would have expired.
+func testRenew(t *testing.T, e *env) {
+	c := checkpoint.Claimer{Owner: ownerA, Lease: 10 * time.Minute}
+	got := claimN(t, e, e.s, c, checkpoint.KindAgent, 5)
+	mine, expired, taken, done, released := got[0], got[1], got[2], got[3], got[4]
+	if err := e.s.Done(ctx(t), ownerA, done.ID, "k", 1, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.Release(ctx(t), ownerA, released.ID); err != nil {
+		t.Fatal(err)
+	}
+	other := claimN(t, e, e.b, cb, checkpoint.KindIVR, 1)[0]
+	e.clock.Advance(6 * time.Minute)
+	if lost, err := e.s.Renew(ctx(t), c, []int64{mine.ID}); err != nil || len(lost) != 0 {
+		t.Fatalf("Renew(mine) = %v, %v; want none lost", lost, err)
+	}
+	renewed := mustItem(t, e.s, mine.ID)
+	if !renewed.LeaseUntil.After(mine.LeaseUntil) || renewed.LeaseUntil.Before(e.clock.Now().Add(c.Lease-time.Minute)) {
+		t.Fatalf("renewed lease until %v, claimed until %v, clock %v", renewed.LeaseUntil, mine.LeaseUntil, e.clock.Now())
+	}
+	if !renewed.UpdatedAt.Equal(mine.UpdatedAt) {
+		t.Fatalf("Renew changed UpdatedAt: %v → %v", mine.UpdatedAt, renewed.UpdatedAt)
+	}
+	e.clock.Advance(5 * time.Minute) // past the first leases, within the renewed one
+	// B takes over what expired: the released item (pending) and "taken";
+	// "expired" too, unless A renews it first: it does not, yet.
+	tk, err := e.b.Claim(ctx(t), cb, []string{checkpoint.KindAgent}, t0(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{expired.ID, taken.ID, released.ID}; !slices.Equal(sortedIDs(tk), sortedIDs([]checkpoint.Item{expired, taken, released})) {
+		t.Fatalf("%s: Claim after the first leases expired = %v, want %v (not the renewed %d)", ownerB, ids(tk), want, mine.ID)
+	}
+	if err := e.b.Release(ctx(t), ownerB, expired.ID); err != nil { // back to pending: not A's either
+		t.Fatal(err)
+	}
+	ask := []int64{other.ID, mine.ID, 987654, taken.ID, done.ID, expired.ID}
+	lost, err := e.s.Renew(ctx(t), c, ask)
+	if want := []int64{other.ID, 987654, taken.ID, done.ID, expired.ID}; err != nil || !slices.Equal(lost, want) {
+		t.Fatalf("Renew(%v) lost %v, %v; want %v", ask, lost, err, want)
+	}
+	if it := mustItem(t, e.s, taken.ID); it.Owner != ownerB {
+		t.Fatalf("Renew by the old owner took the item back: %+v", it)
+	}
+	if it := mustItem(t, e.s, other.ID); it.Owner != ownerB || !it.LeaseUntil.Equal(other.LeaseUntil) {
+		t.Fatalf("Renew by %s changed %s's lease: %+v", ownerA, ownerB, it)
+	}
+	if lost, err := e.s.Renew(ctx(t), c, nil); err != nil || len(lost) != 0 {
+		t.Fatalf("Renew(none) = %v, %v", lost, err)
+	}
+	t.Run("expired, not taken", func(t *testing.T) {
+		e.clock.Advance(time.Hour) // every lease has expired; nobody claims
+		if lost, err := e.s.Renew(ctx(t), c, []int64{mine.ID}); err != nil || len(lost) != 0 {
+			t.Fatalf("Renew of an expired lease nobody took = %v, %v; want it renewed", lost, err)
+		}
+		if got, err := e.b.Claim(ctx(t), cb, []string{checkpoint.KindAgent}, t0(), 0); err != nil || slices.Contains(ids(got), mine.ID) {
+			t.Fatalf("Claim after the renewal = %v, %v; want not %d", ids(got), err, mine.ID)
+		}
+	})
+	if _, err := e.s.Renew(ctx(t), checkpoint.Claimer{Owner: ownerA}, []int64{mine.ID}); err == nil {
+		t.Fatal("Renew without a lease succeeded")
+	}
+}
+
+func sortedIDs(items []checkpoint.Item) []int64 {
+	out := ids(items)
+	slices.Sort(out)
+	return out
+}
+
+// testRecoverOwned: RecoverInProgress releases the caller's own items and
+// every expired one, not another owner's live claim.
+func testRecoverOwned(t *testing.T, e *env) {
+	mine := claimN(t, e, e.s, checkpoint.Claimer{Owner: ownerA, Lease: time.Hour}, checkpoint.KindAgent, 2)
+	live := claimN(t, e, e.b, checkpoint.Claimer{Owner: ownerB, Lease: time.Hour}, checkpoint.KindIVR, 2)
+	dead := claimN(t, e, e.b, checkpoint.Claimer{Owner: "host-c-303-deadbeef", Lease: time.Minute}, checkpoint.KindTransfer, 1)
+	e.clock.Advance(2 * time.Minute)
+	n, err := e.s.RecoverInProgress(ctx(t), ownerA)
+	if err != nil || n != 3 {
+		t.Fatalf("RecoverInProgress(%s) = %d, %v; want its 2 and the expired 1", ownerA, n, err)
+	}
+	for _, it := range append(mine, dead...) {
+		if r := wantState(t, e.s, it.ID, checkpoint.StatePending); r.Owner != "" || !r.LeaseUntil.IsZero() || r.Attempts != 0 || !r.NextAttemptAt.IsZero() {
+			t.Fatalf("recovered item: %+v", r)
+		}
+	}
+	for _, it := range live {
+		if r := wantState(t, e.s, it.ID, checkpoint.StateInProgress); r.Owner != ownerB {
+			t.Fatalf("%s's live claim after %s's recovery: %+v", ownerB, ownerA, r)
+		}
+		if err := e.b.Done(ctx(t), ownerB, it.ID, "k", 1, "s"); err != nil {
+			t.Fatalf("%s: Done after %s's recovery: %v", ownerB, ownerA, err)
+		}
+	}
+	if n, err := e.b.RecoverInProgress(ctx(t), ownerB); err != nil || n != 0 {
+		t.Fatalf("idle RecoverInProgress = %d, %v", n, err)
+	}
+}
+
+// testLeases: a named lease has one holder at a time until it is released
+// or expires on the store's clock; the holder extends it by taking it
+// again; releasing a lease one does not hold changes nothing.
+func testLeases(t *testing.T, e *env) {
+	const name, other = "cdr:2026-03-01T10:00:00Z", "ledger:2026-03-01"
+	try := func(s checkpoint.Store, name, owner string, ttl time.Duration, want bool) {
+		t.Helper()
+		if ok, err := s.TryLease(ctx(t), name, owner, ttl); err != nil || ok != want {
+			t.Fatalf("%s: TryLease(%s, %v) = %v, %v; want %v", owner, name, ttl, ok, err, want)
+		}
+	}
+	try(e.s, name, ownerA, time.Minute, true)
+	try(e.b, name, ownerB, time.Hour, false)
+	try(e.b, other, ownerB, time.Minute, true) // another name
+	try(e.s, other, ownerA, time.Minute, false)
+	e.clock.Advance(40 * time.Second)
+	try(e.s, name, ownerA, time.Minute, true) // renewed: until +100s
+	e.clock.Advance(40 * time.Second)         // +80s: the first lease has passed, not the renewed one
+	try(e.b, name, ownerB, time.Minute, false)
+	// B's lease of other has expired: A takes it; B no longer holds it.
+	try(e.s, other, ownerA, time.Minute, true)
+	try(e.b, other, ownerB, time.Minute, false)
+	e.clock.Advance(30 * time.Second) // +110s: A's lease of name has expired
+	try(e.b, name, ownerB, time.Minute, true)
+	try(e.s, name, ownerA, time.Minute, false)
+	// A releases what it no longer holds: B keeps it.
+	if err := e.s.ReleaseLease(ctx(t), name, ownerA); err != nil {
+		t.Fatal(err)
+	}
+	try(e.s, name, ownerA, time.Minute, false)
+	// B releases: A takes it at once.
+	if err := e.b.ReleaseLease(ctx(t), name, ownerB); err != nil {
+		t.Fatal(err)
+	}
+	try(e.s, name, ownerA, time.Minute, true)
+	if err := e.s.ReleaseLease(ctx(t), "never-taken", ownerA); err != nil {
+		t.Fatalf("ReleaseLease(never taken) = %v", err)
+	}
+	for _, bad := range []struct {
+		name, owner string
+		ttl         time.Duration
+	}{{"", ownerA, time.Minute}, {"x", "", time.Minute}, {"x", ownerA, 0}} {
+		if ok, err := e.s.TryLease(ctx(t), bad.name, bad.owner, bad.ttl); err == nil {
+			t.Fatalf("TryLease(%q, %q, %v) = %v, want an error", bad.name, bad.owner, bad.ttl, ok)
+		}
+	}
+}
+
+// testConcurrentLeases: owners racing for one lease from two replicas get
+// it once per round.
+func testConcurrentLeases(t *testing.T, e *env) {
+	const rounds, per = 20, 4 // owners per replica
+	for round := range rounds {
+		name := fmt.Sprint("janitor-", round)
+		var (
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			winner []string
+			errs   []error
+		)
+		start := make(chan struct{})
+		for i := range 2 * per {
+			s, owner := e.s, fmt.Sprintf("%s-%d", ownerA, i)
+			if i >= per {
+				s, owner = e.b, fmt.Sprintf("%s-%d", ownerB, i)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				ok, err := s.TryLease(context.Background(), name, owner, time.Minute)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				if ok {
+					winner = append(winner, owner)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if len(errs) > 0 {
+			t.Fatalf("round %d: %v", round, errors.Join(errs...))
+		}
+		if len(winner) != 1 {
+			t.Fatalf("round %d: lease %s held by %v at once", round, name, winner)
+		}
+	}
+}
+
+// testWatermarkForward: a watermark only moves forward; an older value (a
+// replica that read a stale one) is refused with ErrConflict and the
+// stored one stays.
+func testWatermarkForward(t *testing.T, e *env) {
+	w := t0()
+	if err := e.s.SetWatermark(ctx(t), "cdr", w.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	err := e.b.SetWatermark(ctx(t), "cdr", w.Add(time.Hour))
+	if !errors.Is(err, checkpoint.ErrConflict) {
+		t.Fatalf("SetWatermark(older) = %v, want ErrConflict", err)
+	}
+	if got, ok, err := e.s.Watermark(ctx(t), "cdr"); err != nil || !ok || !got.Equal(w.Add(2*time.Hour)) {
+		t.Fatalf("Watermark after the refused update = %v, %v, %v; want %v", got, ok, err, w.Add(2*time.Hour))
+	}
+	if err := e.b.SetWatermark(ctx(t), "cdr", w.Add(2*time.Hour)); err != nil {
+		t.Fatalf("SetWatermark(equal) = %v, want nil", err)
+	}
+	if err := e.b.SetWatermark(ctx(t), "cdr", w.Add(3*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := e.s.Watermark(ctx(t), "cdr"); !got.Equal(w.Add(3 * time.Hour)) {
+		t.Fatalf("Watermark = %v, want %v", got, w.Add(3*time.Hour))
+	}
+	// Other jobs are apart.
+	if err := e.s.SetWatermark(ctx(t), "ledger", w); err != nil {
+		t.Fatalf("SetWatermark of another job: %v", err)
+	}
+	t.Run("racing", func(t *testing.T) {
+		var wg sync.WaitGroup
+		for i := range 16 {
+			s := e.s
+			if i%2 == 1 {
+				s = e.b
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := s.SetWatermark(context.Background(), "race", w.Add(time.Duration(i)*time.Minute))
+				if err != nil && !errors.Is(err, checkpoint.ErrConflict) {
+					t.Errorf("SetWatermark: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		if got, _, _ := e.s.Watermark(ctx(t), "race"); !got.Equal(w.Add(15 * time.Minute)) {
+			t.Fatalf("after racing updates the watermark is %v, want the latest %v", got, w.Add(15*time.Minute))
+		}
+	})
+}
+
+// testLedgerConflict: a ledger record is replaced only by a caller that
+// names the record it replaces; a stale writer gets ErrConflict and
+// changes nothing.
+func testLedgerConflict(t *testing.T, e *env) {
+	const day = "2026-03-01"
+	if err := e.s.SetLedger(ctx(t), day, "", "s1", "k1"); err != nil {
+		t.Fatal(err)
+	}
+	// Both replicas read s1; B writes s2 first; A's s3 is refused.
+	if err := e.b.SetLedger(ctx(t), day, "s1", "s2", "k2"); err != nil {
+		t.Fatal(err)
+	}
+	err := e.s.SetLedger(ctx(t), day, "s1", "s3", "k3")
+	if !errors.Is(err, checkpoint.ErrConflict) || !strings.Contains(err.Error(), "s2") {
+		t.Fatalf("stale SetLedger = %v, want ErrConflict naming the record s2", err)
+	}
+	// A writer that thought the day had no ledger yet.
+	if err := e.s.SetLedger(ctx(t), day, "", "s4", "k4"); !errors.Is(err, checkpoint.ErrConflict) {
+		t.Fatalf("SetLedger(no record expected) = %v, want ErrConflict", err)
+	}
+	// One that expects a record where there is none.
+	if err := e.s.SetLedger(ctx(t), "2026-03-09", "s1", "s5", "k5"); !errors.Is(err, checkpoint.ErrConflict) {
+		t.Fatalf("SetLedger(a record expected, none) = %v, want ErrConflict", err)
+	}
+	if _, _, ok, _ := e.s.Ledger(ctx(t), "2026-03-09"); ok {
+		t.Fatal("a refused SetLedger created a record")
+	}
+	if sum, key, ok, err := e.s.Ledger(ctx(t), day); err != nil || !ok || sum != "s2" || key != "k2" {
+		t.Fatalf("Ledger after the refused updates = %q %q %v %v; want s2 k2", sum, key, ok, err)
 	}
 }
 
@@ -1039,14 +1568,14 @@ func testConcurrentTransitions(t *testing.T, s checkpoint.Store) {
 		want    checkpoint.State // the state after; the item's own when refused
 		refused error            // the error the call must wrap, nil when allowed
 	}{
-		{"Done", true, func(c context.Context, id int64) error { return s.Done(c, id, fmt.Sprint("k/", id), id, "s") }, checkpoint.StateDone, nil},
-		{"Fail", true, func(c context.Context, id int64) error { _, err := s.Fail(c, id, "m", t0(), 5); return err }, checkpoint.StateFailed, nil},
-		{"Defer", true, func(c context.Context, id int64) error { return s.Defer(c, id, t0(), "later") }, checkpoint.StatePending, nil},
-		{"Release", true, func(c context.Context, id int64) error { return s.Release(c, id) }, checkpoint.StatePending, nil},
-		{"Absent", true, func(c context.Context, id int64) error { return s.Absent(c, id, "r", "e") }, checkpoint.StateAbsent, nil},
-		{"Absent pending", false, func(c context.Context, id int64) error { return s.Absent(c, id, "r", "e") }, checkpoint.StateAbsent, nil},
-		{"Done pending", false, func(c context.Context, id int64) error { return s.Done(c, id, "k", 1, "s") }, checkpoint.StatePending, checkpoint.ErrState},
-		{"Release pending", false, func(c context.Context, id int64) error { return s.Release(c, id) }, checkpoint.StatePending, checkpoint.ErrState},
+		{"Done", true, func(c context.Context, id int64) error { return s.Done(c, ownerA, id, fmt.Sprint("k/", id), id, "s") }, checkpoint.StateDone, nil},
+		{"Fail", true, func(c context.Context, id int64) error { _, err := s.Fail(c, ownerA, id, "m", t0(), 5); return err }, checkpoint.StateFailed, nil},
+		{"Defer", true, func(c context.Context, id int64) error { return s.Defer(c, ownerA, id, t0(), "later") }, checkpoint.StatePending, nil},
+		{"Release", true, func(c context.Context, id int64) error { return s.Release(c, ownerA, id) }, checkpoint.StatePending, nil},
+		{"Absent", true, func(c context.Context, id int64) error { return s.Absent(c, ownerA, id, "r", "e") }, checkpoint.StateAbsent, nil},
+		{"Absent pending", false, func(c context.Context, id int64) error { return s.Absent(c, ownerA, id, "r", "e") }, checkpoint.StateAbsent, nil},
+		{"Done pending", false, func(c context.Context, id int64) error { return s.Done(c, ownerA, id, "k", 1, "s") }, checkpoint.StatePending, checkpoint.ErrState},
+		{"Release pending", false, func(c context.Context, id int64) error { return s.Release(c, ownerA, id) }, checkpoint.StatePending, checkpoint.ErrState},
 	}
 	var claimed, pending []checkpoint.Item
 	for i, tc := range cases {
@@ -1061,7 +1590,7 @@ func testConcurrentTransitions(t *testing.T, s checkpoint.Store) {
 		}
 	}
 	add(t, s, len(claimed)+len(pending), append(claimed, pending...)...)
-	if got, err := s.Claim(ctx(t), []string{checkpoint.KindAgent}, t0(), 0); err != nil || len(got) != len(claimed) {
+	if got, err := s.Claim(ctx(t), ca, []string{checkpoint.KindAgent}, t0(), 0); err != nil || len(got) != len(claimed) {
 		t.Fatalf("Claim = %d, %v; want %d", len(got), err, len(claimed))
 	}
 	type call struct {
@@ -1132,7 +1661,7 @@ func testEndedContext(t *testing.T, s checkpoint.Store) {
 			// Resolve applies to failed items; the others to in_progress.
 			claimAll(t, s, t0())
 			if tr.name == "Resolve" {
-				if _, err := s.Fail(ctx(t), id, "m", t0(), 0); err != nil {
+				if _, err := s.Fail(ctx(t), ownerA, id, "m", t0(), 0); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -1277,18 +1806,18 @@ func testVerdicts(t *testing.T, s checkpoint.Store) {
 		t.Fatalf("added absent item = %+v", got)
 	}
 	nf := idOf(t, s, checkpoint.KindTransfer, "nf")
-	if err := s.Absent(ctx(t), nf, "not found upstream", "downloadOiapRecord 0300012 at 2026-03-04T10:00:00Z"); err != nil {
+	if err := s.Absent(ctx(t), ownerA, nf, "not found upstream", "downloadOiapRecord 0300012 at 2026-03-04T10:00:00Z"); err != nil {
 		t.Fatal(err)
 	}
 	if got := mustItem(t, s, nf); got.Evidence != "downloadOiapRecord 0300012 at 2026-03-04T10:00:00Z" || got.Reason != "not found upstream" {
 		t.Fatalf("Absent kept %+v", got)
 	}
 	op := idOf(t, s, checkpoint.KindAgent, "op")
-	claimed, err := s.Claim(ctx(t), []string{checkpoint.KindAgent}, t0(), 0)
+	claimed, err := s.Claim(ctx(t), ca, []string{checkpoint.KindAgent}, t0(), 0)
 	if err != nil || len(claimed) != 1 {
 		t.Fatalf("claim = %v, %v", ids(claimed), err)
 	}
-	if _, err := s.Fail(ctx(t), op, "garbage", t0(), 1); err != nil {
+	if _, err := s.Fail(ctx(t), ownerA, op, "garbage", t0(), 1); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Resolve(ctx(t), op, "", t0()); err == nil {

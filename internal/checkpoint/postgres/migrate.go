@@ -123,6 +123,22 @@ CREATE TABLE ledgers (
 	PRIMARY KEY (tenant, day)
 );
 `},
+		// An in_progress item carries its owner (a replica ID) and when its
+		// lease expires (lease_until, 0: expired; items left in progress by
+		// an older binary are due at once); leases holds the named leases of
+		// singleton work (a CDR window, a day's ledger, the janitor).
+		{"leases", `
+ALTER TABLE items ADD COLUMN owner text NOT NULL DEFAULT '' COLLATE "C";
+ALTER TABLE items ADD COLUMN lease_until bigint NOT NULL DEFAULT 0;
+
+CREATE TABLE leases (
+	tenant text   NOT NULL COLLATE "C" CHECK (tenant <> ''),
+	name   text   NOT NULL COLLATE "C",
+	owner  text   NOT NULL COLLATE "C",
+	until  bigint NOT NULL,
+	PRIMARY KEY (tenant, name)
+);
+`},
 	}
 }
 

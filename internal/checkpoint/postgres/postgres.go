@@ -63,18 +63,22 @@
 // LOCKED: concurrent claims, from this process or from others on the same
 // database and tenant, never hand out one item twice and never wait for
 // each other. The item transitions (Done, Absent, Fail, …) are one
-// conditional UPDATE each: the state they require is checked by the
-// statement that changes it.
+// conditional UPDATE each: the state and the owner they require are
+// checked by the statement that changes it.
 //
 // # Processes
 //
-// Unlike the SQLite store, Open takes no lock: nothing stops two archivers
-// of the same tenant on one database, and their claims would not collide,
-// but RecoverInProgress releases every in_progress item of the tenant,
-// those another live process is working on included, as the checkpoint
-// contract says for a store that one process owns. Run one archiver per
-// tenant until claims carry leases (issue 11, point 2), which will narrow
-// RecoverInProgress to the items whose lease has expired.
+// Unlike the SQLite store, Open takes no lock: several archivers (replicas)
+// of one tenant may share the database. Each claims with its own replica ID
+// (checkpoint.Claimer) and a lease it renews while it works (Renew); an
+// item whose lease expired, its replica killed or stalled, is due again for
+// any replica, and the transitions of the replica that lost it are refused
+// (checkpoint.ErrLeaseLost). RecoverInProgress releases only the caller's
+// own items and the expired ones. The singleton work of the jobs takes
+// named leases (TryLease, ReleaseLease: the leases table, one row per name,
+// taken by one INSERT … ON CONFLICT DO UPDATE … WHERE the holder is the
+// caller or expired). Lease times are each replica's clock (Options.Now),
+// so the replicas' clocks must agree to well within a lease.
 //
 // # Values
 //
@@ -133,7 +137,8 @@ type Options struct {
 	// Logger receives migrations and the connection's description, never
 	// the DSN (default zap.NewNop()).
 	Logger *zap.Logger
-	// Now stamps CreatedAt, UpdatedAt and ledger times (default time.Now).
+	// Now stamps CreatedAt, UpdatedAt and ledger times, and is the clock of
+	// leases (default time.Now).
 	Now func() time.Time
 }
 

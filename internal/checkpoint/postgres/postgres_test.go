@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,12 +29,51 @@ func open(t testing.TB, dsn, tenant string) *Store {
 	return s
 }
 
+// testOwner claims the items of the store's own tests; its lease outlives
+// every test.
+const testOwner = "test-host-1-00000000"
+
+var testClaimer = checkpoint.Claimer{Owner: testOwner, Lease: time.Hour}
+
+// openClock opens a store on dsn for tenant with the clock now.
+func openClock(t testing.TB, dsn, tenant string, now func() time.Time) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Options{DSN: dsn, Tenant: tenant, Now: now})
+	if err != nil {
+		t.Fatalf("Open(%s): %v", tenant, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// backend is the conformance suite's Backend for tenant: each test on a
+// fresh database (made by fresh), and a second store (a pool of its own)
+// on it for the second replica.
+func backend(tenant string, fresh func(t testing.TB) string) checkpointtest.Backend {
+	var mu sync.Mutex
+	dsns := map[checkpoint.Store]string{}
+	return checkpointtest.Backend{
+		Open: func(t *testing.T, now func() time.Time) checkpoint.Store {
+			dsn := fresh(t)
+			s := openClock(t, dsn, tenant, now)
+			mu.Lock()
+			dsns[s] = dsn
+			mu.Unlock()
+			return s
+		},
+		Replica: func(t *testing.T, s checkpoint.Store, now func() time.Time) checkpoint.Store {
+			mu.Lock()
+			dsn := dsns[s]
+			mu.Unlock()
+			return openClock(t, dsn, tenant, now)
+		},
+	}
+}
+
 // TestStore_Conformance runs the checkpoint conformance suite, each test
-// on a database of its own.
+// on a database of its own, the second replica a store of its own.
 func TestStore_Conformance(t *testing.T) {
-	checkpointtest.Run(t, func(t *testing.T) checkpoint.Store {
-		return open(t, freshDB(t), "tenant-a")
-	})
+	checkpointtest.Run(t, backend("tenant-a", freshDB))
 }
 
 // TestStore_ConformanceBesideAnotherTenant runs the suite again, each test on
@@ -44,7 +84,7 @@ func TestStore_Conformance(t *testing.T) {
 // the tenant would find them (the suite's counts, orders and ErrNotFound
 // cases fail); after the test the other tenant's state must be as it was.
 func TestStore_ConformanceBesideAnotherTenant(t *testing.T) {
-	checkpointtest.Run(t, func(t *testing.T) checkpoint.Store {
+	checkpointtest.Run(t, backend("tenant-a", func(t testing.TB) string {
 		dsn := freshDB(t)
 		other := open(t, dsn, "tenant-b")
 		fillOther(t, dsn, other)
@@ -54,8 +94,8 @@ func TestStore_ConformanceBesideAnotherTenant(t *testing.T) {
 				t.Errorf("the other tenant's state changed:\nbefore:\n%s\nafter:\n%s", before, after)
 			}
 		})
-		return open(t, dsn, "tenant-a")
-	})
+		return dsn
+	}))
 }
 
 // t0 is the conformance suite's reference instant.
@@ -78,18 +118,18 @@ func fillOther(t testing.TB, dsn string, s *Store) {
 		t.Fatalf("other tenant: AddItems = %d, %v", n, err)
 	}
 	// Some in progress, failed (due), dead and done; the rest pending, due.
-	claimed, err := s.Claim(ctx, []string{checkpoint.KindAgent, checkpoint.KindIVR}, t0, 0)
+	claimed, err := s.Claim(ctx, testClaimer, []string{checkpoint.KindAgent, checkpoint.KindIVR}, t0, 0)
 	if err != nil || len(claimed) == 0 {
 		t.Fatalf("other tenant: Claim = %d, %v", len(claimed), err)
 	}
 	for i, it := range claimed {
 		switch i % 4 {
 		case 1:
-			_, err = s.Fail(ctx, it.ID, "other failed", time.Time{}, 0)
+			_, err = s.Fail(ctx, testOwner, it.ID, "other failed", time.Time{}, 0)
 		case 2:
-			_, err = s.Fail(ctx, it.ID, "other dead", time.Time{}, 1)
+			_, err = s.Fail(ctx, testOwner, it.ID, "other dead", time.Time{}, 1)
 		case 3:
-			err = s.Done(ctx, it.ID, "other/done", 7, "0th")
+			err = s.Done(ctx, testOwner, it.ID, "other/done", 7, "0th")
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -118,7 +158,7 @@ func fillOther(t testing.TB, dsn string, s *Store) {
 		}
 	}
 	for _, day := range days {
-		if err := s.SetLedger(ctx, day, "other-sum", "other/ledger/"+day); err != nil {
+		if err := s.SetLedger(ctx, day, "", "other-sum", "other/ledger/"+day); err != nil {
 			t.Fatal(err)
 		}
 	}

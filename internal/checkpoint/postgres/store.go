@@ -22,7 +22,7 @@ const pkgCols = `id, begin, "end", response_id, bill_file_name, requested_at, st
 	last_error, key, rows_key, size, sha256, calls, items, updated_at, rows_sha256, quarantine_key`
 
 const itemCols = `id, kind, upstream_id, call_id, day, key, params, state, attempts,
-	next_attempt_at, last_error, reason, size, sha256, created_at, updated_at, evidence, attested_at`
+	next_attempt_at, last_error, reason, size, sha256, created_at, updated_at, evidence, attested_at, owner, lease_until`
 
 // querier is what the pool and a transaction have in common.
 type querier interface {
@@ -134,9 +134,9 @@ func scanPackage(r pgx.Row) (checkpoint.Package, error) {
 func scanItem(r pgx.Row) (checkpoint.Item, error) {
 	var it checkpoint.Item
 	var params, state string
-	var next, created, updated, attested int64
+	var next, created, updated, attested, lease int64
 	err := r.Scan(&it.ID, &it.Kind, &it.UpstreamID, &it.CallID, &it.Day, &it.Key, &params, &state, &it.Attempts,
-		&next, &it.LastError, &it.Reason, &it.Size, &it.SHA256, &created, &updated, &it.Evidence, &attested)
+		&next, &it.LastError, &it.Reason, &it.Size, &it.SHA256, &created, &updated, &it.Evidence, &attested, &it.Owner, &lease)
 	if err != nil {
 		return checkpoint.Item{}, err
 	}
@@ -148,6 +148,7 @@ func scanItem(r pgx.Row) (checkpoint.Item, error) {
 		it.Args = json.RawMessage(params)
 	}
 	it.NextAttemptAt, it.CreatedAt, it.UpdatedAt, it.AttestedAt = dec(next), dec(created), dec(updated), dec(attested)
+	it.LeaseUntil = dec(lease)
 	return it, nil
 }
 
@@ -455,14 +456,28 @@ func (s *Store) AddItems(ctx context.Context, items []checkpoint.Item) (int, err
 }
 
 // Claim moves up to limit due items of the given kinds (all kinds when
-// none) to in_progress and returns them, oldest NextAttemptAt first, then by
-// ID. A limit ≤ 0 means no limit. The due items are selected FOR UPDATE
-// SKIP LOCKED: an item another claim is taking at that moment is left to
-// it, whatever process that claim is in.
-func (s *Store) Claim(ctx context.Context, kinds []string, now time.Time, limit int) ([]checkpoint.Item, error) {
+// none) to in_progress, owned by c.Owner until the store clock plus
+// c.Lease, and returns them, oldest NextAttemptAt first, then by ID. Due are
+// pending and failed items whose NextAttemptAt is not after now, and
+// in_progress items whose lease has expired on the store clock. A limit ≤ 0
+// means no limit. The due items are selected FOR UPDATE SKIP LOCKED: an
+// item another claim is taking at that moment is left to it, whatever
+// process that claim is in, and one that claim has taken no longer matches
+// when this one looks again at the row it locks.
+func (s *Store) Claim(ctx context.Context, c checkpoint.Claimer, kinds []string, now time.Time, limit int) ([]checkpoint.Item, error) {
 	out, err := func() ([]checkpoint.Item, error) {
+		if err := checkClaimer(c); err != nil {
+			return nil, err
+		}
+		var te textEnc
+		te.check("owner", c.Owner)
+		if te.err != nil {
+			return nil, te.err
+		}
 		var e timeEnc
 		n := e.enc(now)
+		stamp := s.stamp()
+		until := e.enc(dec(stamp).Add(c.Lease))
 		if e.err != nil {
 			return nil, e.err
 		}
@@ -470,10 +485,10 @@ func (s *Store) Claim(ctx context.Context, kinds []string, now time.Time, limit 
 		if limit > 0 {
 			lim = int64(limit)
 		}
-		args := []any{s.tenant, s.stamp(), n, lim}
+		args := []any{s.tenant, stamp, n, lim, c.Owner, until}
 		kindCond := ""
 		if len(kinds) > 0 {
-			kindCond = ` AND kind = ANY($5)`
+			kindCond = ` AND kind = ANY($7)`
 			args = append(args, kinds)
 		}
 		var out []checkpoint.Item
@@ -483,10 +498,11 @@ func (s *Store) Claim(ctx context.Context, kinds []string, now time.Time, limit 
 			// other rows, and so hand out more than the limit.
 			rows, err := c.Query(dctx, `WITH due AS MATERIALIZED (
 				SELECT id FROM items
-				WHERE tenant = $1 AND state IN ('pending', 'failed') AND next_attempt_at <= $3`+kindCond+`
+				WHERE tenant = $1 AND ((state IN ('pending', 'failed') AND next_attempt_at <= $3)
+					OR (state = 'in_progress' AND lease_until <= $2))`+kindCond+`
 				ORDER BY next_attempt_at, id LIMIT $4
 				FOR UPDATE SKIP LOCKED)
-			UPDATE items SET state = 'in_progress', updated_at = $2
+			UPDATE items SET state = 'in_progress', owner = $5, lease_until = $6, updated_at = $2
 			FROM due WHERE items.tenant = $1 AND items.id = due.id
 			RETURNING `+qualified("items", itemCols), args...)
 			if err != nil {
@@ -507,6 +523,64 @@ func (s *Store) Claim(ctx context.Context, kinds []string, now time.Time, limit 
 	return out, nil
 }
 
+// checkClaimer refuses a claim without an owner or a lease.
+func checkClaimer(c checkpoint.Claimer) error {
+	if c.Owner == "" {
+		return errors.New("no owner")
+	}
+	if c.Lease <= 0 {
+		return fmt.Errorf("lease %s: not positive", c.Lease)
+	}
+	return nil
+}
+
+// Renew extends to the store clock plus c.Lease the leases of the items
+// that c.Owner holds, in one statement, and returns the others in the order
+// given. UpdatedAt is left alone: a renewal is no change of state.
+func (s *Store) Renew(ctx context.Context, c checkpoint.Claimer, ids []int64) ([]int64, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	held := map[int64]bool{}
+	err := func() error {
+		if err := checkClaimer(c); err != nil {
+			return err
+		}
+		var e timeEnc
+		until := e.enc(s.now().Add(c.Lease))
+		if e.err != nil {
+			return e.err
+		}
+		return s.single(ctx, func(dctx context.Context, conn *pgxpool.Conn) error {
+			rows, err := conn.Query(dctx, `UPDATE items SET lease_until = $4
+				WHERE tenant = $1 AND id = ANY($2) AND state = 'in_progress' AND owner = $3 RETURNING id`,
+				s.tenant, ids, c.Owner, until)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				held[id] = true
+			}
+			return rows.Err()
+		})
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: renew %d leases of %s: %w", len(ids), c.Owner, err)
+	}
+	var lost []int64
+	for _, id := range ids {
+		if !held[id] {
+			lost = append(lost, id)
+		}
+	}
+	return lost, nil
+}
+
 // qualified prefixes each column of cols with table.
 func qualified(table, cols string) string {
 	fields := strings.Split(cols, ",")
@@ -524,21 +598,24 @@ func kindsString(kinds []string) string {
 }
 
 // transition runs one item transition as one conditional UPDATE: set (SQL
-// assignments, whose arguments are $5 on) applies when the item is in one of
-// the from states. It returns the item as changed. An unknown item is
-// ErrNotFound; one in another state ErrState, naming it. Once the statement
-// is sent, ctx no longer interrupts it.
-func (s *Store) transition(ctx context.Context, name string, id int64, from []checkpoint.State, set string, args ...any) (checkpoint.Item, error) {
-	it, err := s.transit(ctx, id, from, set, args...)
+// assignments, whose arguments are $6 on) applies when the item is in one of
+// the from states and, when it is in_progress, owner's; it ends the claim
+// (owner and lease_until cleared). It returns the item as changed. An
+// unknown item is ErrNotFound; one in another state ErrState, naming it; an
+// in_progress one of another owner ErrLeaseLost, naming the holder. Once the
+// statement is sent, ctx no longer interrupts it.
+func (s *Store) transition(ctx context.Context, name, owner string, id int64, from []checkpoint.State, set string, args ...any) (checkpoint.Item, error) {
+	it, err := s.transit(ctx, owner, id, from, set, args...)
 	if err != nil {
 		return checkpoint.Item{}, fmt.Errorf("checkpoint: %s item %d: %w", name, id, err)
 	}
 	return it, nil
 }
 
-func (s *Store) transit(ctx context.Context, id int64, from []checkpoint.State, set string, args ...any) (checkpoint.Item, error) {
-	q := `UPDATE items SET ` + set + `, updated_at = $3 WHERE tenant = $1 AND id = $2 AND state = ANY($4) RETURNING ` + itemCols
-	all := append([]any{s.tenant, id, s.stamp(), stateList(from)}, args...)
+func (s *Store) transit(ctx context.Context, owner string, id int64, from []checkpoint.State, set string, args ...any) (checkpoint.Item, error) {
+	q := `UPDATE items SET ` + set + `, owner = '', lease_until = 0, updated_at = $3
+		WHERE tenant = $1 AND id = $2 AND state = ANY($4) AND (state <> 'in_progress' OR owner = $5) RETURNING ` + itemCols
+	all := append([]any{s.tenant, id, s.stamp(), stateList(from), owner}, args...)
 	var it checkpoint.Item
 	err := s.single(ctx, func(dctx context.Context, c *pgxpool.Conn) error {
 		for attempt := 1; ; attempt++ {
@@ -548,17 +625,22 @@ func (s *Store) transit(ctx context.Context, id int64, from []checkpoint.State, 
 				return err
 			}
 			// Changed nothing: say why.
-			var st string
-			err = c.QueryRow(dctx, `SELECT state FROM items WHERE tenant = $1 AND id = $2`, s.tenant, id).Scan(&st)
+			var st, holder string
+			err = c.QueryRow(dctx, `SELECT state, owner FROM items WHERE tenant = $1 AND id = $2`, s.tenant, id).Scan(&st, &holder)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return checkpoint.ErrNotFound
 			}
 			if err != nil {
 				return err
 			}
+			state := checkpoint.State(st)
+			lost := state == checkpoint.StateInProgress && holder != owner
 			// A concurrent change may have moved the item into a state the
 			// transition applies to after the UPDATE looked: then try again.
-			if !slices.Contains(from, checkpoint.State(st)) || attempt == 3 {
+			if !slices.Contains(from, state) || lost || attempt == 3 {
+				if lost && slices.Contains(from, state) {
+					return fmt.Errorf("item is %s, claimed by %q: %w", st, holder, checkpoint.ErrLeaseLost)
+				}
 				return fmt.Errorf("item is %s: %w", st, checkpoint.ErrState)
 			}
 		}
@@ -577,24 +659,24 @@ var (
 
 // Done marks an in_progress item done with the key, size and digest the
 // sink verified, and clears LastError.
-func (s *Store) Done(ctx context.Context, id int64, key string, size int64, sha256 string) error {
+func (s *Store) Done(ctx context.Context, owner string, id int64, key string, size int64, sha256 string) error {
 	var te textEnc
 	te.check("key", key)
 	te.check("sha256", sha256)
 	if te.err != nil {
 		return fmt.Errorf("checkpoint: done item %d: %w", id, te.err)
 	}
-	_, err := s.transition(ctx, "done", id, fromInProgress,
-		`state = 'done', key = $5, size = $6, sha256 = $7, last_error = ''`, key, size, sha256)
+	_, err := s.transition(ctx, "done", owner, id, fromInProgress,
+		`state = 'done', key = $6, size = $7, sha256 = $8, last_error = ''`, key, size, sha256)
 	return err
 }
 
 // Absent marks an item absent with the reason and the source's evidence.
 // Unlike the other transitions it also applies to pending and failed items:
 // a job may rule an item absent without claiming it.
-func (s *Store) Absent(ctx context.Context, id int64, reason, evidence string) error {
-	_, err := s.transition(ctx, "absent", id, fromAbsent,
-		`state = 'absent', reason = $5, evidence = $6`, freeText(reason), freeText(evidence))
+func (s *Store) Absent(ctx context.Context, owner string, id int64, reason, evidence string) error {
+	_, err := s.transition(ctx, "absent", owner, id, fromAbsent,
+		`state = 'absent', reason = $6, evidence = $7`, freeText(reason), freeText(evidence))
 	return err
 }
 
@@ -609,22 +691,22 @@ func (s *Store) Resolve(ctx context.Context, id int64, reason string, at time.Ti
 	if e.err != nil || when == 0 {
 		return checkpoint.Item{}, fmt.Errorf("checkpoint: resolve item %d: bad time %v", id, at)
 	}
-	return s.transition(ctx, "resolve", id, fromResolve,
-		`state = 'absent', reason = $5, attested_at = $6`, freeText(reason), when)
+	return s.transition(ctx, "resolve", "", id, fromResolve,
+		`state = 'absent', reason = $6, attested_at = $7`, freeText(reason), when)
 }
 
 // Fail records a failed attempt of an in_progress item: Attempts+1,
 // LastError = msg; the item becomes dead when Attempts reaches maxAttempts
 // (maxAttempts > 0), else failed and due at next. It returns the new state.
-func (s *Store) Fail(ctx context.Context, id int64, msg string, next time.Time, maxAttempts int) (checkpoint.State, error) {
+func (s *Store) Fail(ctx context.Context, owner string, id int64, msg string, next time.Time, maxAttempts int) (checkpoint.State, error) {
 	var e timeEnc
 	n := e.enc(next)
 	if e.err != nil {
 		return "", fmt.Errorf("checkpoint: fail item %d: %w", id, e.err)
 	}
-	it, err := s.transition(ctx, "fail", id, fromInProgress,
-		`state = CASE WHEN $5::integer > 0 AND attempts + 1 >= $5::integer THEN 'dead' ELSE 'failed' END,
-		attempts = attempts + 1, last_error = $6, next_attempt_at = $7`, maxAttempts, freeText(msg), n)
+	it, err := s.transition(ctx, "fail", owner, id, fromInProgress,
+		`state = CASE WHEN $6::integer > 0 AND attempts + 1 >= $6::integer THEN 'dead' ELSE 'failed' END,
+		attempts = attempts + 1, last_error = $7, next_attempt_at = $8`, maxAttempts, freeText(msg), n)
 	if err != nil {
 		return "", err
 	}
@@ -633,30 +715,30 @@ func (s *Store) Fail(ctx context.Context, id int64, msg string, next time.Time, 
 
 // Defer puts an in_progress item back to pending, due at next, without
 // counting an attempt; note replaces LastError.
-func (s *Store) Defer(ctx context.Context, id int64, next time.Time, note string) error {
+func (s *Store) Defer(ctx context.Context, owner string, id int64, next time.Time, note string) error {
 	var e timeEnc
 	n := e.enc(next)
 	if e.err != nil {
 		return fmt.Errorf("checkpoint: defer item %d: %w", id, e.err)
 	}
-	_, err := s.transition(ctx, "defer", id, fromInProgress,
-		`state = 'pending', next_attempt_at = $5, last_error = $6`, n, freeText(note))
+	_, err := s.transition(ctx, "defer", owner, id, fromInProgress,
+		`state = 'pending', next_attempt_at = $6, last_error = $7`, n, freeText(note))
 	return err
 }
 
 // Release puts an in_progress item back to pending, due at once, without
 // counting an attempt.
-func (s *Store) Release(ctx context.Context, id int64) error {
-	_, err := s.transition(ctx, "release", id, fromInProgress, `state = 'pending', next_attempt_at = 0`)
+func (s *Store) Release(ctx context.Context, owner string, id int64) error {
+	_, err := s.transition(ctx, "release", owner, id, fromInProgress, `state = 'pending', next_attempt_at = 0`)
 	return err
 }
 
-// RecoverInProgress releases every in_progress item of the tenant (pending,
-// due at once) and returns how many. It cannot tell the items of a live
-// process from a dead one's: see the package doc.
-func (s *Store) RecoverInProgress(ctx context.Context) (int, error) {
-	n, err := s.exec(ctx, `UPDATE items SET state = 'pending', next_attempt_at = 0, updated_at = $2
-		WHERE tenant = $1 AND state = 'in_progress'`, s.tenant, s.stamp())
+// RecoverInProgress releases (pending, due at once) the tenant's
+// in_progress items that owner holds and those whose lease has expired on
+// the store clock, and returns how many; other owners' live claims stay.
+func (s *Store) RecoverInProgress(ctx context.Context, owner string) (int, error) {
+	n, err := s.exec(ctx, `UPDATE items SET state = 'pending', next_attempt_at = 0, owner = '', lease_until = 0, updated_at = $2
+		WHERE tenant = $1 AND state = 'in_progress' AND (owner = $3 OR lease_until <= $2)`, s.tenant, s.stamp(), owner)
 	if err != nil {
 		return 0, fmt.Errorf("checkpoint: recover in-progress items: %w", err)
 	}
@@ -833,21 +915,31 @@ func (s *Store) Watermark(ctx context.Context, job string) (time.Time, bool, err
 	return dec(n), true, nil
 }
 
-// SetWatermark stores a job's watermark, replacing the previous one.
+// SetWatermark moves a job's watermark forward to t; a t before the stored
+// one is refused with ErrConflict. The comparison and the change are one
+// statement, so concurrent callers keep the latest.
 func (s *Store) SetWatermark(ctx context.Context, job string, t time.Time) error {
-	_, err := func() (int64, error) {
+	err := func() error {
 		var e timeEnc
 		n := e.enc(t)
 		if e.err != nil {
-			return 0, e.err
+			return e.err
 		}
 		var te textEnc
 		te.check("job", job)
 		if te.err != nil {
-			return 0, te.err
+			return te.err
 		}
-		return s.exec(ctx, `INSERT INTO watermarks (tenant, job, t) VALUES ($1, $2, $3)
-			ON CONFLICT (tenant, job) DO UPDATE SET t = excluded.t`, s.tenant, job, n)
+		changed, err := s.exec(ctx, `INSERT INTO watermarks (tenant, job, t) VALUES ($1, $2, $3)
+			ON CONFLICT (tenant, job) DO UPDATE SET t = excluded.t WHERE excluded.t >= watermarks.t`, s.tenant, job, n)
+		if err != nil || changed > 0 {
+			return err
+		}
+		cur, _, err := s.Watermark(ctx, job)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%s is before the stored %s: %w", fmtTime(t), fmtTime(cur), checkpoint.ErrConflict)
 	}()
 	if err != nil {
 		return fmt.Errorf("checkpoint: set watermark of %s: %w", job, err)
@@ -869,22 +961,90 @@ func (s *Store) Ledger(ctx context.Context, day string) (string, string, bool, e
 }
 
 // SetLedger records the ledger object written for a day, replacing the
-// previous record.
-func (s *Store) SetLedger(ctx context.Context, day, sha256, key string) error {
-	_, err := func() (int64, error) {
+// record whose digest is prev ("" for none), in one statement; another
+// record is refused with ErrConflict.
+func (s *Store) SetLedger(ctx context.Context, day, prev, sha256, key string) error {
+	err := func() error {
 		var te textEnc
 		te.check("day", day)
 		te.check("sha256", sha256)
 		te.check("key", key)
 		if te.err != nil {
-			return 0, te.err
+			return te.err
 		}
-		return s.exec(ctx, `INSERT INTO ledgers (tenant, day, sha256, key, written_at) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (tenant, day) DO UPDATE SET sha256 = excluded.sha256, key = excluded.key, written_at = excluded.written_at`,
-			s.tenant, day, sha256, key, s.stamp())
+		var changed int64
+		var err error
+		if prev == "" {
+			changed, err = s.exec(ctx, `INSERT INTO ledgers (tenant, day, sha256, key, written_at) VALUES ($1, $2, $3, $4, $5)
+				ON CONFLICT (tenant, day) DO NOTHING`, s.tenant, day, sha256, key, s.stamp())
+		} else {
+			changed, err = s.exec(ctx, `UPDATE ledgers SET sha256 = $3, key = $4, written_at = $5
+				WHERE tenant = $1 AND day = $2 AND sha256 = $6`, s.tenant, day, sha256, key, s.stamp(), prev)
+		}
+		if err != nil || changed > 0 {
+			return err
+		}
+		cur, _, ok, err := s.Ledger(ctx, day)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			cur = "none"
+		}
+		if prev == "" {
+			prev = "none"
+		}
+		return fmt.Errorf("the record is %s, expected %s: %w", cur, prev, checkpoint.ErrConflict)
 	}()
 	if err != nil {
 		return fmt.Errorf("checkpoint: set ledger of %s: %w", day, err)
+	}
+	return nil
+}
+
+// TryLease takes or extends the named lease for owner until the store
+// clock plus ttl, unless another owner holds it unexpired: one statement,
+// whose conflict clause decides between concurrent takers.
+func (s *Store) TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
+	ok, err := func() (bool, error) {
+		switch {
+		case name == "":
+			return false, errors.New("no lease name")
+		case owner == "":
+			return false, errors.New("no owner")
+		case ttl <= 0:
+			return false, fmt.Errorf("lease %s: not positive", ttl)
+		}
+		var te textEnc
+		te.check("lease name", name)
+		te.check("owner", owner)
+		if te.err != nil {
+			return false, te.err
+		}
+		stamp := s.stamp()
+		var e timeEnc
+		until := e.enc(dec(stamp).Add(ttl))
+		if e.err != nil {
+			return false, e.err
+		}
+		n, err := s.exec(ctx, `INSERT INTO leases (tenant, name, owner, until) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (tenant, name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+			WHERE leases.owner = excluded.owner OR leases.until <= $5`, s.tenant, name, owner, until, stamp)
+		return n > 0, err
+	}()
+	if err != nil {
+		return false, fmt.Errorf("checkpoint: take lease %s for %s: %w", name, owner, err)
+	}
+	return ok, nil
+}
+
+// ReleaseLease gives up owner's lease of name; a lease owner does not hold
+// is left alone.
+func (s *Store) ReleaseLease(ctx context.Context, name, owner string) error {
+	// Expired rather than deleted: the row is reused by the next TryLease,
+	// and the role needs no DELETE.
+	if _, err := s.exec(ctx, `UPDATE leases SET until = 0 WHERE tenant = $1 AND name = $2 AND owner = $3`, s.tenant, name, owner); err != nil {
+		return fmt.Errorf("checkpoint: release lease %s of %s: %w", name, owner, err)
 	}
 	return nil
 }

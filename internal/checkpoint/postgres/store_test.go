@@ -46,22 +46,28 @@ func TestStore_Tenants(t *testing.T) {
 		if err := s.SetWatermark(ctx, "cdr", t0.Add(time.Duration(len(s.Tenant()))*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.SetLedger(ctx, "2026-03-01", "sum-"+s.Tenant(), "key-"+s.Tenant()); err != nil {
+		if err := s.SetLedger(ctx, "2026-03-01", "", "sum-"+s.Tenant(), "key-"+s.Tenant()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := b.SetWatermark(ctx, "cdr", t0.Add(-time.Hour)); err != nil {
+	if err := b.SetWatermark(ctx, "cdr", t0.Add(20*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
+	// Named leases are per tenant too: each tenant's janitor runs.
+	for i, s := range []*Store{a, b} {
+		if ok, err := s.TryLease(ctx, "janitor", fmt.Sprint("owner-", i), time.Hour); err != nil || !ok {
+			t.Fatalf("%s: TryLease(janitor) = %v, %v; want it (the other tenant's lease is not this one's)", s.Tenant(), ok, err)
+		}
+	}
 	// a claims and finishes some of its items; b's stay pending.
-	got, err := a.Claim(ctx, nil, t0, 0)
+	got, err := a.Claim(ctx, testClaimer, nil, t0, 0)
 	if err != nil || len(got) != 4 {
 		t.Fatalf("a: Claim = %d, %v; want its 4 items", len(got), err)
 	}
-	if err := a.Done(ctx, got[0].ID, "k", 1, "s"); err != nil {
+	if err := a.Done(ctx, testOwner, got[0].ID, "k", 1, "s"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Fail(ctx, got[1].ID, "e", t0, 1); err != nil {
+	if _, err := a.Fail(ctx, testOwner, got[1].ID, "e", t0, 1); err != nil {
 		t.Fatal(err)
 	}
 	bItems, err := b.Items(ctx)
@@ -75,14 +81,14 @@ func TestStore_Tenants(t *testing.T) {
 		if _, err := a.Item(ctx, it.ID); !errors.Is(err, checkpoint.ErrNotFound) {
 			t.Errorf("a: Item(b's %d) = %v, want ErrNotFound", it.ID, err)
 		}
-		if err := a.Absent(ctx, it.ID, "r", "e"); !errors.Is(err, checkpoint.ErrNotFound) {
+		if err := a.Absent(ctx, testOwner, it.ID, "r", "e"); !errors.Is(err, checkpoint.ErrNotFound) {
 			t.Errorf("a: Absent(b's %d) = %v, want ErrNotFound", it.ID, err)
 		}
 	}
-	if _, err := b.Claim(ctx, nil, t0, 2); err != nil {
+	if _, err := b.Claim(ctx, testClaimer, nil, t0, 2); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := a.RecoverInProgress(ctx); err != nil || n != 2 {
+	if n, err := a.RecoverInProgress(ctx, testOwner); err != nil || n != 2 {
 		t.Errorf("a: RecoverInProgress = %d, %v; want its own 2", n, err)
 	}
 	if ip, _ := b.Items(ctx, checkpoint.StateInProgress); len(ip) != 2 {
@@ -95,7 +101,7 @@ func TestStore_Tenants(t *testing.T) {
 		w, ok, err := s.Watermark(ctx, "cdr")
 		want := t0.Add(time.Duration(len(s.Tenant())) * time.Hour)
 		if s == b {
-			want = t0.Add(-time.Hour)
+			want = t0.Add(20 * time.Hour)
 		}
 		if err != nil || !ok || !w.Equal(want) {
 			t.Errorf("%s: Watermark = %v %v %v, want %v", s.Tenant(), w, ok, err, want)
@@ -169,7 +175,7 @@ func TestStore_ConcurrentClaimTwoStores(t *testing.T) {
 				defer wg.Done()
 				<-start
 				for {
-					got, err := s.Claim(ctx, nil, t0, limits[w%len(limits)])
+					got, err := s.Claim(ctx, testClaimer, nil, t0, limits[w%len(limits)])
 					if err != nil {
 						errs <- err
 						return
@@ -184,7 +190,7 @@ func TestStore_ConcurrentClaimTwoStores(t *testing.T) {
 					by[si] += len(got)
 					mu.Unlock()
 					for _, it := range got {
-						if err := s.Done(ctx, it.ID, it.Key, 1, "s"); err != nil {
+						if err := s.Done(ctx, testOwner, it.ID, it.Key, 1, "s"); err != nil {
 							errs <- err
 							return
 						}
@@ -319,11 +325,11 @@ func TestOpen_ReadOnly(t *testing.T) {
 	id := idOf(t, rw, "x")
 	changes := map[string]func() error{
 		"AddItems":          func() error { _, err := s.AddItems(t.Context(), []checkpoint.Item{agent("y")}); return err },
-		"Claim":             func() error { _, err := s.Claim(t.Context(), nil, t0, 0); return err },
-		"Absent":            func() error { return s.Absent(t.Context(), id, "r", "e") },
-		"RecoverInProgress": func() error { _, err := s.RecoverInProgress(t.Context()); return err },
+		"Claim":             func() error { _, err := s.Claim(t.Context(), testClaimer, nil, t0, 0); return err },
+		"Absent":            func() error { return s.Absent(t.Context(), testOwner, id, "r", "e") },
+		"RecoverInProgress": func() error { _, err := s.RecoverInProgress(t.Context(), testOwner); return err },
 		"SetWatermark":      func() error { return s.SetWatermark(t.Context(), "cdr", t0) },
-		"SetLedger":         func() error { return s.SetLedger(t.Context(), "2026-03-01", "s", "k") },
+		"SetLedger":         func() error { return s.SetLedger(t.Context(), "2026-03-01", "", "s", "k") },
 		"CreatePackage":     func() error { _, err := s.CreatePackage(t.Context(), checkpoint.Package{}); return err },
 		"UpdatePackage": func() error {
 			return s.UpdatePackage(t.Context(), checkpoint.Package{ID: 1, State: checkpoint.StateDone})
@@ -472,13 +478,13 @@ func TestStore_Text(t *testing.T) {
 		t.Errorf("absent item reason %q evidence %q", got.Reason, got.Evidence)
 	}
 	id := idOf(t, s, "f")
-	if _, err := s.Claim(ctx, nil, t0, 0); err != nil {
+	if _, err := s.Claim(ctx, testClaimer, nil, t0, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Done(ctx, id, "k/\x00", 1, "s"); !errors.Is(err, errNotText) {
+	if err := s.Done(ctx, testOwner, id, "k/\x00", 1, "s"); !errors.Is(err, errNotText) {
 		t.Errorf("Done with a NUL in the key = %v", err)
 	}
-	if st, err := s.Fail(ctx, id, "upstream said \x00\xc3(", t0, 0); err != nil || st != checkpoint.StateFailed {
+	if st, err := s.Fail(ctx, testOwner, id, "upstream said \x00\xc3(", t0, 0); err != nil || st != checkpoint.StateFailed {
 		t.Fatalf("Fail with a message that is not text = %s, %v", st, err)
 	}
 	if got := mustGet(t, s, id); got.LastError != "upstream said  \uFFFD(" {
@@ -510,7 +516,7 @@ func TestStore_CtxEndsDuringChange(t *testing.T) {
 	if _, err := s.AddItems(t.Context(), items); err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := s.Claim(t.Context(), nil, t0, 0)
+	claimed, err := s.Claim(t.Context(), testClaimer, nil, t0, 0)
 	if err != nil || len(claimed) != n {
 		t.Fatalf("Claim = %d, %v", len(claimed), err)
 	}
@@ -520,7 +526,7 @@ func TestStore_CtxEndsDuringChange(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		delay := time.Duration(rng.IntN(400)) * time.Microsecond
 		timer := time.AfterFunc(delay, cancel)
-		err := s.Done(ctx, it.ID, "k/done", 1, "s")
+		err := s.Done(ctx, testOwner, it.ID, "k/done", 1, "s")
 		timer.Stop()
 		cancel()
 		st := wantState(t, s, it.ID)
@@ -630,7 +636,24 @@ func TestOpen_CurrentSchemaNeedsNoDDL(t *testing.T) {
 	if n, err := s.AddItems(t.Context(), []checkpoint.Item{agent("x")}); err != nil || n != 1 {
 		t.Fatalf("AddItems as a role without DDL = %d, %v", n, err)
 	}
-	if got, err := s.Claim(t.Context(), nil, t0, 0); err != nil || len(got) != 1 {
+	got, err := s.Claim(t.Context(), testClaimer, nil, t0, 0)
+	if err != nil || len(got) != 1 {
 		t.Fatalf("Claim as a role without DDL = %d, %v", len(got), err)
+	}
+	// Leases need no more than SELECT, INSERT and UPDATE either.
+	if lost, err := s.Renew(t.Context(), testClaimer, []int64{got[0].ID}); err != nil || len(lost) != 0 {
+		t.Fatalf("Renew as a role without DDL = %v, %v", lost, err)
+	}
+	if ok, err := s.TryLease(t.Context(), "janitor", testOwner, time.Minute); err != nil || !ok {
+		t.Fatalf("TryLease as a role without DDL = %v, %v", ok, err)
+	}
+	if err := s.ReleaseLease(t.Context(), "janitor", testOwner); err != nil {
+		t.Fatalf("ReleaseLease as a role without DDL: %v", err)
+	}
+	if err := s.SetWatermark(t.Context(), "cdr", t0); err != nil {
+		t.Fatalf("SetWatermark as a role without DDL: %v", err)
+	}
+	if err := s.SetLedger(t.Context(), "2026-03-01", "", "s", "k"); err != nil {
+		t.Fatalf("SetLedger as a role without DDL: %v", err)
 	}
 }

@@ -26,7 +26,7 @@ func inProgress(b *testing.B, s *Store, n int) []int64 {
 			batch = batch[:0]
 		}
 	}
-	got, err := s.Claim(ctx, nil, time.Now(), 0)
+	got, err := s.Claim(ctx, testClaimer, nil, time.Now(), 0)
 	if err != nil || len(got) != n {
 		b.Fatalf("Claim = %d, %v; want %d", len(got), err, n)
 	}
@@ -65,7 +65,7 @@ func runDone(b *testing.B, s *Store, ids []int64, workers int, think time.Durati
 				if think > 0 {
 					time.Sleep(think)
 				}
-				if err := s.Done(ctx, ids[i], "k", 1, "s"); err != nil {
+				if err := s.Done(ctx, testOwner, ids[i], "k", 1, "s"); err != nil {
 					errs <- err
 					return
 				}

@@ -48,9 +48,9 @@ func recount(t *testing.T, db *sql.DB) (want, got []string) {
 // every test, compares the trigger-kept day summaries with a recount of the
 // rows: every transition the suite makes keeps them exact.
 func TestDaySummary_MatchesRecount(t *testing.T) {
-	checkpointtest.Run(t, func(t *testing.T) checkpoint.Store {
+	checkpointtest.Run(t, checkpointtest.Backend{Open: func(t *testing.T, now func() time.Time) checkpoint.Store {
 		path := dbPath(t)
-		s, err := Open(path, Options{})
+		s, err := Open(path, Options{Now: now})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
@@ -69,7 +69,7 @@ func TestDaySummary_MatchesRecount(t *testing.T) {
 			}
 		})
 		return s
-	})
+	}})
 }
 
 // TestOpen_MigrateFillsDaySummary: a state written before migration 4 gets
@@ -83,8 +83,9 @@ func TestOpen_MigrateFillsDaySummary(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	// Back to version 3: no summary tables, no triggers.
+	// Back to version 3: no leases (5), no summary tables, no triggers (4).
 	for _, stmt := range []string{
+		`DROP TABLE leases`, `ALTER TABLE items DROP COLUMN owner`, `ALTER TABLE items DROP COLUMN lease_until`,
 		`DROP TRIGGER day_items_insert`, `DROP TRIGGER day_items_update`, `DROP TRIGGER day_items_delete`,
 		`DROP TRIGGER day_calls_insert`, `DROP TRIGGER day_calls_update`, `DROP TRIGGER day_calls_delete`,
 		`DROP TABLE day_items`, `DROP TABLE day_calls`, `PRAGMA user_version = 3`,

@@ -46,6 +46,7 @@ var ErrClosed = errors.New("checkpoint: store is closed")
 // states, then apply changes it.
 type op struct {
 	ctx   context.Context // the caller's; consulted only until the op is taken
+	owner string          // who calls: an in_progress item must be theirs
 	id    int64
 	from  []checkpoint.State
 	apply func(ctx context.Context, tx *batchTx, attempts int) error
@@ -96,13 +97,14 @@ func (b *batchTx) exec(ctx context.Context, q string, args ...any) error {
 // changed nothing and the transaction can go on. err is a failure of the
 // database: the transaction must be rolled back.
 func (s *Store) transition(ctx context.Context, tx *batchTx, o *op) (refused, err error) {
-	sel, err := tx.stmt(ctx, `SELECT state, attempts FROM items WHERE id = ?`)
+	sel, err := tx.stmt(ctx, `SELECT state, attempts, owner FROM items WHERE id = ?`)
 	if err != nil {
 		return nil, err
 	}
 	var st checkpoint.State
 	var attempts int
-	err = sel.QueryRowContext(ctx, o.id).Scan(&st, &attempts)
+	var owner string
+	err = sel.QueryRowContext(ctx, o.id).Scan(&st, &attempts, &owner)
 	if errors.Is(err, sql.ErrNoRows) {
 		return checkpoint.ErrNotFound, nil
 	}
@@ -111,6 +113,9 @@ func (s *Store) transition(ctx context.Context, tx *batchTx, o *op) (refused, er
 	}
 	if !slices.Contains(o.from, st) {
 		return fmt.Errorf("item is %s: %w", st, checkpoint.ErrState), nil
+	}
+	if st == checkpoint.StateInProgress && owner != o.owner {
+		return fmt.Errorf("item is %s, claimed by %q: %w", st, owner, checkpoint.ErrLeaseLost), nil
 	}
 	err = o.apply(ctx, tx, attempts)
 	var r refusal

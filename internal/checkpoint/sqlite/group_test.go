@@ -20,8 +20,8 @@ import (
 // TestStore_ConformanceNoGroupCommit runs the suite with group commit off:
 // every transition its own transaction, as before group commit.
 func TestStore_ConformanceNoGroupCommit(t *testing.T) {
-	checkpointtest.Run(t, func(t *testing.T) checkpoint.Store {
-		s, err := Open(dbPath(t), Options{MaxBatch: 1})
+	checkpointtest.Run(t, checkpointtest.Backend{Open: func(t *testing.T, now func() time.Time) checkpoint.Store {
+		s, err := Open(dbPath(t), Options{MaxBatch: 1, Now: now})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
@@ -29,7 +29,7 @@ func TestStore_ConformanceNoGroupCommit(t *testing.T) {
 			t.Fatal("MaxBatch 1 started a committer")
 		}
 		return s
-	})
+	}})
 }
 
 // claimed adds n items and claims them; it returns their IDs in order.
@@ -43,7 +43,7 @@ func claimed(t *testing.T, s *Store, prefix string, n int) []int64 {
 	if _, err := s.AddItems(t.Context(), items); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Claim(t.Context(), []string{prefix}, time.Now(), 0)
+	got, err := s.Claim(t.Context(), testClaimer, []string{prefix}, time.Now(), 0)
 	if err != nil || len(got) != n {
 		t.Fatalf("Claim = %d, %v; want %d", len(got), err, n)
 	}
@@ -129,7 +129,7 @@ func stuckBatch(t *testing.T, s *Store, first int64) (done <-chan error, release
 	t.Helper()
 	release = holdDB(t, s)
 	taken := s.group.stats.taken.Load()
-	done = async(func() error { return s.Done(context.Background(), first, "k", 1, "s") })
+	done = async(func() error { return s.Done(context.Background(), testOwner, first, "k", 1, "s") })
 	waitFor(t, "the first op to be taken", func() bool { return s.group.stats.taken.Load() == taken+1 })
 	return done, release
 }
@@ -149,7 +149,7 @@ func TestGroupCommit_ManyDurable(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(ids); i += workers {
-				errs[i] = s.Done(context.Background(), ids[i], fmt.Sprint("k/", ids[i]), ids[i], digest(strconv.FormatInt(ids[i], 10)))
+				errs[i] = s.Done(context.Background(), testOwner, ids[i], fmt.Sprint("k/", ids[i]), ids[i], digest(strconv.FormatInt(ids[i], 10)))
 			}
 		}()
 	}
@@ -237,7 +237,7 @@ func TestGroupCommit_Crash(t *testing.T) {
 // 8 concurrent workers, until it is killed.
 func groupChurn(s *Store, die func(error)) {
 	ctx := context.Background()
-	if _, err := s.RecoverInProgress(ctx); err != nil {
+	if _, err := s.RecoverInProgress(ctx, testOwner); err != nil {
 		die(err)
 	}
 	var out sync.Mutex
@@ -250,7 +250,7 @@ func groupChurn(s *Store, die func(error)) {
 		if _, err := s.AddItems(ctx, batch); err != nil {
 			die(err)
 		}
-		got, err := s.Claim(ctx, nil, time.Now(), 0)
+		got, err := s.Claim(ctx, testClaimer, nil, time.Now(), 0)
 		if err != nil {
 			die(err)
 		}
@@ -262,12 +262,12 @@ func groupChurn(s *Store, die func(error)) {
 				for i := w; i < len(got); i += 8 {
 					it := got[i]
 					if it.ID%3 == 0 {
-						if _, err := s.Fail(ctx, it.ID, "transient", time.Now(), churnMaxAttempts); err != nil {
+						if _, err := s.Fail(ctx, testOwner, it.ID, "transient", time.Now(), churnMaxAttempts); err != nil {
 							die(err)
 						}
 						continue
 					}
-					if err := s.Done(ctx, it.ID, "k/"+it.UpstreamID, int64(len(it.UpstreamID)), digest(it.UpstreamID)); err != nil {
+					if err := s.Done(ctx, testOwner, it.ID, "k/"+it.UpstreamID, int64(len(it.UpstreamID)), digest(it.UpstreamID)); err != nil {
 						die(err)
 					}
 					out.Lock()
@@ -301,13 +301,13 @@ func TestGroupCommit_Refusals(t *testing.T) {
 		do   func() error
 		want error // nil: allowed
 	}{
-		{"Done in_progress", func() error { return s.Done(ctx, ids[1], "k/1", 11, "d1") }, nil},
-		{"Done pending", func() error { return s.Done(ctx, p1, "k", 1, "s") }, checkpoint.ErrState},
-		{"Done unknown", func() error { return s.Done(ctx, 987654, "k", 1, "s") }, checkpoint.ErrNotFound},
-		{"Fail with a time it cannot store", func() error { _, err := s.Fail(ctx, ids[2], "m", far, 3); return err }, errors.New("out of the storable range")},
-		{"Defer in_progress", func() error { return s.Defer(ctx, ids[3], time.Time{}, "later") }, nil},
-		{"Absent pending", func() error { return s.Absent(ctx, p2, "no recording", "evidence") }, nil},
-		{"Release in_progress", func() error { return s.Release(ctx, ids[4]) }, nil},
+		{"Done in_progress", func() error { return s.Done(ctx, testOwner, ids[1], "k/1", 11, "d1") }, nil},
+		{"Done pending", func() error { return s.Done(ctx, testOwner, p1, "k", 1, "s") }, checkpoint.ErrState},
+		{"Done unknown", func() error { return s.Done(ctx, testOwner, 987654, "k", 1, "s") }, checkpoint.ErrNotFound},
+		{"Fail with a time it cannot store", func() error { _, err := s.Fail(ctx, testOwner, ids[2], "m", far, 3); return err }, errors.New("out of the storable range")},
+		{"Defer in_progress", func() error { return s.Defer(ctx, testOwner, ids[3], time.Time{}, "later") }, nil},
+		{"Absent pending", func() error { return s.Absent(ctx, testOwner, p2, "no recording", "evidence") }, nil},
+		{"Release in_progress", func() error { return s.Release(ctx, testOwner, ids[4]) }, nil},
 	}
 	results := make([]<-chan error, len(calls))
 	for i, c := range calls {
@@ -365,8 +365,8 @@ func TestGroupCommit_FailedBatch(t *testing.T) {
 	}
 	huge := strings.Repeat("x", 1<<20)
 	first, release := stuckBatch(t, s, ids[0])
-	small := async(func() error { return s.Done(context.Background(), ids[1], "k/1", 1, "s") })
-	big := async(func() error { return s.Done(context.Background(), ids[2], "k/2", 1, huge) })
+	small := async(func() error { return s.Done(context.Background(), testOwner, ids[1], "k/1", 1, "s") })
+	big := async(func() error { return s.Done(context.Background(), testOwner, ids[2], "k/2", 1, huge) })
 	waitFor(t, "both calls to wait for the committer", func() bool { return parked() == 2 })
 	release()
 	if err := <-first; err != nil {
@@ -384,7 +384,7 @@ func TestGroupCommit_FailedBatch(t *testing.T) {
 			t.Errorf("item %d of the failed batch = %+v, %v; want unchanged", id, it, err)
 		}
 	}
-	if err := s.Done(t.Context(), ids[1], "k/1", 1, "s"); err != nil {
+	if err := s.Done(t.Context(), testOwner, ids[1], "k/1", 1, "s"); err != nil {
 		t.Fatalf("Done after the failed batch: %v", err)
 	}
 }
@@ -397,11 +397,11 @@ func TestGroupCommit_Context(t *testing.T) {
 	ids := claimed(t, s, "agent", 2)
 	release := holdDB(t, s)
 	ctx0, cancel0 := context.WithCancel(context.Background())
-	taken := async(func() error { return s.Done(ctx0, ids[0], "k", 1, "s") })
+	taken := async(func() error { return s.Done(ctx0, testOwner, ids[0], "k", 1, "s") })
 	waitFor(t, "the first op to be taken", func() bool { return s.group.stats.taken.Load() == 1 })
 	cancel0()
 	ctx1, cancel1 := context.WithCancel(context.Background())
-	waiting := async(func() error { return s.Done(ctx1, ids[1], "k", 1, "s") })
+	waiting := async(func() error { return s.Done(ctx1, testOwner, ids[1], "k", 1, "s") })
 	waitFor(t, "the second call to wait", func() bool { return parked() == 1 })
 	cancel1()
 	// It returns while the committer is still stuck on the first op.
@@ -436,7 +436,7 @@ func TestGroupCommit_Close(t *testing.T) {
 	first, release := stuckBatch(t, s, ids[0])
 	var pending []<-chan error
 	for _, id := range ids[1:5] {
-		pending = append(pending, async(func() error { return s.Done(context.Background(), id, "k", 1, "s") }))
+		pending = append(pending, async(func() error { return s.Done(context.Background(), testOwner, id, "k", 1, "s") }))
 	}
 	waitFor(t, "the calls to wait for the committer", func() bool { return parked() == len(pending) })
 	closed := async(s.Close)
@@ -445,7 +445,7 @@ func TestGroupCommit_Close(t *testing.T) {
 		defer s.group.mu.RUnlock()
 		return s.group.closed
 	})
-	if err := s.Done(context.Background(), ids[5], "k", 1, "s"); !errors.Is(err, ErrClosed) {
+	if err := s.Done(context.Background(), testOwner, ids[5], "k", 1, "s"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Done during Close = %v, want ErrClosed", err)
 	}
 	release()
@@ -463,7 +463,7 @@ func TestGroupCommit_Close(t *testing.T) {
 	if n := committers(); n != before {
 		t.Fatalf("committers after Close = %d, want %d", n, before)
 	}
-	if err := s.Release(context.Background(), ids[5]); !errors.Is(err, ErrClosed) {
+	if err := s.Release(context.Background(), testOwner, ids[5]); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Release after Close = %v, want ErrClosed", err)
 	}
 	r := mustOpen(t, path, Options{ReadOnly: true})
@@ -485,7 +485,7 @@ func TestGroupCommit_Lone(t *testing.T) {
 	ids := claimed(t, s, "agent", 20)
 	for _, id := range ids {
 		// With an hour's window, a wait would show as a hang.
-		if err := s.Done(t.Context(), id, "k", 1, "s"); err != nil {
+		if err := s.Done(t.Context(), testOwner, id, "k", 1, "s"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -499,7 +499,7 @@ func TestGroupCommit_Lone(t *testing.T) {
 func TestGroupCommit_Errors(t *testing.T) {
 	path := dbPath(t)
 	s := mustOpen(t, path, Options{})
-	err := s.Done(t.Context(), 42, "k", 1, "s")
+	err := s.Done(t.Context(), testOwner, 42, "k", 1, "s")
 	if !errors.Is(err, checkpoint.ErrNotFound) || err.Error() != "checkpoint: done item 42: checkpoint: not found" {
 		t.Fatalf("Done(unknown) = %q", err)
 	}
@@ -507,7 +507,7 @@ func TestGroupCommit_Errors(t *testing.T) {
 	if ro.group != nil {
 		t.Fatal("read-only store started a committer")
 	}
-	if err := ro.Release(t.Context(), 42); !errors.Is(err, ErrReadOnly) {
+	if err := ro.Release(t.Context(), testOwner, 42); !errors.Is(err, ErrReadOnly) {
 		t.Fatalf("Release on a read-only store = %v", err)
 	}
 }

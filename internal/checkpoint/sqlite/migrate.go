@@ -153,6 +153,18 @@ CREATE TRIGGER day_calls_delete AFTER DELETE ON calls BEGIN
 	DELETE FROM day_calls WHERE day = OLD.day AND n <= 0;
 END;
 `,
+		// 5: leases. An in_progress item carries its owner (a replica ID) and
+		// when its lease expires (lease_until, 0: expired); the items left in
+		// progress by a binary before this one have none, so they are due at
+		// once. leases holds the named leases of singleton work (a CDR
+		// window, a day's ledger, the janitor).
+		`ALTER TABLE items ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE items ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE leases (
+	name  TEXT    PRIMARY KEY,
+	owner TEXT    NOT NULL,
+	until INTEGER NOT NULL
+);`,
 	}
 }
 

@@ -23,6 +23,13 @@
 // *checkpoint.LockedError; a ReadOnly store (archiver status) takes no lock
 // and can read while a daemon runs.
 //
+// Claims and named leases work as the checkpoint contract says, within the
+// process (the replicas of a test, or several owners sharing the store).
+// Since the lock admits one process, the claims and leases Open finds in
+// the file are a dead process's: Open expires them, so that
+// RecoverInProgress releases at once what a killed archiver left in
+// progress, as before leases existed.
+//
 // Times are stored as integer Unix nanoseconds UTC and come back in UTC. The
 // zero time is stored as 0, so the instant 1970-01-01T00:00:00Z reads back as
 // the zero time; times outside the years 1678–2262 cannot be stored and are
@@ -62,7 +69,8 @@ type Options struct {
 	BusyTimeout time.Duration
 	// Logger receives migrations and lock events (default zap.NewNop()).
 	Logger *zap.Logger
-	// Now stamps CreatedAt, UpdatedAt and ledger times (default time.Now).
+	// Now stamps CreatedAt, UpdatedAt and ledger times, and is the clock of
+	// leases (default time.Now).
 	Now func() time.Time
 	// MaxBatch caps how many item transitions one group commit applies
 	// (default DefaultMaxBatch). 1 turns group commit off: every transition
@@ -186,12 +194,33 @@ func Open(path string, o Options) (*Store, error) {
 		db.Close()
 		return fail(err)
 	}
+	if err := expireLeases(ctx, db); err != nil {
+		db.Close()
+		return fail(fmt.Errorf("checkpoint: open %s: expire the leases of earlier processes: %w", path, err))
+	}
 	s.db = db
 	s.lock = lock
 	if o.MaxBatch > 1 {
 		s.group = newCommitter(s, o.MaxBatch, o.BatchWindow)
 	}
 	return s, nil
+}
+
+// expireLeases ends the claims and named leases of earlier processes: the
+// caller holds the state lock, so their holders are gone.
+func expireLeases(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE items SET lease_until = 0 WHERE state = 'in_progress' AND lease_until <> 0`); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE leases SET until = 0`); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // initFile creates the database at abs+".init", migrates it to the newest

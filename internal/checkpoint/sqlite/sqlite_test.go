@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,12 @@ const (
 	envPath   = "CHECKPOINT_SQLITE_PATH"
 )
 
+// testOwner claims the items of the store's own tests; its lease outlives
+// every test.
+const testOwner = "test-host-1-00000000"
+
+var testClaimer = checkpoint.Claimer{Owner: testOwner, Lease: time.Hour}
+
 func dbPath(t testing.TB) string {
 	return filepath.Join(t.TempDir(), "state", "checkpoint.db")
 }
@@ -44,13 +51,13 @@ func mustOpen(t testing.TB, path string, o Options) *Store {
 }
 
 func TestStore_Conformance(t *testing.T) {
-	checkpointtest.Run(t, func(t *testing.T) checkpoint.Store {
-		s, err := Open(dbPath(t), Options{})
+	checkpointtest.Run(t, checkpointtest.Backend{Open: func(t *testing.T, now func() time.Time) checkpoint.Store {
+		s, err := Open(dbPath(t), Options{Now: now})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
 		return s
-	})
+	}})
 }
 
 func TestOpen_Files(t *testing.T) {
@@ -121,20 +128,20 @@ func TestOpen_Reopen(t *testing.T) {
 	if _, err := s.CompletePackage(ctx, checkpoint.Package{ID: pid, ResponseID: "r", Key: "pk", SHA256: "ps", Size: 9, Calls: 1, Items: 3}, calls, items); err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := s.Claim(ctx, nil, begin, 0)
+	claimed, err := s.Claim(ctx, testClaimer, nil, begin, 0)
 	if err != nil || len(claimed) != 2 {
 		t.Fatalf("Claim = %d, %v", len(claimed), err)
 	}
-	if err := s.Done(ctx, claimed[0].ID, "k/f1", 11, "d1"); err != nil {
+	if err := s.Done(ctx, testOwner, claimed[0].ID, "k/f1", 11, "d1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Fail(ctx, claimed[1].ID, "oops", end, 5); err != nil {
+	if _, err := s.Fail(ctx, testOwner, claimed[1].ID, "oops", end, 5); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetWatermark(ctx, "cdr", end); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetLedger(ctx, "2026-03-01", "ls", "lk"); err != nil {
+	if err := s.SetLedger(ctx, "2026-03-01", "", "ls", "lk"); err != nil {
 		t.Fatal(err)
 	}
 	wantItems, err := s.Items(ctx)
@@ -241,7 +248,7 @@ func TestOpen_Lock(t *testing.T) {
 		})
 		kill(t, cmd)
 		s := mustOpen(t, path, Options{})
-		if n, err := s.RecoverInProgress(t.Context()); err != nil || n != 0 {
+		if n, err := s.RecoverInProgress(t.Context(), testOwner); err != nil || n != 0 {
 			t.Fatalf("RecoverInProgress after child died = %d, %v", n, err)
 		}
 	})
@@ -292,10 +299,10 @@ func TestOpen_ReadOnly(t *testing.T) {
 				_, err := ro.AddItems(ctx, []checkpoint.Item{{Kind: "agent", UpstreamID: "c"}})
 				return err
 			},
-			"Claim":   func() error { _, err := ro.Claim(ctx, nil, time.Now(), 0); return err },
-			"Recover": func() error { _, err := ro.RecoverInProgress(ctx); return err },
+			"Claim":   func() error { _, err := ro.Claim(ctx, testClaimer, nil, time.Now(), 0); return err },
+			"Recover": func() error { _, err := ro.RecoverInProgress(ctx, testOwner); return err },
 			"Create":  func() error { _, err := ro.CreatePackage(ctx, checkpoint.Package{}); return err },
-			"Ledger":  func() error { return ro.SetLedger(ctx, "d", "s", "k") },
+			"Ledger":  func() error { return ro.SetLedger(ctx, "d", "", "s", "k") },
 			"Mark":    func() error { return ro.SetWatermark(ctx, "j", time.Now()) },
 		}
 		for name, w := range writes {
@@ -360,7 +367,7 @@ func TestStore_TimeRange(t *testing.T) {
 	if err := s.SetWatermark(t.Context(), "j", far); err == nil {
 		t.Fatal("SetWatermark(year 3000) succeeded; it cannot round-trip")
 	}
-	if _, err := s.Claim(t.Context(), nil, far, 0); err == nil {
+	if _, err := s.Claim(t.Context(), testClaimer, nil, far, 0); err == nil {
 		t.Fatal("Claim(year 3000) succeeded")
 	}
 }
@@ -500,7 +507,7 @@ func TestHelperProcess(t *testing.T) {
 	case "groupchurn":
 		groupChurn(s, die)
 	case "churn":
-		if _, err := s.RecoverInProgress(ctx); err != nil {
+		if _, err := s.RecoverInProgress(ctx, testOwner); err != nil {
 			die(err)
 		}
 		pid := os.Getpid()
@@ -513,23 +520,23 @@ func TestHelperProcess(t *testing.T) {
 				die(err)
 			}
 			fmt.Println("added")
-			got, err := s.Claim(ctx, nil, time.Now(), 3)
+			got, err := s.Claim(ctx, testClaimer, nil, time.Now(), 3)
 			if err != nil {
 				die(err)
 			}
 			for _, it := range got {
 				switch it.ID % 4 {
 				case 0, 1:
-					if err := s.Done(ctx, it.ID, "k/"+it.UpstreamID, int64(len(it.UpstreamID)), digest(it.UpstreamID)); err != nil {
+					if err := s.Done(ctx, testOwner, it.ID, "k/"+it.UpstreamID, int64(len(it.UpstreamID)), digest(it.UpstreamID)); err != nil {
 						die(err)
 					}
 					fmt.Println("done", it.ID)
 				case 2:
-					if _, err := s.Fail(ctx, it.ID, "transient", time.Now(), churnMaxAttempts); err != nil {
+					if _, err := s.Fail(ctx, testOwner, it.ID, "transient", time.Now(), churnMaxAttempts); err != nil {
 						die(err)
 					}
 				case 3:
-					if err := s.Defer(ctx, it.ID, time.Now(), "later"); err != nil {
+					if err := s.Defer(ctx, testOwner, it.ID, time.Now(), "later"); err != nil {
 						die(err)
 					}
 				}
@@ -609,11 +616,11 @@ func BenchmarkStore_ClaimDone(b *testing.B) {
 	now := time.Now()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		got, err := s.Claim(ctx, nil, now, 1)
+		got, err := s.Claim(ctx, testClaimer, nil, now, 1)
 		if err != nil || len(got) != 1 {
 			b.Fatalf("Claim = %d, %v", len(got), err)
 		}
-		if err := s.Done(ctx, got[0].ID, "k", 1, "s"); err != nil {
+		if err := s.Done(ctx, testOwner, got[0].ID, "k", 1, "s"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -644,4 +651,81 @@ func TestOpen_NewFileAppearsInitialised(t *testing.T) {
 	}
 	ro.Close()
 	s.Close()
+}
+
+// TestOpen_MigrateLeases: a state written before migration 5, with items a
+// killed archiver left in progress (no owner, no lease), migrates to
+// version 5; those items are due at once and RecoverInProgress releases
+// them whoever calls it, while their other columns are kept.
+func TestOpen_MigrateLeases(t *testing.T) {
+	path := dbPath(t)
+	s := mustOpen(t, path, Options{})
+	if _, err := s.AddItems(t.Context(), []checkpoint.Item{
+		{Kind: checkpoint.KindAgent, UpstreamID: "a", Day: "2026-03-01", Key: "k/a"},
+		{Kind: checkpoint.KindAgent, UpstreamID: "b", Day: "2026-03-01", Key: "k/b"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, stmt := range []string{
+		`DROP TABLE leases`, `ALTER TABLE items DROP COLUMN owner`, `ALTER TABLE items DROP COLUMN lease_until`,
+		`UPDATE items SET state = 'in_progress', attempts = 2 WHERE upstream_id = 'a'`, `PRAGMA user_version = 4`,
+	} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	db.Close()
+
+	s = mustOpen(t, path, Options{})
+	if v, err := schemaVersion(t.Context(), s.db); err != nil || v != 5 {
+		t.Fatalf("schema version = %d, %v; want 5", v, err)
+	}
+	got, err := s.Claim(t.Context(), testClaimer, nil, time.Time{}, 0)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Claim after the migration = %d items, %v; want both (the one left in progress has no lease)", len(got), err)
+	}
+	if got[0].UpstreamID != "a" || got[0].Attempts != 2 || got[0].Owner != testOwner {
+		t.Fatalf("the item left in progress, claimed: %+v", got[0])
+	}
+	if ok, err := s.TryLease(t.Context(), "janitor", testOwner, time.Minute); err != nil || !ok {
+		t.Fatalf("TryLease after the migration = %v, %v", ok, err)
+	}
+}
+
+// TestOpen_ExpiresDeadProcessLeases: the lock admits one process, so the
+// claims and leases a killed process left are expired at the next Open:
+// RecoverInProgress with a new owner releases its items, and its named
+// leases are free.
+func TestOpen_ExpiresDeadProcessLeases(t *testing.T) {
+	path := dbPath(t)
+	s := mustOpen(t, path, Options{})
+	if _, err := s.AddItems(t.Context(), []checkpoint.Item{{Kind: checkpoint.KindAgent, UpstreamID: "a", Day: "2026-03-01"}}); err != nil {
+		t.Fatal(err)
+	}
+	old := checkpoint.Claimer{Owner: "dead-host-1-deadbeef", Lease: 24 * time.Hour}
+	if got, err := s.Claim(t.Context(), old, nil, time.Now(), 0); err != nil || len(got) != 1 {
+		t.Fatalf("Claim = %v, %v", got, err)
+	}
+	if ok, err := s.TryLease(t.Context(), "janitor", old.Owner, 24*time.Hour); err != nil || !ok {
+		t.Fatalf("TryLease = %v, %v", ok, err)
+	}
+	// In this process the claim holds.
+	if n, err := s.RecoverInProgress(t.Context(), testOwner); err != nil || n != 0 {
+		t.Fatalf("RecoverInProgress(another owner) while the claim holds = %d, %v; want 0", n, err)
+	}
+	s.Close()
+
+	s = mustOpen(t, path, Options{})
+	if ok, err := s.TryLease(t.Context(), "janitor", testOwner, time.Minute); err != nil || !ok {
+		t.Fatalf("TryLease of a dead process's lease after Open = %v, %v; want it free", ok, err)
+	}
+	if n, err := s.RecoverInProgress(t.Context(), testOwner); err != nil || n != 1 {
+		t.Fatalf("RecoverInProgress after Open = %d, %v; want the dead process's item", n, err)
+	}
 }

@@ -22,7 +22,7 @@ const pkgCols = `id, begin, "end", response_id, bill_file_name, requested_at, st
 	last_error, key, rows_key, size, sha256, calls, items, updated_at, rows_sha256, quarantine_key`
 
 const itemCols = `id, kind, upstream_id, call_id, day, key, params, state, attempts,
-	next_attempt_at, last_error, reason, size, sha256, created_at, updated_at, evidence, attested_at`
+	next_attempt_at, last_error, reason, size, sha256, created_at, updated_at, evidence, attested_at, owner, lease_until`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -79,9 +79,9 @@ func scanPackage(r scanner) (checkpoint.Package, error) {
 func scanItem(r scanner) (checkpoint.Item, error) {
 	var it checkpoint.Item
 	var params string
-	var next, created, updated, attested int64
+	var next, created, updated, attested, lease int64
 	err := r.Scan(&it.ID, &it.Kind, &it.UpstreamID, &it.CallID, &it.Day, &it.Key, &params, &it.State, &it.Attempts,
-		&next, &it.LastError, &it.Reason, &it.Size, &it.SHA256, &created, &updated, &it.Evidence, &attested)
+		&next, &it.LastError, &it.Reason, &it.Size, &it.SHA256, &created, &updated, &it.Evidence, &attested, &it.Owner, &lease)
 	if err != nil {
 		return checkpoint.Item{}, err
 	}
@@ -92,6 +92,7 @@ func scanItem(r scanner) (checkpoint.Item, error) {
 		it.Args = json.RawMessage(params)
 	}
 	it.NextAttemptAt, it.CreatedAt, it.UpdatedAt, it.AttestedAt = dec(next), dec(created), dec(updated), dec(attested)
+	it.LeaseUntil = dec(lease)
 	return it, nil
 }
 
@@ -367,20 +368,28 @@ func (s *Store) AddItems(ctx context.Context, items []checkpoint.Item) (int, err
 }
 
 // Claim moves up to limit due items of the given kinds (all kinds when
-// none) to in_progress and returns them, oldest NextAttemptAt first, then by
-// ID. A limit ≤ 0 means no limit.
-func (s *Store) Claim(ctx context.Context, kinds []string, now time.Time, limit int) ([]checkpoint.Item, error) {
+// none) to in_progress, owned by c.Owner until the store clock plus
+// c.Lease, and returns them, oldest NextAttemptAt first, then by ID. Due are
+// pending and failed items whose NextAttemptAt is not after now, and
+// in_progress items whose lease has expired on the store clock. A limit ≤ 0
+// means no limit.
+func (s *Store) Claim(ctx context.Context, c checkpoint.Claimer, kinds []string, now time.Time, limit int) ([]checkpoint.Item, error) {
 	var out []checkpoint.Item
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := checkClaimer(c); err != nil {
+			return err
+		}
 		var e timeEnc
 		n := e.enc(now)
+		stamp := s.stamp()
+		until := e.enc(dec(stamp).Add(c.Lease))
 		if e.err != nil {
 			return e.err
 		}
 		if limit <= 0 {
 			limit = -1 // SQLite: no limit
 		}
-		args := []any{checkpoint.StateInProgress, s.stamp(), n}
+		args := []any{c.Owner, until, stamp, n, stamp}
 		kindCond := ""
 		if len(kinds) > 0 {
 			list, kargs := in(kinds)
@@ -388,9 +397,9 @@ func (s *Store) Claim(ctx context.Context, kinds []string, now time.Time, limit 
 			args = append(args, kargs...)
 		}
 		args = append(args, limit)
-		rows, err := tx.QueryContext(ctx, `UPDATE items SET state = ?, updated_at = ?
+		rows, err := tx.QueryContext(ctx, `UPDATE items SET state = 'in_progress', owner = ?, lease_until = ?, updated_at = ?
 			WHERE id IN (SELECT id FROM items
-				WHERE state IN ('pending', 'failed') AND next_attempt_at <= ?`+kindCond+`
+				WHERE ((state IN ('pending', 'failed') AND next_attempt_at <= ?) OR (state = 'in_progress' AND lease_until <= ?))`+kindCond+`
 				ORDER BY next_attempt_at, id LIMIT ?)
 			RETURNING `+itemCols, args...)
 		if err != nil {
@@ -409,6 +418,73 @@ func (s *Store) Claim(ctx context.Context, kinds []string, now time.Time, limit 
 	return out, nil
 }
 
+// checkClaimer refuses a claim without an owner or a lease.
+func checkClaimer(c checkpoint.Claimer) error {
+	if c.Owner == "" {
+		return errors.New("no owner")
+	}
+	if c.Lease <= 0 {
+		return fmt.Errorf("lease %s: not positive", c.Lease)
+	}
+	return nil
+}
+
+// renewBatch bounds the IDs of one Renew statement (SQLite's limit on
+// parameters is far above it).
+const renewBatch = 500
+
+// Renew extends to the store clock plus c.Lease the leases of the items
+// that c.Owner holds, and returns the others in the order given. UpdatedAt
+// is left alone: a renewal is no change of state.
+func (s *Store) Renew(ctx context.Context, c checkpoint.Claimer, ids []int64) ([]int64, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	held := map[int64]bool{}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := checkClaimer(c); err != nil {
+			return err
+		}
+		var e timeEnc
+		until := e.enc(s.now().Add(c.Lease))
+		if e.err != nil {
+			return e.err
+		}
+		for chunk := range slices.Chunk(ids, renewBatch) {
+			list, args := in(chunk)
+			rows, err := tx.QueryContext(ctx, `UPDATE items SET lease_until = ?
+				WHERE id IN `+list+` AND state = 'in_progress' AND owner = ? RETURNING id`,
+				append(append([]any{until}, args...), c.Owner)...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					rows.Close()
+					return err
+				}
+				held[id] = true
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: renew %d leases of %s: %w", len(ids), c.Owner, err)
+	}
+	var lost []int64
+	for _, id := range ids {
+		if !held[id] {
+			lost = append(lost, id)
+		}
+	}
+	return lost, nil
+}
+
 func kindsString(kinds []string) string {
 	if len(kinds) == 0 {
 		return "all kinds"
@@ -418,12 +494,14 @@ func kindsString(kinds []string) string {
 
 // change runs one item transition (see op): through the group committer, or
 // as its own transaction when group commit is off. The item must exist
-// (else ErrNotFound) and be in one of the from states (else ErrState), both
-// checked inside the transaction; then fn applies the change. An error fn
+// (else ErrNotFound), be in one of the from states (else ErrState) and, when
+// it is in_progress, be owner's (else ErrLeaseLost), all checked inside the
+// transaction; then fn applies the change, which must end the claim (clear
+// owner and lease_until). An error fn
 // raises before writing, about a value it cannot store, must be a refusal,
 // so that the batch it shares goes on without it.
-func (s *Store) change(ctx context.Context, name string, id int64, from []checkpoint.State, fn func(ctx context.Context, tx *batchTx, attempts int) error) error {
-	if err := s.submit(&op{ctx: ctx, id: id, from: from, apply: fn}); err != nil {
+func (s *Store) change(ctx context.Context, name, owner string, id int64, from []checkpoint.State, fn func(ctx context.Context, tx *batchTx, attempts int) error) error {
+	if err := s.submit(&op{ctx: ctx, owner: owner, id: id, from: from, apply: fn}); err != nil {
 		return fmt.Errorf("checkpoint: %s item %d: %w", name, id, err)
 	}
 	return nil
@@ -431,20 +509,21 @@ func (s *Store) change(ctx context.Context, name string, id int64, from []checkp
 
 // Done marks an in_progress item done with the key, size and digest the
 // sink verified, and clears LastError.
-func (s *Store) Done(ctx context.Context, id int64, key string, size int64, sha256 string) error {
-	return s.change(ctx, "done", id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, _ int) error {
+func (s *Store) Done(ctx context.Context, owner string, id int64, key string, size int64, sha256 string) error {
+	return s.change(ctx, "done", owner, id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, _ int) error {
 		return tx.exec(ctx, `UPDATE items SET state = ?, key = ?, size = ?, sha256 = ?, last_error = '',
-			updated_at = ? WHERE id = ?`, checkpoint.StateDone, key, size, sha256, s.stamp(), id)
+			owner = '', lease_until = 0, updated_at = ? WHERE id = ?`, checkpoint.StateDone, key, size, sha256, s.stamp(), id)
 	})
 }
 
 // Absent marks an item absent with the reason and the source's evidence.
 // Unlike the other transitions it also applies to pending and failed items:
 // a job may rule an item absent without claiming it.
-func (s *Store) Absent(ctx context.Context, id int64, reason, evidence string) error {
+func (s *Store) Absent(ctx context.Context, owner string, id int64, reason, evidence string) error {
 	from := []checkpoint.State{checkpoint.StateInProgress, checkpoint.StatePending, checkpoint.StateFailed}
-	return s.change(ctx, "absent", id, from, func(ctx context.Context, tx *batchTx, _ int) error {
-		return tx.exec(ctx, `UPDATE items SET state = ?, reason = ?, evidence = ?, updated_at = ? WHERE id = ?`,
+	return s.change(ctx, "absent", owner, id, from, func(ctx context.Context, tx *batchTx, _ int) error {
+		return tx.exec(ctx, `UPDATE items SET state = ?, reason = ?, evidence = ?, owner = '', lease_until = 0,
+			updated_at = ? WHERE id = ?`,
 			checkpoint.StateAbsent, reason, evidence, s.stamp(), id)
 	})
 }
@@ -461,7 +540,7 @@ func (s *Store) Resolve(ctx context.Context, id int64, reason string, at time.Ti
 		return checkpoint.Item{}, fmt.Errorf("checkpoint: resolve item %d: bad time %v", id, at)
 	}
 	from := []checkpoint.State{checkpoint.StateFailed, checkpoint.StateDead}
-	err := s.change(ctx, "resolve", id, from, func(ctx context.Context, tx *batchTx, _ int) error {
+	err := s.change(ctx, "resolve", "", id, from, func(ctx context.Context, tx *batchTx, _ int) error {
 		return tx.exec(ctx, `UPDATE items SET state = ?, reason = ?, attested_at = ?, updated_at = ? WHERE id = ?`,
 			checkpoint.StateAbsent, reason, when, s.stamp(), id)
 	})
@@ -474,9 +553,9 @@ func (s *Store) Resolve(ctx context.Context, id int64, reason string, at time.Ti
 // Fail records a failed attempt of an in_progress item: Attempts+1,
 // LastError = msg; the item becomes dead when Attempts reaches maxAttempts
 // (maxAttempts > 0), else failed and due at next. It returns the new state.
-func (s *Store) Fail(ctx context.Context, id int64, msg string, next time.Time, maxAttempts int) (checkpoint.State, error) {
+func (s *Store) Fail(ctx context.Context, owner string, id int64, msg string, next time.Time, maxAttempts int) (checkpoint.State, error) {
 	var st checkpoint.State
-	err := s.change(ctx, "fail", id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, attempts int) error {
+	err := s.change(ctx, "fail", owner, id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, attempts int) error {
 		var e timeEnc
 		n := e.enc(next)
 		if e.err != nil {
@@ -488,7 +567,7 @@ func (s *Store) Fail(ctx context.Context, id int64, msg string, next time.Time, 
 			st = checkpoint.StateDead
 		}
 		return tx.exec(ctx, `UPDATE items SET state = ?, attempts = ?, last_error = ?, next_attempt_at = ?,
-			updated_at = ? WHERE id = ?`, st, attempts, msg, n, s.stamp(), id)
+			owner = '', lease_until = 0, updated_at = ? WHERE id = ?`, st, attempts, msg, n, s.stamp(), id)
 	})
 	if err != nil {
 		return "", err
@@ -498,32 +577,35 @@ func (s *Store) Fail(ctx context.Context, id int64, msg string, next time.Time, 
 
 // Defer puts an in_progress item back to pending, due at next, without
 // counting an attempt; note replaces LastError.
-func (s *Store) Defer(ctx context.Context, id int64, next time.Time, note string) error {
-	return s.change(ctx, "defer", id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, _ int) error {
+func (s *Store) Defer(ctx context.Context, owner string, id int64, next time.Time, note string) error {
+	return s.change(ctx, "defer", owner, id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, _ int) error {
 		var e timeEnc
 		n := e.enc(next)
 		if e.err != nil {
 			return refusal{e.err}
 		}
-		return tx.exec(ctx, `UPDATE items SET state = ?, next_attempt_at = ?, last_error = ?, updated_at = ?
-			WHERE id = ?`, checkpoint.StatePending, n, note, s.stamp(), id)
+		return tx.exec(ctx, `UPDATE items SET state = ?, next_attempt_at = ?, last_error = ?, owner = '', lease_until = 0,
+			updated_at = ? WHERE id = ?`, checkpoint.StatePending, n, note, s.stamp(), id)
 	})
 }
 
 // Release puts an in_progress item back to pending, due at once, without
 // counting an attempt.
-func (s *Store) Release(ctx context.Context, id int64) error {
-	return s.change(ctx, "release", id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, _ int) error {
-		return tx.exec(ctx, `UPDATE items SET state = ?, next_attempt_at = 0, updated_at = ? WHERE id = ?`,
+func (s *Store) Release(ctx context.Context, owner string, id int64) error {
+	return s.change(ctx, "release", owner, id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, _ int) error {
+		return tx.exec(ctx, `UPDATE items SET state = ?, next_attempt_at = 0, owner = '', lease_until = 0, updated_at = ? WHERE id = ?`,
 			checkpoint.StatePending, s.stamp(), id)
 	})
 }
 
-// RecoverInProgress releases every in_progress item (pending, due at once)
-// and returns how many.
-func (s *Store) RecoverInProgress(ctx context.Context) (int, error) {
-	n, err := s.exec(ctx, `UPDATE items SET state = ?, next_attempt_at = 0, updated_at = ? WHERE state = ?`,
-		checkpoint.StatePending, s.stamp(), checkpoint.StateInProgress)
+// RecoverInProgress releases (pending, due at once) the in_progress items
+// owner holds and those whose lease has expired on the store clock, and
+// returns how many. The claims of earlier processes expired at Open.
+func (s *Store) RecoverInProgress(ctx context.Context, owner string) (int, error) {
+	stamp := s.stamp()
+	n, err := s.exec(ctx, `UPDATE items SET state = ?, next_attempt_at = 0, owner = '', lease_until = 0, updated_at = ?
+		WHERE state = ? AND (owner = ? OR lease_until <= ?)`,
+		checkpoint.StatePending, stamp, checkpoint.StateInProgress, owner, stamp)
 	if err != nil {
 		return 0, fmt.Errorf("checkpoint: recover in-progress items: %w", err)
 	}
@@ -718,17 +800,29 @@ func (s *Store) Watermark(ctx context.Context, job string) (time.Time, bool, err
 	return dec(n), true, nil
 }
 
-// SetWatermark stores a job's watermark, replacing the previous one.
+// SetWatermark moves a job's watermark forward to t; a t before the stored
+// one is refused with ErrConflict.
 func (s *Store) SetWatermark(ctx context.Context, job string, t time.Time) error {
-	_, err := func() (int, error) {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		var e timeEnc
 		n := e.enc(t)
 		if e.err != nil {
-			return 0, e.err
+			return e.err
 		}
-		return s.exec(ctx, `INSERT INTO watermarks (job, t) VALUES (?, ?)
-			ON CONFLICT (job) DO UPDATE SET t = excluded.t`, job, n)
-	}()
+		res, err := tx.ExecContext(ctx, `INSERT INTO watermarks (job, t) VALUES (?, ?)
+			ON CONFLICT (job) DO UPDATE SET t = excluded.t WHERE excluded.t >= watermarks.t`, job, n)
+		if err != nil {
+			return err
+		}
+		if changed, err := res.RowsAffected(); err != nil || changed > 0 {
+			return err
+		}
+		var cur int64
+		if err := tx.QueryRowContext(ctx, `SELECT t FROM watermarks WHERE job = ?`, job).Scan(&cur); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s is before the stored %s: %w", fmtTime(t), fmtTime(dec(cur)), checkpoint.ErrConflict)
+	})
 	if err != nil {
 		return fmt.Errorf("checkpoint: set watermark of %s: %w", job, err)
 	}
@@ -749,13 +843,98 @@ func (s *Store) Ledger(ctx context.Context, day string) (string, string, bool, e
 }
 
 // SetLedger records the ledger object written for a day, replacing the
-// previous record.
-func (s *Store) SetLedger(ctx context.Context, day, sha256, key string) error {
-	_, err := s.exec(ctx, `INSERT INTO ledgers (day, sha256, key, written_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (day) DO UPDATE SET sha256 = excluded.sha256, key = excluded.key, written_at = excluded.written_at`,
-		day, sha256, key, s.stamp())
+// record whose digest is prev ("" for none); another record is refused with
+// ErrConflict.
+func (s *Store) SetLedger(ctx context.Context, day, prev, sha256, key string) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var res sql.Result
+		var err error
+		if prev == "" {
+			res, err = tx.ExecContext(ctx, `INSERT INTO ledgers (day, sha256, key, written_at) VALUES (?, ?, ?, ?)
+				ON CONFLICT (day) DO NOTHING`, day, sha256, key, s.stamp())
+		} else {
+			res, err = tx.ExecContext(ctx, `UPDATE ledgers SET sha256 = ?, key = ?, written_at = ? WHERE day = ? AND sha256 = ?`,
+				sha256, key, s.stamp(), day, prev)
+		}
+		if err != nil {
+			return err
+		}
+		if changed, err := res.RowsAffected(); err != nil || changed > 0 {
+			return err
+		}
+		var cur string
+		err = tx.QueryRowContext(ctx, `SELECT sha256 FROM ledgers WHERE day = ?`, day).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("no record, expected %s: %w", prev, checkpoint.ErrConflict)
+		}
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("the record is %s, expected %s: %w", cur, orNone(prev), checkpoint.ErrConflict)
+	})
 	if err != nil {
 		return fmt.Errorf("checkpoint: set ledger of %s: %w", day, err)
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// TryLease takes or extends the named lease for owner until the store
+// clock plus ttl, unless another owner holds it unexpired.
+func (s *Store) TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
+	var ok bool
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := checkLease(name, owner, ttl); err != nil {
+			return err
+		}
+		stamp := s.stamp()
+		var e timeEnc
+		until := e.enc(dec(stamp).Add(ttl))
+		if e.err != nil {
+			return e.err
+		}
+		var got string
+		err := tx.QueryRowContext(ctx, `INSERT INTO leases (name, owner, until) VALUES (?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+			WHERE leases.owner = excluded.owner OR leases.until <= ?
+			RETURNING owner`, name, owner, until, stamp).Scan(&got)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		ok = err == nil
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("checkpoint: take lease %s for %s: %w", name, owner, err)
+	}
+	return ok, nil
+}
+
+// checkLease refuses a lease without a name, an owner or a duration.
+func checkLease(name, owner string, ttl time.Duration) error {
+	switch {
+	case name == "":
+		return errors.New("no lease name")
+	case owner == "":
+		return errors.New("no owner")
+	case ttl <= 0:
+		return fmt.Errorf("lease %s: not positive", ttl)
+	}
+	return nil
+}
+
+// ReleaseLease gives up owner's lease of name; a lease owner does not hold
+// is left alone.
+func (s *Store) ReleaseLease(ctx context.Context, name, owner string) error {
+	// Expired rather than deleted, as in the PostgreSQL store.
+	if _, err := s.exec(ctx, `UPDATE leases SET until = 0 WHERE name = ? AND owner = ?`, name, owner); err != nil {
+		return fmt.Errorf("checkpoint: release lease %s of %s: %w", name, owner, err)
 	}
 	return nil
 }
