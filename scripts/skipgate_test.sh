@@ -198,7 +198,12 @@ ok  	MOD/internal/checkpoint/postgres	7.2s
 --- PASS: TestCmdOnce (9.00s)
     --- PASS: TestCmdUpload/valid (0.05s)
 --- PASS: TestCmdUpload (0.30s)
+--- PASS: TestCmdOnce_Replica (0.40s)
 ok  	MOD/cmd/archiver	20.4s
+=== PKG internal/jobs
+    --- PASS: TestReplicas_ClaimConcurrently/postgres (2.00s)
+--- PASS: TestReplicas_ClaimConcurrently (4.00s)
+ok  	MOD/internal/jobs	40.0s
 === PKG tools/image
 --- PASS: TestImage (40.00s)
 ok  	MOD/tools/image	41.0s
