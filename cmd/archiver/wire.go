@@ -394,6 +394,7 @@ func s3Options(cfg *config.Config, log *zap.Logger) s3.Options {
 		UploadConcurrency:  s.UploadConcurrency,
 		MaxInflightBytes:   int64(s.MaxInflightBytes),
 		SpoolDir:           spoolDir,
+		MaxSpoolBytes:      int64(s.MaxSpoolBytes),
 		MaxBufferedBytes:   int64(s.MaxBufferedBytes),
 		Logger:             log,
 	}

@@ -173,10 +173,12 @@ type S3 struct {
 	MultipartThreshold Size `toml:"multipart_threshold"`
 	PartSize           Size `toml:"part_size"`
 	UploadConcurrency  int  `toml:"upload_concurrency"`
-	MaxInflightBytes   Size `toml:"max_inflight_bytes"`
+	MaxInflightBytes   Size `toml:"max_inflight_bytes"` // with part_buffers = "memory"
 	// PartBuffers: "file" (spool parts and bodies above 256 KiB to the temp
-	// directory) or "memory".
+	// directory, within MaxSpoolBytes; smaller bodies in memory, within
+	// MaxBufferedBytes) or "memory" (every buffer, within MaxInflightBytes).
 	PartBuffers      string `toml:"part_buffers"`
+	MaxSpoolBytes    Size   `toml:"max_spool_bytes"`
 	MaxBufferedBytes Size   `toml:"max_buffered_bytes"`
 
 	KeyTemplate      string `toml:"key_template"`
@@ -306,11 +308,12 @@ func Default() *Config {
 			S3: S3{
 				Region:             "us-east-1",
 				Checksum:           "CRC32C",
-				MultipartThreshold: 8 * MiB,
-				PartSize:           8 * MiB,
+				MultipartThreshold: 64 * MiB,
+				PartSize:           16 * MiB,
 				UploadConcurrency:  4,
-				MaxInflightBytes:   64 * MiB,
+				MaxInflightBytes:   128 * MiB,
 				PartBuffers:        PartBuffersFile,
+				MaxSpoolBytes:      1 * GiB,
 				MaxBufferedBytes:   4 * MiB,
 				KeyTemplate:        "{tenant}/{yyyy}/{mm}/{dd}/{vdn}/{call_id}/{kind}-{name}-{rid}",
 				PhoneNumbers:       PhoneOmit,

@@ -316,10 +316,16 @@ func (v *validator) s3(s *S3) {
 		v.add("sink.s3.part_size", "must be between 5MiB and 5GiB (got %s)", s.PartSize)
 	}
 	v.intRange("sink.s3.upload_concurrency", s.UploadConcurrency, 1, 64)
-	if s.MaxInflightBytes < s.PartSize {
-		v.add("sink.s3.max_inflight_bytes", "must be at least sink.s3.part_size (%s) (got %s)", s.PartSize, s.MaxInflightBytes)
-	}
 	v.oneOf("sink.s3.part_buffers", s.PartBuffers, PartBuffersFile, PartBuffersMemory)
+	// The budget of the buffers in use must hold one part and one single-put
+	// body; the other one is not used.
+	budget, name := s.MaxInflightBytes, "max_inflight_bytes"
+	if s.PartBuffers == PartBuffersFile {
+		budget, name = s.MaxSpoolBytes, "max_spool_bytes"
+	}
+	if need := max(s.PartSize, s.MultipartThreshold); budget < need {
+		v.add("sink.s3."+name, "must hold one part and one single-put body: at least max(sink.s3.part_size, sink.s3.multipart_threshold) = %s with part_buffers = %q (got %s)", need, s.PartBuffers, budget)
+	}
 	if s.PartBuffers == PartBuffersFile && s.MaxBufferedBytes < 256*KiB {
 		v.add("sink.s3.max_buffered_bytes", "must be at least 256KiB with part_buffers = \"file\" (got %s)", s.MaxBufferedBytes)
 	}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/cec-archiver/cec-archiver/internal/config"
 )
 
 // runResult is one measured run of one variant.
@@ -244,9 +246,9 @@ func (res *results) finish(d dataset) {
 	}
 	res.Targets = append(res.Targets, target{Name: "archiver peak RSS", Want: "≤ 64 MiB",
 		Got: fmt.Sprintf("%.1f MiB", a.RSSMiB), Met: a.RSSMiB <= 64})
-	// One request per new object: single-part uploads only (below the
-	// archiver's default multipart threshold, 8 MiB).
-	if d.MaxBytes < 8<<20 && !d.Resume { // resume: two runs, one killed mid-put
+	// One request per new object: single-part uploads only (up to the
+	// archiver's default multipart threshold).
+	if d.MaxBytes <= int64(config.Default().Sink.S3.MultipartThreshold) && !d.Resume { // resume: two runs, one killed mid-put
 		res.Targets = append(res.Targets, target{Name: "S3 requests per new recording (on its key)", Want: "1",
 			Got: fmt.Sprintf("%.2f (all requests on the bucket: %.2f)", a.RecRequestsPerObject, a.RequestsPerObject),
 			Met: a.RecRequestsPerObject <= 1.0001})

@@ -389,18 +389,31 @@ func (s *Store) Claim(ctx context.Context, c checkpoint.Claimer, kinds []string,
 		if limit <= 0 {
 			limit = -1 // SQLite: no limit
 		}
-		args := []any{c.Owner, until, stamp, n, stamp}
-		kindCond := ""
+		kindCond, kargs := "", []any(nil)
 		if len(kinds) > 0 {
-			list, kargs := in(kinds)
+			var list string
+			list, kargs = in(kinds)
 			kindCond = ` AND kind IN ` + list
-			args = append(args, kargs...)
 		}
+		// One branch per claimable state, each read in the order of its
+		// index (items_due: state, next_attempt_at, then the rowid) and cut
+		// at the limit, so a claim reads about limit rows per state however
+		// many items wait: one query with an OR of the states would sort
+		// every due item on each claim.
+		args := []any{c.Owner, until, stamp}
+		branch := func(cond string, bound int64) string {
+			args = append(args, bound)
+			args = append(args, kargs...)
+			args = append(args, limit)
+			return `SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at FROM items
+				WHERE ` + cond + kindCond + ` ORDER BY next_attempt_at, id LIMIT ?)`
+		}
+		due := branch(`state = 'pending' AND next_attempt_at <= ?`, n) + ` UNION ALL ` +
+			branch(`state = 'failed' AND next_attempt_at <= ?`, n) + ` UNION ALL ` +
+			branch(`state = 'in_progress' AND lease_until <= ?`, stamp)
 		args = append(args, limit)
 		rows, err := tx.QueryContext(ctx, `UPDATE items SET state = 'in_progress', owner = ?, lease_until = ?, updated_at = ?
-			WHERE id IN (SELECT id FROM items
-				WHERE ((state IN ('pending', 'failed') AND next_attempt_at <= ?) OR (state = 'in_progress' AND lease_until <= ?))`+kindCond+`
-				ORDER BY next_attempt_at, id LIMIT ?)
+			WHERE id IN (SELECT id FROM (`+due+`) ORDER BY next_attempt_at, id LIMIT ?)
 			RETURNING `+itemCols, args...)
 		if err != nil {
 			return err

@@ -52,7 +52,7 @@ func BenchmarkS3Put16x100MB(b *testing.B) {
 	opts := s3.Options{
 		Endpoint: srv.Endpoint, Region: srv.Region, Bucket: bucket, Prefix: "bench", PathStyle: true,
 		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-		PartSize: 8 << 20, MultipartThreshold: 8 << 20, UploadConcurrency: 4, MaxInflightBytes: benchBudget,
+		PartSize: 8 << 20, MultipartThreshold: 8 << 20, UploadConcurrency: 4, MaxSpoolBytes: benchBudget,
 		ConditionalWrite: s3.ConditionalOn, SpoolDir: b.TempDir(), // as the archiver runs it
 		Logger: zap.NewNop(),
 	}

@@ -49,10 +49,11 @@ const (
 
 // Defaults of the transfer settings.
 const (
-	DefaultPartSize           = 8 << 20
-	DefaultMultipartThreshold = 8 << 20
+	DefaultPartSize           = 16 << 20
+	DefaultMultipartThreshold = 64 << 20
 	DefaultUploadConcurrency  = 4
 	DefaultMaxInflightBytes   = 64 << 20
+	DefaultMaxSpoolBytes      = 1 << 30
 	DefaultMaxBufferedBytes   = 4 << 20
 	// SpoolAbove: with a SpoolDir, bodies larger than this are spooled.
 	SpoolAbove = 256 << 10
@@ -99,17 +100,22 @@ type Options struct {
 	MultipartThreshold int64
 	PartSize           int64 // bytes per part
 	UploadConcurrency  int   // parts in flight per upload
-	// MaxInflightBytes bounds the body bytes buffered by all concurrent Puts
-	// of the Sink together (part buffers and single-put buffers): in
-	// SpoolDir when it is set, else in memory.
+	// MaxInflightBytes bounds the body bytes buffered in memory by all
+	// concurrent Puts of the Sink together (part buffers and single-put
+	// buffers) when there is no SpoolDir.
 	MaxInflightBytes int64
 	// SpoolDir, when set, holds every body buffer above SpoolAbove (parts,
 	// larger single puts) in files there, unlinked as soon as created: their
 	// bytes sit in the kernel's page cache, not in the process, so its
-	// memory stays flat in the size and number of recordings. The smaller
-	// bodies stay in memory, within MaxBufferedBytes. Empty: every buffer
-	// in memory, within MaxInflightBytes.
+	// memory stays flat in the size and number of recordings. The spooled
+	// bytes of all Puts together stay within MaxSpoolBytes (the files kept
+	// for reuse hold at most as much again); the smaller bodies stay in
+	// memory, within MaxBufferedBytes. Empty: every buffer in memory, within
+	// MaxInflightBytes.
 	SpoolDir string
+	// MaxSpoolBytes bounds the spooled bytes with SpoolDir (default 1 GiB:
+	// sixteen single puts of the default MultipartThreshold at once).
+	MaxSpoolBytes int64
 	// MaxBufferedBytes bounds the small bodies held in memory with SpoolDir
 	// (default 4 MiB: sixteen bodies of SpoolAbove at once).
 	MaxBufferedBytes int64
@@ -142,6 +148,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxBufferedBytes == 0 {
 		o.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if o.MaxSpoolBytes == 0 {
+		o.MaxSpoolBytes = max(DefaultMaxSpoolBytes, o.PartSize, o.MultipartThreshold)
 	}
 	o.Prefix = strings.Trim(o.Prefix, "/")
 }
@@ -210,9 +219,13 @@ func (o Options) Validate() error {
 	if o.UploadConcurrency < 1 || o.UploadConcurrency > 64 {
 		bad("upload_concurrency", "%d: want 1..64", o.UploadConcurrency)
 	}
-	if o.MaxInflightBytes < max(o.PartSize, o.MultipartThreshold) {
+	if o.SpoolDir == "" && o.MaxInflightBytes < max(o.PartSize, o.MultipartThreshold) {
 		bad("max_inflight_bytes", "%d: must hold at least one part (%d) and one single-put body (%d)",
 			o.MaxInflightBytes, o.PartSize, o.MultipartThreshold)
+	}
+	if o.SpoolDir != "" && o.MaxSpoolBytes < max(o.PartSize, o.MultipartThreshold) {
+		bad("max_spool_bytes", "%d: must hold at least one part (%d) and one single-put body (%d)",
+			o.MaxSpoolBytes, o.PartSize, o.MultipartThreshold)
 	}
 	if o.SpoolDir != "" && o.MaxBufferedBytes < SpoolAbove {
 		bad("max_buffered_bytes", "%d: must hold at least one in-memory body (%d bytes)", o.MaxBufferedBytes, SpoolAbove)

@@ -32,6 +32,8 @@ func TestOptions_Validate(t *testing.T) {
 		{"SmallPart", func(o *s3.Options) { o.PartSize = 1 << 20 }, "part_size"},
 		{"Concurrency", func(o *s3.Options) { o.UploadConcurrency = -1 }, "upload_concurrency"},
 		{"Budget", func(o *s3.Options) { o.PartSize = 16 << 20; o.MaxInflightBytes = 8 << 20 }, "max_inflight_bytes"},
+		{"SpoolBudget", func(o *s3.Options) { o.SpoolDir = "/tmp"; o.MaxSpoolBytes = 32 << 20 }, "max_spool_bytes"},
+		{"SpoolBuffered", func(o *s3.Options) { o.SpoolDir = "/tmp"; o.MaxBufferedBytes = 1 << 10 }, "max_buffered_bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := ok

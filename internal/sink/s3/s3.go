@@ -7,9 +7,11 @@
 //     MultipartThreshold, or of unknown size that ends within the first part,
 //     is buffered (at most one part) and sent in one PutObject; anything
 //     larger goes as a multipart upload of PartSize parts, UploadConcurrency
-//     of them in flight. Every buffer is drawn from one byte budget
-//     (MaxInflightBytes) shared by all Puts of the Sink, so memory stays
-//     bounded however many Puts run. Buffering the single-put body is
+//     of them in flight. Every buffer is drawn from one byte budget shared
+//     by all Puts of the Sink (MaxInflightBytes in memory; with a SpoolDir,
+//     MaxSpoolBytes in unlinked files and MaxBufferedBytes for the small
+//     bodies in memory), so memory stays bounded however many Puts run.
+//     Buffering the single-put body is
 //     deliberate: its SHA-256 must be known before the request starts, to go
 //     out as metadata, as the S3 checksum header and as the SigV4 payload
 //     hash, and a buffered body can be replayed by the SDK's retries.
@@ -127,7 +129,7 @@ func newSink(ctx context.Context, opts Options) (*Sink, error) {
 	s := &Sink{opts: opts, client: client, log: log}
 	if opts.SpoolDir != "" {
 		s.budget = newBudget(opts.MaxBufferedBytes)
-		s.pool = newBufPool(s.budget, opts.PartSize).withSpool(opts.SpoolDir, newBudget(opts.MaxInflightBytes), SpoolAbove)
+		s.pool = newBufPool(s.budget, opts.PartSize).withSpool(opts.SpoolDir, newBudget(opts.MaxSpoolBytes), SpoolAbove)
 	} else {
 		s.budget = newBudget(opts.MaxInflightBytes)
 		s.pool = newBufPool(s.budget, opts.PartSize)

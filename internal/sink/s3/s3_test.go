@@ -23,8 +23,6 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/sink/sinktest"
 )
 
-// testOptions are small parts so the suite's large bodies go multipart
-// without taking long.
 // testOptions are the sink's options for tests: small parts, and part
 // buffers spooled to a directory of the test's, as the archiver runs it
 // (checked empty at the end: spool files are unlinked when created).
@@ -47,7 +45,8 @@ func testOptions(t testing.TB, srv *s3test.Server, bucket string) s3.Options {
 		PartSize:           5 << 20,
 		MultipartThreshold: 5 << 20,
 		UploadConcurrency:  4,
-		MaxInflightBytes:   32 << 20,
+		MaxInflightBytes:   32 << 20, // the MemoryBuffers variant's budget
+		MaxSpoolBytes:      32 << 20,
 		Logger:             zaptest.NewLogger(t),
 	}
 }
