@@ -347,14 +347,21 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.process(ctx, it)
-			r.unhold(it.ID)
+			// The slot is freed once the item's transfers end, before the
+			// checkpoint records their outcome: the next item downloads
+			// while this one's Done waits for its group commit (an item is
+			// still counted done only once that commit is durable).
+			record := r.process(ctx, it)
 			<-a.sem
 			inflight.Add(-1)
 			select {
 			case ended <- struct{}{}:
 			default:
 			}
+			if record != nil {
+				record()
+			}
+			r.unhold(it.ID)
 		}()
 	}
 	r.release(sctx, queue)
@@ -388,16 +395,20 @@ func (r *itemRun) release(sctx context.Context, items []checkpoint.Item) {
 	}
 }
 
-func (r *itemRun) process(ctx context.Context, it checkpoint.Item) {
+// process works on one item. The outcome of a recording's fetch is
+// recorded by the function it returns (nil: already recorded), which the
+// caller runs once the item's transfer slot is free.
+func (r *itemRun) process(ctx context.Context, it checkpoint.Item) (record func()) {
 	if r.kindStopped(it.Kind) {
 		r.release(storeCtx(ctx), []checkpoint.Item{it})
-		return
+		return nil
 	}
 	switch it.Kind {
 	case checkpoint.KindTransferLookup, checkpoint.KindIVRLookup:
 		r.lookup(ctx, it)
+		return nil
 	default:
-		r.fetch(ctx, it)
+		return r.fetch(ctx, it)
 	}
 }
 
@@ -464,7 +475,9 @@ func (r *itemRun) failed(ctx context.Context, it checkpoint.Item, err error) {
 
 // fetch downloads one recording and stores it under its key. Transient
 // failures are tried again InPassAttempts times within the run.
-func (r *itemRun) fetch(ctx context.Context, it checkpoint.Item) {
+// fetch downloads and stores one recording; on success it returns the
+// function that records it done (the object is in the sink, verified).
+func (r *itemRun) fetch(ctx context.Context, it checkpoint.Item) (record func()) {
 	a, tctx := r.a, r.transferCtx(ctx, it)
 	var obj sink.Object
 	var err error
@@ -485,8 +498,14 @@ func (r *itemRun) fetch(ctx context.Context, it checkpoint.Item) {
 	}
 	if err != nil {
 		r.failed(ctx, it, err)
-		return
+		return nil
 	}
+	return func() { r.done(ctx, it, obj) }
+}
+
+// done records a fetched recording done and counts it.
+func (r *itemRun) done(ctx context.Context, it checkpoint.Item, obj sink.Object) {
+	a := r.a
 	if serr := a.Store.Done(storeCtx(ctx), a.owner, it.ID, it.Key, obj.Size, obj.SHA256); !r.recorded("done", it, serr) {
 		return
 	}
