@@ -176,7 +176,7 @@ func TestPostgresManifests(t *testing.T) {
 		}
 		d := dep.Deployments[0]
 		if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
-			t.Errorf("replicas = %v, want 3", d.Spec.Replicas)
+			t.Errorf("replicas = %s, want 3", toString(d.Spec.Replicas))
 		}
 		if d.Spec.Strategy.Type != "RollingUpdate" {
 			t.Errorf("strategy %q, want RollingUpdate: replicas share the state, no need to stop all first", d.Spec.Strategy.Type)
