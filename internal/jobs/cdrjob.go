@@ -33,8 +33,14 @@ type storeError struct{ err error }
 func (e *storeError) Error() string { return e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }
 
+// storeErr counts and wraps a failed store call, naming the store when it
+// can say which database it is (fmt.Stringer: the PostgreSQL store's server
+// and database).
 func (a *Archiver) storeErr(op string, err error) error {
 	a.met.CheckpointError()
+	if d, ok := a.Store.(fmt.Stringer); ok {
+		return &storeError{fmt.Errorf("jobs: checkpoint %s on %s: %w", op, d, err)}
+	}
 	return &storeError{fmt.Errorf("jobs: checkpoint %s: %w", op, err)}
 }
 

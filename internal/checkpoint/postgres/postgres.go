@@ -150,6 +150,7 @@ var ErrReadOnly = errors.New("checkpoint: store is open read-only")
 // safe for concurrent use; its statements run on a pool of connections.
 type Store struct {
 	pool          *pgxpool.Pool
+	where         string // the database, server and user, for String
 	tenant        string
 	readOnly      bool
 	commitTimeout time.Duration
@@ -207,7 +208,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, fmt.Errorf("checkpoint: postgres: %s: %w", where, err)
 	}
 	s := &Store{
-		pool: pool, tenant: o.Tenant, readOnly: o.ReadOnly, commitTimeout: o.CommitTimeout,
+		pool: pool, where: where, tenant: o.Tenant, readOnly: o.ReadOnly, commitTimeout: o.CommitTimeout,
 		log: o.Logger, now: o.Now,
 	}
 	if o.ReadOnly {
@@ -259,6 +260,12 @@ func (s *Store) Close() error {
 	}
 	return nil
 }
+
+// String names the database the store uses, its server and its user (never
+// the password): `postgres database "archiver" on db.example.com:5432 as
+// "archiver"`. The jobs put it in the errors of failed store calls, so that
+// an operator sees which database went away.
+func (s *Store) String() string { return "postgres " + s.where }
 
 // Tenant returns the tenant the store reads and writes.
 func (s *Store) Tenant() string { return s.tenant }
