@@ -19,9 +19,13 @@ func runScript(t *testing.T, env []string, args ...string) string {
 	}
 	cmd := exec.Command("bash", append([]string{filepath.Join("..", "..", "scripts", "image.sh")}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
+	// Its notes (such as uncommitted changes) go to stderr; only stdout is
+	// what it names.
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("scripts/image.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("scripts/image.sh %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
 	}
 	return string(out)
 }
