@@ -16,42 +16,56 @@ import (
 // Dump's iterators stream the rows from the database, never all of a table
 // at once, and work only until fn returns. fn must not call the store's
 // other methods: on a read-write store, which has one connection, they
-// wait for the snapshot's, which fn holds. Export returns fn's error.
+// wait for the snapshot's, which fn holds. Export returns fn's error as it
+// is.
 //
 // Export changes nothing. To copy a state no archiver is changing, export
 // from a read-write store: it holds the state lock, so that no archiver
 // runs on the file until it is closed.
 func (s *Store) Export(ctx context.Context, fn func(checkpoint.Dump) error) error {
+	var fnErr error
 	err := s.read(ctx, func(tx *sql.Tx) error {
-		return fn(checkpoint.Dump{
-			Items:      rowsOf(ctx, tx, `SELECT `+itemCols+` FROM items ORDER BY id`, scanItem),
-			Packages:   rowsOf(ctx, tx, `SELECT `+pkgCols+` FROM packages ORDER BY id`, scanPackage),
-			Calls:      rowsOf(ctx, tx, `SELECT call_id, day, begin, vdn, agent_id, created_at FROM calls ORDER BY call_id`, scanCallRow),
-			Watermarks: rowsOf(ctx, tx, `SELECT job, t FROM watermarks ORDER BY job`, scanWatermarkRow),
-			Ledgers:    rowsOf(ctx, tx, `SELECT day, sha256, key, written_at FROM ledgers ORDER BY day`, scanLedgerRow),
-			Counts:     func() (checkpoint.Counts, error) { return counts(ctx, tx) },
+		fnErr = fn(checkpoint.Dump{
+			Items:      rowsOf(ctx, tx, s.path, `SELECT `+itemCols+` FROM items ORDER BY id`, scanItem),
+			Packages:   rowsOf(ctx, tx, s.path, `SELECT `+pkgCols+` FROM packages ORDER BY id`, scanPackage),
+			Calls:      rowsOf(ctx, tx, s.path, `SELECT call_id, day, begin, vdn, agent_id, created_at FROM calls ORDER BY call_id`, scanCallRow),
+			Watermarks: rowsOf(ctx, tx, s.path, `SELECT job, t FROM watermarks ORDER BY job`, scanWatermarkRow),
+			Ledgers:    rowsOf(ctx, tx, s.path, `SELECT day, sha256, key, written_at FROM ledgers ORDER BY day`, scanLedgerRow),
+			Counts: func() (checkpoint.Counts, error) {
+				c, err := counts(ctx, tx)
+				if err != nil {
+					return c, fmt.Errorf("checkpoint: export %s: %w", s.path, err)
+				}
+				return c, nil
+			},
 		})
+		return fnErr
 	})
-	if err != nil {
+	switch {
+	case fnErr != nil:
+		return fnErr
+	case err != nil:
 		return fmt.Errorf("checkpoint: export %s: %w", s.path, err)
 	}
 	return nil
 }
 
-// rowsOf streams the rows of query q, scanned by scan, in tx.
-func rowsOf[T any](ctx context.Context, tx *sql.Tx, q string, scan func(scanner) (T, error)) iter.Seq2[T, error] {
+// rowsOf streams the rows of query q, scanned by scan, in tx. Its errors
+// name the store's file: whoever reads the dump reports them.
+func rowsOf[T any](ctx context.Context, tx *sql.Tx, path, q string, scan func(scanner) (T, error)) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		var zero T
+		fail := func(err error) { yield(zero, fmt.Errorf("checkpoint: export %s: %w", path, err)) }
 		rows, err := tx.QueryContext(ctx, q)
 		if err != nil {
-			yield(zero, err)
+			fail(err)
 			return
 		}
 		defer rows.Close()
 		for rows.Next() {
 			v, err := scan(rows)
 			if err != nil {
-				yield(zero, err)
+				fail(err)
 				return
 			}
 			if !yield(v, nil) {
@@ -59,7 +73,7 @@ func rowsOf[T any](ctx context.Context, tx *sql.Tx, q string, scan func(scanner)
 			}
 		}
 		if err := rows.Err(); err != nil {
-			yield(zero, err)
+			fail(err)
 		}
 	}
 }
