@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -120,10 +119,7 @@ func (c *cli) cmdMigrateState(args []string) int {
 	}
 	sum := summarize(src, rep)
 	if *asJSON {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(sum); err != nil {
-			fmt.Fprintf(c.stderr, "migrate-state: %v\n", err)
+		if !c.printJSON("migrate-state", sum) {
 			return exitFailed
 		}
 	} else {
