@@ -69,8 +69,8 @@ type Dump struct {
 // Counts is how many rows a state holds: per table (keyed by the Table*
 // names), and its items per state.
 type Counts struct {
-	Tables     map[string]int64
-	ItemStates map[State]int64
+	Tables     map[string]int64 `json:"tables"`
+	ItemStates map[State]int64  `json:"item_states"`
 }
 
 // Released is what a state's counts become once its in_progress items are

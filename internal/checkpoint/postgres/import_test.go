@@ -81,30 +81,28 @@ func TestStore_Import(t *testing.T) {
 	checkpointtest.SameState(t, src, dst, f)
 	// What the Store interface does not return: when calls and ledgers
 	// were recorded.
+	stored := func(what, q, key string, want time.Time) {
+		t.Helper()
+		var n int64
+		if err := dst.pool.QueryRow(ctx, q, dst.tenant, key).Scan(&n); err != nil {
+			t.Fatalf("%s %s: %v", what, key, err)
+		}
+		if !dec(n).Equal(want) || want.IsZero() {
+			t.Errorf("%s %s: %v, want %v", what, key, dec(n), want)
+		}
+	}
 	err = src.Export(ctx, func(d checkpoint.Dump) error {
 		for c, err := range d.Calls {
 			if err != nil {
 				return err
 			}
-			var created int64
-			if err := dst.pool.QueryRow(ctx, `SELECT created_at FROM calls WHERE tenant = $1 AND call_id = $2`, dst.tenant, c.CallID).Scan(&created); err != nil {
-				return err
-			}
-			if !dec(created).Equal(c.CreatedAt) || c.CreatedAt.IsZero() {
-				t.Errorf("call %s: created %v, want %v", c.CallID, dec(created), c.CreatedAt)
-			}
+			stored("call created", `SELECT created_at FROM calls WHERE tenant = $1 AND call_id = $2`, c.CallID, c.CreatedAt)
 		}
 		for l, err := range d.Ledgers {
 			if err != nil {
 				return err
 			}
-			var written int64
-			if err := dst.pool.QueryRow(ctx, `SELECT written_at FROM ledgers WHERE tenant = $1 AND day = $2`, dst.tenant, l.Day).Scan(&written); err != nil {
-				return err
-			}
-			if !dec(written).Equal(l.WrittenAt) || l.WrittenAt.IsZero() {
-				t.Errorf("ledger %s: written %v, want %v", l.Day, dec(written), l.WrittenAt)
-			}
+			stored("ledger written", `SELECT written_at FROM ledgers WHERE tenant = $1 AND day = $2`, l.Day, l.WrittenAt)
 		}
 		return nil
 	})
