@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -120,4 +121,16 @@ func (l *listFlag) Set(s string) error {
 		}
 	}
 	return nil
+}
+
+// printJSON prints v on stdout as indented JSON, the --json output of
+// command cmd. false means it could not, and said why on stderr.
+func (c *cli) printJSON(cmd string, v any) bool {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		fmt.Fprintf(c.stderr, "%s: %v\n", cmd, err)
+		return false
+	}
+	return true
 }

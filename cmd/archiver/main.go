@@ -33,6 +33,7 @@ commands:
   requeue        move dead items back to pending so the next run tries them again
   resolve        declare a failed or dead item absent by operator decision (--id N --absent REASON)
   verify         check the archive against the state (--deep: re-read every object)
+  migrate-state  copy the SQLite state into PostgreSQL (--to-dsn-file FILE), verified
   upload         upload a voice file for a third-party chatbot (--vdn N FILE.wav; CC-FS ivr/uploadFile)
   check-config   validate a configuration file and print every problem
   demo           run the archiver end to end against an embedded CEC simulator
@@ -95,6 +96,8 @@ func (c *cli) main(args []string) int {
 		return c.cmdResolve(rest)
 	case "verify":
 		return c.cmdVerify(rest)
+	case "migrate-state":
+		return c.cmdMigrateState(rest)
 	case "demo":
 		return cmdDemo(rest, c.stdout, c.stderr)
 	case "upload":

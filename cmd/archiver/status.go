@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -117,10 +116,7 @@ func (c *cli) cmdStatus(args []string) int {
 		return exitFailed
 	}
 	if *asJSON {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			fmt.Fprintf(c.stderr, "status: %v\n", err)
+		if !c.printJSON("status", rep) {
 			return exitFailed
 		}
 		return exitOK

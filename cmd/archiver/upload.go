@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -90,10 +89,7 @@ func (c *cli) cmdUpload(args []string) int {
 		out.LocationID = []string{}
 	}
 	if *asJSON {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
-			fmt.Fprintf(c.stderr, "upload: %v\n", err)
+		if !c.printJSON("upload", out) {
 			return exitFailed
 		}
 		return exitOK

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -85,10 +84,7 @@ func (c *cli) cmdVerify(args []string) int {
 		return exitFailed
 	}
 	if *asJSON {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			fmt.Fprintf(c.stderr, "verify: %v\n", err)
+		if !c.printJSON("verify", rep) {
 			return exitFailed
 		}
 	} else {
