@@ -200,6 +200,8 @@ ok  	MOD/internal/checkpoint/postgres	7.2s
 --- PASS: TestCmdUpload (0.30s)
 --- PASS: TestCmdOnce_Replica (0.40s)
 --- PASS: TestCmdOnce_DatabaseDown (3.10s)
+    --- PASS: TestCmdMigrateState/usage (0.01s)
+--- PASS: TestCmdMigrateState (0.50s)
 ok  	MOD/cmd/archiver	20.4s
 === PKG internal/jobs
     --- PASS: TestReplicas_ClaimConcurrently/postgres (2.00s)
