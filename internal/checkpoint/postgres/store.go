@@ -485,23 +485,45 @@ func (s *Store) Claim(ctx context.Context, c checkpoint.Claimer, kinds []string,
 		if limit > 0 {
 			lim = int64(limit)
 		}
-		args := []any{s.tenant, stamp, n, lim, c.Owner, until}
+		// Candidates per claimable state, each read in the order of its
+		// index (items_due: tenant, state, next_attempt_at, id) and cut at
+		// $7, so that a claim reads about that many rows per state however
+		// many items wait: one condition with an OR of the states has the
+		// planner sort every due item on each claim (31 ms against 1.9 for
+		// 16 items among 20,000, BenchmarkStore_Claim). The candidates are
+		// then locked, SKIP LOCKED, and checked again on the locked rows
+		// (by primary key: "= ANY (ARRAY(…))", as a join gets a generic
+		// plan that hashes the whole table): 4× the limit leaves room for
+		// what concurrent replicas lock or have just taken.
+		var cand any // NULL: no limit
+		if limit > 0 {
+			cand = int64(4*limit + 16)
+		}
+		args := []any{s.tenant, stamp, n, lim, c.Owner, until, cand}
 		kindCond := ""
 		if len(kinds) > 0 {
-			kindCond = ` AND kind = ANY($7)`
+			kindCond = ` AND kind = ANY($8)`
 			args = append(args, kinds)
+		}
+		branch := func(cond string) string {
+			return `(SELECT id FROM items WHERE tenant = $1 AND ` + cond + kindCond + `
+				ORDER BY next_attempt_at, id LIMIT $7)`
 		}
 		var out []checkpoint.Item
 		err := s.single(ctx, func(dctx context.Context, c *pgxpool.Conn) error {
 			// The due rows are chosen once (MATERIALIZED): a subquery under
 			// "id IN (…)" may be scanned again by the plan, each scan skipping
 			// other rows, and so hand out more than the limit.
-			rows, err := c.Query(dctx, `WITH due AS MATERIALIZED (
-				SELECT id FROM items
-				WHERE tenant = $1 AND ((state IN ('pending', 'failed') AND next_attempt_at <= $3)
-					OR (state = 'in_progress' AND lease_until <= $2))`+kindCond+`
-				ORDER BY next_attempt_at, id LIMIT $4
-				FOR UPDATE SKIP LOCKED)
+			rows, err := c.Query(dctx, `WITH cand AS MATERIALIZED (
+				`+branch(`state = 'pending' AND next_attempt_at <= $3`)+` UNION ALL
+				`+branch(`state = 'failed' AND next_attempt_at <= $3`)+` UNION ALL
+				`+branch(`state = 'in_progress' AND lease_until <= $2`)+`
+			), due AS MATERIALIZED (
+				SELECT items.id FROM items
+				WHERE items.tenant = $1 AND items.id = ANY (ARRAY(SELECT id FROM cand)) AND ((items.state IN ('pending', 'failed') AND items.next_attempt_at <= $3)
+					OR (items.state = 'in_progress' AND items.lease_until <= $2))
+				ORDER BY items.next_attempt_at, items.id LIMIT $4
+				FOR UPDATE OF items SKIP LOCKED)
 			UPDATE items SET state = 'in_progress', owner = $5, lease_until = $6, updated_at = $2
 			FROM due WHERE items.tenant = $1 AND items.id = due.id
 			RETURNING `+qualified("items", itemCols), args...)
