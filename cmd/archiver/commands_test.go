@@ -276,6 +276,7 @@ func TestCmdOnce(t *testing.T) {
 		if strings.Contains(out+errOut, "not-the-secret-key") {
 			t.Error("the SK was printed")
 		}
+		noStutter(t, errOut)
 	})
 	t.Run("wrong API password", func(t *testing.T) {
 		e := newTestEnv(t, nil, "")
@@ -287,6 +288,7 @@ func TestCmdOnce(t *testing.T) {
 		if strings.Contains(out+errOut, "not-the-password") {
 			t.Error("the password was printed")
 		}
+		noStutter(t, errOut)
 	})
 	t.Run("bad config", func(t *testing.T) {
 		e := newTestEnv(t, nil, "")
@@ -785,5 +787,34 @@ func TestMain_Usage(t *testing.T) {
 				t.Errorf("exit %d, want %d\n%s%s", code, tt.code, out.String(), errOut.String())
 			}
 		})
+	}
+}
+
+// noStutter fails when an error line of the command's stderr names a layer
+// twice ("jobs: cdr: jobs: cdr: …", "query bill data: cec: query bill data"):
+// each layer wraps the error once, naming itself. It also wants at least
+// one such line, so that it checks something.
+func noStutter(t *testing.T, stderr string) {
+	t.Helper()
+	checked := 0
+	for _, line := range strings.Split(stderr, "\n") {
+		if !strings.HasPrefix(line, "once: ") && !strings.HasPrefix(line, "backfill: ") {
+			continue
+		}
+		checked++
+		seen := map[string]bool{}
+		for _, part := range strings.Split(line, ": ") {
+			// Only the wrapping prefixes: short, lower-case words.
+			if len(part) > 24 || strings.ContainsAny(part, "\"=(),0123456789") {
+				break
+			}
+			if seen[part] {
+				t.Errorf("error names %q twice: %s", part, line)
+			}
+			seen[part] = true
+		}
+	}
+	if checked == 0 {
+		t.Errorf("no error line in stderr:\n%s", stderr)
 	}
 }

@@ -133,7 +133,10 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window, rescan bool) (*Rep
 				log.Warn("window failed", zap.Time("begin", w.Begin), zap.Time("end", w.End), zap.Error(err))
 				if authError(err) && rep.AuthError == nil {
 					rep.AuthError = err
-					runErr = fmt.Errorf("jobs: cdr: %w", err)
+					runErr = err
+					if !strings.HasPrefix(err.Error(), "jobs: cdr: ") {
+						runErr = fmt.Errorf("jobs: cdr: %w", err) // named once
+					}
 				}
 			}
 			// A window behind the stored watermark was done before: a failed
@@ -287,7 +290,7 @@ func (a *Archiver) requestPackage(ctx context.Context, log *zap.Logger, w Window
 		DataType: cecwire.DataTypeCallRecord, CallBackURL: a.CallbackURL,
 	})
 	if err != nil {
-		return p, fmt.Errorf("jobs: cdr: query bill data: %w", err)
+		return p, err // the client's error names the interface and the call
 	}
 	p = checkpoint.Package{
 		Begin: w.Begin, End: w.End, ResponseID: responseID,
