@@ -2,6 +2,7 @@ package acceptance
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/cec-archiver/cec-archiver/internal/cecsim"
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
@@ -420,4 +423,149 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// stateTables are the tables of the PostgreSQL state that hold a tenant's
+// rows (every one but schema_migrations).
+var stateTables = []string{"packages", "calls", "items", "watermarks", "ledgers", "leases"}
+
+// tenantRows dumps every row of tenant in the state tables, each as its
+// JSON text, sorted: two dumps are equal only when nothing of the tenant's
+// changed, not even a time stamp.
+func tenantRows(t *testing.T, dsn, tenant string) []string {
+	t.Helper()
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	var out []string
+	for _, table := range stateTables {
+		rows, err := conn.Query(ctx, "SELECT to_jsonb(r)::text FROM "+pgx.Identifier{table}.Sanitize()+" r WHERE tenant = $1", tenant)
+		if err != nil {
+			t.Fatalf("dump %s: %v", table, err)
+		}
+		texts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatalf("dump %s: %v", table, err)
+		}
+		for _, s := range texts {
+			out = append(out, table+" "+s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// tenantCounts runs query, which returns (tenant, count) rows, and adds
+// up the counts per tenant.
+func tenantCounts(ctx context.Context, dsn string, query string) (map[string]int, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for rows.Next() {
+		var tenant string
+		var n int
+		if err := rows.Scan(&tenant, &n); err != nil {
+			return nil, err
+		}
+		out[tenant] += n
+	}
+	return out, rows.Err()
+}
+
+// TestReplicas_TwoTenants: two tenants' archivers share one PostgreSQL
+// database, each with its own simulator (the same dataset: the same call
+// IDs and recording IDs in both tenants) and its own bucket. They archive
+// side by side, each completes its own manifest and ledgers, and a run of B
+// alone (archiving the late recordings B's CDR now lists) changes no row of
+// A's, not even a time stamp, while it changes B's.
+func TestReplicas_TwoTenants(t *testing.T) {
+	const tenantA, tenantB = "tenant-acc-a", "tenant-acc-b"
+	dsn := pgtest.NewDatabase(t)
+	slow := func(o *cecsim.Options) {
+		o.Faults = []cecsim.Fault{{Kind: cecsim.FaultSlow, Rate: 1, DelayMS: 20}}
+	}
+	a := newEnv(t, envOptions{Calls: 120, DSN: dsn, Tenant: tenantA, Sim: slow})
+	b := newEnv(t, envOptions{Calls: 120, DSN: dsn, Tenant: tenantB, Late: 3, Sim: slow})
+
+	// Side by side: both run at once, and at some instant both have items
+	// in progress.
+	pa, pb := a.start("once"), b.start("once")
+	both := waitFor(2*time.Minute, func() bool {
+		// An error before the first process has created the tables is no answer yet.
+		n, _ := tenantCounts(t.Context(), dsn, "SELECT tenant, count(*) FROM items WHERE state = 'in_progress' GROUP BY tenant")
+		return n[tenantA] > 0 && n[tenantB] > 0 || !pa.running() || !pb.running()
+	})
+	overlap := pa.running() && pb.running()
+	if ca, cb := pa.wait(t, 3*time.Minute), pb.wait(t, 3*time.Minute); ca != 0 || cb != 0 {
+		t.Fatalf("once: tenant A exit %d, tenant B exit %d, want 0 and 0\nA:\n%s\nB:\n%s", ca, cb, pa.tail(), pb.tail())
+	}
+	if !both || !overlap {
+		t.Errorf("the tenants' runs never had items in progress at the same time: the test did not run them side by side")
+	}
+	a.verify()
+
+	// Every row belongs to one of the two tenants, and each tenant's items
+	// are its own manifest's (the same IDs in both: no row was shared).
+	var counts []string
+	for _, table := range stateTables {
+		n, err := tenantCounts(t.Context(), dsn, "SELECT tenant, count(*) FROM "+pgx.Identifier{table}.Sanitize()+" GROUP BY tenant")
+		if err != nil {
+			t.Fatalf("count the rows of %s: %v", table, err)
+		}
+		for tenant, n := range n {
+			if tenant != tenantA && tenant != tenantB {
+				t.Errorf("%s: %d rows of tenant %q", table, n, tenant)
+			}
+			counts = append(counts, fmt.Sprintf("%s %s %d", table, tenant, n))
+		}
+	}
+	slices.Sort(counts)
+	t.Logf("rows per table and tenant after the side-by-side runs: %v", counts)
+
+	// B alone: its late recordings appear in its CDR; A's rows stay as they are.
+	beforeA, beforeB := tenantRows(t, dsn, tenantA), tenantRows(t, dsn, tenantB)
+	if n := b.sim.ReleaseLate(); n != 3 {
+		t.Fatalf("released %d late recordings of tenant B, want 3", n)
+	}
+	if code, p := b.once(); code != 0 {
+		t.Fatalf("tenant B's second once: exit %d\n%s", code, p.tail())
+	}
+	afterA, afterB := tenantRows(t, dsn, tenantA), tenantRows(t, dsn, tenantB)
+	if !slices.Equal(beforeA, afterA) {
+		added, removed := rowDiff(beforeA, afterA)
+		t.Errorf("tenant B's run changed tenant A's rows: %d rows now, %d before; new or changed (first 3): %v; gone or changed (first 3): %v",
+			len(afterA), len(beforeA), added[:min(3, len(added))], removed[:min(3, len(removed))])
+	}
+	if slices.Equal(beforeB, afterB) {
+		t.Errorf("tenant B's run changed none of B's rows: the test proves nothing")
+	}
+	added, _ := rowDiff(beforeB, afterB)
+	t.Logf("tenant A: %d rows, unchanged by tenant B's run; tenant B: %d rows, %d new or changed", len(afterA), len(afterB), len(added))
+	b.verify()
+}
+
+// rowDiff returns the rows of after not in before, and of before not in after.
+func rowDiff(before, after []string) (added, removed []string) {
+	in := func(rows []string, r string) bool { _, ok := slices.BinarySearch(rows, r); return ok }
+	for _, r := range after {
+		if !in(before, r) {
+			added = append(added, r)
+		}
+	}
+	for _, r := range before {
+		if !in(after, r) {
+			removed = append(removed, r)
+		}
+	}
+	return added, removed
 }
