@@ -13,21 +13,30 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint/sqlite"
 )
 
+// failedStateHeld runs once with every agent recording download failing,
+// then holds the state open for writing (the closing is the test's
+// cleanup), as a running daemon does.
+func failedStateHeld(t *testing.T) (*testEnv, *sqlite.Store) {
+	t.Helper()
+	e := newTestEnv(t, []cecsim.Fault{{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadRecordFile}}, "")
+	if code, out, errOut := e.run("once", "--config", e.config); code != exitFailed {
+		t.Fatalf("once = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	held, err := sqlite.Open(e.state, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { held.Close() })
+	return e, held
+}
+
 // TestCmdStatus_Replicas: status shows the named leases held now and the
 // items in progress per replica, while another process holds the state and
 // works; a released lease is not shown.
 func TestCmdStatus_Replicas(t *testing.T) {
 	const replica = "other-host-9-00000000"
-	e := newTestEnv(t, []cecsim.Fault{{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadRecordFile}}, "")
-	if code, out, errOut := e.run("once", "--config", e.config); code != exitFailed {
-		t.Fatalf("once = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
-	}
 	// Another replica is at work: a window, a ledger, and the failed items.
-	held, err := sqlite.Open(e.state, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
+	e, held := failedStateHeld(t)
 	ctx := t.Context()
 	for _, name := range []string{"cdr:2026-03-01T00:00:00Z", "ledger:2026-03-01", "janitor"} {
 		if ok, err := held.TryLease(ctx, name, replica, time.Hour); err != nil || !ok {
