@@ -474,16 +474,8 @@ func TestCmdStatus(t *testing.T) {
 			t.Errorf("status = %d, want 1; stderr:\n%s", code, errOut)
 		}
 	})
-	e := newTestEnv(t, []cecsim.Fault{{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadRecordFile}}, "")
-	if code, out, errOut := e.run("once", "--config", e.config); code != exitFailed {
-		t.Fatalf("once = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
-	}
 	// The state is held open, as by a running daemon: status reads anyway.
-	held, err := sqlite.Open(e.state, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
+	e, _ := failedStateHeld(t)
 	m := e.sim.Manifest()
 	days := map[string]int{}
 	for _, c := range m.Calls {

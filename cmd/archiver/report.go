@@ -22,6 +22,20 @@ func summary(w io.Writer, cmd string, r *jobs.Report) {
 		cmd, r.Windows, settled, r.Packages, r.Added, r.Done+r.Existed, r.Existed, r.Absent, r.Deferred, r.Failed, r.Dead, r.Bytes)
 }
 
+// replicas says what other replicas of the tenant took from this run, when
+// they did: items abandoned because another replica took over their lease
+// (this one stalled past it), and CDR windows skipped because another
+// replica was processing them. Neither is a failure: that replica does the
+// work.
+func replicas(w io.Writer, cmd string, r *jobs.Report) {
+	if r.LeaseLost > 0 {
+		fmt.Fprintf(w, "%s: %d items abandoned to other replicas (their lease was lost); those replicas finish them\n", cmd, r.LeaseLost)
+	}
+	if r.WindowsHeld > 0 {
+		fmt.Fprintf(w, "%s: %d windows held by other replicas, skipped; those replicas process them\n", cmd, r.WindowsHeld)
+	}
+}
+
 // outcome turns the result of a run (once, backfill) into output and an exit
 // code: the summary on stdout; every failed and dead item of the state, the
 // window failures and the run's error on stderr.
@@ -62,6 +76,7 @@ func (c *cli) outcome(ctx context.Context, cmd string, store checkpoint.Store, r
 	if rep.Released > 0 {
 		fmt.Fprintf(c.stdout, "%s: %d items released at shutdown; the next run does them\n", cmd, rep.Released)
 	}
+	replicas(c.stdout, cmd, rep)
 	for _, e := range flatten(runErr) {
 		if e == nil || sh.Signalled() && errors.Is(e, context.Canceled) {
 			continue // a drain after SIGTERM is a clean end (reliability F17)

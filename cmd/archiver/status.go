@@ -67,6 +67,23 @@ type windowStatus struct {
 	Days          []string         `json:"days"`
 }
 
+// leaseStatus is a named lease of singleton work held now: a cdr window
+// (cdr:<begin>), a day's ledger (ledger:<day>), the sink janitor.
+type leaseStatus struct {
+	Name    string    `json:"name"`
+	Replica string    `json:"replica"`
+	Until   time.Time `json:"until"`
+}
+
+// claimStatus is what one replica holds of the items: how many are in
+// progress under its ID, and when the last of their leases expires (past:
+// the replica is gone or stalled, and another may claim them).
+type claimStatus struct {
+	Replica    string    `json:"replica"`
+	InProgress int       `json:"in_progress"`
+	LeaseUntil time.Time `json:"lease_until"`
+}
+
 // statusReport is what status prints. With --json every list is present,
 // empty or not; Failed is always filled (the table shows it only with
 // --failed).
@@ -75,6 +92,9 @@ type statusReport struct {
 	Windows      []windowStatus `json:"windows"`
 	CDRWatermark *time.Time     `json:"cdr_watermark,omitempty"`
 	Failed       []itemStatus   `json:"failed"`
+	// Leases and Claims say which replica does what now.
+	Leases []leaseStatus `json:"leases"`
+	Claims []claimStatus `json:"claims"`
 }
 
 // cmdStatus implements "archiver status".
@@ -84,10 +104,12 @@ func (c *cli) cmdStatus(args []string) int {
 			"calls, recordings archived and absent, items pending, failed and dead, cdr\n"+
 			"windows with a problem, and whether the day is complete; then every cdr window\n"+
 			"whose newest package is pending, failed or dead (bill file, state, attempts,\n"+
-			"last error, quarantine key), the cdr watermark and each day's last ledger.\n"+
+			"last error, quarantine key), the cdr watermark and each day's last ledger;\n"+
+			"then the replicas at work: the named leases held now (cdr windows, ledgers,\n"+
+			"the janitor) and the items in progress per replica ID.\n"+
 			"A day covered by such a window is incomplete, and listed even if it has no\n"+
-			"calls yet. --json prints every list (days, windows, failed), empty or not,\n"+
-			"and always includes the failed and dead items.\n"+
+			"calls yet. --json prints every list (days, windows, failed, leases, claims),\n"+
+			"empty or not, and always includes the failed and dead items.\n"+
 			"Opens the state read-only: it works while the daemon runs.")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table (always with every failed and dead item)")
 	failed := fs.Bool("failed", false, "also list every failed and dead item in the table")
@@ -161,7 +183,7 @@ func collectStatus(ctx context.Context, st checkpoint.Store, loc *time.Location)
 	if err != nil {
 		return nil, err
 	}
-	rep := &statusReport{Days: []dayStatus{}, Windows: []windowStatus{}, Failed: []itemStatus{}}
+	rep := &statusReport{Days: []dayStatus{}, Windows: []windowStatus{}, Failed: []itemStatus{}, Leases: []leaseStatus{}, Claims: []claimStatus{}}
 	badDays := map[string]int{}
 	for _, w := range problems {
 		rep.Windows = append(rep.Windows, windowStatus{
@@ -224,7 +246,43 @@ func collectStatus(ctx context.Context, st checkpoint.Store, loc *time.Location)
 		}
 		rep.Failed = append(rep.Failed, s)
 	}
+	if err := collectReplicas(ctx, st, loc, rep); err != nil {
+		return nil, err
+	}
 	return rep, nil
+}
+
+// collectReplicas fills in the leases held now and the items in progress
+// per replica.
+func collectReplicas(ctx context.Context, st checkpoint.Store, loc *time.Location, rep *statusReport) error {
+	leases, err := st.Leases(ctx)
+	if err != nil {
+		return fmt.Errorf("list leases: %w", err)
+	}
+	for _, l := range leases {
+		rep.Leases = append(rep.Leases, leaseStatus{Name: l.Name, Replica: l.Owner, Until: l.Until.In(loc)})
+	}
+	inProgress, err := st.Items(ctx, checkpoint.StateInProgress)
+	if err != nil {
+		return fmt.Errorf("list items in progress: %w", err)
+	}
+	byReplica := map[string]*claimStatus{}
+	for _, it := range inProgress {
+		c := byReplica[it.Owner]
+		if c == nil {
+			c = &claimStatus{Replica: it.Owner}
+			byReplica[it.Owner] = c
+		}
+		c.InProgress++
+		if it.LeaseUntil.After(c.LeaseUntil) {
+			c.LeaseUntil = it.LeaseUntil.In(loc)
+		}
+	}
+	for _, c := range byReplica {
+		rep.Claims = append(rep.Claims, *c)
+	}
+	slices.SortFunc(rep.Claims, func(a, b claimStatus) int { return strings.Compare(a.Replica, b.Replica) })
+	return nil
 }
 
 func printStatus(w io.Writer, rep *statusReport, withFailed bool) {
@@ -263,6 +321,7 @@ func printStatus(w io.Writer, rep *statusReport, withFailed bool) {
 	if n == 0 {
 		fmt.Fprintln(w, "  none written yet")
 	}
+	printReplicas(w, rep)
 	if withFailed {
 		fmt.Fprintf(w, "\nfailed and dead items: %d\n", len(rep.Failed))
 		for _, it := range rep.Failed {
@@ -273,5 +332,28 @@ func printStatus(w io.Writer, rep *statusReport, withFailed bool) {
 			fmt.Fprintf(w, "  id=%d %s %s %s call=%s day=%s attempts=%d%s: %s\n",
 				it.ID, it.State, it.Kind, it.UpstreamID, orDash(it.CallID), orDash(it.Day), it.Attempts, next, orDash(it.LastError))
 		}
+	}
+}
+
+// printReplicas lists the leases held now and the items each replica has in
+// progress; a claim whose lease has passed is marked expired (its replica
+// is gone or stalled: another one claims the items).
+func printReplicas(w io.Writer, rep *statusReport) {
+	fmt.Fprintf(w, "\nleases held (cdr windows, ledgers, janitor): %d\n", len(rep.Leases))
+	for _, l := range rep.Leases {
+		fmt.Fprintf(w, "  %s replica=%s until=%s\n", l.Name, l.Replica, l.Until.Format(time.RFC3339))
+	}
+	total := 0
+	for _, c := range rep.Claims {
+		total += c.InProgress
+	}
+	fmt.Fprintf(w, "\nitems in progress: %d, by %d replicas\n", total, len(rep.Claims))
+	now := time.Now()
+	for _, c := range rep.Claims {
+		expired := ""
+		if !c.LeaseUntil.After(now) {
+			expired = " (expired)"
+		}
+		fmt.Fprintf(w, "  %s %d items, leases until %s%s\n", orDash(c.Replica), c.InProgress, c.LeaseUntil.Format(time.RFC3339), expired)
 	}
 }

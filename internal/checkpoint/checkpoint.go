@@ -314,9 +314,20 @@ type Store interface {
 	// take it at once. A lease that owner does not hold (never taken, or
 	// expired and taken by another) is left as it is, and that is no error.
 	ReleaseLease(ctx context.Context, name, owner string) error
+	// Leases returns the named leases held now, by name: those whose Until
+	// is after the store's clock. Released and expired ones are left out.
+	// It is a read (it works on a read-only store), for status.
+	Leases(ctx context.Context) ([]Lease, error)
 
 	// Close releases the store and its lock.
 	Close() error
+}
+
+// Lease is a named lease of singleton work (Store.TryLease) and who holds it.
+type Lease struct {
+	Name  string
+	Owner string    // a replica ID
+	Until time.Time // when it expires unless renewed
 }
 
 // Sentinel errors.

@@ -124,6 +124,7 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window, rescan bool) (*Rep
 			case errors.Is(err, errLeaseLost):
 				// Another replica took the window over (this one stalled past
 				// its lease): the package is left to it.
+				a.met.LeaseLost(config.JobCDR)
 				log.Warn("window abandoned: its lease was lost to another replica", zap.Time("begin", w.Begin), zap.Time("end", w.End), zap.Error(err))
 			case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 				// Shutdown: the package stays open and is resumed next run.

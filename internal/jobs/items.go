@@ -188,6 +188,7 @@ func (r *itemRun) renew(c checkpoint.Claimer, stop <-chan struct{}) {
 // lease expired): nothing of this run's work on it is recorded.
 func (r *itemRun) abandon(it checkpoint.Item, why error) {
 	r.rep.add(func(rep *Report) { rep.LeaseLost++ })
+	r.a.met.LeaseLost(r.spec.name)
 	r.log.Warn("item abandoned: another replica has taken it over (its lease expired); this run's outcome is not recorded",
 		zap.String("kind", it.Kind), zap.String("upstream_id", it.UpstreamID), zap.Int64("item", it.ID), zap.Error(why))
 }

@@ -39,6 +39,10 @@ type Metrics interface {
 	SinkError(op string)
 	// Shutdown counts how the process stopped.
 	Shutdown(result string)
+	// LeaseLost counts one piece of job's work given up because another
+	// replica took over its lease (an item abandoned, a CDR window left to
+	// that replica).
+	LeaseLost(job string)
 }
 
 // nopMetrics is used when Archiver.Metrics is nil.
@@ -55,6 +59,7 @@ func (nopMetrics) Ledger()                            {}
 func (nopMetrics) UpstreamError(string)               {}
 func (nopMetrics) SinkError(string)                   {}
 func (nopMetrics) Shutdown(string)                    {}
+func (nopMetrics) LeaseLost(string)                   {}
 
 // ErrRunFailures is what RunFailure returns for a run that ended without an
 // error but recorded failures.

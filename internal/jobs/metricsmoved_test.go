@@ -362,6 +362,24 @@ func (s *doneFailingStore) Done(ctx context.Context, owner string, id int64, key
 	return s.Store.Done(ctx, owner, id, key, size, sha)
 }
 
+// takeoverStore lets another replica take an item over (takeover) just
+// before the first Done of a recording: the replica that calls Done has
+// stalled past its lease, and the store refuses it.
+type takeoverStore struct {
+	checkpoint.Store
+	takeover func(ctx context.Context, id int64) error
+	done     atomic.Bool
+}
+
+func (s *takeoverStore) Done(ctx context.Context, owner string, id int64, key string, size int64, sha string) error {
+	if key != "" && s.done.CompareAndSwap(false, true) {
+		if err := s.takeover(ctx, id); err != nil {
+			return err
+		}
+	}
+	return s.Store.Done(ctx, owner, id, key, size, sha)
+}
+
 // TestMetrics_EveryDocumentedSeriesMoves holds the code to the metrics
 // table of docs/operations.md: one registry, wired as main wires it (the
 // archiver's Metrics, the client's UpstreamObserver, the ObserveSink
@@ -684,6 +702,38 @@ func TestMetrics_EveryDocumentedSeriesMoves(t *testing.T) {
 		<-done
 		if rep.Released == 0 {
 			t.Errorf("report %+v, want released items", *rep)
+		}
+		rec.snap()
+	})
+
+	// Replica A stalls past its lease before recording a recording done;
+	// replica B claims it meanwhile, so the store refuses A's Done and A
+	// abandons the item. Moves: lease lost.
+	t.Run("lease lost", func(t *testing.T) {
+		var e *env
+		e = observed(t, envOptions{archiver: func(a *Archiver) {
+			a.Replica = replicaA
+			a.Store = &takeoverStore{Store: a.Store, takeover: func(ctx context.Context, id int64) error {
+				it, err := e.store.Item(ctx, id)
+				if err != nil {
+					return err
+				}
+				e.clock.Add(time.Hour) // A's lease (2m) has long expired
+				_, err = e.store.Claim(ctx, checkpoint.Claimer{Owner: replicaB, Lease: time.Hour}, []string{it.Kind}, e.clock.Now(), 0)
+				return err
+			}}
+		}})
+		ctx := testCtx(t)
+		if _, err := e.a.Run(ctx, config.JobCDR); err != nil {
+			t.Fatal(err)
+		}
+		before := seriesSum(t, reg, "archiver_lease_lost_total", map[string]string{"job_name": config.JobRecordings})
+		rep, err := e.a.Run(ctx, config.JobRecordings)
+		if err != nil || rep.LeaseLost == 0 {
+			t.Fatalf("Run recordings: %+v, %v; want items abandoned to replica B", rep, err)
+		}
+		if got := seriesSum(t, reg, "archiver_lease_lost_total", map[string]string{"job_name": config.JobRecordings}) - before; got != float64(rep.LeaseLost) {
+			t.Errorf("%d items abandoned: archiver_lease_lost_total{job_name=\"recordings\"} rose by %v", rep.LeaseLost, got)
 		}
 		rec.snap()
 	})

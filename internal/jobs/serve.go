@@ -168,6 +168,13 @@ func logRun(ctx context.Context, log *zap.Logger, took time.Duration, rep *Repor
 		zap.Int("failed", rep.Failed), zap.Int("dead", rep.Dead), zap.Int("released", rep.Released),
 		zap.Int64("bytes", rep.Bytes),
 	}
+	// What other replicas took from this run, only when they did.
+	if rep.LeaseLost > 0 {
+		fields = append(fields, zap.Int("lease_lost", rep.LeaseLost))
+	}
+	if rep.WindowsHeld > 0 {
+		fields = append(fields, zap.Int("windows_held", rep.WindowsHeld))
+	}
 	switch {
 	case rep.AuthError != nil:
 		log.Error("run refused: authentication or permission error; fix the credentials", append(fields, zap.Error(rep.AuthError))...)

@@ -41,6 +41,7 @@ const (
 	nameSinkErrors       = "archiver_sink_errors_total"
 	nameUpstreamErrors   = "archiver_upstream_errors_total"
 	nameShutdowns        = "archiver_shutdowns_total"
+	nameLeaseLost        = "archiver_lease_lost_total"
 )
 
 // Names lists every metric family name New registers, sorted. Dashboards,
@@ -50,6 +51,7 @@ func Names() []string {
 		nameBuildInfo, nameJobRunning, nameJobRuns, nameJobDuration, nameJobLastSuccess,
 		nameItemsProcessed, nameArchivedBytes, nameCDRPackages, nameWatermark, nameItems,
 		nameCheckpointErrors, nameLedgerObjects, nameSinkErrors, nameUpstreamErrors, nameShutdowns,
+		nameLeaseLost,
 	}
 	slices.Sort(names)
 	return names
@@ -125,6 +127,7 @@ type Metrics struct {
 	sinkErrors       *prometheus.CounterVec
 	upstreamErrors   *prometheus.CounterVec
 	shutdowns        *prometheus.CounterVec
+	leaseLost        *prometheus.CounterVec
 
 	known   Known
 	itemsMu sync.Mutex // serialises SetItems' reset and refill
@@ -194,6 +197,10 @@ func New(reg prometheus.Registerer, version string, known Known) *Metrics {
 			Namespace: namespace, Name: "shutdowns_total",
 			Help: "Shutdowns by outcome: clean (drained), abandoned (drain timeout), forced (second signal).",
 		}, []string{"result"}),
+		leaseLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "lease_lost_total",
+			Help: "Work given up because another replica took over its lease (this one stalled past it): items abandoned, CDR windows left to the other replica.",
+		}, []string{"job_name"}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
@@ -205,6 +212,7 @@ func New(reg prometheus.Registerer, version string, known Known) *Metrics {
 		buildInfo, m.jobRunning, m.jobRuns, m.jobDuration, m.jobLastSuccess,
 		m.itemsProcessed, m.archivedBytes, m.cdrPackages, m.watermark, m.items,
 		m.checkpointErrors, m.ledgerObjects, m.sinkErrors, m.upstreamErrors, m.shutdowns,
+		m.leaseLost,
 	)
 	m.preinit()
 	return m
@@ -219,6 +227,7 @@ func (m *Metrics) preinit() {
 		m.jobDuration.WithLabelValues(j)
 		m.jobRuns.WithLabelValues(j, resultSuccess)
 		m.jobRuns.WithLabelValues(j, resultFailure)
+		m.leaseLost.WithLabelValues(j)
 	}
 	for _, k := range m.known.Kinds {
 		m.archivedBytes.WithLabelValues(k)
@@ -376,4 +385,14 @@ func (m *Metrics) Shutdown(result string) {
 		return
 	}
 	m.shutdowns.WithLabelValues(result).Inc()
+}
+
+// LeaseLost counts one piece of job's work given up because another replica
+// took over its lease: an item abandoned, or a CDR window left to that
+// replica.
+func (m *Metrics) LeaseLost(job string) {
+	if m == nil {
+		return
+	}
+	m.leaseLost.WithLabelValues(job).Inc()
 }

@@ -102,6 +102,7 @@ func exercise(m *telemetry.Metrics) {
 	m.SinkError("put")
 	m.UpstreamError("transient")
 	m.Shutdown("clean")
+	m.LeaseLost("recordings")
 }
 
 func TestNames(t *testing.T) {

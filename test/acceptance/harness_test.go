@@ -26,6 +26,7 @@ import (
 
 	"github.com/cec-archiver/cec-archiver/internal/cecsim"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint/postgres"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint/sqlite"
 	"github.com/cec-archiver/cec-archiver/internal/sink/s3test"
 )
@@ -61,15 +62,19 @@ const (
 )
 
 // env is one simulator, one bucket on a real S3 server and one archiver
-// configuration with its own state file.
+// configuration with its own state file, or its tenant's rows in a
+// PostgreSQL database.
 type env struct {
 	t      *testing.T
 	sim    *cecsim.Server
 	s3     *s3test.Server
+	url    string // the simulator's
 	bucket string
 	dir    string
 	config string
 	state  string
+	dsn    string // the PostgreSQL state's, when not ""
+	tenant string
 	runs   int
 	// extraEnv holds ARCHIVER_* overrides for every process.
 	extraEnv map[string]string
@@ -86,6 +91,11 @@ type envOptions struct {
 	Sim func(*cecsim.Options)
 	// Env holds ARCHIVER_* overrides for every archiver process.
 	Env map[string]string
+	// DSN puts the state in this PostgreSQL database (checkpoint.driver
+	// "postgres") instead of a state file.
+	DSN string
+	// Tenant is cec.tenant_id and the simulator's tenant (default simTenant).
+	Tenant string
 }
 
 // newEnv starts a simulator holding a dataset of the two complete days before
@@ -97,9 +107,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.MaxRecording == 0 {
 		o.MaxRecording = 48 << 10
 	}
+	if o.Tenant == "" {
+		o.Tenant = simTenant
+	}
 	so := cecsim.Options{
 		Seed: 7, Calls: o.Calls, Days: 2, Start: today.AddDate(0, 0, -2), Location: time.UTC,
-		Credentials: map[string]string{simAK: simSK}, TenantID: simTenant, APIPassword: simAPIPassword,
+		Credentials: map[string]string{simAK: simSK}, TenantID: o.Tenant, APIPassword: simAPIPassword,
 		BillReadyDelay: 300 * time.Millisecond, MinRecordingBytes: 2 << 10, MaxRecordingBytes: o.MaxRecording,
 		LateRecordings: o.Late, UnavailableFiles: o.Unavailable,
 		Logger: zap.NewNop(),
@@ -117,7 +130,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 		sim.Close()
 	})
 	srv := s3test.Start(t)
-	e := &env{t: t, sim: sim, s3: srv, bucket: srv.NewBucket(t, true), dir: t.TempDir(), extraEnv: o.Env}
+	e := &env{t: t, sim: sim, s3: srv, url: hs.URL, bucket: srv.NewBucket(t, true), dir: t.TempDir(), dsn: o.DSN, tenant: o.Tenant, extraEnv: o.Env}
+	if o.DSN != "" {
+		e.extraEnv = map[string]string{"ARCHIVER_CHECKPOINT_DRIVER": "postgres", "ARCHIVER_CHECKPOINT_DSN": o.DSN}
+		for k, v := range o.Env {
+			e.extraEnv[k] = v
+		}
+	}
 	e.state = filepath.Join(e.dir, "state", "archiver.db")
 	e.config = filepath.Join(e.dir, "config.toml")
 	shutdown := o.ShutdownTimeout
@@ -180,7 +199,7 @@ format = "json"
 
 [shutdown]
 timeout = %[12]q
-`, hs.URL, simAK, simSK, simTenant, simAPIPassword, srv.Endpoint, srv.Region, e.bucket,
+`, hs.URL, simAK, simSK, o.Tenant, simAPIPassword, srv.Endpoint, srv.Region, e.bucket,
 		srv.AccessKey, srv.SecretKey, e.state, shutdown.String(), freeAddr(t))
 	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -210,6 +229,12 @@ type proc struct {
 // start runs "archiver <args> --config FILE" in the background.
 func (e *env) start(args ...string) *proc {
 	e.t.Helper()
+	return e.startWith(nil, args...)
+}
+
+// startWith is start with more ARCHIVER_* overrides for this process.
+func (e *env) startWith(extra map[string]string, args ...string) *proc {
+	e.t.Helper()
 	e.runs++
 	base := filepath.Join(e.dir, fmt.Sprintf("run%03d", e.runs))
 	stdout, err := os.Create(base + ".out")
@@ -224,6 +249,9 @@ func (e *env) start(args ...string) *proc {
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.Env = append(os.Environ(), "ARCHIVER_CONFIG=")
 	for k, v := range e.extraEnv {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	for k, v := range extra {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	if err := cmd.Start(); err != nil {
@@ -403,11 +431,19 @@ type ledger struct {
 }
 
 // isLedger and isCDR tell the archiver's own objects from recordings by
-// their place in the layout ({prefix}/{tenant}/ledger/…, …/cdr/…).
-func isLedger(key string) bool { return strings.Contains(key, "/"+simTenant+"/ledger/") }
-func isCDR(key string) bool    { return strings.Contains(key, "/"+simTenant+"/cdr/") }
-func isQuarantine(key string) bool {
-	return strings.Contains(key, "/"+simTenant+"/quarantine/")
+// their place in the layout ({prefix}/{tenant}/ledger/…, …/cdr/…), whatever
+// the tenant.
+func isLedger(key string) bool     { return layoutDir(key) == "ledger" }
+func isCDR(key string) bool        { return layoutDir(key) == "cdr" }
+func isQuarantine(key string) bool { return layoutDir(key) == "quarantine" }
+
+// layoutDir is the directory under {prefix}/{tenant}/ that key is in.
+func layoutDir(key string) string {
+	parts := strings.SplitN(key, "/", 4)
+	if len(parts) < 4 {
+		return ""
+	}
+	return parts[2]
 }
 
 // verify is the acceptance check: every recording of the manifest (late and
@@ -454,10 +490,7 @@ func (e *env) verify() {
 	}
 
 	// Every done item of the checkpoint has its object, with the recorded size and digest.
-	store, err := sqlite.Open(e.state, sqlite.Options{ReadOnly: true})
-	if err != nil {
-		e.t.Fatalf("open checkpoint: %v", err)
-	}
+	store := e.openState()
 	defer store.Close()
 	ctx := context.Background()
 	done, err := store.Items(ctx, checkpoint.StateDone)
@@ -624,13 +657,29 @@ func dayOf(m *cecsim.Manifest, callID string) string {
 	return ""
 }
 
-// itemsIn returns the checkpoint's items in the given states (read-only open).
-func (e *env) itemsIn(states ...checkpoint.State) []checkpoint.Item {
+// openState opens the checkpoint read-only: the state file, or the
+// tenant's rows in the PostgreSQL database.
+func (e *env) openState() checkpoint.Store {
 	e.t.Helper()
-	store, err := sqlite.Open(e.state, sqlite.Options{ReadOnly: true})
+	var (
+		store checkpoint.Store
+		err   error
+	)
+	if e.dsn != "" {
+		store, err = postgres.Open(context.Background(), postgres.Options{DSN: e.dsn, Tenant: e.tenant, ReadOnly: true})
+	} else {
+		store, err = sqlite.Open(e.state, sqlite.Options{ReadOnly: true})
+	}
 	if err != nil {
 		e.t.Fatalf("open checkpoint: %v", err)
 	}
+	return store
+}
+
+// itemsIn returns the checkpoint's items in the given states (read-only open).
+func (e *env) itemsIn(states ...checkpoint.State) []checkpoint.Item {
+	e.t.Helper()
+	store := e.openState()
 	defer store.Close()
 	items, err := store.Items(context.Background(), states...)
 	if err != nil {

@@ -130,6 +130,7 @@ func Run(t *testing.T, b Backend) {
 		{"Renew", testRenew},
 		{"RecoverOwned", testRecoverOwned},
 		{"Leases", testLeases},
+		{"HeldLeases", testHeldLeases},
 		{"ConcurrentLeases", testConcurrentLeases},
 		{"WatermarkForward", testWatermarkForward},
 		{"LedgerConflict", testLedgerConflict},
@@ -1426,6 +1427,53 @@ func testLeases(t *testing.T, e *env) {
 			t.Fatalf("TryLease(%q, %q, %v) = %v, want an error", bad.name, bad.owner, bad.ttl, ok)
 		}
 	}
+}
+
+// testHeldLeases: Leases lists the leases held now, by name, with their
+// holder and expiry, from either replica; a released or expired one is
+// not listed, and a lease taken over is listed under its new holder.
+func testHeldLeases(t *testing.T, e *env) {
+	// held is a lease taken by owner, expiring within [lo, hi]: the clock
+	// runs (real time plus the test's offset).
+	type held struct {
+		name, owner string
+		lo, hi      time.Time
+	}
+	take := func(s checkpoint.Store, name, owner string, ttl time.Duration) held {
+		t.Helper()
+		lo := e.clock.Now().Add(ttl)
+		if ok, err := s.TryLease(ctx(t), name, owner, ttl); err != nil || !ok {
+			t.Fatalf("%s: TryLease(%s) = %v, %v", owner, name, ok, err)
+		}
+		return held{name, owner, lo, e.clock.Now().Add(ttl)}
+	}
+	want := func(s checkpoint.Store, w ...held) {
+		t.Helper()
+		got, err := s.Leases(ctx(t))
+		if err != nil {
+			t.Fatalf("Leases: %v", err)
+		}
+		if len(got) != len(w) {
+			t.Fatalf("Leases = %+v, want %+v", got, w)
+		}
+		for i, l := range got {
+			if l.Name != w[i].name || l.Owner != w[i].owner || l.Until.Before(w[i].lo) || l.Until.After(w[i].hi) {
+				t.Fatalf("Leases[%d] = %+v, want %s held by %s until %v … %v (all: %+v)", i, l, w[i].name, w[i].owner, w[i].lo, w[i].hi, got)
+			}
+		}
+	}
+	want(e.s)
+	ledgerA := take(e.s, "ledger:2026-03-01", ownerA, time.Minute)
+	cdrB := take(e.b, "cdr:2026-03-01T10:00:00Z", ownerB, time.Hour)
+	janitor := take(e.s, "janitor", ownerA, 2*time.Minute)
+	want(e.b, cdrB, janitor, ledgerA)
+	if err := e.s.ReleaseLease(ctx(t), "janitor", ownerA); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(90 * time.Second) // A's ledger lease has expired
+	want(e.s, cdrB)
+	ledgerB := take(e.b, "ledger:2026-03-01", ownerB, time.Minute)
+	want(e.s, cdrB, ledgerB)
 }
 
 // testConcurrentLeases: owners racing for one lease from two replicas get

@@ -1060,6 +1060,30 @@ func (s *Store) TryLease(ctx context.Context, name, owner string, ttl time.Durat
 	return ok, nil
 }
 
+// Leases returns the tenant's leases held now (until after the store
+// clock), by name.
+func (s *Store) Leases(ctx context.Context) ([]checkpoint.Lease, error) {
+	rows, err := s.pool.Query(ctx, `SELECT name, owner, until FROM leases WHERE tenant = $1 AND until > $2 ORDER BY name`, s.tenant, s.stamp())
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: list leases: %w", err)
+	}
+	defer rows.Close()
+	out := []checkpoint.Lease{}
+	for rows.Next() {
+		var l checkpoint.Lease
+		var until int64
+		if err := rows.Scan(&l.Name, &l.Owner, &until); err != nil {
+			return nil, fmt.Errorf("checkpoint: list leases: %w", err)
+		}
+		l.Until = dec(until)
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("checkpoint: list leases: %w", err)
+	}
+	return out, nil
+}
+
 // ReleaseLease gives up owner's lease of name; a lease owner does not hold
 // is left alone.
 func (s *Store) ReleaseLease(ctx context.Context, name, owner string) error {

@@ -942,6 +942,29 @@ func checkLease(name, owner string, ttl time.Duration) error {
 	return nil
 }
 
+// Leases returns the leases held now (until after the store clock), by name.
+func (s *Store) Leases(ctx context.Context) ([]checkpoint.Lease, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, owner, until FROM leases WHERE until > ? ORDER BY name`, s.stamp())
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: list leases: %w", err)
+	}
+	defer rows.Close()
+	out := []checkpoint.Lease{}
+	for rows.Next() {
+		var l checkpoint.Lease
+		var until int64
+		if err := rows.Scan(&l.Name, &l.Owner, &until); err != nil {
+			return nil, fmt.Errorf("checkpoint: list leases: %w", err)
+		}
+		l.Until = dec(until)
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("checkpoint: list leases: %w", err)
+	}
+	return out, nil
+}
+
 // ReleaseLease gives up owner's lease of name; a lease owner does not hold
 // is left alone.
 func (s *Store) ReleaseLease(ctx context.Context, name, owner string) error {
