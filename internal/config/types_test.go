@@ -282,7 +282,11 @@ func TestConfig_Validate(t *testing.T) {
 			c.Sink.S3.MaxInflightBytes = 6 * MiB
 		}, `sink.s3.max_inflight_bytes: must hold one part and one single-put body: at least max(sink.s3.part_size, sink.s3.multipart_threshold) = 64MiB with part_buffers = "memory" (got 6MiB)`},
 		{"s3 inflight unused with spool", func(c *Config) { c.Sink.Type = SinkS3; c.Sink.S3.Bucket = "b-1"; c.Sink.S3.MaxInflightBytes = 6 * MiB }, ""},
-		{"s3 spool", func(c *Config) { c.Sink.Type = SinkS3; c.Sink.S3.Bucket = "b-1"; c.Sink.S3.MultipartThreshold = 2 * GiB },
+		{"s3 spool", func(c *Config) {
+			c.Sink.Type = SinkS3
+			c.Sink.S3.Bucket = "b-1"
+			c.Sink.S3.MultipartThreshold = 2 * GiB
+		},
 			`sink.s3.max_spool_bytes: must hold one part and one single-put body: at least max(sink.s3.part_size, sink.s3.multipart_threshold) = 2GiB with part_buffers = "file" (got 1GiB)`},
 		{"s3 retention without lock", func(c *Config) { c.Sink.Type = SinkS3; c.Sink.S3.Bucket = "b-1"; c.Sink.S3.RetentionDays = 30 },
 			"sink.s3.retention_days: only used with sink.s3.object_lock_mode"},
