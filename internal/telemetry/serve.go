@@ -31,6 +31,7 @@ const (
 // Serve runs the metrics server on addr until ctx ends, then shuts it down
 // gracefully (at most 5 s for requests in progress). It serves
 //
+//	GET /         a small page that links the two below (as exporters have)
 //	GET /metrics  the metrics gathered from g, in any format promhttp negotiates
 //	GET /healthz  "ok": the process is up and serving
 //
@@ -56,6 +57,10 @@ func Serve(ctx context.Context, addr string, g prometheus.Gatherer, log *zap.Log
 		MaxRequestsInFlight: maxRequestsInFlight,
 		Timeout:             gatherTimeout,
 	}))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, landingPage)
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
@@ -93,6 +98,22 @@ func Serve(ctx context.Context, addr string, g prometheus.Gatherer, log *zap.Log
 	}
 	return nil
 }
+
+// landingPage is what GET / answers: where to look, as node_exporter's
+// landing page says it. Nothing in it depends on the configuration.
+const landingPage = `<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>cec-archiver</title></head>
+<body>
+<h1>cec-archiver</h1>
+<p>Archives Huawei Cloud CEC call recordings and CDR packages into S3-compatible storage.</p>
+<ul>
+<li><a href="metrics">metrics</a>: the archiver's metrics, for Prometheus</li>
+<li><a href="healthz">healthz</a>: "ok" while the process is up</li>
+</ul>
+</body>
+</html>
+`
 
 // promLogger lets promhttp report gathering and encoding errors through zap.
 type promLogger struct{ log *zap.Logger }

@@ -84,6 +84,16 @@ func TestServe(t *testing.T) {
 			t.Errorf("GET /healthz = %d %q, want 200 \"ok\\n\"", code, body)
 		}
 	})
+	t.Run("landing page", func(t *testing.T) {
+		code, body := get(t, http.MethodGet, base+"/")
+		if code != http.StatusOK || !strings.Contains(body, `href="metrics"`) || !strings.Contains(body, `href="healthz"`) {
+			t.Errorf("GET / = %d %q, want 200 and links to metrics and healthz", code, body)
+		}
+		// Only "/" itself: other paths stay unknown.
+		if code, _ := get(t, http.MethodGet, base+"/metricz"); code != http.StatusNotFound {
+			t.Errorf("GET /metricz: status %d, want 404", code)
+		}
+	})
 	t.Run("other method", func(t *testing.T) {
 		if code, _ := get(t, http.MethodPost, base+"/metrics"); code != http.StatusMethodNotAllowed {
 			t.Errorf("POST /metrics: status %d, want 405", code)
