@@ -810,3 +810,23 @@ func noStutter(t *testing.T, stderr string) {
 		t.Errorf("no error line in stderr:\n%s", stderr)
 	}
 }
+
+// TestCmdOnce_CallbacksOnlyWithCDR: the callback receiver is started only
+// when the cdr job runs. With cec.callback_listen taken by another process,
+// once --job ivr (no package to wait for) runs; once with cdr says the port
+// is taken.
+func TestCmdOnce_CallbacksOnlyWithCDR(t *testing.T) {
+	e := newTestEnv(t, nil, "")
+	ln, err := net.Listen("tcp", e.callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if code, out, errOut := e.run("once", "--config", e.config, "--job", "ivr"); code != exitOK {
+		t.Errorf("once --job ivr with the callback port taken = %d, want 0 (it needs no callbacks)\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	code, _, errOut := e.run("once", "--config", e.config, "--job", "cdr")
+	if code == exitOK || !strings.Contains(errOut, "callback: listen "+e.callback) {
+		t.Errorf("once --job cdr with the callback port taken = %d, want a failure naming the callback listener\nstderr:\n%s", code, errOut)
+	}
+}

@@ -49,7 +49,8 @@ func (c *cli) cmdOnce(args []string) int {
 		fmt.Fprintf(c.stderr, "once: %v\n", err)
 		return exitConfig
 	}
-	return c.runArchiver("once", cfg, wireOptions{}, func(ctx context.Context, a *jobs.Archiver) (*jobs.Report, error) {
+	o := wireOptions{noCallbacks: !slices.Contains(run, config.JobCDR)}
+	return c.runArchiver("once", cfg, o, func(ctx context.Context, a *jobs.Archiver) (*jobs.Report, error) {
 		return a.Once(ctx, run...)
 	})
 }

@@ -55,7 +55,7 @@ func (c *cli) cmdRun(args []string) int {
 
 	sh, release := c.watch(cfg.Shutdown.Timeout.Duration, log)
 	defer release()
-	a, err := wire(sh.Stop, cfg, log, sh.Abort, wireOptions{})
+	a, err := wire(sh.Stop, cfg, log, sh.Abort, wireOptions{noCallbacks: !cfg.Jobs.CDR.Enabled})
 	if err != nil {
 		return c.startupError("run", err)
 	}

@@ -49,6 +49,9 @@ type wireOptions struct {
 	optionalState bool
 	// noClient builds no CEC client (status, requeue).
 	noClient bool
+	// noCallbacks serves no CC-FS callbacks: the cdr job does not run, so
+	// nothing waits for a package (cec.callback_listen is left unbound).
+	noCallbacks bool
 }
 
 // app is the archiver wired from the configuration, in one place. close
@@ -144,7 +147,7 @@ func wire(ctx context.Context, cfg *config.Config, log *zap.Logger, abort contex
 		a.sink = jobs.ObserveSink(a.sink, a.metrics)
 	}
 
-	if cfg.CEC.CallbackListen != "" && !o.readOnly {
+	if cfg.CEC.CallbackListen != "" && !o.readOnly && !o.noCallbacks {
 		a.callbacks = jobs.NewCallbacks(func(ak string) (string, bool) {
 			if ak != cfg.CEC.AK {
 				return "", false
