@@ -429,8 +429,8 @@ func checkPod(t *testing.T, spec podSpec, cfg deployConfig, shutdown time.Durati
 	if !isFalse(spec.AutomountServiceAccountToken) {
 		t.Error("automountServiceAccountToken must be false")
 	}
-	if g := spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= shutdown {
-		t.Errorf("terminationGracePeriodSeconds must exceed shutdown.timeout (%s)", shutdown)
+	if g := spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= shutdown+telemetry.PushTimeout {
+		t.Errorf("terminationGracePeriodSeconds must exceed shutdown.timeout (%s) plus the push timeout (%s)", shutdown, telemetry.PushTimeout)
 	}
 	if spec.HostNetwork || spec.HostPID || spec.HostIPC {
 		t.Error("host namespaces are not allowed")
@@ -834,8 +834,8 @@ func TestSystemdUnits(t *testing.T) {
 				t.Error("MemoryMax is required")
 			}
 			stop, _ := u.last("Service", "TimeoutStopSec")
-			if d, err := systemdDuration(stop); err != nil || d <= shutdown {
-				t.Errorf("TimeoutStopSec=%q must exceed shutdown.timeout (%s)", stop, shutdown)
+			if d, err := systemdDuration(stop); err != nil || d <= shutdown+telemetry.PushTimeout {
+				t.Errorf("TimeoutStopSec=%q must exceed shutdown.timeout (%s) plus the push timeout (%s)", stop, shutdown, telemetry.PushTimeout)
 			}
 			start, _ := u.last("Service", "ExecStart")
 			if !strings.Contains(start, "archiver "+tc.verb+" --config /etc/archiver/config.toml") {

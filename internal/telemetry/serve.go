@@ -144,3 +144,8 @@ func Push(ctx context.Context, url, job string, g prometheus.Gatherer) error {
 	}
 	return nil
 }
+
+// PushTimeout bounds a push (Push): a run-once process may spend its drain
+// (shutdown.timeout) and then this long pushing, so a supervisor's grace
+// period (terminationGracePeriodSeconds, TimeoutStopSec) must exceed both.
+const PushTimeout = pushTimeout
