@@ -705,8 +705,11 @@ func TestCmdRequeue(t *testing.T) {
 
 func TestCmdRun(t *testing.T) {
 	e := newTestEnv(t, nil, "")
-	e.env["ARCHIVER_JOBS_CDR_SCHEDULE"] = "@every 1s"
+	// cdr is due in an hour: its run at start (jobs.cdr.run_at_start, the
+	// default) is the one the test sees; recordings has no start run.
+	e.env["ARCHIVER_JOBS_CDR_SCHEDULE"] = "@every 1h"
 	e.env["ARCHIVER_JOBS_RECORDINGS_SCHEDULE"] = "CRON_TZ=Asia/Shanghai 5 * * * *"
+	e.env["ARCHIVER_JOBS_RECORDINGS_RUN_AT_START"] = "false"
 	e.env["ARCHIVER_JOBS_TRANSFER_ENABLED"] = "false"
 	e.env["ARCHIVER_JOBS_IVR_ENABLED"] = "false"
 	e.env["ARCHIVER_METRICS_LISTEN"] = "127.0.0.1:0"

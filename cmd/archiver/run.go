@@ -17,9 +17,10 @@ import (
 // cmdRun implements "archiver run", the daemon.
 func (c *cli) cmdRun(args []string) int {
 	fs, path := c.newFlagSet("run", "run [--config FILE]",
-		"Run every enabled job on its schedule until SIGTERM or SIGINT. A run that is\n"+
-			"still going when its next time comes is skipped. Serves /metrics on\n"+
-			"metrics.listen and CC-FS callbacks on cec.callback_listen. On the first signal\n"+
+		"Run every enabled job once at start (jobs.<job>.run_at_start) and then on its\n"+
+			"schedule until SIGTERM or SIGINT. A run that is still going when its next\n"+
+			"time comes is skipped. Serves /metrics on metrics.listen and,\n"+
+			"with the cdr job, CC-FS callbacks on cec.callback_listen. On the first signal\n"+
 			"no new work starts and in-flight work may finish within shutdown.timeout;\n"+
 			"a second signal stops at once.")
 	if code, ok := c.parseFlags(fs, args); !ok {
@@ -43,7 +44,7 @@ func (c *cli) cmdRun(args []string) int {
 			problems = append(problems, &config.FieldError{Field: "jobs." + name + ".schedule", Msg: err.Error()})
 			return
 		}
-		sched = append(sched, jobs.Schedule{Job: name, Spec: s, Jitter: j.Jitter.Duration})
+		sched = append(sched, jobs.Schedule{Job: name, Spec: s, Jitter: j.Jitter.Duration, AtStart: j.RunAtStart})
 	})
 	if len(problems) > 0 {
 		return c.startupError("run", &configError{errors.Join(problems...)})

@@ -214,6 +214,10 @@ type Job struct {
 	Schedule string   `toml:"schedule"` // 5-field cron spec or descriptor, optional CRON_TZ= prefix
 	Enabled  bool     `toml:"enabled"`
 	Jitter   Duration `toml:"jitter"` // random delay added to each run
+	// RunAtStart runs the job once as soon as the daemon starts, besides
+	// its schedule (default true: a new daemon does not wait up to an
+	// interval for its first run).
+	RunAtStart bool `toml:"run_at_start"`
 }
 
 // CDRJob is [jobs.cdr]: request CDR + recording-index packages per time window.
@@ -278,7 +282,7 @@ type Shutdown struct {
 // Default returns the built-in configuration. It validates except for the
 // [cec] endpoints and credentials, which have no sensible default.
 func Default() *Config {
-	job := func(schedule string) Job { return Job{Schedule: schedule, Enabled: true} }
+	job := func(schedule string) Job { return Job{Schedule: schedule, Enabled: true, RunAtStart: true} }
 	oifde := func() OIFDEJob {
 		return OIFDEJob{
 			Job: job("@every 1h"), SettleMaxAge: Duration{72 * time.Hour},

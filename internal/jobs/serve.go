@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -23,6 +24,10 @@ type Schedule struct {
 	// Jitter, when positive, delays each run by a random duration in
 	// [0, Jitter).
 	Jitter time.Duration
+	// AtStart runs the job once when Serve starts, besides Spec's times (a
+	// scheduled time that comes while that run goes on is skipped, as any
+	// overlap is).
+	AtStart bool
 }
 
 // ServeOptions tune Serve. The zero value is valid.
@@ -73,20 +78,40 @@ func (a *Archiver) Serve(ctx context.Context, schedules []Schedule, opts ServeOp
 	}
 
 	clog := cronLogger{log.Named("cron")}
-	cr := cron.New(cron.WithLogger(clog), cron.WithChain(cron.Recover(clog), cron.SkipIfStillRunning(clog)))
+	cr := cron.New(cron.WithLogger(clog))
 	now := time.Now()
+	var atStart []cron.Job
 	for _, s := range schedules {
-		cr.Schedule(s.Spec, cron.FuncJob(func() { a.serveRun(ctx, log, s, opts.AfterRun) }))
+		// One wrapped job per schedule: its SkipIfStillRunning guard is
+		// shared by the start run and the scheduled ones.
+		job := cron.NewChain(cron.Recover(clog), cron.SkipIfStillRunning(clog)).
+			Then(cron.FuncJob(func() { a.serveRun(ctx, log, s, opts.AfterRun) }))
+		cr.Schedule(s.Spec, job)
 		log.Info("job scheduled", zap.String("job", s.Job), zap.Time("next_run", s.Spec.Next(now)),
-			zap.Duration("jitter", s.Jitter))
+			zap.Duration("jitter", s.Jitter), zap.Bool("run_at_start", s.AtStart))
+		if s.AtStart {
+			atStart = append(atStart, job)
+		}
 	}
 	cr.Start()
+	// The start runs go as cron's own runs would, on their own goroutines,
+	// and are waited for the same way (startRuns below).
+	var startRuns sync.WaitGroup
+	for _, job := range atStart {
+		startRuns.Go(job.Run)
+	}
 	if opts.Started != nil {
 		opts.Started()
 	}
 
 	<-ctx.Done()
-	running := cr.Stop() // no new runs; done when the running ones return
+	cronDone := cr.Stop() // no new runs; done when the running ones return
+	running, allDone := context.WithCancel(context.Background())
+	go func() {
+		<-cronDone.Done()
+		startRuns.Wait()
+		allDone()
+	}()
 	var abort <-chan struct{}
 	if a.Abort != nil {
 		abort = a.Abort.Done()

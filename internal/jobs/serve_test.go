@@ -119,6 +119,58 @@ func TestArchiver_Serve(t *testing.T) {
 		}
 	})
 
+	t.Run("a job runs at start, not only on its schedule", func(t *testing.T) {
+		e := newEnv(t, envOptions{})
+		ctx, cancel := context.WithCancel(testCtx(t))
+		defer cancel()
+		var runs atomic.Int32
+		// Next in an hour: only the start run can happen in this test.
+		hourly := Schedule{Job: config.JobCDR, Spec: every{time.Hour}, AtStart: true}
+		later := Schedule{Job: config.JobRecordings, Spec: every{time.Hour}}
+		wait := e.serve(ctx, []Schedule{hourly, later}, ServeOptions{
+			AfterRun: func(job string, rep *Report, err error) {
+				if job != config.JobCDR {
+					t.Errorf("%s ran: it has no start run", job)
+				}
+				runs.Add(1)
+				cancel()
+			},
+		})
+		if err := mustWait(t, wait, 30*time.Second); err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+		if n := runs.Load(); n != 1 {
+			t.Errorf("%d runs, want the one start run of cdr", n)
+		}
+		if len(e.objects()) == 0 {
+			t.Error("the start run archived nothing")
+		}
+	})
+
+	t.Run("a scheduled time during the start run is skipped", func(t *testing.T) {
+		e := newEnv(t, envOptions{})
+		core, logs := observer.New(zapcore.DebugLevel)
+		ctx, cancel := context.WithCancel(testCtx(t))
+		defer cancel()
+		var inFlight, runs atomic.Int32
+		wait := e.serve(ctx, []Schedule{{Job: config.JobCDR, Spec: every{20 * time.Millisecond}, AtStart: true}}, ServeOptions{
+			Log: zap.New(core),
+			AfterRun: func(job string, rep *Report, err error) {
+				if inFlight.Add(1) > 1 {
+					t.Error("two runs of cdr at once")
+				}
+				defer inFlight.Add(-1)
+				if runs.Add(1) == 1 && !waitLog(logs, "run skipped: the previous run of this job is still going", 10*time.Second) {
+					t.Error("no scheduled run was skipped while the start run went on")
+				}
+				cancel()
+			},
+		})
+		if err := mustWait(t, wait, 30*time.Second); err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	})
+
 	t.Run("a long run is skipped, not overlapped", func(t *testing.T) {
 		e := newEnv(t, envOptions{})
 		core, logs := observer.New(zapcore.DebugLevel)
