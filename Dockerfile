@@ -48,6 +48,6 @@ ENV ARCHIVER_CONFIG=/etc/archiver/config.toml
 USER 65532:65532
 WORKDIR /home/nonroot
 # CC-FS callbacks, metrics.
-EXPOSE 8080/tcp 9108/tcp
+EXPOSE 8080/tcp 10108/tcp
 ENTRYPOINT ["/usr/local/bin/archiver"]
 CMD ["run"]

@@ -347,7 +347,7 @@ func Default() *Config {
 			Transfer: oifde(),
 			IVR:      oifde(),
 		},
-		Metrics:  Metrics{Listen: "127.0.0.1:9108"},
+		Metrics:  Metrics{Listen: "127.0.0.1:10108"},
 		Log:      Log{Level: "info", Format: "json"},
 		Shutdown: Shutdown{Timeout: Duration{25 * time.Second}},
 	}

@@ -550,7 +550,7 @@ func (v *validator) url(field, s string) {
 func (v *validator) hostPort(field, s string) {
 	_, port, err := net.SplitHostPort(s)
 	if err != nil {
-		v.add(field, "must be host:port, such as 127.0.0.1:9108 or :9108 (got %q)", s)
+		v.add(field, "must be host:port, such as 127.0.0.1:10108 or :10108 (got %q)", s)
 		return
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {

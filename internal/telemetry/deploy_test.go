@@ -605,15 +605,15 @@ func TestKubernetesManifests(t *testing.T) {
 		if len(c.Args) == 0 || c.Args[0] != "run" {
 			t.Errorf("args = %v, want archiver run", c.Args)
 		}
-		if !slices.ContainsFunc(c.Ports, func(p containerPort) bool { return p.Name == "metrics" && p.ContainerPort == 9108 }) {
-			t.Error("no container port named metrics on 9108")
+		if !slices.ContainsFunc(c.Ports, func(p containerPort) bool { return p.Name == "metrics" && p.ContainerPort == 10108 }) {
+			t.Error("no container port named metrics on 10108")
 		}
 		env := map[string]string{}
 		for _, e := range c.Env {
 			env[e.Name] = e.Value
 		}
-		if env["ARCHIVER_METRICS_LISTEN"] != ":9108" {
-			t.Errorf("ARCHIVER_METRICS_LISTEN = %q, want \":9108\"", env["ARCHIVER_METRICS_LISTEN"])
+		if env["ARCHIVER_METRICS_LISTEN"] != ":10108" {
+			t.Errorf("ARCHIVER_METRICS_LISTEN = %q, want \":10108\"", env["ARCHIVER_METRICS_LISTEN"])
 		}
 		for name, p := range map[string]*probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
 			if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" || p.HTTPGet.Port != "metrics" {

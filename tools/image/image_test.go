@@ -138,7 +138,7 @@ func TestImage(t *testing.T) {
 		if !slices.Equal(c.Env, s.env()) || c.WorkingDir != "/home/nonroot" {
 			t.Errorf("Env %q WorkingDir %q", c.Env, c.WorkingDir)
 		}
-		if !slices.Equal(slices.Sorted(maps.Keys(c.ExposedPorts)), []string{"8080/tcp", "9108/tcp"}) {
+		if !slices.Equal(slices.Sorted(maps.Keys(c.ExposedPorts)), []string{"10108/tcp", "8080/tcp"}) {
 			t.Errorf("ExposedPorts %v", c.ExposedPorts)
 		}
 		want := map[string]string{

@@ -14,8 +14,6 @@ import (
 
 	toml "github.com/pelletier/go-toml/v2"
 	"gopkg.in/yaml.v3"
-
-	"github.com/cec-archiver/cec-archiver/internal/config"
 )
 
 // The kustomizations under deploy/: the SQLite base and the two PostgreSQL
@@ -131,41 +129,11 @@ func configOf(t *testing.T, o objects) string {
 	return ""
 }
 
-// loadConfig loads a deploy config.toml with internal/config, as the
-// daemon and check-config do, its secret files (which exist only in a pod)
-// replaced by temp files through the environment; dsn is the content of
-// the DSN's file.
-func loadConfig(t *testing.T, rel, dsn string) *config.Config {
-	t.Helper()
-	dir := t.TempDir()
-	file := func(name, value string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(value+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	env := map[string]string{
-		"ARCHIVER_CEC_SK_FILE":             file("sk", "manifest-test-sk"),
-		"ARCHIVER_CEC_API_PASSWORD_FILE":   file("pw", "manifest-test-password"),
-		"ARCHIVER_SINK_S3_SECRET_KEY_FILE": file("s3", "manifest-test-s3-secret"),
-		"ARCHIVER_CHECKPOINT_DSN_FILE":     file("dsn", dsn),
-	}
-	cfg, err := config.Load(deployPath(rel), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		t.Fatalf("config.Load(deploy/%s): %v", rel, err)
-	}
-	for _, w := range cfg.Warnings() {
-		t.Logf("deploy/%s: warning: %s", rel, w)
-	}
-	return cfg
-}
-
 // TestPostgresManifests checks the PostgreSQL variants as kubectl applies
 // them: the Deployment of three replicas spread over nodes with a
 // disruption budget, the CronJob whose passes may overlap, no volume, the
 // DSN only as a file of the Secret, egress to the database, the restricted
-// pod profile, and the configuration loading through internal/config.
+// pod profile, and the ConfigMap holding the PostgreSQL config.toml.
 func TestPostgresManifests(t *testing.T) {
 	base, dep, cron := kustomize(t, k8sBase), kustomize(t, k8sPostgres), kustomize(t, k8sPGCron)
 	variants := map[string]objects{k8sPostgres: dep, k8sPGCron: cron}
@@ -341,17 +309,10 @@ func TestPostgresManifests(t *testing.T) {
 		}
 	})
 
-	cfg := loadConfig(t, pgConfig, "postgres://archiver:manifest-test-pw@db.example.com:5432/archiver?sslmode=verify-full")
-	t.Run("config.toml loads with checkpoint.driver postgres", func(t *testing.T) {
-		if cfg.Checkpoint.Driver != config.DriverPostgres {
-			t.Errorf("checkpoint.driver = %q, want %q", cfg.Checkpoint.Driver, config.DriverPostgres)
-		}
-		if !strings.HasPrefix(cfg.Checkpoint.DSN.Reveal(), "postgres://archiver:manifest-test-pw@") {
-			t.Error("checkpoint.dsn was not read from checkpoint.dsn_file")
-		}
-		if cfg.CEC.TenantID == "" {
-			t.Error("cec.tenant_id is empty: the rows of the state are the tenant's")
-		}
+	// That the file loads through internal/config with driver postgres
+	// and the DSN from its file is internal/config's TestLoad_DeployConfigs
+	// (this module's tools import nothing of the archiver).
+	t.Run("the ConfigMap holds the PostgreSQL config.toml", func(t *testing.T) {
 		for name, o := range variants {
 			b, err := os.ReadFile(deployPath(pgConfig))
 			if err != nil {
@@ -373,7 +334,7 @@ func TestPostgresManifests(t *testing.T) {
 		}
 		for name, o := range variants {
 			for w, ps := range pods(o) {
-				checkRestricted(t, name+" "+w, ps, cfg.Shutdown.Timeout.Duration)
+				checkRestricted(t, name+" "+w, ps, shutdownTimeout(t, pgConfig))
 			}
 			for _, d := range o.Deployments {
 				c := d.Spec.Template.Spec.Containers[0]
@@ -618,4 +579,30 @@ func dropState(m map[string]any, p string) {
 			}
 		}
 	}
+}
+
+// shutdownTimeout reads shutdown.timeout from a deploy config.toml (25s,
+// the default, when absent).
+func shutdownTimeout(t *testing.T, rel string) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(deployPath(rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Shutdown struct {
+			Timeout string `toml:"timeout"`
+		} `toml:"shutdown"`
+	}
+	if err := toml.Unmarshal(b, &c); err != nil {
+		t.Fatalf("deploy/%s: %v", rel, err)
+	}
+	if c.Shutdown.Timeout == "" {
+		return 25 * time.Second
+	}
+	d, err := time.ParseDuration(c.Shutdown.Timeout)
+	if err != nil {
+		t.Fatalf("deploy/%s: shutdown.timeout: %v", rel, err)
+	}
+	return d
 }

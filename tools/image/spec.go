@@ -63,7 +63,7 @@ func imageSpec() spec {
 		// The Kubernetes manifests mount the configuration there; with the
 		// variable, "docker run IMAGE once" needs no --config.
 		Env:         []string{"ARCHIVER_CONFIG=/etc/archiver/config.toml"},
-		Ports:       []string{"8080/tcp", "9108/tcp"}, // CC-FS callbacks, metrics
+		Ports:       []string{"8080/tcp", "10108/tcp"}, // CC-FS callbacks, metrics
 		Module:      "github.com/cec-archiver/cec-archiver",
 		Main:        "./cmd/archiver",
 		Title:       "cec-archiver",
