@@ -69,7 +69,11 @@ func (o *liveOut) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.above != nil {
-		return o.above.Write(p)
+		// A container that has stopped (it could not draw) refuses what
+		// is written: it goes to stderr as it is, never lost.
+		if n, err := o.above.Write(p); err == nil {
+			return n, nil
+		}
 	}
 	return o.w.Write(p)
 }

@@ -431,3 +431,24 @@ func TestBuildLogger(t *testing.T) {
 		})
 	}
 }
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("stopped") }
+
+// TestLiveOut: writes go above the status line while it is drawn, to
+// stderr otherwise, and to stderr when the line's container refuses them.
+func TestLiveOut(t *testing.T) {
+	var stderr, above bytes.Buffer
+	o := &liveOut{w: &stderr}
+	io.WriteString(o, "a\n")
+	o.setAbove(&above)
+	io.WriteString(o, "b\n")
+	o.setAbove(failWriter{})
+	io.WriteString(o, "c\n")
+	o.setAbove(nil)
+	io.WriteString(o, "d\n")
+	if stderr.String() != "a\nc\nd\n" || above.String() != "b\n" {
+		t.Errorf("stderr %q, above the line %q; want %q, %q", stderr.String(), above.String(), "a\nc\nd\n", "b\n")
+	}
+}
