@@ -28,13 +28,19 @@ func (c *cli) cmdBackfill(args []string) int {
 			"A window whose package is done and that ended before the lookback\n"+
 			"(jobs.cdr.lookback_windows before the current window) is not requested\n"+
 			"again, so a killed backfill resumes where it stopped; --rescan requests\n"+
-			"every window anyway.")
+			"every window anyway.\n\n"+
+			progressHelp)
 	from := fs.String("from", "", "first `day` (YYYY-MM-DD), required")
 	to := fs.String("to", "", "last `day` (YYYY-MM-DD), included, required")
 	dry := fs.Bool("dry-run", false, "print the windows a backfill would request and exit")
 	rescan := fs.Bool("rescan", false, "request every window again, also those done before and older than the lookback")
+	pf := addProgressFlags(fs)
 	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
+	}
+	if err := pf.check(); err != nil {
+		fmt.Fprintf(c.stderr, "backfill: %v\n", err)
+		return exitConfig
 	}
 	if *from == "" || *to == "" {
 		fmt.Fprintln(c.stderr, "backfill: --from and --to are required")
@@ -88,7 +94,7 @@ func (c *cli) cmdBackfill(args []string) int {
 	if len(disabled) > 0 {
 		fmt.Fprintf(c.stderr, "backfill: %s = false: those jobs are left out\n", strings.Join(disabled, ", "))
 	}
-	return c.runArchiver("backfill", cfg, wireOptions{}, func(ctx context.Context, a *jobs.Archiver) (*jobs.Report, error) {
+	return c.runArchiver("backfill", cfg, wireOptions{}, pf, func(ctx context.Context, a *jobs.Archiver) (*jobs.Report, error) {
 		return a.Backfill(ctx, begin, end, jobs.BackfillOptions{Jobs: items, Rescan: *rescan})
 	})
 }

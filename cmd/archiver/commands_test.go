@@ -73,19 +73,27 @@ type testEnv struct {
 // settle ages, fast retries. extra is appended to the configuration.
 func newTestEnv(t *testing.T, faults []cecsim.Fault, extra string) *testEnv {
 	t.Helper()
+	return newTestEnvSim(t, func(o *cecsim.Options) { o.Faults = faults }, extra)
+}
+
+// newTestEnvSim is newTestEnv with the simulator's options changed by sim.
+func newTestEnvSim(t *testing.T, sim func(*cecsim.Options), extra string) *testEnv {
+	t.Helper()
 	now := time.Now().UTC()
-	sim, err := cecsim.New(cecsim.Options{
+	so := cecsim.Options{
 		Seed: 3, Calls: 12, Days: 2, Start: now.AddDate(0, 0, -2), Location: time.UTC,
 		Credentials: map[string]string{testAK: testSK}, TenantID: testTenant, APIPassword: testPassword,
-		BillReadyDelay: -1, MaxRecordingBytes: 8 << 10, Faults: faults, Logger: zap.NewNop(),
-	})
+		BillReadyDelay: -1, MaxRecordingBytes: 8 << 10, Logger: zap.NewNop(),
+	}
+	sim(&so)
+	s, err := cecsim.New(so)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(sim)
-	t.Cleanup(func() { srv.Close(); sim.Close() })
+	srv := httptest.NewServer(s)
+	t.Cleanup(func() { srv.Close(); s.Close() })
 	dir := t.TempDir()
-	e := &testEnv{t: t, sim: sim, url: srv.URL, dir: dir,
+	e := &testEnv{t: t, sim: s, url: srv.URL, dir: dir,
 		state: filepath.Join(dir, "state.db"), archive: filepath.Join(dir, "archive"), env: map[string]string{}}
 	e.config = filepath.Join(dir, "config.toml")
 	e.callback = freeAddr(t)

@@ -90,13 +90,30 @@ func (c *cli) setup(cmd, flagValue string) (*config.Config, *zap.Logger, bool) {
 
 // newLogger builds the process logger from [log], writing to w.
 func newLogger(l config.Log, w io.Writer) (*zap.Logger, error) {
+	return buildLogger(l, w, isTerminal(w), false)
+}
+
+// buildLogger builds the process logger from [log], writing to w: in the
+// console format when log.format says so, or says auto and tty (w is a
+// terminal); quiet logs nothing below warn whatever log.level says.
+func buildLogger(l config.Log, w io.Writer, tty, quiet bool) (*zap.Logger, error) {
 	var lvl zapcore.Level
 	if err := lvl.UnmarshalText([]byte(l.Level)); err != nil {
 		return nil, fmt.Errorf("log.level: %w", err)
 	}
+	if quiet {
+		lvl = max(lvl, zapcore.WarnLevel)
+	}
+	format := l.Format
+	if format == config.LogAuto {
+		format = config.LogJSON
+		if tty {
+			format = config.LogConsole
+		}
+	}
 	var enc zapcore.Encoder
-	switch l.Format {
-	case "console":
+	switch format {
+	case config.LogConsole:
 		ec := zap.NewDevelopmentEncoderConfig()
 		enc = zapcore.NewConsoleEncoder(ec)
 	default:

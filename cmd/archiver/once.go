@@ -28,11 +28,17 @@ func (c *cli) cmdOnce(args []string) int {
 			"Prints a summary on stdout and every failed or dead item on stderr.\n\n"+
 			"exit codes: 0 everything done or absent by rule (items waiting for a later run\n"+
 			"are not failures), 1 items failed or dead, a window failed, or another archiver\n"+
-			"holds the state, 2 configuration or usage error, 3 authentication or permission error.")
+			"holds the state, 2 configuration or usage error, 3 authentication or permission error.\n\n"+
+			progressHelp)
 	var only listFlag
 	fs.Var(&only, "job", "run only this `job` (cdr, recordings, transfer, ivr); repeatable or comma-separated")
+	pf := addProgressFlags(fs)
 	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
+	}
+	if err := pf.check(); err != nil {
+		fmt.Fprintf(c.stderr, "once: %v\n", err)
+		return exitConfig
 	}
 	for _, j := range only {
 		if !slices.Contains(config.JobNames(), j) {
@@ -50,7 +56,7 @@ func (c *cli) cmdOnce(args []string) int {
 		return exitConfig
 	}
 	o := wireOptions{noCallbacks: !slices.Contains(run, config.JobCDR)}
-	return c.runArchiver("once", cfg, o, func(ctx context.Context, a *jobs.Archiver) (*jobs.Report, error) {
+	return c.runArchiver("once", cfg, o, pf, func(ctx context.Context, a *jobs.Archiver) (*jobs.Report, error) {
 		return a.Once(ctx, run...)
 	})
 }
@@ -85,10 +91,13 @@ func onceJobs(cfg *config.Config, only []string) ([]string, error) {
 }
 
 // runArchiver is the common body of once and backfill: wire, run fn under
-// the shutdown contexts, report, push metrics.
-func (c *cli) runArchiver(cmd string, cfg *config.Config, o wireOptions,
+// the shutdown contexts showing its progress as pf says, report, push
+// metrics.
+func (c *cli) runArchiver(cmd string, cfg *config.Config, o wireOptions, pf *progressFlags,
 	fn func(ctx context.Context, a *jobs.Archiver) (*jobs.Report, error)) int {
-	log, err := newLogger(cfg.Log, c.stderr)
+	tty := isTerminal(c.stderr)
+	out := &liveOut{w: c.stderr}
+	log, err := buildLogger(cfg.Log, out, tty, pf.quiet)
 	if err != nil {
 		fmt.Fprintf(c.stderr, "%s: %v\n", cmd, err)
 		return exitConfig
@@ -109,17 +118,21 @@ func (c *cli) runArchiver(cmd string, cfg *config.Config, o wireOptions,
 		return c.startupError(cmd, err)
 	}
 	defer stopCallbacks()
+	prog := &jobs.Progress{}
+	a.archiver.Progress = prog
 
 	type result struct {
 		rep *jobs.Report
 		err error
 	}
 	done := make(chan result, 1)
+	stopProgress := showProgress(cmd, pf, cfg.Log.ProgressInterval.Duration, log, prog, out, tty)
 	go func() {
 		rep, err := fn(sh.Stop, a.archiver)
 		done <- result{rep, err}
 	}()
 	res, finished := await(sh, c.forcedGrace, done)
+	stopProgress()
 	a.archiver.RecordShutdown(sh.Result())
 	if !finished {
 		fmt.Fprintf(c.stderr, "%s: forced: stopped without waiting for in-flight work; it is redone next time\n", cmd)

@@ -271,8 +271,18 @@ type Metrics struct {
 // Log is the [log] table.
 type Log struct {
 	Level  string `toml:"level"`  // debug, info, warn or error
-	Format string `toml:"format"` // json or console
+	Format string `toml:"format"` // auto (console on a terminal, else json), json or console
+	// ProgressInterval is how often once and backfill log a "progress" line
+	// when stderr is not a terminal (on a terminal they draw a status line).
+	ProgressInterval Duration `toml:"progress_interval"`
 }
+
+// Log formats (log.format).
+const (
+	LogAuto    = "auto"
+	LogJSON    = "json"
+	LogConsole = "console"
+)
 
 // Shutdown is the [shutdown] table.
 type Shutdown struct {
@@ -348,7 +358,7 @@ func Default() *Config {
 			IVR:      oifde(),
 		},
 		Metrics:  Metrics{Listen: "127.0.0.1:10108"},
-		Log:      Log{Level: "info", Format: "json"},
+		Log:      Log{Level: "info", Format: LogAuto, ProgressInterval: Duration{30 * time.Second}},
 		Shutdown: Shutdown{Timeout: Duration{25 * time.Second}},
 	}
 }

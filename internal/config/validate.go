@@ -517,7 +517,8 @@ func (v *validator) metrics(m *Metrics) {
 
 func (v *validator) log(l *Log) {
 	v.oneOf("log.level", l.Level, "debug", "info", "warn", "error")
-	v.oneOf("log.format", l.Format, "json", "console")
+	v.oneOf("log.format", l.Format, LogAuto, LogJSON, LogConsole)
+	v.positive("log.progress_interval", l.ProgressInterval)
 }
 
 // serviceURL checks a CEC base URL that may be required.

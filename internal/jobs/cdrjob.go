@@ -87,6 +87,8 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window, rescan bool) (*Rep
 		newWM = plan[0].Begin
 	}
 	initial := newWM
+	a.Progress.planned(len(plan))
+	seen := *rep // what a.Progress has counted of rep
 	blocked, heldElsewhere := false, false
 	var runErr error
 	horizon := a.stepBack(a.now(), a.Lookback)
@@ -102,6 +104,7 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window, rescan bool) (*Rep
 			}
 			if ok {
 				rep.WindowsSettled++
+				a.Progress.windowEnded(&seen, rep)
 				continue
 			}
 		}
@@ -144,6 +147,7 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window, rescan bool) (*Rep
 			// re-scan does not undo that.
 			done = wmOK && !w.End.After(wm)
 		}
+		a.Progress.windowEnded(&seen, rep)
 		if !backfill && !blocked {
 			if done && !w.Begin.After(newWM) {
 				if w.End.After(newWM) {

@@ -282,6 +282,7 @@ func (r *itemRun) isStopped() bool {
 func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 	r := &itemRun{a: a, spec: a.spec(job), log: a.log.With(zap.String("job", job)), claimAt: a.now(),
 		stopped: make(chan struct{}), held: map[int64]*claim{}}
+	r.rep.prog = a.Progress
 	sctx := storeCtx(ctx)
 	ahead := a.concurrency()
 	c := a.claimer()

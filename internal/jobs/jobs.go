@@ -131,6 +131,9 @@ type Archiver struct {
 	// Abandoned items are Released (not counted as attempts) with a context
 	// that is not cancelled. When nil, the ctx of the Run method bounds both.
 	Abort context.Context
+	// Progress, when non-nil, counts what each pass does while it runs
+	// (Once, Backfill, the runs of Serve), for a display.
+	Progress *Progress
 
 	initOnce sync.Once
 	initErr  error
@@ -201,16 +204,21 @@ func (r *Report) Merge(o *Report) {
 	}
 }
 
-// syncReport is a Report shared by the workers of one run.
+// syncReport is a Report shared by the workers of one run. What add
+// changes also moves prog.
 type syncReport struct {
-	mu sync.Mutex
-	r  Report
+	mu   sync.Mutex
+	r    Report
+	prog *Progress
 }
 
 func (s *syncReport) add(f func(r *Report)) {
 	s.mu.Lock()
+	before := s.r
 	f(&s.r)
+	after := s.r
 	s.mu.Unlock()
+	s.prog.moved(&before, &after)
 }
 
 func (s *syncReport) snapshot() *Report {
@@ -475,13 +483,20 @@ func (p passResult) result(ctx context.Context) (*Report, error) {
 func (a *Archiver) pass(ctx context.Context, cdrJob func(context.Context) (*Report, error), want map[string]bool,
 	ran func(rep *Report, errs []error)) passResult {
 	p := passResult{rep: &Report{}}
+	kinds := a.itemKinds(want)
+	a.Progress.begin(a.now(), cdrJob != nil, len(kinds) > 0)
 	if cdrJob != nil {
+		a.countPending(ctx, kinds)
 		rep, err := cdrJob(ctx)
 		p.rep.Merge(rep)
 		if err != nil {
 			p.errs = append(p.errs, err)
 		}
+		a.Progress.phase(PhaseItems, a.now())
 	}
+	// Counted again: the packages have added items, some of kinds that no
+	// job of this pass claims.
+	a.countPending(ctx, kinds)
 	rep, err := a.itemJobs(ctx, want)
 	p.rep.Merge(rep)
 	if err != nil {
@@ -491,8 +506,10 @@ func (a *Archiver) pass(ctx context.Context, cdrJob func(context.Context) (*Repo
 		ran(p.rep, p.errs)
 	}
 	if ctx.Err() == nil {
+		a.Progress.phase(PhaseLedgers, a.now())
 		p.days, p.ledgers = a.WriteLedgers(ctx)
 	}
+	a.Progress.phase(PhaseDone, a.now())
 	return p
 }
 
