@@ -201,10 +201,14 @@ ok  	MOD/internal/checkpoint/postgres	7.2s
 --- PASS: TestCmdOnce_Replica (0.40s)
 --- PASS: TestCmdOnce_DatabaseDown (3.10s)
     --- PASS: TestCmdMigrateState/usage (0.01s)
+--- PASS: TestCmdBackfill_ProgressTTY (2.10s)
+--- PASS: TestCmdBackfill_ProgressLog (1.90s)
+--- PASS: TestCmdBackfill_Quiet (1.20s)
 --- PASS: TestCmdMigrateState (0.50s)
 ok  	MOD/cmd/archiver	20.4s
 === PKG internal/jobs
     --- PASS: TestReplicas_ClaimConcurrently/postgres (2.00s)
+--- PASS: TestProgress_Backfill (1.00s)
 --- PASS: TestReplicas_ClaimConcurrently (4.00s)
 ok  	MOD/internal/jobs	40.0s
 === PKG tools/image
