@@ -841,3 +841,77 @@ func TestCmdOnce_CallbacksOnlyWithCDR(t *testing.T) {
 		t.Errorf("once --job cdr with the callback port taken = %d, want a failure naming the callback listener\nstderr:\n%s", code, errOut)
 	}
 }
+
+// TestCmdRun_Reload: SIGHUP with a configuration that does not load is
+// refused and logged, and the daemon goes on with the old one; SIGHUP with
+// one that loads drains the daemon, which starts again in the same process
+// with the new configuration (its start run, its drain budget).
+func TestCmdRun_Reload(t *testing.T) {
+	e := newTestEnv(t, nil, "")
+	e.env["ARCHIVER_JOBS_CDR_SCHEDULE"] = "@every 1h"
+	e.env["ARCHIVER_JOBS_RECORDINGS_RUN_AT_START"] = "false"
+	e.env["ARCHIVER_JOBS_TRANSFER_ENABLED"] = "false"
+	e.env["ARCHIVER_JOBS_IVR_ENABLED"] = "false"
+	e.env["ARCHIVER_METRICS_LISTEN"] = "127.0.0.1:0"
+	e.env["ARCHIVER_LOG_LEVEL"] = "info"
+	e.env["ARCHIVER_LOG_FORMAT"] = "json"
+
+	sigs := make(chan os.Signal, 1)
+	ran := make(chan struct{}, 8)
+	var live *syncBuffer
+	waitLive := func(s string) bool {
+		for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			if strings.Contains(live.String(), s) {
+				return true
+			}
+		}
+		return false
+	}
+	orchestrated := make(chan struct{})
+	go func() {
+		defer close(orchestrated)
+		<-ran // the first life's start run of cdr
+		good, err := os.ReadFile(e.config)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if err := os.WriteFile(e.config, append(good, "\nno_such_key = 1\n"...), 0o600); err != nil {
+			t.Error(err)
+			return
+		}
+		sigs <- syscall.SIGHUP
+		if !waitLive("reload refused") {
+			t.Error("no reload refused line after SIGHUP with a bad file")
+		}
+		// A loadable one: a drain budget of 7s tells the second life.
+		if err := os.WriteFile(e.config, append(good, "\n[shutdown]\ntimeout = \"7s\"\n"...), 0o600); err != nil {
+			t.Error(err)
+			return
+		}
+		sigs <- syscall.SIGHUP
+		<-ran // the second life's start run
+		sigs <- os.Interrupt
+	}()
+	code, out, errOut := e.runWith(func(c *cli) {
+		c.signals = sigs
+		live = c.stderr.(*syncBuffer)
+		c.afterRun = func(job string, rep *jobs.Report, err error) {
+			if job == "cdr" {
+				ran <- struct{}{}
+			}
+		}
+	}, "run", "--config", e.config)
+	<-orchestrated
+	if code != exitOK {
+		t.Fatalf("run = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"reload refused", "no_such_key", "reloading: draining", "reloading: starting again", `"timeout":7`} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("log lacks %q:\n%s", want, errOut)
+		}
+	}
+	if n := strings.Count(errOut, `"msg":"archiver running"`); n != 2 {
+		t.Errorf("%d archiver running lines, want 2 (one per life)", n)
+	}
+}

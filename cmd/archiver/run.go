@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 
@@ -26,13 +25,20 @@ func (c *cli) cmdRun(args []string) int {
 	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
 	}
-	cfg, log, ok := c.setup("run", *path)
-	if !ok {
-		return exitConfig
+	// A SIGHUP with a configuration that loads drains the daemon, which
+	// then starts again in this process with the new configuration: every
+	// key is reloaded (the state lock, the servers and the sink are opened
+	// anew). One that does not load is refused and the daemon goes on.
+	for {
+		code, reload := c.serveDaemon(*path)
+		if !reload {
+			return code
+		}
 	}
-	defer func() { _ = log.Sync() }()
+}
 
-	// Parse every schedule before anything starts.
+// schedules parses the schedules of the enabled jobs; problems name the key.
+func schedules(cfg *config.Config) ([]jobs.Schedule, error) {
 	var sched []jobs.Schedule
 	var problems []error
 	cfg.Jobs.Each(func(name string, j *config.Job) {
@@ -47,18 +53,40 @@ func (c *cli) cmdRun(args []string) int {
 		sched = append(sched, jobs.Schedule{Job: name, Spec: s, Jitter: j.Jitter.Duration, AtStart: j.RunAtStart})
 	})
 	if len(problems) > 0 {
-		return c.startupError("run", &configError{errors.Join(problems...)})
+		return nil, &configError{errors.Join(problems...)}
 	}
 	if len(sched) == 0 {
-		fmt.Fprintln(c.stderr, "run: no job is enabled; nothing to do")
-		return exitConfig
+		return nil, &configError{errors.New("no job is enabled; nothing to do")}
+	}
+	return sched, nil
+}
+
+// serveDaemon is one life of the daemon, from loading the configuration to
+// the end of the drain; reload says a SIGHUP asked for another.
+func (c *cli) serveDaemon(path string) (code int, reload bool) {
+	cfg, log, ok := c.setup("run", path)
+	if !ok {
+		return exitConfig, false
+	}
+	defer func() { _ = log.Sync() }()
+
+	// Parse every schedule before anything starts.
+	sched, err := schedules(cfg)
+	if err != nil {
+		return c.startupError("run", err), false
 	}
 
-	sh, release := c.watch(cfg.Shutdown.Timeout.Duration, log)
+	sh, release := c.watchReload(cfg.Shutdown.Timeout.Duration, log, func() error {
+		next, err := config.Load(c.configPath(path), c.env)
+		if err == nil {
+			_, err = schedules(next)
+		}
+		return err
+	})
 	defer release()
 	a, err := wire(sh.Stop, cfg, log, sh.Abort, wireOptions{noCallbacks: !cfg.Jobs.CDR.Enabled})
 	if err != nil {
-		return c.startupError("run", err)
+		return c.startupError("run", err), false
 	}
 	defer a.close()
 	// The gauges read from the state are right from the first scrape, not
@@ -83,14 +111,14 @@ func (c *cli) cmdRun(args []string) int {
 		if err := <-ready; err != nil {
 			stopServing()
 			servers.Wait()
-			return c.startupError("run", err)
+			return c.startupError("run", err), false
 		}
 	}
 	stopCallbacks, err := a.serveCallbacks()
 	if err != nil {
 		stopServing()
 		servers.Wait()
-		return c.startupError("run", err)
+		return c.startupError("run", err), false
 	}
 	defer stopCallbacks()
 
@@ -108,7 +136,7 @@ func (c *cli) cmdRun(args []string) int {
 	if err != nil {
 		stopServing()
 		servers.Wait()
-		return c.startupError("run", err)
+		return c.startupError("run", err), false
 	}
 	result := sh.Result()
 	a.archiver.RecordShutdown(result)
@@ -116,9 +144,13 @@ func (c *cli) cmdRun(args []string) int {
 	stopServing()
 	servers.Wait()
 	if result == shutdownForced {
-		return exitFailed
+		return exitFailed, false
 	}
-	return exitOK
+	if sh.Reloading() {
+		log.Info("reloading: starting again with the new configuration")
+		return exitOK, true
+	}
+	return exitOK, false
 }
 
 // exportState sets the metrics read from the state (the cdr watermark, the

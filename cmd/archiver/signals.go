@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,14 +41,20 @@ type shutdown struct {
 	done                    chan struct{} // closes the watcher
 	wg                      sync.WaitGroup
 
+	// reload, when set (archiver run), is called on SIGHUP: nil means the
+	// configuration file loads and the run drains to start again with it
+	// (Reloading); an error keeps the run going as it is.
+	reload    func() error
+	reloading atomic.Bool
+
 	mu     sync.Mutex
 	result string
 }
 
 // watchSignals starts watching sigs. Call close when the command is done
 // with the contexts.
-func watchSignals(sigs <-chan os.Signal, budget time.Duration, log *zap.Logger) *shutdown {
-	s := &shutdown{forced: make(chan struct{}), done: make(chan struct{}), result: shutdownClean}
+func watchSignals(sigs <-chan os.Signal, budget time.Duration, log *zap.Logger, reload func() error) *shutdown {
+	s := &shutdown{forced: make(chan struct{}), done: make(chan struct{}), result: shutdownClean, reload: reload}
 	s.Forced = s.forced
 	s.Stop, s.cancelStop = context.WithCancel(context.Background())
 	s.Abort, s.cancelAbort = context.WithCancel(context.Background())
@@ -59,30 +66,53 @@ func watchSignals(sigs <-chan os.Signal, budget time.Duration, log *zap.Logger) 
 func (s *shutdown) watch(sigs <-chan os.Signal, budget time.Duration, log *zap.Logger) {
 	defer s.wg.Done()
 	var sig os.Signal
-	select {
-	case sig = <-sigs:
-	case <-s.done:
-		return
+	for {
+		select {
+		case sig = <-sigs:
+		case <-s.done:
+			return
+		}
+		if sig != syscall.SIGHUP || s.reload == nil {
+			break
+		}
+		// A reload: only with a configuration that loads.
+		if err := s.reload(); err != nil {
+			log.Error("reload refused: the configuration does not load; the running configuration is kept", zap.Error(err))
+			continue
+		}
+		s.reloading.Store(true)
+		log.Info("reloading: draining, then starting again with the new configuration", zap.Duration("timeout", budget))
+		break
 	}
 	log.Info("draining: no new work starts; in-flight work may finish",
 		zap.Stringer("signal", sig), zap.Duration("timeout", budget))
 	s.cancelStop()
 	timer := time.NewTimer(budget)
 	defer timer.Stop()
-	select {
-	case <-timer.C:
-		s.setResult(shutdownAbandoned)
-		log.Warn("shutdown timeout reached: cancelling in-flight work; its items are released and redone next time",
-			zap.Duration("timeout", budget))
-		s.cancelAbort()
-	case sig = <-sigs:
-		s.setResult(shutdownForced)
-		log.Warn("forced: second signal, cancelling in-flight work now", zap.Stringer("signal", sig))
-		s.cancelAbort()
-		close(s.forced)
-	case <-s.done:
+	for {
+		select {
+		case <-timer.C:
+			s.setResult(shutdownAbandoned)
+			log.Warn("shutdown timeout reached: cancelling in-flight work; its items are released and redone next time",
+				zap.Duration("timeout", budget))
+			s.cancelAbort()
+		case sig = <-sigs:
+			if sig == syscall.SIGHUP && s.reload != nil {
+				continue // already draining; a reload then loads the file again
+			}
+			s.setResult(shutdownForced)
+			log.Warn("forced: second signal, cancelling in-flight work now", zap.Stringer("signal", sig))
+			s.cancelAbort()
+			close(s.forced)
+		case <-s.done:
+		}
+		return
 	}
 }
+
+// Reloading reports whether the drain is a reload's (SIGHUP with a
+// configuration that loads): the command starts again once it is over.
+func (s *shutdown) Reloading() bool { return s.reloading.Load() }
 
 func (s *shutdown) setResult(r string) {
 	s.mu.Lock()
@@ -108,21 +138,32 @@ func (s *shutdown) close() {
 	s.cancelAbort()
 }
 
-// processSignals delivers the process's SIGINT and SIGTERM; stop undoes it.
-func processSignals() (sigs <-chan os.Signal, stop func()) {
+// processSignals delivers the process's SIGINT and SIGTERM, and SIGHUP
+// with hup; stop undoes it.
+func processSignals(hup bool) (sigs <-chan os.Signal, stop func()) {
 	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	which := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if hup {
+		which = append(which, syscall.SIGHUP)
+	}
+	signal.Notify(ch, which...)
 	return ch, func() { signal.Stop(ch) }
 }
 
 // watch starts a shutdown watcher on c.signals, or on the process's signals
 // when c.signals is nil. The returned function releases it.
 func (c *cli) watch(budget time.Duration, log *zap.Logger) (*shutdown, func()) {
+	return c.watchReload(budget, log, nil)
+}
+
+// watchReload is watch that also takes SIGHUP: reload checks the new
+// configuration (see shutdown.reload).
+func (c *cli) watchReload(budget time.Duration, log *zap.Logger, reload func() error) (*shutdown, func()) {
 	sigs, stop := c.signals, func() {}
 	if sigs == nil {
-		sigs, stop = processSignals()
+		sigs, stop = processSignals(reload != nil)
 	}
-	sh := watchSignals(sigs, budget, log)
+	sh := watchSignals(sigs, budget, log, reload)
 	return sh, func() {
 		stop()
 		sh.close()

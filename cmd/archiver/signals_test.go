@@ -11,7 +11,7 @@ import (
 
 func TestShutdown_Signals(t *testing.T) {
 	t.Run("no signal", func(t *testing.T) {
-		sh := watchSignals(make(chan os.Signal), time.Hour, zap.NewNop())
+		sh := watchSignals(make(chan os.Signal), time.Hour, zap.NewNop(), nil)
 		if sh.Stop.Err() != nil || sh.Abort.Err() != nil || sh.Signalled() {
 			t.Fatal("contexts cancelled without a signal")
 		}
@@ -25,7 +25,7 @@ func TestShutdown_Signals(t *testing.T) {
 	})
 	t.Run("first signal stops new work only", func(t *testing.T) {
 		sigs := make(chan os.Signal)
-		sh := watchSignals(sigs, time.Hour, zap.NewNop())
+		sh := watchSignals(sigs, time.Hour, zap.NewNop(), nil)
 		defer sh.close()
 		sigs <- syscall.SIGTERM
 		<-sh.Stop.Done()
@@ -43,7 +43,7 @@ func TestShutdown_Signals(t *testing.T) {
 	})
 	t.Run("budget over aborts", func(t *testing.T) {
 		sigs := make(chan os.Signal)
-		sh := watchSignals(sigs, time.Millisecond, zap.NewNop())
+		sh := watchSignals(sigs, time.Millisecond, zap.NewNop(), nil)
 		defer sh.close()
 		sigs <- os.Interrupt
 		<-sh.Abort.Done()
@@ -61,7 +61,7 @@ func TestShutdown_Signals(t *testing.T) {
 	})
 	t.Run("second signal aborts at once", func(t *testing.T) {
 		sigs := make(chan os.Signal)
-		sh := watchSignals(sigs, time.Hour, zap.NewNop())
+		sh := watchSignals(sigs, time.Hour, zap.NewNop(), nil)
 		defer sh.close()
 		sigs <- syscall.SIGTERM
 		<-sh.Stop.Done()
@@ -78,7 +78,7 @@ func TestShutdown_Signals(t *testing.T) {
 
 func TestAwait(t *testing.T) {
 	t.Run("result", func(t *testing.T) {
-		sh := watchSignals(make(chan os.Signal), time.Hour, zap.NewNop())
+		sh := watchSignals(make(chan os.Signal), time.Hour, zap.NewNop(), nil)
 		defer sh.close()
 		res := make(chan int, 1)
 		res <- 7
@@ -88,7 +88,7 @@ func TestAwait(t *testing.T) {
 	})
 	t.Run("forced, work never returns", func(t *testing.T) {
 		sigs := make(chan os.Signal, 2)
-		sh := watchSignals(sigs, time.Hour, zap.NewNop())
+		sh := watchSignals(sigs, time.Hour, zap.NewNop(), nil)
 		defer sh.close()
 		sigs <- os.Interrupt
 		sigs <- os.Interrupt
@@ -98,7 +98,7 @@ func TestAwait(t *testing.T) {
 	})
 	t.Run("forced, work releases in time", func(t *testing.T) {
 		sigs := make(chan os.Signal, 2)
-		sh := watchSignals(sigs, time.Hour, zap.NewNop())
+		sh := watchSignals(sigs, time.Hour, zap.NewNop(), nil)
 		defer sh.close()
 		res := make(chan int, 1)
 		go func() {
