@@ -711,10 +711,11 @@ func TestCmdRequeue(t *testing.T) {
 	}
 }
 
-func TestCmdRun(t *testing.T) {
-	e := newTestEnv(t, nil, "")
-	// cdr is due in an hour: its run at start (jobs.cdr.run_at_start, the
-	// default) is the one the test sees; recordings has no start run.
+// daemon sets the environment of a test of archiver run: cdr due in an
+// hour, so that its run at start (jobs.cdr.run_at_start, the default) is the
+// one the test sees; recordings without a start run, later; transfer and
+// ivr off; metrics on a free port; JSON logs at info.
+func (e *testEnv) daemon() {
 	e.env["ARCHIVER_JOBS_CDR_SCHEDULE"] = "@every 1h"
 	e.env["ARCHIVER_JOBS_RECORDINGS_SCHEDULE"] = "CRON_TZ=Asia/Shanghai 5 * * * *"
 	e.env["ARCHIVER_JOBS_RECORDINGS_RUN_AT_START"] = "false"
@@ -723,6 +724,11 @@ func TestCmdRun(t *testing.T) {
 	e.env["ARCHIVER_METRICS_LISTEN"] = "127.0.0.1:0"
 	e.env["ARCHIVER_LOG_LEVEL"] = "info"
 	e.env["ARCHIVER_LOG_FORMAT"] = "json"
+}
+
+func TestCmdRun(t *testing.T) {
+	e := newTestEnv(t, nil, "")
+	e.daemon()
 
 	sigs := make(chan os.Signal, 1)
 	ran := make(chan *jobs.Report, 8)
@@ -848,13 +854,7 @@ func TestCmdOnce_CallbacksOnlyWithCDR(t *testing.T) {
 // with the new configuration (its start run, its drain budget).
 func TestCmdRun_Reload(t *testing.T) {
 	e := newTestEnv(t, nil, "")
-	e.env["ARCHIVER_JOBS_CDR_SCHEDULE"] = "@every 1h"
-	e.env["ARCHIVER_JOBS_RECORDINGS_RUN_AT_START"] = "false"
-	e.env["ARCHIVER_JOBS_TRANSFER_ENABLED"] = "false"
-	e.env["ARCHIVER_JOBS_IVR_ENABLED"] = "false"
-	e.env["ARCHIVER_METRICS_LISTEN"] = "127.0.0.1:0"
-	e.env["ARCHIVER_LOG_LEVEL"] = "info"
-	e.env["ARCHIVER_LOG_FORMAT"] = "json"
+	e.daemon()
 
 	sigs := make(chan os.Signal, 1)
 	ran := make(chan struct{}, 8)
