@@ -176,8 +176,7 @@ func testInstall(t *testing.T, deb, upgrade string) {
 			t.Fatalf("%s exists on this machine: the test would replace or delete it", p)
 		}
 	}
-	_, userBefore := getent(t, "passwd", user)
-	_, groupBefore := getent(t, "group", user)
+	usersBefore, groupsBefore := names(t, "passwd"), names(t, "group")
 	before := snapshot(t)
 	t.Cleanup(func() {
 		if _, err := exec.Command("dpkg-query", "-W", pkgName).CombinedOutput(); err == nil {
@@ -185,14 +184,20 @@ func testInstall(t *testing.T, deb, upgrade string) {
 				t.Errorf("cleanup: dpkg -P %s: %v\n%s", pkgName, err, out)
 			}
 		}
-		if _, ok := getent(t, "passwd", user); ok && !userBefore {
-			if out, err := exec.Command("userdel", user).CombinedOutput(); err != nil {
-				t.Errorf("cleanup: userdel %s: %v\n%s", user, err, out)
+		// Whatever users and groups the install made (_archiver, or
+		// another name if the scripts are wrong) go, users first.
+		for name := range names(t, "passwd") {
+			if !usersBefore[name] {
+				if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+					t.Errorf("cleanup: userdel %s: %v\n%s", name, err, out)
+				}
 			}
 		}
-		if _, ok := getent(t, "group", user); ok && !groupBefore {
-			if out, err := exec.Command("groupdel", user).CombinedOutput(); err != nil {
-				t.Errorf("cleanup: groupdel %s: %v\n%s", user, err, out)
+		for name := range names(t, "group") {
+			if !groupsBefore[name] {
+				if out, err := exec.Command("groupdel", name).CombinedOutput(); err != nil {
+					t.Errorf("cleanup: groupdel %s: %v\n%s", name, err, out)
+				}
 			}
 		}
 	})
@@ -530,6 +535,17 @@ func dpkg(t *testing.T, args ...string) {
 func dpkgQuery(t *testing.T, format string) string {
 	t.Helper()
 	return strings.TrimSpace(run(t, "dpkg-query", "-W", "-f="+format, pkgName))
+}
+
+// names returns the names in the passwd or group database.
+func names(t *testing.T, db string) map[string]bool {
+	t.Helper()
+	m := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(run(t, "getent", db)), "\n") {
+		name, _, _ := strings.Cut(l, ":")
+		m[name] = true
+	}
+	return m
 }
 
 // getent returns the fields of a passwd or group entry, and whether there is one.
