@@ -25,11 +25,7 @@ const (
 )
 
 func TestDeb(t *testing.T) {
-	for _, tool := range []string{"bash", "git", "dpkg-deb"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not found: the .deb cannot be built or read here", tool)
-		}
-	}
+	needTools(t, "the .deb cannot be built or read here", "bash", "git", "dpkg-deb")
 	dir := t.TempDir()
 	deb := buildPackage(t, dir, "deb", testVersion)
 
@@ -163,11 +159,8 @@ func testInstall(t *testing.T, deb, upgrade string) {
 	if os.Geteuid() != 0 {
 		t.Skip("not root: installing the package into this system needs root")
 	}
-	for _, tool := range []string{"dpkg", "dpkg-query", "runuser", "getent", "userdel", "groupdel", "systemctl", "systemd-analyze"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not found: the package cannot be installed and checked here", tool)
-		}
-	}
+	needTools(t, "the package cannot be installed and checked here",
+		"dpkg", "dpkg-query", "runuser", "getent", "userdel", "groupdel", "systemctl", "systemd-analyze")
 	if out, err := exec.Command("dpkg-query", "-W", pkgName).CombinedOutput(); err == nil {
 		t.Fatalf("%s is installed on this machine already (%s): the test would remove it", pkgName, strings.TrimSpace(string(out)))
 	}

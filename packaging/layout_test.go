@@ -177,6 +177,17 @@ func unitValue(t *testing.T, name string, unit []byte, key string) string {
 	return vs[len(vs)-1]
 }
 
+// needTools skips the test, saying why, when a command is not on PATH
+// (.ci/required-tests makes such a skip fail CI).
+func needTools(t *testing.T, why string, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not found: %s", tool, why)
+		}
+	}
+}
+
 // buildPackage runs scripts/package.sh for one format and version into dir
 // and returns the package's path.
 func buildPackage(t *testing.T, dir, format, version string) string {

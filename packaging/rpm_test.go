@@ -20,11 +20,7 @@ import (
 // digest. When rpm is on PATH it also checks the package's digests and
 // queries it.
 func TestRPM(t *testing.T) {
-	for _, tool := range []string{"bash", "git"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not found: the .rpm cannot be built here", tool)
-		}
-	}
+	needTools(t, "the .rpm cannot be built here", "bash", "git")
 	rpm := buildPackage(t, t.TempDir(), "rpm", testVersion)
 	b, err := os.ReadFile(rpm)
 	if err != nil {
