@@ -214,6 +214,9 @@ ok  	MOD/internal/jobs	40.0s
 === PKG tools/image
 --- PASS: TestImage (40.00s)
 ok  	MOD/tools/image	41.0s
+=== PKG packaging
+--- PASS: TestDeb (17.00s)
+ok  	MOD/packaging	22.0s
 OUT
 }
 
