@@ -969,6 +969,44 @@ func (s *Store) SetWatermark(ctx context.Context, job string, t time.Time) error
 	return nil
 }
 
+// LastSuccess returns when a job last finished a run without failures.
+func (s *Store) LastSuccess(ctx context.Context, job string) (time.Time, bool, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT t FROM job_successes WHERE tenant = $1 AND job = $2`, s.tenant, job).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("checkpoint: last success of %s: %w", job, err)
+	}
+	return dec(n), true, nil
+}
+
+// SetLastSuccess records a job's successful run at t, keeping the latest:
+// the comparison and the change are one statement, so concurrent replicas
+// leave the newest.
+func (s *Store) SetLastSuccess(ctx context.Context, job string, t time.Time) error {
+	err := func() error {
+		var e timeEnc
+		n := e.enc(t)
+		if e.err != nil {
+			return e.err
+		}
+		var te textEnc
+		te.check("job", job)
+		if te.err != nil {
+			return te.err
+		}
+		_, err := s.exec(ctx, `INSERT INTO job_successes (tenant, job, t) VALUES ($1, $2, $3)
+			ON CONFLICT (tenant, job) DO UPDATE SET t = excluded.t WHERE excluded.t > job_successes.t`, s.tenant, job, n)
+		return err
+	}()
+	if err != nil {
+		return fmt.Errorf("checkpoint: set last success of %s: %w", job, err)
+	}
+	return nil
+}
+
 // Ledger returns the digest and key of the last ledger written for a day.
 func (s *Store) Ledger(ctx context.Context, day string) (string, string, bool, error) {
 	var sum, key string

@@ -842,6 +842,37 @@ func (s *Store) SetWatermark(ctx context.Context, job string, t time.Time) error
 	return nil
 }
 
+// LastSuccess returns when a job last finished a run without failures.
+func (s *Store) LastSuccess(ctx context.Context, job string) (time.Time, bool, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT t FROM job_successes WHERE job = ?`, job).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("checkpoint: last success of %s: %w", job, err)
+	}
+	return dec(n), true, nil
+}
+
+// SetLastSuccess records a job's successful run at t, keeping the latest.
+func (s *Store) SetLastSuccess(ctx context.Context, job string, t time.Time) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var e timeEnc
+		n := e.enc(t)
+		if e.err != nil {
+			return e.err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO job_successes (job, t) VALUES (?, ?)
+			ON CONFLICT (job) DO UPDATE SET t = excluded.t WHERE excluded.t > job_successes.t`, job, n)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint: set last success of %s: %w", job, err)
+	}
+	return nil
+}
+
 // Ledger returns the digest and key of the last ledger written for a day.
 func (s *Store) Ledger(ctx context.Context, day string) (string, string, bool, error) {
 	var sum, key string
