@@ -42,9 +42,13 @@ func readDeploy(t *testing.T, rel string) []byte {
 
 // metricNames returns the metric family names an expression refers to, with
 // the _bucket, _sum and _count series of histograms mapped to their family.
+// The grouping label of the pushed groups (telemetry.JobLabel) is no metric.
 func metricNames(expr string) []string {
 	var out []string
 	for _, n := range regexp.MustCompile(`archiver_[a-z_]+`).FindAllString(expr, -1) {
+		if n == telemetry.JobLabel {
+			continue
+		}
 		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 			if base, ok := strings.CutSuffix(n, suffix); ok {
 				n = base
