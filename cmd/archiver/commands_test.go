@@ -60,6 +60,7 @@ type testEnv struct {
 	t        *testing.T
 	sim      *cecsim.Server
 	url      string
+	tenant   string // cec.tenant_id, the simulator's
 	dir      string
 	state    string
 	archive  string
@@ -73,10 +74,16 @@ type testEnv struct {
 // settle ages, fast retries. extra is appended to the configuration.
 func newTestEnv(t *testing.T, faults []cecsim.Fault, extra string) *testEnv {
 	t.Helper()
+	return newTenantEnv(t, testTenant, faults, extra)
+}
+
+// newTenantEnv is newTestEnv for the tenant tenant.
+func newTenantEnv(t *testing.T, tenant string, faults []cecsim.Fault, extra string) *testEnv {
+	t.Helper()
 	now := time.Now().UTC()
 	sim, err := cecsim.New(cecsim.Options{
 		Seed: 3, Calls: 12, Days: 2, Start: now.AddDate(0, 0, -2), Location: time.UTC,
-		Credentials: map[string]string{testAK: testSK}, TenantID: testTenant, APIPassword: testPassword,
+		Credentials: map[string]string{testAK: testSK}, TenantID: tenant, APIPassword: testPassword,
 		BillReadyDelay: -1, MaxRecordingBytes: 8 << 10, Faults: faults, Logger: zap.NewNop(),
 	})
 	if err != nil {
@@ -85,7 +92,7 @@ func newTestEnv(t *testing.T, faults []cecsim.Fault, extra string) *testEnv {
 	srv := httptest.NewServer(sim)
 	t.Cleanup(func() { srv.Close(); sim.Close() })
 	dir := t.TempDir()
-	e := &testEnv{t: t, sim: sim, url: srv.URL, dir: dir,
+	e := &testEnv{t: t, sim: sim, url: srv.URL, tenant: tenant, dir: dir,
 		state: filepath.Join(dir, "state.db"), archive: filepath.Join(dir, "archive"), env: map[string]string{}}
 	e.config = filepath.Join(dir, "config.toml")
 	e.callback = freeAddr(t)
@@ -135,7 +142,7 @@ listen = ""
 [log]
 level = "warn"
 format = "console"
-`, e.url, testAK, testSK, testTenant, testPassword, e.archive, e.state, e.callback)
+`, e.url, testAK, testSK, e.tenant, testPassword, e.archive, e.state, e.callback)
 	if err := os.WriteFile(e.config, []byte(cfg+extra), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
