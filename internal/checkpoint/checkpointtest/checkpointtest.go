@@ -1502,26 +1502,34 @@ func testWatermarkForward(t *testing.T, e *env) {
 		t.Fatalf("SetWatermark of another job: %v", err)
 	}
 	t.Run("racing", func(t *testing.T) {
-		var wg sync.WaitGroup
-		for i := range 16 {
-			s := e.s
-			if i%2 == 1 {
-				s = e.b
+		e.race(func(s checkpoint.Store, i int) {
+			err := s.SetWatermark(context.Background(), "race", w.Add(time.Duration(i)*time.Minute))
+			if err != nil && !errors.Is(err, checkpoint.ErrConflict) {
+				t.Errorf("SetWatermark: %v", err)
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				err := s.SetWatermark(context.Background(), "race", w.Add(time.Duration(i)*time.Minute))
-				if err != nil && !errors.Is(err, checkpoint.ErrConflict) {
-					t.Errorf("SetWatermark: %v", err)
-				}
-			}()
-		}
-		wg.Wait()
+		})
 		if got, _, _ := e.s.Watermark(ctx(t), "race"); !got.Equal(w.Add(15 * time.Minute)) {
 			t.Fatalf("after racing updates the watermark is %v, want the latest %v", got, w.Add(15*time.Minute))
 		}
 	})
+}
+
+// race calls fn 16 times at once, i = 0..15, alternately on the two
+// handles of the store, and returns when every call has.
+func (e *env) race(fn func(s checkpoint.Store, i int)) {
+	var wg sync.WaitGroup
+	for i := range 16 {
+		s := e.s
+		if i%2 == 1 {
+			s = e.b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(s, i)
+		}()
+	}
+	wg.Wait()
 }
 
 // testLastSuccess: a job's last success is kept per job, in UTC, and only
@@ -1557,21 +1565,11 @@ func testLastSuccess(t *testing.T, e *env) {
 	if got, _, _ := e.s.Watermark(ctx(t), "cdr"); !got.IsZero() {
 		t.Fatalf("Watermark(cdr) = %v: a last success is no watermark", got)
 	}
-	var wg sync.WaitGroup
-	for i := range 16 {
-		s := e.s
-		if i%2 == 1 {
-			s = e.b
+	e.race(func(s checkpoint.Store, i int) {
+		if err := s.SetLastSuccess(context.Background(), "race", w.Add(time.Duration(i)*time.Minute)); err != nil {
+			t.Errorf("SetLastSuccess: %v", err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.SetLastSuccess(context.Background(), "race", w.Add(time.Duration(i)*time.Minute)); err != nil {
-				t.Errorf("SetLastSuccess: %v", err)
-			}
-		}()
-	}
-	wg.Wait()
+	})
 	if got, _, _ := e.s.LastSuccess(ctx(t), "race"); !got.Equal(w.Add(15 * time.Minute)) {
 		t.Fatalf("after racing updates the last success is %v, want the latest %v", got, w.Add(15*time.Minute))
 	}
