@@ -181,14 +181,23 @@ func TestCmdOnce_Pushgateway(t *testing.T) {
 					t.Errorf("group %s/%s: labels %v", tenant, job, g.labels)
 				}
 				if job == "" {
-					for _, n := range []string{"archiver_build_info", "archiver_items", "archiver_shutdowns_total"} {
+					for _, n := range []string{"archiver_build_info", "archiver_items", "archiver_shutdowns_total", "archiver_watermark_timestamp_seconds"} {
 						if len(g.series[n]) == 0 {
 							t.Errorf("the process's group of %s has no %s", tenant, n)
 						}
 					}
+					// Every job's last success, read from the state by
+					// every pass, whichever jobs it ran.
+					var succeeded []string
+					for _, s := range g.series["archiver_job_last_success_timestamp_seconds"] {
+						succeeded = append(succeeded, s.Labels["job_name"])
+					}
+					if slices.Sort(succeeded); !slices.Equal(succeeded, slices.Sorted(slices.Values(jobs))) {
+						t.Errorf("the process's group of %s has the last success of %v, want every job's", tenant, succeeded)
+					}
 					continue
 				}
-				for _, n := range []string{"archiver_job_runs_total", "archiver_job_last_success_timestamp_seconds",
+				for _, n := range []string{"archiver_job_runs_total",
 					"archiver_last_pass_items", "archiver_last_pass_timestamp_seconds", "archiver_last_pass_success"} {
 					if len(g.series[n]) == 0 {
 						t.Errorf("group %s/%s has no %s", tenant, job, n)

@@ -124,13 +124,14 @@ const JobLabel = "archiver_job"
 // that ran are those with a last pass (archiver_last_pass_timestamp_seconds)
 // in g; known says which kinds are whose (Known.JobKinds, PackageJob).
 //
-//   - one group per job that ran, gk plus archiver_job=<job>: the job's own
-//     series (those labelled job_name=<job>: runs, duration, last success,
-//     watermark, last pass) and those of the item kinds it works on
-//     (Known.JobKinds: items processed, bytes archived; and the CDR packages
-//     with the cdr job);
-//   - the process's group, gk alone: every other series (build info, the
-//     items in the store by state, errors, ledgers, shutdowns).
+//   - one group per job that ran, gk plus archiver_job=<job>: the series of
+//     its runs (those labelled job_name=<job>: runs, duration, running, last
+//     pass) and those of the item kinds it works on (Known.JobKinds: items
+//     processed, bytes archived; and the CDR packages with the cdr job);
+//   - the process's group, gk alone: the gauges read from the state, of
+//     every job (last success, watermark, items by state: the state's
+//     newest view, whichever jobs ran), and the process's series (build
+//     info, errors, ledgers, shutdowns).
 //
 // A run of some jobs (archiver once --job ivr) therefore replaces the
 // groups of the jobs it ran and the process's, and never touches another
@@ -228,8 +229,12 @@ func split(fams []*dto.MetricFamily, ran []string, known Known) map[string][]*dt
 
 // seriesJob is the job a series belongs to: its job_name label; for the
 // per-kind counters, the job of its kind; packageJob for the CDR
-// packages. ok false: it belongs to the process.
+// packages. ok false: it belongs to the process, as the gauges read from
+// the state do.
 func seriesJob(family string, s *dto.Metric, kindJob map[string]string, packageJob string) (job string, ok bool) {
+	if family == nameJobLastSuccess || family == nameWatermark {
+		return "", false
+	}
 	for _, l := range s.GetLabel() {
 		switch {
 		case l.GetName() == "job_name":
