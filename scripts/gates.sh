@@ -9,8 +9,11 @@
 #   gates.sh rules [DIR]        the alert rules load and their unit tests pass
 #                               (promtool check rules / test rules)
 #   gates.sh install-promtool   installs promtool when it is not on PATH
+#   gates.sh install-pushgateway  installs prometheus-pushgateway when it is
+#                               not on PATH (the Pushgateway tests of
+#                               cmd/archiver run it themselves)
 set -euo pipefail
-usage="usage: gates.sh tidy|rules [DIR] | gates.sh install-promtool"
+usage="usage: gates.sh tidy|rules [DIR] | gates.sh install-promtool|install-pushgateway"
 gate=${1:?$usage}
 dir=${2:-$(dirname "$0")/..}
 
@@ -45,17 +48,19 @@ rules() {
 	promtool test rules deploy/prometheus/alerts_test.yml || return 1
 }
 
-# install_promtool installs Debian's prometheus package (for promtool) and
-# makes sure no Prometheus server it brings is left running: service starts
-# are refused during the install (policy-rc.d), and a server that started
-# anyway (its pid new since before the install) is stopped.
-install_promtool() {
+# install_debian PKG SERVER installs Debian's package PKG and makes sure no
+# server it brings is left running: service starts are refused during the
+# install (policy-rc.d), its unit is stopped, and a SERVER process (the full
+# path of its binary) that started anyway, its pid new since before the
+# install, is stopped. Only what the install started is stopped.
+install_debian() {
+	local pkg=$1 server=$2
 	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-		echo "promtool is missing: install Debian's prometheus package (or put promtool on PATH)"
+		echo "$pkg is missing: install Debian's $pkg package (or put its binary on PATH)"
 		return 1
 	fi
 	local before policy="" apt_log pid
-	before=$(pgrep -x prometheus || true)
+	before=$(pgrep -f "^$server( |\$)" || true)
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 		chmod 755 /usr/sbin/policy-rc.d
@@ -63,19 +68,19 @@ install_promtool() {
 	fi
 	apt_log=$(mktemp -t cec-archiver-apt.XXXXXX)
 	local rc=0
-	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >"$apt_log" 2>&1 || rc=$?
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg"; } >"$apt_log" 2>&1 || rc=$?
 	[ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
 	if [ -d /run/systemd/system ]; then
-		systemctl stop prometheus.service >/dev/null 2>&1 || true
+		systemctl stop "$pkg.service" >/dev/null 2>&1 || true
 	fi
-	for pid in $(pgrep -x prometheus || true); do
+	for pid in $(pgrep -f "^$server( |\$)" || true); do
 		if ! grep -qx "$pid" <<<"$before"; then
-			echo "stopping the Prometheus server the install started (pid $pid)"
+			echo "stopping the $pkg server the install started (pid $pid)"
 			kill "$pid" 2>/dev/null || true
 		fi
 	done
 	if [ "$rc" -ne 0 ]; then
-		echo "installing prometheus (for promtool) failed:"; cat "$apt_log"
+		echo "installing $pkg failed:"; cat "$apt_log"
 	fi
 	rm -f "$apt_log"
 	return "$rc"
@@ -87,7 +92,10 @@ tidy | rules)
 	"$gate"
 	;;
 install-promtool)
-	command -v promtool >/dev/null || install_promtool
+	command -v promtool >/dev/null || install_debian prometheus /usr/bin/prometheus
+	;;
+install-pushgateway)
+	command -v prometheus-pushgateway >/dev/null || install_debian prometheus-pushgateway /usr/bin/prometheus-pushgateway
 	;;
 *)
 	echo "$usage" >&2

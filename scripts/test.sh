@@ -83,6 +83,12 @@ step "promtool (alert rules)"
 scripts/gates.sh install-promtool
 scripts/gates.sh rules
 
+# The Pushgateway TestCmdOnce_Pushgateway runs (with the prometheus server
+# of the package above): installed when missing, never started here.
+step "prometheus-pushgateway"
+scripts/gates.sh install-pushgateway
+echo "ok"
+
 if [ -z "${ARCHIVER_TEST_POSTGRES_DSN:-}" ]; then
 	pg_t0=$SECONDS
 	scripts/postgres.sh start >"$pg_env" 2>"$pg_log" &

@@ -60,6 +60,7 @@ type testEnv struct {
 	t        *testing.T
 	sim      *cecsim.Server
 	url      string
+	tenant   string // cec.tenant_id, the simulator's
 	dir      string
 	state    string
 	archive  string
@@ -73,7 +74,13 @@ type testEnv struct {
 // settle ages, fast retries. extra is appended to the configuration.
 func newTestEnv(t *testing.T, faults []cecsim.Fault, extra string) *testEnv {
 	t.Helper()
-	return newTestEnvSim(t, func(o *cecsim.Options) { o.Faults = faults }, extra)
+	return newTenantEnv(t, testTenant, faults, extra)
+}
+
+// newTenantEnv is newTestEnv for the tenant tenant.
+func newTenantEnv(t *testing.T, tenant string, faults []cecsim.Fault, extra string) *testEnv {
+	t.Helper()
+	return newTestEnvSim(t, func(o *cecsim.Options) { o.Faults, o.TenantID = faults, tenant }, extra)
 }
 
 // newTestEnvSim is newTestEnv with the simulator's options changed by sim.
@@ -93,7 +100,7 @@ func newTestEnvSim(t *testing.T, sim func(*cecsim.Options), extra string) *testE
 	srv := httptest.NewServer(s)
 	t.Cleanup(func() { srv.Close(); s.Close() })
 	dir := t.TempDir()
-	e := &testEnv{t: t, sim: s, url: srv.URL, dir: dir,
+	e := &testEnv{t: t, sim: s, url: srv.URL, tenant: so.TenantID, dir: dir,
 		state: filepath.Join(dir, "state.db"), archive: filepath.Join(dir, "archive"), env: map[string]string{}}
 	e.config = filepath.Join(dir, "config.toml")
 	e.callback = freeAddr(t)
@@ -143,7 +150,7 @@ listen = ""
 [log]
 level = "warn"
 format = "console"
-`, e.url, testAK, testSK, testTenant, testPassword, e.archive, e.state, e.callback)
+`, e.url, testAK, testSK, e.tenant, testPassword, e.archive, e.state, e.callback)
 	if err := os.WriteFile(e.config, []byte(cfg+extra), 0o600); err != nil {
 		e.t.Fatal(err)
 	}

@@ -150,10 +150,18 @@ func (c *cli) push(cmd string, cfg *config.Config, a *app, log *zap.Logger) {
 	if cfg.Metrics.PushgatewayURL == "" {
 		return
 	}
-	if err := telemetry.Push(context.Background(), cfg.Metrics.PushgatewayURL, "cec-archiver", a.reg); err != nil {
+	if err := telemetry.Push(context.Background(), cfg.Metrics.PushgatewayURL, pushGrouping(cfg), jobs.Labels(), a.reg); err != nil {
 		log.Warn("push metrics failed", zap.Error(err))
 		fmt.Fprintf(c.stderr, "%s: warning: push metrics: %v\n", cmd, err)
 	}
+}
+
+// pushGrouping is the Pushgateway grouping key of cfg (metrics.push_job,
+// push_instance, push_tenant_label = cec.tenant_id); telemetry.Push adds
+// archiver_job for each job's group.
+func pushGrouping(cfg *config.Config) telemetry.Grouping {
+	m := cfg.Metrics
+	return telemetry.Grouping{Job: m.PushJob, Instance: m.PushInstance, TenantLabel: m.PushTenantLabel, Tenant: cfg.CEC.TenantID}
 }
 
 // startupError reports a failure to start and returns its exit code.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,7 +20,8 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
 )
 
-// pushgateway is a Pushgateway stand-in that keeps the last push.
+// pushgateway is a Pushgateway stand-in that keeps the last push (the
+// real one runs in TestCmdOnce_Pushgateway).
 type pushgateway struct {
 	mu     sync.Mutex
 	method string
@@ -57,8 +59,9 @@ func (g *pushgateway) shutdowns(t *testing.T) map[string]float64 {
 	if g.pushes == 0 {
 		t.Fatal("nothing was pushed")
 	}
-	if g.method != http.MethodPut || g.path != "/metrics/job/cec-archiver" {
-		t.Errorf("push %s %s, want PUT /metrics/job/cec-archiver", g.method, g.path)
+	// The process's group, pushed last: the key without archiver_job.
+	if g.method != http.MethodPut || !strings.HasPrefix(g.path, "/metrics/job/cec-archiver/") || strings.Contains(g.path, "/archiver_job/") {
+		t.Errorf("push %s %s, want PUT /metrics/job/cec-archiver/... (the process's group)", g.method, g.path)
 	}
 	dec := expfmt.NewDecoder(bytes.NewReader(g.body), expfmt.ResponseFormat(g.header))
 	var out map[string]float64

@@ -293,6 +293,16 @@ type Store interface {
 	// wrapping ErrConflict, and the stored one stays.
 	SetWatermark(ctx context.Context, job string, t time.Time) error
 
+	// LastSuccess returns when a job last finished a run without failures
+	// (SetLastSuccess), ok false when it never has.
+	LastSuccess(ctx context.Context, job string) (t time.Time, ok bool, err error)
+	// SetLastSuccess records that a job finished a run without failures at
+	// t. It keeps the latest time: a t not after the stored one changes
+	// nothing and returns nil (replicas finishing runs of the same job in
+	// any order leave the newest), so that a metric restored from it after
+	// a restart never goes back.
+	SetLastSuccess(ctx context.Context, job string, t time.Time) error
+
 	// Ledger returns the digest and key of the last ledger written for a day.
 	Ledger(ctx context.Context, day string) (sha256, key string, ok bool, err error)
 	// SetLedger records the ledger object written for a day, replacing the

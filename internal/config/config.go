@@ -266,6 +266,12 @@ type OIFDEJob struct {
 type Metrics struct {
 	Listen         string `toml:"listen"`          // host:port of /metrics; "" disables the server
 	PushgatewayURL string `toml:"pushgateway_url"` // push at the end of a run (CronJob mode)
+	// The Pushgateway grouping key: job=PushJob, instance=PushInstance (the
+	// host name when ""), PushTenantLabel=cec.tenant_id (left out when ""),
+	// and archiver_job per job (telemetry.Push).
+	PushJob         string `toml:"push_job"`
+	PushInstance    string `toml:"push_instance"`
+	PushTenantLabel string `toml:"push_tenant_label"`
 }
 
 // Log is the [log] table.
@@ -357,7 +363,7 @@ func Default() *Config {
 			Transfer: oifde(),
 			IVR:      oifde(),
 		},
-		Metrics:  Metrics{Listen: "127.0.0.1:10108"},
+		Metrics:  Metrics{Listen: "127.0.0.1:10108", PushJob: "cec-archiver", PushTenantLabel: "tenant"},
 		Log:      Log{Level: "info", Format: LogAuto, ProgressInterval: Duration{30 * time.Second}},
 		Shutdown: Shutdown{Timeout: Duration{25 * time.Second}},
 	}

@@ -513,6 +513,36 @@ func (v *validator) metrics(m *Metrics) {
 	if m.PushgatewayURL != "" {
 		v.url("metrics.pushgateway_url", m.PushgatewayURL)
 	}
+	if m.PushJob == "" {
+		v.add("metrics.push_job", "must not be empty (the Pushgateway's job label)")
+	}
+	if l := m.PushTenantLabel; l != "" {
+		switch {
+		case !isLabelName(l) || strings.HasPrefix(l, "__"):
+			v.add("metrics.push_tenant_label", "must be a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __), or \"\" to leave the tenant out (got %q)", l)
+		case slices.Contains(ReservedPushLabels(), l):
+			v.add("metrics.push_tenant_label", "must not be %q: the grouping key or the metrics use that label already", l)
+		}
+	}
+}
+
+// isLabelName reports whether s is a Prometheus label name:
+// [a-zA-Z_][a-zA-Z0-9_]*.
+func isLabelName(s string) bool {
+	for i, r := range s {
+		letter := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		if !letter && (i == 0 || r < '0' || r > '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// ReservedPushLabels are the label names metrics.push_tenant_label may not
+// take: the other labels of the Pushgateway grouping key and those of the
+// archiver's metrics. telemetry's tests check the list against the metrics.
+func ReservedPushLabels() []string {
+	return []string{"job", "instance", "archiver_job", "job_name", "kind", "result", "state", "op", "class", "version", "goversion"}
 }
 
 func (v *validator) log(l *Log) {

@@ -35,11 +35,26 @@ type jobSpec struct {
 func (a *Archiver) spec(job string) jobSpec {
 	switch job {
 	case config.JobTransfer:
-		return jobSpec{job, []string{checkpoint.KindTransferLookup, checkpoint.KindTransfer}, a.Transfer.withDefaults(), settleMaxAge(a.TransferSettleMaxAge)}
+		return jobSpec{job, jobKinds(job), a.Transfer.withDefaults(), settleMaxAge(a.TransferSettleMaxAge)}
 	case config.JobIVR:
-		return jobSpec{job, []string{checkpoint.KindIVRLookup, checkpoint.KindIVR}, a.IVR.withDefaults(), settleMaxAge(a.IVRSettleMaxAge)}
+		return jobSpec{job, jobKinds(job), a.IVR.withDefaults(), settleMaxAge(a.IVRSettleMaxAge)}
 	}
-	return jobSpec{config.JobRecordings, []string{checkpoint.KindAgent}, a.Recordings.withDefaults(), 0}
+	return jobSpec{config.JobRecordings, jobKinds(config.JobRecordings), a.Recordings.withDefaults(), 0}
+}
+
+// jobKinds are the item kinds an item job claims, lookups first; the cdr
+// job's is the CDR package's kind (KindPackage), under which its bytes are
+// counted.
+func jobKinds(job string) []string {
+	switch job {
+	case config.JobCDR:
+		return []string{KindPackage}
+	case config.JobTransfer:
+		return []string{checkpoint.KindTransferLookup, checkpoint.KindTransfer}
+	case config.JobIVR:
+		return []string{checkpoint.KindIVRLookup, checkpoint.KindIVR}
+	}
+	return []string{checkpoint.KindAgent}
 }
 
 // itemRun is the state of one run of an item job.

@@ -397,19 +397,43 @@ func (a *Archiver) Run(ctx context.Context, job string) (*Report, error) {
 	if err := a.init(); err != nil {
 		return &Report{}, err
 	}
-	done := a.met.JobStarted(job)
-	var rep *Report
-	var err error
 	switch job {
 	case config.JobCDR:
-		rep, err = a.runCDR(ctx, nil, false)
+		return a.measure(job, func() (*Report, error) { return a.runCDR(ctx, nil, false) })
 	case config.JobRecordings, config.JobTransfer, config.JobIVR:
-		rep, err = a.runItems(ctx, job)
-	default:
-		return &Report{}, fmt.Errorf("jobs: run: unknown job %q", job)
+		return a.measure(job, func() (*Report, error) { return a.runItems(ctx, job) })
 	}
-	done(RunFailure(rep, err))
+	return &Report{}, fmt.Errorf("jobs: run: unknown job %q", job)
+}
+
+// measure runs one run of job (run) between Metrics.JobStarted and its
+// done, the chokepoint of every run's metrics: the last pass's counts
+// (LastPass), its outcome (RunFailure) and, for a success, the last-success
+// time recorded in the store (SetLastSuccess), from which ExportState
+// restores the gauge after a restart. A failure to record it is counted and
+// logged; it does not make the run a failure.
+func (a *Archiver) measure(job string, run func() (*Report, error)) (*Report, error) {
+	done := a.met.JobStarted(job)
+	rep, err := run()
+	if rep != nil {
+		a.met.LastPass(job, passItems(rep), rep.Bytes)
+	}
+	failure := RunFailure(rep, err)
+	if failure == nil {
+		if serr := a.Store.SetLastSuccess(storeCtx(context.Background()), job, time.Now()); serr != nil {
+			a.log.Warn("recording the last success failed", zap.String("job", job), zap.Error(a.storeErr("set last success", serr)))
+		}
+	}
+	done(failure)
 	return rep, err
+}
+
+// passItems are a run's item outcomes as LastPass counts them.
+func passItems(rep *Report) map[string]int {
+	return map[string]int{
+		"done": rep.Done, "existed": rep.Existed, "absent": rep.Absent, "failed": rep.Failed,
+		"dead": rep.Dead, "deferred": rep.Deferred, "released": rep.Released,
+	}
 }
 
 // Jobs lists the jobs Run runs, in the order Once runs them: cdr, then the
@@ -598,10 +622,7 @@ func (a *Archiver) Backfill(ctx context.Context, from, to time.Time, o BackfillO
 		want = map[string]bool{config.JobRecordings: true, config.JobTransfer: true, config.JobIVR: true}
 	}
 	cdrJob := func(ctx context.Context) (*Report, error) {
-		done := a.met.JobStarted(config.JobCDR)
-		rep, err := a.runCDR(ctx, a.Plan(from, to), o.Rescan)
-		done(RunFailure(rep, err))
-		return rep, err
+		return a.measure(config.JobCDR, func() (*Report, error) { return a.runCDR(ctx, a.Plan(from, to), o.Rescan) })
 	}
 	return a.pass(ctx, cdrJob, want, nil).result(ctx)
 }

@@ -15,6 +15,12 @@ import (
 type Metrics interface {
 	// JobStarted marks a run of job; done records its outcome and duration.
 	JobStarted(job string) (done func(error))
+	// LastPass records what a job's run that is ending handled (items by
+	// result, bytes stored); it is called before the run's done.
+	LastPass(job string, items map[string]int, bytes int64)
+	// LastSuccess exports a job's last success as the store recorded it
+	// (the gauge keeps the later of it and the process's own runs).
+	LastSuccess(job string, t time.Time)
 	// Item counts one item outcome: done, existed, absent, failed, dead,
 	// deferred or released.
 	Item(kind, result string)
@@ -48,18 +54,20 @@ type Metrics interface {
 // nopMetrics is used when Archiver.Metrics is nil.
 type nopMetrics struct{}
 
-func (nopMetrics) JobStarted(string) func(error)      { return func(error) {} }
-func (nopMetrics) Item(string, string)                {}
-func (nopMetrics) Bytes(string, int64)                {}
-func (nopMetrics) Package(string)                     {}
-func (nopMetrics) Watermark(string, time.Time)        {}
-func (nopMetrics) SetItems(map[string]map[string]int) {}
-func (nopMetrics) CheckpointError()                   {}
-func (nopMetrics) Ledger()                            {}
-func (nopMetrics) UpstreamError(string)               {}
-func (nopMetrics) SinkError(string)                   {}
-func (nopMetrics) Shutdown(string)                    {}
-func (nopMetrics) LeaseLost(string)                   {}
+func (nopMetrics) JobStarted(string) func(error)          { return func(error) {} }
+func (nopMetrics) LastPass(string, map[string]int, int64) {}
+func (nopMetrics) LastSuccess(string, time.Time)          {}
+func (nopMetrics) Item(string, string)                    {}
+func (nopMetrics) Bytes(string, int64)                    {}
+func (nopMetrics) Package(string)                         {}
+func (nopMetrics) Watermark(string, time.Time)            {}
+func (nopMetrics) SetItems(map[string]map[string]int)     {}
+func (nopMetrics) CheckpointError()                       {}
+func (nopMetrics) Ledger()                                {}
+func (nopMetrics) UpstreamError(string)                   {}
+func (nopMetrics) SinkError(string)                       {}
+func (nopMetrics) Shutdown(string)                        {}
+func (nopMetrics) LeaseLost(string)                       {}
 
 // ErrRunFailures is what RunFailure returns for a run that ended without an
 // error but recorded failures.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cec-archiver/cec-archiver/internal/cecclient"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/recording"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 	"github.com/cec-archiver/cec-archiver/internal/sink/observe"
@@ -14,9 +15,14 @@ import (
 
 // Labels are the label values the metrics create at zero, from the packages
 // that own them: the jobs' names, checkpoint's kinds (and the CDR package's)
-// and states. main passes them to telemetry.New.
+// and states, and which job works on which kinds (what telemetry.Push
+// sends with each job). main passes them to telemetry.New.
 func Labels() telemetry.Known {
-	k := telemetry.Known{Jobs: Jobs(), Kinds: append(checkpoint.Kinds(), KindPackage)}
+	k := telemetry.Known{Jobs: Jobs(), Kinds: append(checkpoint.Kinds(), KindPackage),
+		JobKinds: map[string][]string{}, PackageJob: config.JobCDR}
+	for _, j := range Jobs() {
+		k.JobKinds[j] = jobKinds(j)
+	}
 	for _, s := range checkpoint.States {
 		k.States = append(k.States, string(s))
 	}

@@ -85,7 +85,8 @@ func windowDays(begin, end time.Time, loc *time.Location) []string {
 }
 
 // ExportState sets the gauges that describe the checkpoint store rather
-// than a run: the cdr watermark and the items per kind and state. Call it
+// than a run: the cdr watermark, each job's last success and the items per
+// kind and state. Call it
 // when a process starts and before every pass, so that a fresh process
 // exports them before its first run finishes (or when it never does).
 func (a *Archiver) ExportState(ctx context.Context) error {
@@ -99,6 +100,15 @@ func (a *Archiver) ExportState(ctx context.Context) error {
 	}
 	if ok {
 		a.met.Watermark(config.JobCDR, wm)
+	}
+	for _, job := range Jobs() {
+		t, ok, err := a.Store.LastSuccess(sctx, job)
+		if err != nil {
+			return a.storeErr("read last success of "+job, err)
+		}
+		if ok {
+			a.met.LastSuccess(job, t)
+		}
 	}
 	days, err := a.Store.Days(sctx)
 	if err != nil {

@@ -42,9 +42,13 @@ func readDeploy(t *testing.T, rel string) []byte {
 
 // metricNames returns the metric family names an expression refers to, with
 // the _bucket, _sum and _count series of histograms mapped to their family.
+// The grouping label of the pushed groups (telemetry.JobLabel) is no metric.
 func metricNames(expr string) []string {
 	var out []string
 	for _, n := range regexp.MustCompile(`archiver_[a-z_]+`).FindAllString(expr, -1) {
+		if n == telemetry.JobLabel {
+			continue
+		}
 		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 			if base, ok := strings.CutSuffix(n, suffix); ok {
 				n = base
@@ -92,9 +96,10 @@ type dashboardPanel struct {
 
 func TestDashboard(t *testing.T) {
 	var dash struct {
-		UID        string           `json:"uid"`
-		Title      string           `json:"title"`
-		Panels     []dashboardPanel `json:"panels"`
+		UID        string                      `json:"uid"`
+		Title      string                      `json:"title"`
+		Requires   []struct{ Type, ID string } `json:"__requires"`
+		Panels     []dashboardPanel            `json:"panels"`
 		Templating struct {
 			List []struct{ Name, Type string } `json:"list"`
 		} `json:"templating"`
@@ -133,11 +138,38 @@ func TestDashboard(t *testing.T) {
 			t.Error("no datasource variable: the dashboard would be bound to one Prometheus")
 		}
 	})
+	t.Run("requires", func(t *testing.T) {
+		for _, want := range [][2]string{{"grafana", "grafana"}, {"datasource", "prometheus"}, {"panel", "stat"}, {"panel", "timeseries"}} {
+			if !slices.ContainsFunc(dash.Requires, func(r struct{ Type, ID string }) bool { return r.Type == want[0] && r.ID == want[1] }) {
+				t.Errorf("__requires lacks %s %s", want[0], want[1])
+			}
+		}
+	})
+	// Every series the dashboard reads is filtered by the job, instance
+	// and tenant variables, as Node Exporter Full filters by job and node:
+	// one dashboard for every tenant and host, scraped or pushed.
+	t.Run("variables on every query", func(t *testing.T) {
+		for _, v := range []string{"job", "instance", "tenant"} {
+			if !slices.ContainsFunc(dash.Templating.List, func(l struct{ Name, Type string }) bool { return l.Name == v && l.Type == "query" }) {
+				t.Errorf("no query variable %q", v)
+			}
+		}
+		sel := regexp.MustCompile(`archiver_[a-z_]+(\{[^}]*\})?`)
+		for _, e := range exprs {
+			for _, m := range sel.FindAllStringSubmatch(e, -1) {
+				if !strings.HasPrefix(m[1], `{job=~"$job",instance=~"$instance",tenant=~"$tenant"`) {
+					t.Errorf("%q: %s is not filtered by $job, $instance and $tenant", e, m[0])
+				}
+			}
+		}
+	})
 	t.Run("metrics exist", func(t *testing.T) {
 		used := checkMetricNames(t, "dashboard", exprs)
 		for _, n := range []string{
 			"archiver_job_runs_total", "archiver_job_last_success_timestamp_seconds", "archiver_items",
 			"archiver_archived_bytes_total", "archiver_watermark_timestamp_seconds", "archiver_checkpoint_errors_total",
+			"archiver_last_pass_items", "archiver_last_pass_bytes", "archiver_last_pass_duration_seconds",
+			"archiver_last_pass_timestamp_seconds", "archiver_last_pass_success",
 		} {
 			if !used[n] {
 				t.Errorf("the dashboard does not show %s", n)

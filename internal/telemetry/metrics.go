@@ -42,6 +42,14 @@ const (
 	nameUpstreamErrors   = "archiver_upstream_errors_total"
 	nameShutdowns        = "archiver_shutdowns_total"
 	nameLeaseLost        = "archiver_lease_lost_total"
+
+	// The last pass of each job: what a pushed group shows whatever the
+	// counters (which restart with every process) read.
+	nameLastPassItems     = "archiver_last_pass_items"
+	nameLastPassBytes     = "archiver_last_pass_bytes"
+	nameLastPassDuration  = "archiver_last_pass_duration_seconds"
+	nameLastPassTimestamp = "archiver_last_pass_timestamp_seconds"
+	nameLastPassSuccess   = "archiver_last_pass_success"
 )
 
 // Names lists every metric family name New registers, sorted. Dashboards,
@@ -52,6 +60,7 @@ func Names() []string {
 		nameItemsProcessed, nameArchivedBytes, nameCDRPackages, nameWatermark, nameItems,
 		nameCheckpointErrors, nameLedgerObjects, nameSinkErrors, nameUpstreamErrors, nameShutdowns,
 		nameLeaseLost,
+		nameLastPassItems, nameLastPassBytes, nameLastPassDuration, nameLastPassTimestamp, nameLastPassSuccess,
 	}
 	slices.Sort(names)
 	return names
@@ -67,11 +76,22 @@ type Known struct {
 	Jobs   []string // job names (jobs.Jobs, config.JobNames)
 	Kinds  []string // item kinds (checkpoint.Kinds) and the CDR package's (jobs.KindPackage)
 	States []string // item states (checkpoint.States)
+	// JobKinds maps each job to the item kinds it works on (and the cdr job
+	// to the CDR package's kind): Push sends a kind's series with its job.
+	JobKinds map[string][]string
+	// PackageJob is the job that handles the CDR packages (cdr).
+	PackageJob string
 }
 
 // knownItemResults are the outcomes Item counts.
 func knownItemResults() []string {
 	return []string{"done", "existed", "absent", "failed", "dead", "deferred", "released", "resolved"}
+}
+
+// knownPassResults are the results archiver_last_pass_items counts: the
+// item outcomes of a run (resolved is an operator's, never a run's).
+func knownPassResults() []string {
+	return []string{"done", "existed", "absent", "failed", "dead", "deferred", "released"}
 }
 
 // knownPackageResults are the outcomes Package counts.
@@ -128,9 +148,17 @@ type Metrics struct {
 	upstreamErrors   *prometheus.CounterVec
 	shutdowns        *prometheus.CounterVec
 	leaseLost        *prometheus.CounterVec
+	lastPassItems    *prometheus.GaugeVec
+	lastPassBytes    *prometheus.GaugeVec
+	lastPassDuration *prometheus.GaugeVec
+	lastPassTime     *prometheus.GaugeVec
+	lastPassSuccess  *prometheus.GaugeVec
 
 	known   Known
 	itemsMu sync.Mutex // serialises SetItems' reset and refill
+
+	successMu   sync.Mutex
+	lastSuccess map[string]time.Time // per job: the newest of runs and the store (LastSuccess)
 }
 
 // New creates the metrics, registers them on reg (it panics if a name is
@@ -139,7 +167,9 @@ type Metrics struct {
 // archiver_build_info{version,goversion} to 1.
 func New(reg prometheus.Registerer, version string, known Known) *Metrics {
 	m := &Metrics{
-		known: Known{Jobs: slices.Clone(known.Jobs), Kinds: slices.Clone(known.Kinds), States: slices.Clone(known.States)},
+		known: Known{Jobs: slices.Clone(known.Jobs), Kinds: slices.Clone(known.Kinds), States: slices.Clone(known.States),
+			JobKinds: maps.Clone(known.JobKinds), PackageJob: known.PackageJob},
+		lastSuccess: map[string]time.Time{},
 		jobRunning: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "job_running",
 			Help: "1 while a run of the job is in progress, else 0.",
@@ -201,6 +231,26 @@ func New(reg prometheus.Registerer, version string, known Known) *Metrics {
 			Namespace: namespace, Name: "lease_lost_total",
 			Help: "Work given up because another replica took over its lease (this one stalled past it): items abandoned, CDR windows left to the other replica.",
 		}, []string{"job_name"}),
+		lastPassItems: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "last_pass_items",
+			Help: "Items the job's last finished run handled, by outcome (done, existed, absent, failed, dead, deferred, released).",
+		}, []string{"job_name", "result"}),
+		lastPassBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "last_pass_bytes",
+			Help: "Bytes the job's last finished run stored in the sink.",
+		}, []string{"job_name"}),
+		lastPassDuration: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "last_pass_duration_seconds",
+			Help: "Duration of the job's last finished run.",
+		}, []string{"job_name"}),
+		lastPassTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "last_pass_timestamp_seconds",
+			Help: "Unix time the job's last run finished (absent until one has).",
+		}, []string{"job_name"}),
+		lastPassSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "last_pass_success",
+			Help: "1 when the job's last finished run was a success, 0 when it failed (absent until one has finished).",
+		}, []string{"job_name"}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
@@ -213,6 +263,7 @@ func New(reg prometheus.Registerer, version string, known Known) *Metrics {
 		m.itemsProcessed, m.archivedBytes, m.cdrPackages, m.watermark, m.items,
 		m.checkpointErrors, m.ledgerObjects, m.sinkErrors, m.upstreamErrors, m.shutdowns,
 		m.leaseLost,
+		m.lastPassItems, m.lastPassBytes, m.lastPassDuration, m.lastPassTime, m.lastPassSuccess,
 	)
 	m.preinit()
 	return m
@@ -220,7 +271,8 @@ func New(reg prometheus.Registerer, version string, known Known) *Metrics {
 
 // preinit creates the series of every known label combination at zero. The
 // last-success and watermark gauges are left out on purpose: a zero timestamp
-// would read as "55 years ago" and fire the staleness alerts at start-up.
+// would read as "55 years ago" and fire the staleness alerts at start-up; so
+// are the last-pass gauges, which describe a run that has not happened.
 func (m *Metrics) preinit() {
 	for _, j := range m.known.Jobs {
 		m.jobRunning.WithLabelValues(j)
@@ -279,15 +331,58 @@ func (m *Metrics) JobStarted(job string) (done func(err error)) {
 			end := time.Now()
 			m.jobRunning.WithLabelValues(job).Set(0)
 			m.jobDuration.WithLabelValues(job).Observe(end.Sub(start).Seconds())
+			m.lastPassDuration.WithLabelValues(job).Set(end.Sub(start).Seconds())
+			m.lastPassTime.WithLabelValues(job).Set(unixSeconds(end))
 			if err != nil {
 				m.jobRuns.WithLabelValues(job, resultFailure).Inc()
+				m.lastPassSuccess.WithLabelValues(job).Set(0)
 				return
 			}
 			m.jobRuns.WithLabelValues(job, resultSuccess).Inc()
-			m.jobLastSuccess.WithLabelValues(job).Set(float64(end.UnixNano()) / 1e9)
+			m.lastPassSuccess.WithLabelValues(job).Set(1)
+			m.LastSuccess(job, end)
 		})
 	}
 }
+
+// LastSuccess sets job's last-success time to t unless it already holds a
+// later one: a run's success (JobStarted) or the time the checkpoint store
+// recorded (read when the process starts and before every pass), so that
+// the gauge survives a restart and every pushed pass carries it.
+func (m *Metrics) LastSuccess(job string, t time.Time) {
+	if m == nil {
+		return
+	}
+	m.successMu.Lock()
+	defer m.successMu.Unlock()
+	if cur, ok := m.lastSuccess[job]; ok && !t.After(cur) {
+		return
+	}
+	m.lastSuccess[job] = t
+	m.jobLastSuccess.WithLabelValues(job).Set(unixSeconds(t))
+}
+
+// LastPass sets what job's run that is ending handled: items by result
+// (the known results missing from items read 0) and the bytes it stored.
+// Call it before the run's done; done sets the last pass's duration, time
+// and success.
+func (m *Metrics) LastPass(job string, items map[string]int, bytes int64) {
+	if m == nil {
+		return
+	}
+	for _, r := range knownPassResults() {
+		m.lastPassItems.WithLabelValues(job, r).Set(float64(items[r]))
+	}
+	for r, n := range items {
+		if !slices.Contains(knownPassResults(), r) {
+			m.lastPassItems.WithLabelValues(job, r).Set(float64(n))
+		}
+	}
+	m.lastPassBytes.WithLabelValues(job).Set(float64(max(bytes, 0)))
+}
+
+// unixSeconds is t as Unix seconds with a fraction.
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 // Item counts one item of kind that ended with result: done, existed (already
 // in the sink), absent (no recording, by rule), failed, dead, deferred or
@@ -322,7 +417,7 @@ func (m *Metrics) Watermark(job string, t time.Time) {
 	if m == nil {
 		return
 	}
-	m.watermark.WithLabelValues(job).Set(float64(t.UnixNano()) / 1e9)
+	m.watermark.WithLabelValues(job).Set(unixSeconds(t))
 }
 
 // SetItems replaces archiver_items with counts (kind → state → number of

@@ -91,7 +91,9 @@ func familyNames(t *testing.T, g prometheus.Gatherer) []string {
 // exercise calls every method once, so that every family has a series.
 func exercise(m *telemetry.Metrics) {
 	m.JobStarted("cdr")(nil)
+	m.LastPass("recordings", map[string]int{"done": 2, "failed": 1}, 2048)
 	m.JobStarted("recordings")(errors.New("boom"))
+	m.LastSuccess("recordings", time.Unix(1_600_000_000, 0))
 	m.Item("agent", "done")
 	m.Bytes("agent", 1024)
 	m.Package("done")
@@ -182,6 +184,67 @@ func TestNew(t *testing.T) {
 		}()
 		telemetry.New(reg, "b", known())
 	})
+}
+
+// TestMetrics_LastPass: a run's counts, duration, time and success are
+// gauges of the job that only a finished run sets; every known result is
+// set, at 0 when the run had none.
+func TestMetrics_LastPass(t *testing.T) {
+	m, reg := newMetrics(t)
+	for _, n := range []string{"archiver_last_pass_items", "archiver_last_pass_timestamp_seconds", "archiver_last_pass_success"} {
+		if slices.Contains(familyNames(t, reg), n) {
+			t.Errorf("%s is exposed before a run finished", n)
+		}
+	}
+	before := time.Now()
+	done := m.JobStarted("ivr")
+	m.LastPass("ivr", map[string]int{"done": 3, "deferred": 2}, 4096)
+	done(errors.New("boom"))
+	for l, want := range map[string]float64{"done": 3, "deferred": 2, "failed": 0, "released": 0} {
+		if v := value(t, reg, "archiver_last_pass_items", labels{"job_name": "ivr", "result": l}); v != want {
+			t.Errorf("last_pass_items{result=%q} = %v, want %v", l, v, want)
+		}
+	}
+	if v := value(t, reg, "archiver_last_pass_bytes", labels{"job_name": "ivr"}); v != 4096 {
+		t.Errorf("last_pass_bytes = %v, want 4096", v)
+	}
+	if v := value(t, reg, "archiver_last_pass_success", labels{"job_name": "ivr"}); v != 0 {
+		t.Errorf("last_pass_success after a failure = %v, want 0", v)
+	}
+	if v := value(t, reg, "archiver_last_pass_timestamp_seconds", labels{"job_name": "ivr"}); v < float64(before.Unix()) {
+		t.Errorf("last_pass_timestamp = %v, want after %v", v, before.Unix())
+	}
+	if v := value(t, reg, "archiver_last_pass_duration_seconds", labels{"job_name": "ivr"}); v < 0 || v > 60 {
+		t.Errorf("last_pass_duration = %v", v)
+	}
+	m.JobStarted("ivr")(nil)
+	if v := value(t, reg, "archiver_last_pass_success", labels{"job_name": "ivr"}); v != 1 {
+		t.Errorf("last_pass_success after a success = %v, want 1", v)
+	}
+}
+
+// TestMetrics_LastSuccess: the gauge keeps the latest of the runs' and the
+// store's times; an older time (the store's, read after a run) is ignored.
+func TestMetrics_LastSuccess(t *testing.T) {
+	m, reg := newMetrics(t)
+	t1 := time.Unix(1_700_000_000, 0)
+	m.LastSuccess("cdr", t1)
+	if v := value(t, reg, "archiver_job_last_success_timestamp_seconds", labels{"job_name": "cdr"}); v != 1_700_000_000 {
+		t.Errorf("restored last success = %v, want %v", v, 1_700_000_000)
+	}
+	m.LastSuccess("cdr", t1.Add(-time.Hour))
+	if v := value(t, reg, "archiver_job_last_success_timestamp_seconds", labels{"job_name": "cdr"}); v != 1_700_000_000 {
+		t.Errorf("after an older time = %v, want it kept", v)
+	}
+	m.JobStarted("cdr")(nil)
+	now := float64(time.Now().Unix())
+	if v := value(t, reg, "archiver_job_last_success_timestamp_seconds", labels{"job_name": "cdr"}); v < now-5 {
+		t.Errorf("after a success = %v, want about %v", v, now)
+	}
+	m.LastSuccess("cdr", t1)
+	if v := value(t, reg, "archiver_job_last_success_timestamp_seconds", labels{"job_name": "cdr"}); v < now-5 {
+		t.Errorf("the store's older time replaced the run's: %v", v)
+	}
 }
 
 func TestMetrics_JobStarted(t *testing.T) {
@@ -369,5 +432,10 @@ func known() telemetry.Known {
 		Jobs:   []string{"cdr", "recordings", "transfer", "ivr"},
 		Kinds:  []string{"agent", "transfer", "ivr", "transfer_lookup", "ivr_lookup", "cdr"},
 		States: []string{"pending", "in_progress", "done", "absent", "failed", "dead"},
+		JobKinds: map[string][]string{
+			"cdr": {"cdr"}, "recordings": {"agent"},
+			"transfer": {"transfer_lookup", "transfer"}, "ivr": {"ivr_lookup", "ivr"},
+		},
+		PackageJob: "cdr",
 	}
 }

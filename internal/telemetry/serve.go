@@ -7,11 +7,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/push"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 )
 
@@ -123,24 +126,76 @@ func (l promLogger) Println(v ...any) {
 	l.log.Error("serving metrics", zap.String("error", fmt.Sprint(v...)))
 }
 
-// Push gathers g and pushes it to the Pushgateway at url (its base URL, such as
-// "http://pushgateway:9091") under the grouping key job=<job>, with an HTTP
-// PUT: the group is replaced as a whole, so it always shows exactly the last
-// run of a run-once process (a CronJob), and nothing from an earlier run
-// lingers. A failed run therefore removes the previous last-success
-// timestamp; the alert rules account for that (see docs/operations.md).
+// Grouping is the Pushgateway grouping key of a run-once process's pushes
+// (Push): job=Job, instance=Instance, and TenantLabel=Tenant when
+// TenantLabel is not "".
+type Grouping struct {
+	Job         string // the "job" label; required
+	Instance    string // the "instance" label; "" is the host name
+	TenantLabel string // the label that carries Tenant; "" leaves the tenant out
+	Tenant      string
+}
+
+// JobLabel is the grouping label of a job's own group (Push).
+const JobLabel = "archiver_job"
+
+// Push gathers g once and pushes it to the Pushgateway at url (its base
+// URL, such as "http://pushgateway:9091") in groups under the grouping key
+// gk, each with an HTTP PUT, which replaces the group as a whole. The jobs
+// that ran are those with a last pass (archiver_last_pass_timestamp_seconds)
+// in g; known says which kinds are whose (Known.JobKinds, PackageJob).
 //
-// The push is bounded by ctx and by a 30 s timeout. The gathered metrics must
-// not carry a "job" label, which is why the archiver's metrics use "job_name".
-func Push(ctx context.Context, url, job string, g prometheus.Gatherer) error {
+//   - one group per job that ran, gk plus archiver_job=<job>: the series of
+//     its runs (those labelled job_name=<job>: runs, duration, running, last
+//     pass) and those of the item kinds it works on (Known.JobKinds: items
+//     processed, bytes archived; and the CDR packages with the cdr job);
+//   - the process's group, gk alone: the gauges read from the state, of
+//     every job (last success, watermark, items by state: the state's
+//     newest view, whichever jobs ran), and the process's series (build
+//     info, errors, ledgers, shutdowns).
+//
+// A run of some jobs (archiver once --job ivr) therefore replaces the
+// groups of the jobs it ran and the process's, and never touches another
+// job's group: each job's group always shows that job's last run. The
+// series of jobs that did not run are not pushed. A PUT, not a POST: a POST
+// replaces only the families it carries, so series a newer run no longer
+// has (a label value gone) would linger.
+//
+// The pushes are bounded by ctx and by a 30 s timeout in all. The gathered
+// metrics must not carry the grouping labels (job, instance, the tenant
+// label, archiver_job), which is why the archiver's metrics use "job_name".
+// Push stops at the first failed push.
+func Push(ctx context.Context, url string, gk Grouping, known Known, g prometheus.Gatherer) error {
+	if gk.Instance == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("telemetry: push: instance: %w", err)
+		}
+		gk.Instance = h
+	}
+	fams, err := g.Gather()
+	if err != nil {
+		return fmt.Errorf("telemetry: push: gather: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
-	err := push.New(url, job).
-		Gatherer(g).
-		Client(&http.Client{Timeout: pushTimeout}).
-		PushContext(ctx)
-	if err != nil {
-		return fmt.Errorf("telemetry: push %s: %w", job, err)
+	client := &http.Client{Timeout: pushTimeout}
+	ran := ranJobs(fams)
+	groups := split(fams, ran, known)
+	for _, job := range append(slices.Clone(ran), "") {
+		p := push.New(url, gk.Job).Grouping("instance", gk.Instance).Client(client).
+			Gatherer(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return groups[job], nil }))
+		if gk.TenantLabel != "" {
+			p = p.Grouping(gk.TenantLabel, gk.Tenant)
+		}
+		what := "the process's group"
+		if job != "" {
+			p = p.Grouping(JobLabel, job)
+			what = "the group of job " + job
+		}
+		if err := p.PushContext(ctx); err != nil {
+			return fmt.Errorf("telemetry: push %s: %w", what, err)
+		}
 	}
 	return nil
 }
@@ -149,3 +204,74 @@ func Push(ctx context.Context, url, job string, g prometheus.Gatherer) error {
 // (shutdown.timeout) and then this long pushing, so a supervisor's grace
 // period (terminationGracePeriodSeconds, TimeoutStopSec) must exceed both.
 const PushTimeout = pushTimeout
+
+// ranJobs are the jobs with a last pass in fams, sorted.
+func ranJobs(fams []*dto.MetricFamily) []string {
+	var ran []string
+	for _, f := range fams {
+		if f.GetName() != nameLastPassTimestamp {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			if job, ok := seriesJob(f.GetName(), s, nil, ""); ok {
+				ran = append(ran, job)
+			}
+		}
+	}
+	slices.Sort(ran)
+	return slices.Compact(ran)
+}
+
+// split sorts the series of fams into the groups Push sends: by job name
+// for the jobs in ran, "" for the process's. The series of other jobs are
+// left out.
+func split(fams []*dto.MetricFamily, ran []string, known Known) map[string][]*dto.MetricFamily {
+	kindJob := map[string]string{}
+	for job, kinds := range known.JobKinds {
+		for _, k := range kinds {
+			kindJob[k] = job
+		}
+	}
+	out := map[string][]*dto.MetricFamily{}
+	for _, f := range fams {
+		byGroup := map[string]*dto.MetricFamily{}
+		for _, s := range f.GetMetric() {
+			job, ok := seriesJob(f.GetName(), s, kindJob, known.PackageJob)
+			if ok && !slices.Contains(ran, job) {
+				continue
+			}
+			if !ok {
+				job = ""
+			}
+			if byGroup[job] == nil {
+				byGroup[job] = &dto.MetricFamily{Name: f.Name, Help: f.Help, Type: f.Type, Unit: f.Unit}
+				out[job] = append(out[job], byGroup[job])
+			}
+			byGroup[job].Metric = append(byGroup[job].Metric, s)
+		}
+	}
+	return out
+}
+
+// seriesJob is the job a series belongs to: its job_name label; for the
+// per-kind counters, the job of its kind; packageJob for the CDR
+// packages. ok false: it belongs to the process, as the gauges read from
+// the state do.
+func seriesJob(family string, s *dto.Metric, kindJob map[string]string, packageJob string) (job string, ok bool) {
+	if family == nameJobLastSuccess || family == nameWatermark {
+		return "", false
+	}
+	for _, l := range s.GetLabel() {
+		switch {
+		case l.GetName() == "job_name":
+			return l.GetValue(), true
+		case l.GetName() == "kind" && (family == nameItemsProcessed || family == nameArchivedBytes):
+			job, ok := kindJob[l.GetValue()]
+			return job, ok
+		}
+	}
+	if family == nameCDRPackages && packageJob != "" {
+		return packageJob, true
+	}
+	return "", false
+}

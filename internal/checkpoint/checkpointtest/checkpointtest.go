@@ -133,6 +133,7 @@ func Run(t *testing.T, b Backend) {
 		{"HeldLeases", testHeldLeases},
 		{"ConcurrentLeases", testConcurrentLeases},
 		{"WatermarkForward", testWatermarkForward},
+		{"LastSuccess", testLastSuccess},
 		{"LedgerConflict", testLedgerConflict},
 	}
 	for _, tc := range leases {
@@ -1549,26 +1550,77 @@ func testWatermarkForward(t *testing.T, e *env) {
 		t.Fatalf("SetWatermark of another job: %v", err)
 	}
 	t.Run("racing", func(t *testing.T) {
-		var wg sync.WaitGroup
-		for i := range 16 {
-			s := e.s
-			if i%2 == 1 {
-				s = e.b
+		e.race(func(s checkpoint.Store, i int) {
+			err := s.SetWatermark(context.Background(), "race", w.Add(time.Duration(i)*time.Minute))
+			if err != nil && !errors.Is(err, checkpoint.ErrConflict) {
+				t.Errorf("SetWatermark: %v", err)
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				err := s.SetWatermark(context.Background(), "race", w.Add(time.Duration(i)*time.Minute))
-				if err != nil && !errors.Is(err, checkpoint.ErrConflict) {
-					t.Errorf("SetWatermark: %v", err)
-				}
-			}()
-		}
-		wg.Wait()
+		})
 		if got, _, _ := e.s.Watermark(ctx(t), "race"); !got.Equal(w.Add(15 * time.Minute)) {
 			t.Fatalf("after racing updates the watermark is %v, want the latest %v", got, w.Add(15*time.Minute))
 		}
 	})
+}
+
+// race calls fn 16 times at once, i = 0..15, alternately on the two
+// handles of the store, and returns when every call has.
+func (e *env) race(fn func(s checkpoint.Store, i int)) {
+	var wg sync.WaitGroup
+	for i := range 16 {
+		s := e.s
+		if i%2 == 1 {
+			s = e.b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(s, i)
+		}()
+	}
+	wg.Wait()
+}
+
+// testLastSuccess: a job's last success is kept per job, in UTC, and only
+// moves forward: an older or equal time (a replica that finished earlier
+// and records it later) changes nothing and is no error; concurrent
+// writers leave the latest.
+func testLastSuccess(t *testing.T, e *env) {
+	if _, ok, err := e.s.LastSuccess(ctx(t), "cdr"); err != nil || ok {
+		t.Fatalf("LastSuccess(unset) = ok %v, err %v", ok, err)
+	}
+	w := time.Date(2026, 3, 1, 9, 30, 0, 123456789, time.FixedZone("CST", 8*3600))
+	for _, c := range []struct {
+		s    checkpoint.Store
+		t    time.Time
+		want time.Time
+	}{
+		{e.s, w, w},
+		{e.b, w.Add(time.Hour), w.Add(time.Hour)},
+		{e.s, w.Add(time.Minute), w.Add(time.Hour)}, // older: kept
+		{e.b, w.Add(time.Hour), w.Add(time.Hour)},   // equal
+	} {
+		if err := c.s.SetLastSuccess(ctx(t), "cdr", c.t); err != nil {
+			t.Fatalf("SetLastSuccess(%v) = %v", c.t, err)
+		}
+		got, ok, err := e.b.LastSuccess(ctx(t), "cdr")
+		if err != nil || !ok || !got.Equal(c.want) || got.Location() != time.UTC {
+			t.Fatalf("after SetLastSuccess(%v): LastSuccess = %v ok %v err %v, want %v in UTC", c.t, got, ok, err, c.want)
+		}
+	}
+	if _, ok, err := e.s.LastSuccess(ctx(t), "ivr"); err != nil || ok {
+		t.Fatalf("LastSuccess(ivr) = ok %v, err %v; another job's success leaked", ok, err)
+	}
+	if got, _, _ := e.s.Watermark(ctx(t), "cdr"); !got.IsZero() {
+		t.Fatalf("Watermark(cdr) = %v: a last success is no watermark", got)
+	}
+	e.race(func(s checkpoint.Store, i int) {
+		if err := s.SetLastSuccess(context.Background(), "race", w.Add(time.Duration(i)*time.Minute)); err != nil {
+			t.Errorf("SetLastSuccess: %v", err)
+		}
+	})
+	if got, _, _ := e.s.LastSuccess(ctx(t), "race"); !got.Equal(w.Add(15 * time.Minute)) {
+		t.Fatalf("after racing updates the last success is %v, want the latest %v", got, w.Add(15*time.Minute))
+	}
 }
 
 // testLedgerConflict: a ledger record is replaced only by a caller that

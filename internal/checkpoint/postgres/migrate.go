@@ -139,6 +139,17 @@ CREATE TABLE leases (
 	PRIMARY KEY (tenant, name)
 );
 `},
+		// When each job last finished a run without failures, so that
+		// archiver_job_last_success_timestamp_seconds survives a restart and
+		// every pass of a CronJob pushes it (SetLastSuccess).
+		{"job successes", `
+CREATE TABLE job_successes (
+	tenant text   NOT NULL COLLATE "C" CHECK (tenant <> ''),
+	job    text   NOT NULL COLLATE "C",
+	t      bigint NOT NULL,
+	PRIMARY KEY (tenant, job)
+);
+`},
 	}
 }
 

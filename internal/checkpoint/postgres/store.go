@@ -926,15 +926,35 @@ func (s *Store) Days(ctx context.Context) ([]checkpoint.DaySummary, error) {
 
 // Watermark returns a job's watermark, ok false when it has none.
 func (s *Store) Watermark(ctx context.Context, job string) (time.Time, bool, error) {
+	return s.jobTime(ctx, `SELECT t FROM watermarks WHERE tenant = $1 AND job = $2`, "watermark", job)
+}
+
+// jobTime reads a job's time of the tenant with query (one row, one
+// column t; the tenant and the job its parameters); ok false when there is
+// no row. what names it in errors.
+func (s *Store) jobTime(ctx context.Context, query, what, job string) (time.Time, bool, error) {
 	var n int64
-	err := s.pool.QueryRow(ctx, `SELECT t FROM watermarks WHERE tenant = $1 AND job = $2`, s.tenant, job).Scan(&n)
+	err := s.pool.QueryRow(ctx, query, s.tenant, job).Scan(&n)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return time.Time{}, false, nil
 	}
 	if err != nil {
-		return time.Time{}, false, fmt.Errorf("checkpoint: watermark of %s: %w", job, err)
+		return time.Time{}, false, fmt.Errorf("checkpoint: %s of %s: %w", what, job, err)
 	}
 	return dec(n), true, nil
+}
+
+// encJobTime checks a job's name and encodes its time, for the tables
+// keyed by job.
+func encJobTime(job string, t time.Time) (int64, error) {
+	var e timeEnc
+	n := e.enc(t)
+	if e.err != nil {
+		return 0, e.err
+	}
+	var te textEnc
+	te.check("job", job)
+	return n, te.err
 }
 
 // SetWatermark moves a job's watermark forward to t; a t before the stored
@@ -942,15 +962,9 @@ func (s *Store) Watermark(ctx context.Context, job string) (time.Time, bool, err
 // statement, so concurrent callers keep the latest.
 func (s *Store) SetWatermark(ctx context.Context, job string, t time.Time) error {
 	err := func() error {
-		var e timeEnc
-		n := e.enc(t)
-		if e.err != nil {
-			return e.err
-		}
-		var te textEnc
-		te.check("job", job)
-		if te.err != nil {
-			return te.err
+		n, err := encJobTime(job, t)
+		if err != nil {
+			return err
 		}
 		changed, err := s.exec(ctx, `INSERT INTO watermarks (tenant, job, t) VALUES ($1, $2, $3)
 			ON CONFLICT (tenant, job) DO UPDATE SET t = excluded.t WHERE excluded.t >= watermarks.t`, s.tenant, job, n)
@@ -965,6 +979,30 @@ func (s *Store) SetWatermark(ctx context.Context, job string, t time.Time) error
 	}()
 	if err != nil {
 		return fmt.Errorf("checkpoint: set watermark of %s: %w", job, err)
+	}
+	return nil
+}
+
+// LastSuccess returns when a job last finished a run without failures.
+func (s *Store) LastSuccess(ctx context.Context, job string) (time.Time, bool, error) {
+	return s.jobTime(ctx, `SELECT t FROM job_successes WHERE tenant = $1 AND job = $2`, "last success", job)
+}
+
+// SetLastSuccess records a job's successful run at t, keeping the latest:
+// the comparison and the change are one statement, so concurrent replicas
+// leave the newest.
+func (s *Store) SetLastSuccess(ctx context.Context, job string, t time.Time) error {
+	err := func() error {
+		n, err := encJobTime(job, t)
+		if err != nil {
+			return err
+		}
+		_, err = s.exec(ctx, `INSERT INTO job_successes (tenant, job, t) VALUES ($1, $2, $3)
+			ON CONFLICT (tenant, job) DO UPDATE SET t = excluded.t WHERE excluded.t > job_successes.t`, s.tenant, job, n)
+		return err
+	}()
+	if err != nil {
+		return fmt.Errorf("checkpoint: set last success of %s: %w", job, err)
 	}
 	return nil
 }

@@ -165,6 +165,13 @@ CREATE TABLE leases (
 	owner TEXT    NOT NULL,
 	until INTEGER NOT NULL
 );`,
+		// 6: when each job last finished a run without failures, so that
+		// archiver_job_last_success_timestamp_seconds survives a restart and
+		// every pass of a CronJob pushes it (SetLastSuccess).
+		`CREATE TABLE job_successes (
+	job TEXT    PRIMARY KEY,
+	t   INTEGER NOT NULL
+);`,
 	}
 }
 

@@ -802,13 +802,19 @@ func (s *Store) Days(ctx context.Context) ([]checkpoint.DaySummary, error) {
 
 // Watermark returns a job's watermark, ok false when it has none.
 func (s *Store) Watermark(ctx context.Context, job string) (time.Time, bool, error) {
+	return s.jobTime(ctx, `SELECT t FROM watermarks WHERE job = ?`, "watermark", job)
+}
+
+// jobTime reads a job's time with query (one row, one column t, the job
+// its parameter); ok false when there is no row. what names it in errors.
+func (s *Store) jobTime(ctx context.Context, query, what, job string) (time.Time, bool, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, `SELECT t FROM watermarks WHERE job = ?`, job).Scan(&n)
+	err := s.db.QueryRowContext(ctx, query, job).Scan(&n)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, false, nil
 	}
 	if err != nil {
-		return time.Time{}, false, fmt.Errorf("checkpoint: watermark of %s: %w", job, err)
+		return time.Time{}, false, fmt.Errorf("checkpoint: %s of %s: %w", what, job, err)
 	}
 	return dec(n), true, nil
 }
@@ -838,6 +844,29 @@ func (s *Store) SetWatermark(ctx context.Context, job string, t time.Time) error
 	})
 	if err != nil {
 		return fmt.Errorf("checkpoint: set watermark of %s: %w", job, err)
+	}
+	return nil
+}
+
+// LastSuccess returns when a job last finished a run without failures.
+func (s *Store) LastSuccess(ctx context.Context, job string) (time.Time, bool, error) {
+	return s.jobTime(ctx, `SELECT t FROM job_successes WHERE job = ?`, "last success", job)
+}
+
+// SetLastSuccess records a job's successful run at t, keeping the latest.
+func (s *Store) SetLastSuccess(ctx context.Context, job string, t time.Time) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var e timeEnc
+		n := e.enc(t)
+		if e.err != nil {
+			return e.err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO job_successes (job, t) VALUES (?, ?)
+			ON CONFLICT (job) DO UPDATE SET t = excluded.t WHERE excluded.t > job_successes.t`, job, n)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint: set last success of %s: %w", job, err)
 	}
 	return nil
 }
