@@ -205,7 +205,11 @@ ok  	MOD/internal/checkpoint/postgres	7.2s
 --- PASS: TestCmdBackfill_ProgressLog (1.90s)
 --- PASS: TestCmdBackfill_Quiet (1.20s)
 --- PASS: TestCmdMigrateState (0.50s)
+--- PASS: TestCmdOnce_Pushgateway (6.00s)
 ok  	MOD/cmd/archiver	20.4s
+=== PKG internal/telemetry
+--- PASS: TestPrometheusRule (0.01s)
+ok  	MOD/internal/telemetry	0.2s
 === PKG internal/jobs
     --- PASS: TestReplicas_ClaimConcurrently/postgres (2.00s)
 --- PASS: TestProgress_Backfill (1.00s)
