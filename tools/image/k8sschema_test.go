@@ -320,6 +320,44 @@ type kustomization struct {
 	} `yaml:"images"`
 }
 
+// k8sServiceMonitor is the Prometheus Operator's ServiceMonitor
+// (monitoring.coreos.com/v1), the fields the monitoring component uses.
+type k8sServiceMonitor struct {
+	head `yaml:",inline"`
+	Spec struct {
+		NamespaceSelector struct {
+			MatchNames []string `yaml:"matchNames"`
+		} `yaml:"namespaceSelector"`
+		Selector  labelSelector `yaml:"selector"`
+		Endpoints []struct {
+			Port        string `yaml:"port"`
+			Path        string `yaml:"path"`
+			Interval    string `yaml:"interval"`
+			HonorLabels bool   `yaml:"honorLabels"`
+		} `yaml:"endpoints"`
+	} `yaml:"spec"`
+}
+
+// k8sPrometheusRule is the Prometheus Operator's PrometheusRule
+// (monitoring.coreos.com/v1): groups of alerting rules.
+type k8sPrometheusRule struct {
+	head `yaml:",inline"`
+	Spec struct {
+		Groups []struct {
+			Name     string `yaml:"name"`
+			Interval string `yaml:"interval"`
+			Rules    []struct {
+				Alert       string            `yaml:"alert"`
+				Record      string            `yaml:"record"`
+				Expr        string            `yaml:"expr"`
+				For         string            `yaml:"for"`
+				Labels      map[string]string `yaml:"labels"`
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	} `yaml:"spec"`
+}
+
 // objects are the strictly decoded objects of one or more YAML streams,
 // by kind.
 type objects struct {
@@ -333,6 +371,8 @@ type objects struct {
 	PVCs            []k8sPVC
 	Namespaces      []k8sNamespace
 	Kustomizations  []kustomization
+	ServiceMonitors []k8sServiceMonitor
+	PrometheusRules []k8sPrometheusRule
 }
 
 // strict decodes one document into v, failing on any field v lacks.
@@ -366,6 +406,10 @@ func (o *objects) add(kind string, b []byte) error {
 		err = decodeInto(b, &o.Namespaces)
 	case "Kustomization", "Component":
 		err = decodeInto(b, &o.Kustomizations)
+	case "ServiceMonitor":
+		err = decodeInto(b, &o.ServiceMonitors)
+	case "PrometheusRule":
+		err = decodeInto(b, &o.PrometheusRules)
 	default:
 		err = errors.New("a kind this test does not know: add it to k8sschema_test.go")
 	}
