@@ -352,6 +352,7 @@ func clientOptions(cfg *config.Config, log *zap.Logger) cecclient.Options {
 		SignedHeaders:         c.SignedHeaders,
 		RateLimit:             c.RateLimit,
 		Burst:                 c.Concurrency,
+		MaxIdleConnsPerHost:   c.Concurrency,
 		MaxAttempts:           c.MaxAttempts,
 		DialTimeout:           c.DialTimeout.Duration,
 		TLSHandshakeTimeout:   c.TLSHandshakeTimeout.Duration,

@@ -63,6 +63,7 @@ const (
 	DefaultMinRate               = 1024    // bytes per second
 	DefaultMinRateWindow         = 60 * time.Second
 	DefaultMaxPages              = 50 // per OIFDE lookup
+	DefaultMaxIdleConnsPerHost   = 8
 )
 
 // Options configure a Client. Zero values take the defaults above. Only the
@@ -82,9 +83,14 @@ type Options struct {
 
 	SignedHeaders []string // default content-length, content-type, host; host is required
 
-	RateLimit   float64 // requests per second shared by the whole client, default 10
-	Burst       int     // default 1
-	MaxAttempts int     // per request, default 5
+	RateLimit float64 // requests per second shared by the whole client, default 10
+	Burst     int     // default 1
+	// MaxIdleConnsPerHost is how many idle connections are kept to each
+	// service, default 8. Set it to the requests the caller keeps in flight:
+	// with fewer, every response beyond it closes its connection and the
+	// next request dials again.
+	MaxIdleConnsPerHost int
+	MaxAttempts         int // per request, default 5
 
 	BaseBackoff   time.Duration // default 500ms
 	MaxBackoff    time.Duration // default 30s
@@ -265,6 +271,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxAttempts == 0 {
 		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.MaxIdleConnsPerHost <= 0 {
+		o.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
 	}
 	setDur(&o.BaseBackoff, DefaultBaseBackoff)
 	setDur(&o.MaxBackoff, DefaultMaxBackoff)

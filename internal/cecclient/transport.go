@@ -44,8 +44,8 @@ func newTransport(o *Options) (*http.Transport, error) {
 		ResponseHeaderTimeout: o.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConns:          32,
-		MaxIdleConnsPerHost:   8,
+		MaxIdleConns:          max(32, 3*o.MaxIdleConnsPerHost), // three services
+		MaxIdleConnsPerHost:   o.MaxIdleConnsPerHost,
 		ForceAttemptHTTP2:     true,
 		// Recordings are sent as they are; transparent gzip would hide
 		// Content-Length and with it the truncation check.

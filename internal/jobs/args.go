@@ -161,19 +161,22 @@ func withArgs(it checkpoint.Item, args Args) (checkpoint.Item, error) {
 // kind. An agent item with members is a call-level CMS item. Rows written
 // by earlier versions decode too (see the UnmarshalJSON methods).
 func decodeArgs(it checkpoint.Item) (Args, error) {
-	var fields map[string]json.RawMessage
-	if len(it.Args) > 0 {
-		if err := json.Unmarshal(it.Args, &fields); err != nil {
-			return nil, fmt.Errorf("jobs: %s %s: arguments: %w", it.Kind, it.UpstreamID, err)
-		}
-	}
+	// Each item's arguments are decoded once per attempt: one pass of the
+	// JSON decoder into the type (a probe for "members" first on agent
+	// items), not a map of every field besides.
 	var (
 		args Args
 		err  error
 	)
 	switch it.Kind {
 	case checkpoint.KindAgent:
-		if _, ok := fields["members"]; ok {
+		var probe struct {
+			Members json.RawMessage `json:"members"`
+		}
+		if err := unmarshalArgs(it.Args, &probe); err != nil {
+			return nil, fmt.Errorf("jobs: %s %s: arguments: %w", it.Kind, it.UpstreamID, err)
+		}
+		if probe.Members != nil {
 			var a CMSArgs
 			err = unmarshalArgs(it.Args, &a)
 			args = a
@@ -256,6 +259,11 @@ func (a *OIAPArgs) UnmarshalJSON(b []byte) error {
 func unmarshalWithMeta(b []byte, v any, om *ObjectMeta) error {
 	if err := json.Unmarshal(b, v); err != nil {
 		return err
+	}
+	// Only rows of an earlier version have such keys (json.Marshal writes
+	// a key's ASCII letters as they are).
+	if !bytes.Contains(b, []byte(`"meta.`)) && !bytes.Contains(b, []byte(`"tag.`)) {
+		return nil
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(b, &fields); err != nil {

@@ -13,7 +13,6 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -657,8 +656,8 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 	lw := &limitWriter{w: io.MultiWriter(f, h), max: 2 * a.limits().MaxTotalBytes}
 	bw := bufio.NewWriterSize(lw, 64<<10)
 	gz := gzip.NewWriter(bw)
-	enc := json.NewEncoder(gz)
-	enc.SetEscapeHTML(false)
+	enc := newRowEncoder(gz)
+	var digest []byte
 
 	loc := a.loc()
 	calls := map[string]*callInfo{}
@@ -700,22 +699,11 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 			cols = cecwire.RecordColumns
 		}
 		err := pkg.Walk(kind, func(r cdr.Row) error {
-			fields := make(map[string]string, len(r.Fields))
-			for i, v := range r.Fields {
-				if i < len(cols) {
-					fields[cols[i]] = v
-				} else {
-					fields["col_"+strconv.Itoa(i+1)] = v
-				}
-			}
-			if err := enc.Encode(rowJSON{File: r.File, Kind: string(kind), Line: r.Line, Fields: fields}); err != nil {
+			if err := enc.encode(kind, cols, r); err != nil {
 				return err
 			}
-			content.Write([]byte(kind))
-			for _, v := range r.Fields {
-				fmt.Fprintf(content, "\x00%d:%s", len(v), v)
-			}
-			content.Write([]byte{'\n'})
+			digest = appendContent(digest[:0], kind, r.Fields)
+			content.Write(digest)
 			callID := strings.TrimSpace(r.Get(kind, "call_id"))
 			if callID == "" {
 				bad.add(r, "no call_id")

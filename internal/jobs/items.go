@@ -315,7 +315,9 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 		inflight atomic.Int64
 		ended    = make(chan struct{}, 1) // an item ended: claim again
 		queue    []checkpoint.Item
+		pool     = newWorkers()
 	)
+	defer pool.close()
 	for ctx.Err() == nil && !r.isStopped() {
 		if len(queue) == 0 {
 			kinds := r.liveKinds()
@@ -362,7 +364,7 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 		}
 		inflight.Add(1)
 		wg.Add(1)
-		go func() {
+		pool.run(func() {
 			defer wg.Done()
 			// The slot is freed once the item's transfers end, before the
 			// checkpoint records their outcome: the next item downloads
@@ -379,7 +381,7 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 				record()
 			}
 			r.unhold(it.ID)
-		}()
+		})
 	}
 	r.release(sctx, queue)
 	wg.Wait()

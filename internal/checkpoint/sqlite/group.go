@@ -64,19 +64,29 @@ func (r refusal) Unwrap() error { return r.err }
 // batchTx is the transaction of a batch. It prepares each statement once
 // for all the ops that run it.
 type batchTx struct {
-	tx    *sql.Tx
-	stmts map[string]*sql.Stmt // closed with tx
+	tx     *sql.Tx
+	cache  *stmtCache
+	stmts  map[string]*sql.Stmt // closed with tx
+	missed []string             // statements the cache did not have
 }
 
-func newBatchTx(tx *sql.Tx) *batchTx { return &batchTx{tx: tx, stmts: map[string]*sql.Stmt{}} }
+func newBatchTx(tx *sql.Tx, cache *stmtCache) *batchTx {
+	return &batchTx{tx: tx, cache: cache, stmts: map[string]*sql.Stmt{}}
+}
 
 func (b *batchTx) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 	if st, ok := b.stmts[q]; ok {
 		return st, nil
 	}
-	st, err := b.tx.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, err
+	var st *sql.Stmt
+	if c := b.cache.get(q); c != nil {
+		st = b.tx.StmtContext(ctx, c)
+	} else {
+		var err error
+		if st, err = b.tx.PrepareContext(ctx, q); err != nil {
+			return nil, err
+		}
+		b.missed = append(b.missed, q)
 	}
 	b.stmts[q] = st
 	return st, nil
@@ -150,13 +160,18 @@ func (s *Store) submit(o *op) error {
 	}
 	g := s.group
 	if g == nil {
-		return s.write(o.ctx, func(tx *sql.Tx) error {
-			refused, err := s.transition(o.ctx, newBatchTx(tx), o)
+		var missed []string
+		err := s.write(o.ctx, func(tx *sql.Tx) error {
+			btx := newBatchTx(tx, &s.stmts)
+			refused, err := s.transition(o.ctx, btx, o)
+			missed = btx.missed
 			if err != nil {
 				return err
 			}
 			return refused
 		})
+		s.stmts.learn(o.ctx, s.db, missed)
+		return err
 	}
 	g.mu.RLock()
 	if g.closed {
@@ -297,8 +312,10 @@ func (g *committer) commit(batch []*op) {
 	// Not any caller's ctx: one caller giving up must not abort the others.
 	ctx := context.Background()
 	refused := make([]error, len(batch))
+	var missed []string
 	err := g.s.write(ctx, func(tx *sql.Tx) error {
-		btx := newBatchTx(tx)
+		btx := newBatchTx(tx, &g.s.stmts)
+		defer func() { missed = btx.missed }()
 		for i, o := range batch {
 			var err error
 			if refused[i], err = g.s.transition(ctx, btx, o); err != nil {
@@ -307,6 +324,7 @@ func (g *committer) commit(batch []*op) {
 		}
 		return nil
 	})
+	g.s.stmts.learn(ctx, g.s.db, missed)
 	if err != nil {
 		err = fmt.Errorf("commit of %d transitions: %w", len(batch), err)
 	}

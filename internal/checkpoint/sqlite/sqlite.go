@@ -94,6 +94,7 @@ type Store struct {
 	log      *zap.Logger
 	now      func() time.Time
 	group    *committer // nil when ReadOnly or MaxBatch is 1
+	stmts    stmtCache  // statements of the hot paths, prepared once
 
 	mu   sync.Mutex // guards lock and done
 	lock *os.File   // nil for ReadOnly
@@ -312,6 +313,7 @@ func (s *Store) Close() error {
 	if s.group != nil {
 		s.group.stop()
 	}
+	s.stmts.close()
 	err := s.db.Close()
 	if err != nil {
 		err = fmt.Errorf("checkpoint: close %s: %w", s.path, err)

@@ -1,0 +1,60 @@
+package jobs
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// TestWorkers runs every function once, on no more goroutines than ran at
+// once, and close waits for them.
+func TestWorkers(t *testing.T) {
+	w := newWorkers()
+	before := runtime.NumGoroutine()
+	var ran, running, peak atomic.Int64
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	const n, width = 200, 4
+	sem := make(chan struct{}, width)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		w.run(func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c := running.Add(1)
+			for {
+				p := peak.Load()
+				if c <= p || peak.CompareAndSwap(p, c) {
+					break
+				}
+			}
+			if i == 0 {
+				<-gate // the first one holds its worker for a while
+			}
+			running.Add(-1)
+			ran.Add(1)
+		})
+		if i == n/2 {
+			close(gate)
+		}
+	}
+	wg.Wait()
+	// A function's slot is free just before its worker is idle again, so
+	// the next may find none idle and start one: a few more than width,
+	// far fewer than one per function.
+	if got := w.started.Load(); got > n/4 {
+		t.Errorf("%d workers started for %d functions run at most %d at a time", got, n, width)
+	}
+	w.close()
+	if got := ran.Load(); got != n {
+		t.Errorf("ran %d functions, want %d", got, n)
+	}
+	if peak.Load() > width {
+		t.Errorf("%d ran at once, want ≤ %d", peak.Load(), width)
+	}
+	if got := runtime.NumGoroutine() - before; got > 0 {
+		t.Errorf("%d workers left after close", got)
+	}
+}
