@@ -69,8 +69,8 @@ func (c *cli) outcome(ctx context.Context, cmd string, store checkpoint.Store, r
 			printItems(c.stderr, bad)
 			fail(exitFailed)
 		}
-		if waiting, err := store.Items(ctx, checkpoint.StatePending); err == nil && len(waiting) > 0 {
-			fmt.Fprintf(c.stdout, "%s: %d items waiting for a later run (pending or deferred, not failures)\n", cmd, len(waiting))
+		if waiting := pendingItems(ctx, store); waiting > 0 {
+			fmt.Fprintf(c.stdout, "%s: %d items waiting for a later run (pending or deferred, not failures)\n", cmd, waiting)
 		}
 	}
 	if rep.Released > 0 {
@@ -115,4 +115,20 @@ func orDash(s string) string {
 
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// pendingItems counts the pending items from the day summaries the store
+// keeps, without reading the items (0 when they cannot be read).
+func pendingItems(ctx context.Context, store checkpoint.Store) int {
+	days, err := store.Days(ctx)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, d := range days {
+		for _, states := range d.Counts {
+			n += states[checkpoint.StatePending]
+		}
+	}
+	return n
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -671,6 +670,9 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 			itemOrder = append(itemOrder, k)
 		}
 	}
+	// placed is where each agent item was keyed: by its own row's call
+	// begin, which its call's earliest row may precede.
+	placed := map[string]agentPlace{}
 	var bad badRows
 	noteCall := func(id string, begin time.Time, vdn, agent string) {
 		c, ok := calls[id]
@@ -738,6 +740,9 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 				bad.add(r, err.Error())
 				return nil
 			}
+			if k := it.Kind + "\x00" + it.UpstreamID; items[k].Kind == "" {
+				placed[k] = agentPlace{vdn: vdn, agent: agent, begin: begin}
+			}
 			addItem(it)
 			return nil
 		})
@@ -770,11 +775,11 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 		if it.Kind != checkpoint.KindAgent {
 			continue
 		}
-		var args AgentArgs
-		if err := json.Unmarshal(it.Args, &args); err != nil {
-			return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: call %s recording %s: %w", name, it.CallID, it.UpstreamID, err)
+		p, begin := placed[k], calls[it.CallID].begin
+		if begin.Equal(p.begin) {
+			continue // keyed by this begin already
 		}
-		if err := a.placeAgent(&it, args, calls[it.CallID].begin); err != nil {
+		if err := a.placeAgent(&it, AgentArgs{VDN: p.vdn, AgentID: p.agent}, begin); err != nil {
 			return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: call %s recording %s: %w", name, it.CallID, it.UpstreamID, err)
 		}
 		items[k] = it
@@ -806,6 +811,12 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 		list = append(list, items[k])
 	}
 	return out, list, rows, nil
+}
+
+// agentPlace is what an agent item's key was made of (placeAgent).
+type agentPlace struct {
+	vdn, agent string
+	begin      time.Time
 }
 
 // orNone keeps key fields non-empty: a template may use a field the

@@ -233,6 +233,11 @@ func newClient(ctx context.Context, opts Options) (*s3.Client, error) {
 			o.BaseEndpoint = aws.String(opts.Endpoint)
 		}
 		o.UsePathStyle = opts.PathStyle
+		next := o.EndpointResolverV2
+		if next == nil {
+			next = s3.NewDefaultEndpointResolverV2()
+		}
+		o.EndpointResolverV2 = newCachedEndpoints(next)
 		o.APIOptions = append(o.APIOptions, opts.APIOptions...)
 	}), nil
 }
