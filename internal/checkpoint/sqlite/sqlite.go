@@ -287,6 +287,11 @@ func dsn(abs string, o Options) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(o.BusyTimeout.Milliseconds(), 10)+")")
 	q.Add("_pragma", "foreign_keys(1)")
+	// Statement journals (and any temporary table) in memory: with the day
+	// summaries' triggers every insert and state change writes one, and in a
+	// file that was a pwrite per page, half of a package's insert. The
+	// store's queries read in index order, so no large sort spills there.
+	q.Add("_pragma", "temp_store(MEMORY)")
 	if o.ReadOnly {
 		q.Set("mode", "ro")
 		q.Add("_pragma", "query_only(1)")
