@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"slices"
 	"sync"
 )
 
@@ -215,7 +216,17 @@ func (p *bufPool) getFile(ctx context.Context, n int64) (*buffer, error) {
 	p.mu.Lock()
 	var sf spoolFile
 	if k := len(p.freeFiles); k > 0 {
-		sf, p.freeFiles = p.freeFiles[k-1], p.freeFiles[:k-1]
+		// The largest file that holds no more than n bytes: once filled it
+		// holds exactly the body, which can then be sent from it
+		// (withFileBody); else the newest.
+		i := k - 1
+		for j, f := range p.freeFiles {
+			if f.size <= n && (p.freeFiles[i].size > n || f.size > p.freeFiles[i].size) {
+				i = j
+			}
+		}
+		sf = p.freeFiles[i]
+		p.freeFiles = slices.Delete(p.freeFiles, i, i+1)
 		p.freeBytes -= sf.size
 	}
 	p.mu.Unlock()

@@ -191,3 +191,41 @@ func TestBufPool_Spool(t *testing.T) {
 		t.Errorf("after all puts: memory %d, spool %d in use", mem.inUse(), disk.inUse())
 	}
 }
+
+// TestBufPool_SpoolBestFit: a spool buffer takes the largest free file that
+// holds no more than it needs (so that, filled, the file holds exactly the
+// body and can be sent from it), else one of the others.
+func TestBufPool_SpoolBestFit(t *testing.T) {
+	const part = 4 << 20
+	p := newBufPool(newBudget(2*SpoolAbove), part).withSpool(t.TempDir(), newBudget(4*part), SpoolAbove)
+	ctx := context.Background()
+	filled := map[int64]*os.File{}
+	var bufs []*buffer
+	for _, n := range []int64{1 << 20, 3 << 20, 2 << 20} {
+		b, err := p.get(ctx, part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.fill(bytes.NewReader(make([]byte, n)), nil); err != io.ErrUnexpectedEOF {
+			t.Fatal(err)
+		}
+		filled[n] = b.f
+		bufs = append(bufs, b)
+	}
+	for _, b := range bufs {
+		p.put(b)
+	}
+	for _, tc := range []struct {
+		need int64
+		want int64 // the size of the file it gets
+	}{{2<<20 + 1, 2 << 20}, {4 << 20, 3 << 20}, {1 << 20, 1 << 20}} {
+		b, err := p.get(ctx, tc.need)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.f != filled[tc.want] || b.fsize != tc.want {
+			t.Errorf("a %d-byte buffer got a file of %d bytes, want the one of %d", tc.need, b.fsize, tc.want)
+		}
+		defer p.put(b)
+	}
+}

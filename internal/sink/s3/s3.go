@@ -87,6 +87,7 @@ import (
 type Sink struct {
 	opts        Options
 	client      *s3.Client
+	files       *fileBodyClient // the client's HTTP client
 	log         *zap.Logger
 	pool        *bufPool
 	budget      *budget
@@ -122,11 +123,11 @@ func newSink(ctx context.Context, opts Options) (*Sink, error) {
 		log = zap.NewNop()
 	}
 	log = log.Named("sink.s3").With(zap.String("bucket", opts.Bucket))
-	client, err := newClient(ctx, opts)
+	client, files, err := newClient(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{opts: opts, client: client, log: log}
+	s := &Sink{opts: opts, client: client, files: files, log: log}
 	if opts.SpoolDir != "" {
 		s.budget = newBudget(opts.MaxBufferedBytes)
 		s.pool = newBufPool(s.budget, opts.PartSize).withSpool(opts.SpoolDir, newBudget(opts.MaxSpoolBytes), SpoolAbove)
@@ -181,19 +182,19 @@ func (s *Sink) ObjectKey(key string) string {
 	return s.opts.Prefix + "/" + key
 }
 
-func newClient(ctx context.Context, opts Options) (*s3.Client, error) {
+func newClient(ctx context.Context, opts Options) (*s3.Client, *fileBodyClient, error) {
 	var pool *x509.CertPool
 	if opts.CAFile != "" {
 		pem, err := os.ReadFile(opts.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("s3: ca_file: %w", err)
+			return nil, nil, fmt.Errorf("s3: ca_file: %w", err)
 		}
 		pool, err = x509.SystemCertPool()
 		if err != nil {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("s3: ca_file %s: no PEM certificate found", opts.CAFile)
+			return nil, nil, fmt.Errorf("s3: ca_file %s: no PEM certificate found", opts.CAFile)
 		}
 	}
 	// A BuildableClient, not an *http.Client: with AWS_CA_BUNDLE set the SDK
@@ -226,8 +227,9 @@ func newClient(ctx context.Context, opts Options) (*s3.Client, error) {
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("s3: load aws config: %w", err)
+		return nil, nil, fmt.Errorf("s3: load aws config: %w", err)
 	}
+	files := &fileBodyClient{}
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
 		if opts.Endpoint != "" {
 			o.BaseEndpoint = aws.String(opts.Endpoint)
@@ -238,8 +240,10 @@ func newClient(ctx context.Context, opts Options) (*s3.Client, error) {
 			next = s3.NewDefaultEndpointResolverV2()
 		}
 		o.EndpointResolverV2 = newCachedEndpoints(next)
+		files.next = o.HTTPClient
+		o.HTTPClient = files
 		o.APIOptions = append(o.APIOptions, opts.APIOptions...)
-	}), nil
+	}), files, nil
 }
 
 // probeConditional writes the probe object with If-None-Match twice: a
@@ -571,7 +575,7 @@ func (s *Sink) putSingle(ctx context.Context, key string, buf *buffer, sha, full
 		in.IfNoneMatch = aws.String("*")
 	}
 	s.opts.Checksum.setPut(in, check)
-	out, err := s.client.PutObject(ctx, in, s.signing(func() string { return sum }))
+	out, err := s.client.PutObject(withFileBody(ctx, buf), in, s.signing(func() string { return sum }))
 	if err != nil {
 		if isPreconditionFailed(err) {
 			return s.compareExisting(ctx, key, n, sum)
