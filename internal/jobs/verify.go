@@ -69,6 +69,10 @@ type VerifyOptions struct {
 	// container re-validated, instead of trusting the digest the store
 	// recorded at write time.
 	Deep bool
+	// Chain also checks the ledger chain (VerifyChain): the whole chain,
+	// whatever From and To, and the ledger records of the days checked
+	// against it.
+	Chain bool
 }
 
 // VerifyReport is the outcome of Verify. Problems is zero exactly when the
@@ -81,7 +85,11 @@ type VerifyReport struct {
 	Strays        []string `json:"strays"`
 	StraysChecked bool     `json:"strays_checked"`
 	Deep          bool     `json:"deep"`
-	// Problems counts every problem: the days' Problems and the Strays.
+	// Chain is the check of the ledger chain, when asked for (nil
+	// otherwise).
+	Chain *ChainReport `json:"chain,omitempty"`
+	// Problems counts every problem: the days' Problems, the Strays and
+	// the Chain's Problems.
 	Problems int `json:"problems"`
 }
 
@@ -201,6 +209,14 @@ func (a *Archiver) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, 
 		}
 		rep.Strays, rep.StraysChecked = strays, true
 		rep.Problems += len(strays)
+	}
+	if o.Chain {
+		c, err := a.verifyChain(ctx, r, o.From, o.To)
+		if err != nil {
+			return rep, err
+		}
+		rep.Chain = c
+		rep.Problems += len(c.Problems)
 	}
 	return rep, nil
 }
