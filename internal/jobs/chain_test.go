@@ -227,6 +227,18 @@ func runTampering(t *testing.T, e *env, r sink.Reader, tm tamperer) {
 	}
 	newest := uint64(len(links))
 	mid := links[newest/2]
+	// rewriteNewest rewrites the newest link's chain fields and its head
+	// to match: the hashes agree, the fields do not.
+	rewriteNewest := func(t *testing.T, edit func(*Ledger)) {
+		f := forgeLedger(t, r, links[newest], func(l *Ledger) {
+			l.Calls, l.Totals = nil, LedgerTotals{}
+			edit(l)
+		})
+		tm.put(t, links[newest].Key, f)
+		ref := links[newest]
+		ref.SHA256 = sha256Hex(f)
+		tm.put(t, keys.head(newest), headBody(t, testTenant, ref))
+	}
 	cases := []struct {
 		name  string
 		run   func(t *testing.T)
@@ -345,12 +357,14 @@ func runTampering(t *testing.T, e *env, r sink.Reader, tm tamperer) {
 		}},
 		{"InconsistentSupersedes", func(t *testing.T) {
 			// The newest link rewritten (and its head) to supersede
-			// nothing: the day's earlier links are no longer its history.
-			f := forgeLedger(t, r, links[newest], func(l *Ledger) { l.Chain.Supersedes = nil; l.Chain.PreviousDay = nil })
-			tm.put(t, links[newest].Key, f)
-			ref := links[newest]
-			ref.SHA256 = sha256Hex(f)
-			tm.put(t, keys.head(newest), headBody(t, testTenant, ref))
+			// another day's link than its day's history.
+			first := links[1]
+			rewriteNewest(t, func(l *Ledger) { l.Chain.Supersedes = &first })
+		}, func(t *testing.T, rep *ChainReport) {
+			wantChainProblem(t, rep, ChainInconsistent, links[newest].Key, links[newest].Day, newest)
+		}},
+		{"InconsistentPreviousDay", func(t *testing.T) {
+			rewriteNewest(t, func(l *Ledger) { l.Chain.PreviousDay = nil })
 		}, func(t *testing.T, rep *ChainReport) {
 			wantChainProblem(t, rep, ChainInconsistent, links[newest].Key, links[newest].Day, newest)
 		}},
