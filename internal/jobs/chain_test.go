@@ -10,11 +10,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cec-archiver/cec-archiver/internal/cecsim"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint/postgres/pgtest"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 )
 
@@ -502,6 +505,90 @@ func TestChain_Interrupted(t *testing.T) {
 			if len(rep.Problems) != 0 || rep.Links != 2 || len(rep.Days) != 2 {
 				t.Fatalf("after the next pass: %d links over %d days, problems:\n%s; want 2 links, none", rep.Links, len(rep.Days),
 					chainProblems(rep))
+			}
+		})
+	}
+}
+
+// slowHeadSink delays every head Put a little, so that two writers that
+// were not serialised would both read the same head before either wrote
+// the next.
+type slowHeadSink struct {
+	sink.Sink
+	sink.Reader
+}
+
+func (s slowHeadSink) Put(ctx context.Context, key string, body io.Reader, size int64, m sink.Meta) (sink.Object, error) {
+	if m.Metadata["kind"] == "ledger-head" {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return s.Sink.Put(ctx, key, body, size, m)
+}
+
+// TestChain_Replicas: two replicas (on SQLite one store with two owners,
+// on PostgreSQL two stores) run ledger passes at the same time, round
+// after round, each round changing every day: the chain lease serialises
+// them, so the chain has one link per ledger written and no fork.
+func TestChain_Replicas(t *testing.T) {
+	for _, driver := range []string{config.DriverSQLite, config.DriverPostgres} {
+		t.Run(driver, func(t *testing.T) {
+			e := chainEnv(t, envOptions{archiver: func(a *Archiver) { a.Replica = replicaA }})
+			ctx := testCtx(t)
+			var stA, stB checkpoint.Store = e.store, e.store
+			if driver == config.DriverPostgres {
+				dsn := pgtest.NewDatabase(t)
+				stA, stB = openPostgres(t, dsn, e.clock.Now), openPostgres(t, dsn, e.clock.Now)
+			}
+			e.a.Store = stA
+			if _, err := e.a.Once(ctx); err != nil {
+				t.Fatal(err)
+			}
+			sk := slowHeadSink{Sink: e.dir, Reader: e.dir}
+			e.a.Sink = sk
+			b := e.replica(replicaB, stB, sk)
+			days, err := stA.Days(ctx)
+			if err != nil || len(days) < 2 {
+				t.Fatalf("Days = %v, %v", days, err)
+			}
+			written := e.verifyChain(t).Links // the Once's
+			for round := range 4 {
+				var add []checkpoint.Item
+				for _, d := range days {
+					add = append(add, checkpoint.Item{Kind: checkpoint.KindAgent, UpstreamID: fmt.Sprintf("late-%d-%s", round, d.Day),
+						Day: d.Day, State: checkpoint.StateAbsent, Reason: "late"})
+				}
+				if _, err := stA.AddItems(ctx, add); err != nil {
+					t.Fatal(err)
+				}
+				e.clock.Add(time.Minute)
+				var wg sync.WaitGroup
+				ns, errs := make([]int, 2), make([]error, 2)
+				for i, a := range []*Archiver{e.a, b} {
+					wg.Go(func() { ns[i], errs[i] = a.WriteLedgers(ctx) })
+				}
+				wg.Wait()
+				for i, err := range errs {
+					if err != nil {
+						t.Fatalf("round %d: replica %d: WriteLedgers: %v", round, i, err)
+					}
+				}
+				written += ns[0] + ns[1]
+				// A replica that skipped the pass leaves its days to the
+				// next; one more pass of each catches up.
+				for _, a := range []*Archiver{e.a, b} {
+					n, err := a.WriteLedgers(ctx)
+					if err != nil {
+						t.Fatalf("round %d: catch-up pass: %v", round, err)
+					}
+					written += n
+				}
+			}
+			rep := e.verifyChain(t)
+			if len(rep.Problems) != 0 {
+				t.Fatalf("chain after concurrent passes:\n%s", chainProblems(rep))
+			}
+			if rep.Links != written || written < 4*len(days) {
+				t.Errorf("chain of %d links, %d ledgers written; want one link per ledger, at least %d", rep.Links, written, 4*len(days))
 			}
 		})
 	}
