@@ -593,3 +593,80 @@ func TestChain_Replicas(t *testing.T) {
 		})
 	}
 }
+
+// TestChain_Schema: the members of real head and ledger objects are those
+// docs/ledger-chain.schema.json describes, required ones present, each
+// constant as documented, so that the schema a third party checks against
+// cannot drift from what the archiver writes.
+func TestChain_Schema(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "docs", "ledger-chain.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type def struct {
+		Required   []string                   `json:"required"`
+		Properties map[string]json.RawMessage `json:"properties"`
+	}
+	var schema struct {
+		Defs map[string]def `json:"$defs"`
+	}
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatalf("schema: %v", err)
+	}
+	e := chainEnv(t, envOptions{})
+	buildChain(t, e)
+	rep := e.verifyChain(t)
+	if len(rep.Problems) != 0 || rep.Head == nil {
+		t.Fatalf("chain:\n%s", chainProblems(rep))
+	}
+	keys, err := e.a.chainKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what, name string, obj map[string]json.RawMessage) {
+		t.Helper()
+		d, ok := schema.Defs[name]
+		if !ok {
+			t.Fatalf("schema has no $defs.%s", name)
+		}
+		for _, r := range d.Required {
+			if _, ok := obj[r]; !ok {
+				t.Errorf("%s: no %q, which $defs.%s requires", what, r, name)
+			}
+		}
+		for m, v := range obj {
+			p, ok := d.Properties[m]
+			if !ok {
+				if name != "ledger" { // a ledger's content is documented elsewhere
+					t.Errorf("%s: member %q is not in $defs.%s", what, m, name)
+				}
+				continue
+			}
+			var c struct {
+				Const json.RawMessage `json:"const"`
+			}
+			if json.Unmarshal(p, &c) == nil && c.Const != nil && string(c.Const) != string(v) {
+				t.Errorf("%s: %s is %s, the schema's const %s", what, m, v, c.Const)
+			}
+		}
+	}
+	members := func(b []byte) map[string]json.RawMessage {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	head := members(readKey(t, e.dir, keys.head(rep.Head.Seq)))
+	check("head", "head", head)
+	check("head.link", "link", members(head["link"]))
+	ledger := members(readKey(t, e.dir, rep.Head.Key))
+	check("ledger", "ledger", ledger)
+	chain := members(ledger["chain"])
+	check("ledger.chain", "chain", chain)
+	for _, m := range []string{"prev", "supersedes", "previous_day"} {
+		if string(chain[m]) != "null" {
+			check("ledger.chain."+m, "link", members(chain[m]))
+		}
+	}
+}
