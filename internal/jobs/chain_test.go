@@ -242,6 +242,18 @@ func runTampering(t *testing.T, e *env, r sink.Reader, tm tamperer) {
 		ref.SHA256 = sha256Hex(f)
 		tm.put(t, keys.head(newest), headBody(t, testTenant, ref))
 	}
+	// appendForged appends a forged link newest+1 whose prev is prev, and
+	// its head.
+	appendForged := func(t *testing.T, prev ChainRef) {
+		f := forgeLedger(t, r, links[newest], func(l *Ledger) {
+			l.Chain.Seq = newest + 1
+			l.Chain.Prev = &prev
+		})
+		ref := ChainRef{Seq: newest + 1, Day: links[newest].Day, SHA256: sha256Hex(f)}
+		ref.Key = forgedKey(t, links[newest], newest+1, f)
+		tm.put(t, ref.Key, f)
+		tm.put(t, keys.head(newest+1), headBody(t, testTenant, ref))
+	}
 	cases := []struct {
 		name  string
 		run   func(t *testing.T)
@@ -316,15 +328,7 @@ func runTampering(t *testing.T, e *env, r sink.Reader, tm tamperer) {
 		{"NewerHeadOffChain", func(t *testing.T) {
 			// A head past the newest naming a ledger that follows an
 			// older link: the links after it are cut off.
-			base := links[newest-2]
-			f := forgeLedger(t, r, links[newest], func(l *Ledger) {
-				l.Chain.Seq = newest + 1
-				l.Chain.Prev = &base
-			})
-			ref := ChainRef{Seq: newest + 1, Day: links[newest].Day, SHA256: sha256Hex(f)}
-			ref.Key = forgedKey(t, links[newest], newest+1, f)
-			tm.put(t, ref.Key, f)
-			tm.put(t, keys.head(newest+1), headBody(t, testTenant, ref))
+			appendForged(t, links[newest-2])
 		}, func(t *testing.T, rep *ChainReport) {
 			if rep.Links != int(newest)+1 {
 				t.Errorf("chain length %d, want %d (the newer head counts)", rep.Links, newest+1)
@@ -336,14 +340,7 @@ func runTampering(t *testing.T, e *env, r sink.Reader, tm tamperer) {
 			// link by a wrong hash.
 			prev := links[newest]
 			prev.SHA256 = strings.Repeat("2", 64)
-			f := forgeLedger(t, r, links[newest], func(l *Ledger) {
-				l.Chain.Seq = newest + 1
-				l.Chain.Prev = &prev
-			})
-			ref := ChainRef{Seq: newest + 1, Day: links[newest].Day, SHA256: sha256Hex(f)}
-			ref.Key = forgedKey(t, links[newest], newest+1, f)
-			tm.put(t, ref.Key, f)
-			tm.put(t, keys.head(newest+1), headBody(t, testTenant, ref))
+			appendForged(t, prev)
 		}, func(t *testing.T, rep *ChainReport) {
 			wantChainProblem(t, rep, ChainForked, "", links[newest].Day, newest+1)
 		}},

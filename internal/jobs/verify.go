@@ -14,7 +14,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
@@ -371,40 +370,12 @@ func doneEntries(l *Ledger) []verifyEntry {
 // entries' order.
 func (a *Archiver) checkEntries(ctx context.Context, r sink.Reader, entries []verifyEntry, deep bool) ([]verifyResult, error) {
 	results := make([]verifyResult, len(entries))
-	next := make(chan int)
-	var (
-		wg      sync.WaitGroup
-		errOnce sync.Once
-		first   error
-	)
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for range min(a.concurrency(), max(len(entries), 1)) {
-		wg.Go(func() {
-			for i := range next {
-				res, err := a.checkEntry(cctx, r, entries[i], deep)
-				if err != nil {
-					errOnce.Do(func() { first = err; cancel() })
-					continue
-				}
-				results[i] = res
-			}
-		})
-	}
-feed:
-	for i := range entries {
-		select {
-		case next <- i:
-		case <-cctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if first != nil {
-		return nil, first
-	}
-	if err := ctx.Err(); err != nil {
+	err := forEach(ctx, a.concurrency(), len(entries), func(ctx context.Context, i int) error {
+		res, err := a.checkEntry(ctx, r, entries[i], deep)
+		results[i] = res
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	return results, nil
