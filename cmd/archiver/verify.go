@@ -21,20 +21,25 @@ import (
 // cmdVerify implements "archiver verify": check the archive against the
 // state, like restic check. jobs.Archiver.Verify does the work; this prints.
 func (c *cli) cmdVerify(args []string) int {
-	fs, path := c.newFlagSet("verify", "verify [--config FILE] [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--deep] [--json]",
+	fs, path := c.newFlagSet("verify", "verify [--config FILE] [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--deep] [--chain] [--json]",
 		"Check the archive against the state database: for every day (cec.time_zone) the\n"+
 			"day's newest ledger object must agree with the state, and every recording it\n"+
 			"lists as archived must exist in the sink with the recorded size and SHA-256.\n"+
 			"By default the store's recorded digest is trusted (one metadata request per\n"+
 			"object); --deep re-reads every object, re-hashes it and re-validates it.\n"+
 			"Without --from/--to the tenant's prefix is also listed for strays: objects\n"+
-			"nothing in the state expects. Reads only: the state is opened read-only (it\n"+
-			"works while the daemon runs) and nothing is written to the sink.\n\n"+
+			"nothing in the state expects. --chain also checks the ledger chain: from the\n"+
+			"newest head back to the first link, every ledger's SHA-256 against its stored\n"+
+			"bytes, reporting missing, altered, forked and orphaned links by key and day\n"+
+			"(the whole chain, whatever --from/--to; see docs/operations.md). Reads only:\n"+
+			"the state is opened read-only (it works while the daemon runs) and nothing is\n"+
+			"written to the sink.\n\n"+
 			"exit codes: 0 no problem, 1 problems found (or the check could not finish),\n"+
 			"2 configuration or usage error, 3 authentication or permission error.")
 	from := fs.String("from", "", "first `day` to check (YYYY-MM-DD); default: the first the state knows")
 	to := fs.String("to", "", "last `day` to check (YYYY-MM-DD), included; default: the last the state knows")
 	deep := fs.Bool("deep", false, "re-read, re-hash and re-validate every archived object")
+	chain := fs.Bool("chain", false, "also walk and check the hash chain of the ledgers")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
@@ -70,7 +75,7 @@ func (c *cli) cmdVerify(args []string) int {
 	if err := a.openReadSink(ctx); err != nil {
 		return c.startupError("verify", err)
 	}
-	rep, err := a.archiver.Verify(ctx, jobs.VerifyOptions{From: *from, To: *to, Deep: *deep})
+	rep, err := a.archiver.Verify(ctx, jobs.VerifyOptions{From: *from, To: *to, Deep: *deep, Chain: *chain})
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintln(c.stderr, "verify: interrupted; the check is incomplete")
@@ -173,6 +178,9 @@ func printVerify(w io.Writer, rep *jobs.VerifyReport) {
 			fmt.Fprintf(w, "  %s\n", k)
 		}
 	}
+	if rep.Chain != nil {
+		printChain(w, rep.Chain)
+	}
 	mode := "fast (recorded size and digest)"
 	if rep.Deep {
 		mode = "deep (every object re-read)"
@@ -181,5 +189,37 @@ func printVerify(w io.Writer, rep *jobs.VerifyReport) {
 		fmt.Fprintf(w, "\nverify %s: no problems found\n", mode)
 	} else {
 		fmt.Fprintf(w, "\nverify %s: %d problems found\n", mode, rep.Problems)
+	}
+}
+
+func printChain(w io.Writer, c *jobs.ChainReport) {
+	switch {
+	case c.Head == nil:
+		fmt.Fprintf(w, "\nchain: no head, no link")
+	default:
+		fmt.Fprintf(w, "\nchain: %d links over %d days, %d verified; head seq %d %s", c.Links, len(c.Days), c.Verified, c.Head.Seq, c.Head.Key)
+	}
+	fmt.Fprintf(w, "; %d pre-chain ledgers (%d anchored)\n", len(c.PreChain)+c.Anchored, c.Anchored)
+	if len(c.Days) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  DAY\tLINKS\tCURRENT SEQ\tCURRENT LEDGER")
+		for _, d := range c.Days {
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\n", d.Day, d.Links, d.Current.Seq, d.Current.Key)
+		}
+		_ = tw.Flush()
+	}
+	if len(c.PreChain) > 0 {
+		fmt.Fprintf(w, "pre-chain ledgers not covered by the chain: %d\n", len(c.PreChain))
+		for _, k := range c.PreChain {
+			fmt.Fprintf(w, "  %s\n", k)
+		}
+	}
+	if len(c.Problems) == 0 {
+		fmt.Fprintln(w, "chain problems: none")
+		return
+	}
+	fmt.Fprintf(w, "chain problems: %d\n", len(c.Problems))
+	for _, p := range c.Problems {
+		fmt.Fprintf(w, "  %s\n", p)
 	}
 }

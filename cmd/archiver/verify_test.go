@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -75,6 +77,49 @@ func TestCmdVerify(t *testing.T) {
 			if code, _, errOut := e.run(append([]string{"verify", "--config", e.config}, args...)...); code != exitConfig {
 				t.Errorf("verify %v = %d, want 2; stderr:\n%s", args, code, errOut)
 			}
+		}
+	})
+	t.Run("chain", func(t *testing.T) {
+		code, out, errOut := e.run("verify", "--config", e.config, "--chain")
+		if code != exitOK {
+			t.Fatalf("verify --chain = %d, want 0\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		for _, want := range []string{"chain: 2 links over 2 days, 2 verified; head seq 2 ", "chain problems: none", "no problems found"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("verify --chain: no %q in\n%s", want, out)
+			}
+		}
+		code, out, errOut = e.run("verify", "--config", e.config, "--chain", "--json")
+		var rep jobs.VerifyReport
+		if code != exitOK || json.Unmarshal([]byte(out), &rep) != nil || rep.Chain == nil || rep.Chain.Links != 2 || rep.Chain.Head == nil {
+			t.Fatalf("verify --chain --json = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		// The first link deleted: named, exit 1, text and JSON.
+		first := rep.Chain.Days[0].Current
+		path := filepath.Join(e.archive, filepath.FromSlash(first.Key))
+		body, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := os.WriteFile(path, body, 0o640); err != nil {
+				t.Error(err)
+			}
+		}()
+		code, out, errOut = e.run("verify", "--config", e.config, "--chain")
+		t.Logf("verify --chain with link %d deleted:\n%s", first.Seq, out)
+		want := fmt.Sprintf("missing seq %d day %s %s: deleted", first.Seq, first.Day, first.Key)
+		if code != exitFailed || !strings.Contains(out, want) {
+			t.Errorf("verify --chain with link %d deleted = %d, want 1 and %q\nstdout:\n%s\nstderr:\n%s", first.Seq, code, want, out, errOut)
+		}
+		code, out, _ = e.run("verify", "--config", e.config, "--chain", "--json")
+		rep = jobs.VerifyReport{}
+		if code != exitFailed || json.Unmarshal([]byte(out), &rep) != nil || rep.Chain == nil ||
+			!slices.ContainsFunc(rep.Chain.Problems, func(p jobs.ChainProblem) bool { return p.Kind == jobs.ChainMissing && p.Key == first.Key }) {
+			t.Errorf("verify --chain --json with link %d deleted = %d\n%s", first.Seq, code, out)
 		}
 	})
 	t.Run("deleted object", func(t *testing.T) {

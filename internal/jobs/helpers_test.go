@@ -285,7 +285,7 @@ func (e *env) ledgers() map[string]Ledger {
 	e.t.Helper()
 	newest := map[string]string{}
 	for k := range e.objects() {
-		if !strings.HasPrefix(k, ledgerDir) {
+		if !strings.HasPrefix(k, ledgerDir) || strings.HasPrefix(k, ledgerDir+"head/") {
 			continue
 		}
 		day := strings.Join(strings.Split(strings.TrimPrefix(k, ledgerDir), "/")[:3], "-")

@@ -141,6 +141,7 @@ type Archiver struct {
 	cdrKeys  *sink.KeyBuilder
 	ledKeys  *sink.KeyBuilder
 	quarKeys *sink.KeyBuilder
+	chain    chainState // the ledger writer's view of the chain (chain.go)
 	met      Metrics
 	log      *zap.Logger
 	owner    string // Replica, or the ID init made

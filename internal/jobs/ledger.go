@@ -41,6 +41,10 @@ type Ledger struct {
 	Totals     LedgerTotals   `json:"totals"`
 	Calls      []LedgerCall   `json:"calls"`
 	Orphans    []LedgerRecord `json:"orphans,omitempty"` // items whose call is not among the day's calls
+	// Chain links the ledger into the tenant's chain of ledgers (chain.go);
+	// nil in a ledger written before the chain ("pre-chain"). It is not
+	// part of the content digest.
+	Chain *LedgerChain `json:"chain,omitempty"`
 }
 
 // LedgerTotals counts a day's calls and recordings by state. Pending
@@ -89,9 +93,13 @@ type LedgerRecord struct {
 // the newest key of a day is its current ledger. It also exports the item
 // counts to Metrics.
 //
-// A day's ledger is written under the store lease ledger:<day>, by one
-// replica at a time; a day another replica holds is skipped, and then the
-// pass leaves the watermark as it is (the holder's pass covers the day).
+// Every ledger is a link of the tenant's ledger chain (chain.go): the pass
+// runs under the store lease "ledger-chain", so one replica at a time
+// appends; when another replica holds it the whole pass is skipped and the
+// watermark left as it is (the holder's pass covers the days). Within the
+// pass a day's ledger is also written under the store lease ledger:<day>;
+// a day another replica holds is skipped, and then the pass leaves the
+// watermark as it is.
 // The day's ledger record is replaced only if it is still the one read
 // (checkpoint.Store.SetLedger): a replica that lost the race keeps the
 // other's record.
@@ -129,31 +137,41 @@ func (a *Archiver) WriteLedgers(ctx context.Context) (written int, err error) {
 	}
 	sort.Slice(days, func(i, j int) bool { return days[i].Day < days[j].Day })
 	skipped := 0
-	for _, d := range days {
-		if ctx.Err() != nil {
-			return written, ctx.Err()
+	ran, err := a.chainPass(ctx, func(ctx context.Context) error {
+		for _, d := range days {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if haveSince && d.Updated.Before(since.Add(-ledgerMargin)) && problems[d.Day] == nil {
+				continue
+			}
+			var ok bool
+			ran, err := a.exclusive(ctx, ledgerLease(d.Day), func(ctx context.Context) error {
+				var err error
+				ok, err = a.writeLedger(ctx, d.Day, start, problems[d.Day])
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if !ran {
+				skipped++
+				log.Info("ledger skipped: another replica is writing it", zap.String("day", d.Day))
+				continue
+			}
+			if ok {
+				written++
+				log.Info("ledger written", zap.String("day", d.Day))
+			}
 		}
-		if haveSince && d.Updated.Before(since.Add(-ledgerMargin)) && problems[d.Day] == nil {
-			continue
-		}
-		var ok bool
-		ran, err := a.exclusive(ctx, ledgerLease(d.Day), func(ctx context.Context) error {
-			var err error
-			ok, err = a.writeLedger(ctx, d.Day, start, problems[d.Day])
-			return err
-		})
-		if err != nil {
-			return written, err
-		}
-		if !ran {
-			skipped++
-			log.Info("ledger skipped: another replica is writing it", zap.String("day", d.Day))
-			continue
-		}
-		if ok {
-			written++
-			log.Info("ledger written", zap.String("day", d.Day))
-		}
+		return nil
+	})
+	if err != nil {
+		return written, err
+	}
+	if !ran {
+		log.Info("ledger pass skipped: another replica is appending to the ledger chain")
+		return 0, nil
 	}
 	if skipped > 0 {
 		return written, nil
@@ -306,8 +324,9 @@ func (a *Archiver) buildLedger(ctx context.Context, day string, windows []Window
 	return l, nil
 }
 
-// writeLedger writes day's ledger if it differs from the last one written.
-func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time, windows []WindowProblem) (bool, error) {
+// writeLedger writes day's ledger if it differs from the last one written,
+// as the next link of the chain (the chain lease is held).
+func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time, windows []WindowProblem) (written bool, err error) {
 	sctx := storeCtx(ctx)
 	l, err := a.buildLedger(ctx, day, windows)
 	if err != nil {
@@ -319,17 +338,41 @@ func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time, w
 	}
 	sum := sha256.Sum256(body)
 	digest := hex.EncodeToString(sum[:])
-	last, _, ok, err := a.Store.Ledger(sctx, day)
+	last, lastKey, ok, err := a.Store.Ledger(sctx, day)
 	if err != nil {
 		return false, a.storeErr("ledger", err)
 	}
 	if ok && last == digest {
 		return false, nil
 	}
+	prev := ""
+	if ok {
+		prev = last
+	}
 	// Full precision: two passes within one second (a quick re-run) must
 	// still order their ledgers, by generated_at and by key.
 	gen := now.UTC()
 	l.GeneratedAt = &gen
+	var x *chainIndex
+	if _, readable := a.Sink.(sink.Reader); readable {
+		defer func() {
+			if err != nil {
+				a.chain.idx = nil // read the chain again from the sink next time
+			}
+		}()
+		if x, err = a.chainIndexFor(ctx); err != nil {
+			return false, err
+		}
+		if done, err := a.recordChained(ctx, x, day, digest, prev, lastKey, ok); done || err != nil {
+			return false, err
+		}
+		if l.Chain, err = a.nextLink(ctx, x, day, lastKey); err != nil {
+			return false, err
+		}
+	} else {
+		a.log.Error("ledger written without the chain: the sink cannot be read back", zap.String("day", day),
+			zap.String("sink", fmt.Sprintf("%T", a.Sink)))
+	}
 	body, err = json.MarshalIndent(l, "", " ")
 	if err != nil {
 		return false, fmt.Errorf("jobs: ledger %s: %w", day, err)
@@ -338,20 +381,26 @@ func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time, w
 	if err != nil {
 		return false, fmt.Errorf("jobs: ledger: day %q: %w", day, err)
 	}
-	key, err := a.ledKeys.Build(sink.KeyFields{
-		Tenant: a.Tenant, Time: t,
-		RecordID: "ledger-" + gen.Format("20060102T150405.000000000Z") + "-" + digest[:12] + ".json",
-	})
+	name := sink.PreChainLedgerName(gen, digest)
+	meta := map[string]string{"kind": "ledger", "day": day, "ledger-sha256": digest}
+	if l.Chain != nil {
+		if name, err = sink.LedgerName(gen, l.Chain.Seq, digest); err != nil {
+			return false, fmt.Errorf("jobs: ledger %s: %w", day, err)
+		}
+		meta["chain-seq"] = fmt.Sprint(l.Chain.Seq)
+	}
+	key, err := a.ledKeys.Build(sink.KeyFields{Tenant: a.Tenant, Time: t, RecordID: name})
 	if err != nil {
 		return false, fmt.Errorf("jobs: ledger %s: key: %w", day, err)
 	}
 	if _, err := a.Sink.Put(a.transferCtx(ctx), key, bytes.NewReader(body), int64(len(body)),
-		sink.Meta{ContentType: "application/json", Metadata: map[string]string{"kind": "ledger", "day": day, "ledger-sha256": digest}}); err != nil {
+		sink.Meta{ContentType: "application/json", Metadata: meta}); err != nil {
 		return false, fmt.Errorf("jobs: ledger %s: %w", day, err)
 	}
-	prev := ""
-	if ok {
-		prev = last
+	if l.Chain != nil {
+		if err := a.putHead(ctx, x, ChainRef{Seq: l.Chain.Seq, Day: day, Key: key, SHA256: sha256Hex(body)}); err != nil {
+			return false, err
+		}
 	}
 	if err := a.Store.SetLedger(sctx, day, prev, digest, key); errors.Is(err, checkpoint.ErrConflict) {
 		// Another replica recorded a ledger of the day since it was read
@@ -363,6 +412,26 @@ func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time, w
 		return false, a.storeErr("set ledger", err)
 	}
 	a.met.Ledger()
+	return true, nil
+}
+
+// recordChained handles a day whose current link is not the state's
+// record (a pass interrupted after the head, before the record): when that
+// link holds the content being written (digest), it is recorded and done
+// is true; otherwise a new link follows it.
+func (a *Archiver) recordChained(ctx context.Context, x *chainIndex, day, digest, prev, lastKey string, haveLast bool) (done bool, err error) {
+	cur, err := a.currentLink(ctx, a.Sink.(sink.Reader), x, day)
+	if err != nil || cur == nil || (haveLast && cur.Key == lastKey) {
+		return false, err
+	}
+	obj, err := a.Sink.Stat(ctx, cur.Key)
+	if err != nil || obj.Metadata["ledger-sha256"] != digest {
+		return false, nil // a new link supersedes it; verify reports a missing one
+	}
+	if err := a.Store.SetLedger(storeCtx(ctx), day, prev, digest, cur.Key); err != nil && !errors.Is(err, checkpoint.ErrConflict) {
+		return false, a.storeErr("set ledger", err)
+	}
+	a.log.Warn("ledger record restored from the chain (an interrupted pass)", zap.String("day", day), zap.String("key", cur.Key))
 	return true, nil
 }
 

@@ -14,7 +14,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
@@ -69,6 +68,10 @@ type VerifyOptions struct {
 	// container re-validated, instead of trusting the digest the store
 	// recorded at write time.
 	Deep bool
+	// Chain also checks the ledger chain (VerifyChain): the whole chain,
+	// whatever From and To, and the ledger records of the days checked
+	// against it.
+	Chain bool
 }
 
 // VerifyReport is the outcome of Verify. Problems is zero exactly when the
@@ -81,7 +84,11 @@ type VerifyReport struct {
 	Strays        []string `json:"strays"`
 	StraysChecked bool     `json:"strays_checked"`
 	Deep          bool     `json:"deep"`
-	// Problems counts every problem: the days' Problems and the Strays.
+	// Chain is the check of the ledger chain, when asked for (nil
+	// otherwise).
+	Chain *ChainReport `json:"chain,omitempty"`
+	// Problems counts every problem: the days' Problems, the Strays and
+	// the Chain's Problems.
 	Problems int `json:"problems"`
 }
 
@@ -201,6 +208,14 @@ func (a *Archiver) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, 
 		}
 		rep.Strays, rep.StraysChecked = strays, true
 		rep.Problems += len(strays)
+	}
+	if o.Chain {
+		c, err := a.verifyChain(ctx, r, o.From, o.To)
+		if err != nil {
+			return rep, err
+		}
+		rep.Chain = c
+		rep.Problems += len(c.Problems)
 	}
 	return rep, nil
 }
@@ -355,40 +370,12 @@ func doneEntries(l *Ledger) []verifyEntry {
 // entries' order.
 func (a *Archiver) checkEntries(ctx context.Context, r sink.Reader, entries []verifyEntry, deep bool) ([]verifyResult, error) {
 	results := make([]verifyResult, len(entries))
-	next := make(chan int)
-	var (
-		wg      sync.WaitGroup
-		errOnce sync.Once
-		first   error
-	)
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for range min(a.concurrency(), max(len(entries), 1)) {
-		wg.Go(func() {
-			for i := range next {
-				res, err := a.checkEntry(cctx, r, entries[i], deep)
-				if err != nil {
-					errOnce.Do(func() { first = err; cancel() })
-					continue
-				}
-				results[i] = res
-			}
-		})
-	}
-feed:
-	for i := range entries {
-		select {
-		case next <- i:
-		case <-cctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if first != nil {
-		return nil, first
-	}
-	if err := ctx.Err(); err != nil {
+	err := forEach(ctx, a.concurrency(), len(entries), func(ctx context.Context, i int) error {
+		res, err := a.checkEntry(ctx, r, entries[i], deep)
+		results[i] = res
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	return results, nil

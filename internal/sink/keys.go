@@ -341,3 +341,112 @@ func escapeField(b *strings.Builder, v string) {
 		b.WriteByte(upperHex[c&0xf])
 	}
 }
+
+// Ledger object names. A day's ledgers live under
+// {prefix}/{tenant}/ledger/{yyyy}/{mm}/{dd}/; the chain's head objects
+// under {prefix}/{tenant}/ledger/head/. Names are fixed-width so that key
+// order is write order within a day (by generation time) and sequence order
+// among heads.
+const (
+	// ChainSeqWidth is the width of a chain sequence number in a name:
+	// zero-padded decimal, so that key order is numeric order.
+	ChainSeqWidth = 20
+	// LedgerTimeLayout is the generation time in a ledger's name (UTC).
+	LedgerTimeLayout = "20060102T150405.000000000Z"
+	ledgerDigestLen  = 12
+)
+
+// LedgerName is the base name of a chained ledger object:
+// "ledger-<generated>-<seq>-<digest>.json", with the generation time in
+// LedgerTimeLayout, the chain sequence number ChainSeqWidth digits wide
+// and the first 12 hex digits of the ledger's content digest. seq must be
+// at least 1 and digest at least 12 lower-case hex digits.
+func LedgerName(generated time.Time, seq uint64, digest string) (string, error) {
+	if seq == 0 {
+		return "", fmt.Errorf("%w: ledger sequence number 0 (the chain starts at 1)", ErrInvalidKey)
+	}
+	if len(digest) < ledgerDigestLen || !allLowerHex(digest) {
+		return "", fmt.Errorf("%w: ledger digest %q: want lower-case hex, at least %d digits", ErrInvalidKey, digest, ledgerDigestLen)
+	}
+	return fmt.Sprintf("ledger-%s-%0*d-%s.json", generated.UTC().Format(LedgerTimeLayout), ChainSeqWidth, seq, digest[:ledgerDigestLen]), nil
+}
+
+// PreChainLedgerName is the base name ledgers had before the chain:
+// "ledger-<generated>-<digest>.json" (no sequence number).
+func PreChainLedgerName(generated time.Time, digest string) string {
+	if len(digest) > ledgerDigestLen {
+		digest = digest[:ledgerDigestLen]
+	}
+	return "ledger-" + generated.UTC().Format(LedgerTimeLayout) + "-" + digest + ".json"
+}
+
+// ParseLedgerName reads a ledger base name: chained (LedgerName, seq ≥ 1)
+// or pre-chain (PreChainLedgerName, seq 0). ok is false for any other name.
+func ParseLedgerName(name string) (generated time.Time, seq uint64, ok bool) {
+	rest, found := strings.CutPrefix(name, "ledger-")
+	if !found {
+		return time.Time{}, 0, false
+	}
+	rest, found = strings.CutSuffix(rest, ".json")
+	if !found || len(rest) < len(LedgerTimeLayout)+1+ledgerDigestLen {
+		return time.Time{}, 0, false
+	}
+	gen, err := time.Parse(LedgerTimeLayout, rest[:len(LedgerTimeLayout)])
+	if err != nil || rest[len(LedgerTimeLayout)] != '-' {
+		return time.Time{}, 0, false
+	}
+	rest = rest[len(LedgerTimeLayout)+1:]
+	switch len(rest) {
+	case ledgerDigestLen:
+		if !allLowerHex(rest) {
+			return time.Time{}, 0, false
+		}
+		return gen, 0, true
+	case ChainSeqWidth + 1 + ledgerDigestLen:
+		seq, ok := parseSeq(rest[:ChainSeqWidth])
+		if !ok || seq == 0 || rest[ChainSeqWidth] != '-' || !allLowerHex(rest[ChainSeqWidth+1:]) {
+			return time.Time{}, 0, false
+		}
+		return gen, seq, true
+	}
+	return time.Time{}, 0, false
+}
+
+// ChainHeadName is the base name of the chain head object of sequence
+// number seq (≥ 1): "<seq>.json", ChainSeqWidth digits.
+func ChainHeadName(seq uint64) string { return fmt.Sprintf("%0*d.json", ChainSeqWidth, seq) }
+
+// ParseChainHeadName reads a ChainHeadName; ok is false for any other name.
+func ParseChainHeadName(name string) (seq uint64, ok bool) {
+	digits, found := strings.CutSuffix(name, ".json")
+	if !found || len(digits) != ChainSeqWidth {
+		return 0, false
+	}
+	seq, ok = parseSeq(digits)
+	return seq, ok && seq > 0
+}
+
+func parseSeq(digits string) (uint64, bool) {
+	var n uint64
+	for i := 0; i < len(digits); i++ {
+		c := digits[i]
+		if !isDigit(c) {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (^uint64(0)-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+func allLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isLowerHex(s[i]) {
+			return false
+		}
+	}
+	return s != ""
+}

@@ -204,3 +204,52 @@ func sameProjection(kb *sink.KeyBuilder, x, y sink.KeyFields) bool {
 	}
 	return true
 }
+
+// TestLedgerNames: chained and pre-chain ledger names and head names read
+// back to what built them, sort by sequence number, and anything else is
+// refused.
+func TestLedgerNames(t *testing.T) {
+	gen := time.Date(2026, 11, 3, 12, 1, 0, 123456789, time.FixedZone("CET", 3600))
+	digest := strings.Repeat("ab", 32)
+	name, err := sink.LedgerName(gen, 42, digest)
+	if err != nil || name != "ledger-20261103T110100.123456789Z-00000000000000000042-abababababab.json" {
+		t.Fatalf("sink.LedgerName = %q, %v", name, err)
+	}
+	if g, seq, ok := sink.ParseLedgerName(name); !ok || seq != 42 || !g.Equal(gen) {
+		t.Errorf("sink.ParseLedgerName(%q) = %v %d %v", name, g, seq, ok)
+	}
+	pre := sink.PreChainLedgerName(gen, digest)
+	if g, seq, ok := sink.ParseLedgerName(pre); !ok || seq != 0 || !g.Equal(gen) {
+		t.Errorf("sink.ParseLedgerName(%q) = %v %d %v, want a pre-chain name", pre, g, seq, ok)
+	}
+	for _, bad := range []struct {
+		seq    uint64
+		digest string
+	}{{0, digest}, {1, "abc"}, {1, strings.Repeat("AB", 32)}} {
+		if _, err := sink.LedgerName(gen, bad.seq, bad.digest); !errors.Is(err, sink.ErrInvalidKey) {
+			t.Errorf("sink.LedgerName(seq %d, %q) = %v, want sink.ErrInvalidKey", bad.seq, bad.digest, err)
+		}
+	}
+	for _, bad := range []string{"", "ledger-.json", "head.json", "ledger-20261103T110100.123456789Z-abababababab.txt",
+		"ledger-20261103T110100.123456789Z-00000000000000000000-abababababab.json", // seq 0
+		"ledger-20261103T110100.123456789Z-0000000000000000004x-abababababab.json",
+		"ledger-20261103T110100.123456789Z-99999999999999999999-abababababab.json", // overflows uint64
+		"ledger-20261303T110100.123456789Z-abababababab.json",
+		"ledger-20261103T110100.123456789Z-ABABABABABAB.json"} {
+		if _, _, ok := sink.ParseLedgerName(bad); ok {
+			t.Errorf("sink.ParseLedgerName(%q) accepted", bad)
+		}
+	}
+	h9, h10 := sink.ChainHeadName(9), sink.ChainHeadName(10)
+	if h9 != "00000000000000000009.json" || h9 >= h10 {
+		t.Errorf("sink.ChainHeadName(9) = %q, (10) = %q: want fixed width in number order", h9, h10)
+	}
+	if seq, ok := sink.ParseChainHeadName(h10); !ok || seq != 10 {
+		t.Errorf("sink.ParseChainHeadName(%q) = %d %v", h10, seq, ok)
+	}
+	for _, bad := range []string{"00000000000000000000.json", "10.json", "0000000000000000000a.json", "00000000000000000010.jsn"} {
+		if _, ok := sink.ParseChainHeadName(bad); ok {
+			t.Errorf("sink.ParseChainHeadName(%q) accepted", bad)
+		}
+	}
+}
