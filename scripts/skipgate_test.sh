@@ -206,6 +206,8 @@ ok  	MOD/internal/checkpoint/postgres	7.2s
 --- PASS: TestCmdBackfill_Quiet (1.20s)
 --- PASS: TestCmdMigrateState (0.50s)
 --- PASS: TestCmdOnce_Pushgateway (6.00s)
+    --- PASS: TestCmdVerify/chain (0.50s)
+--- PASS: TestCmdVerify (1.00s)
 ok  	MOD/cmd/archiver	20.4s
 === PKG internal/telemetry
 --- PASS: TestPrometheusRule (0.01s)
@@ -214,7 +216,14 @@ ok  	MOD/internal/telemetry	0.2s
     --- PASS: TestReplicas_ClaimConcurrently/postgres (2.00s)
 --- PASS: TestProgress_Backfill (1.00s)
 --- PASS: TestReplicas_ClaimConcurrently (4.00s)
+--- PASS: TestChain_Dir (1.00s)
+    --- PASS: TestChain_Replicas/sqlite (1.00s)
+    --- PASS: TestChain_Replicas/postgres (1.00s)
+--- PASS: TestChain_Replicas (2.00s)
 ok  	MOD/internal/jobs	40.0s
+=== PKG internal/sink
+--- PASS: TestLedgerNames (0.00s)
+ok  	MOD/internal/sink	0.1s
 === PKG tools/image
 --- PASS: TestImage (40.00s)
 ok  	MOD/tools/image	41.0s
