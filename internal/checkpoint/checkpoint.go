@@ -371,8 +371,8 @@ type JobRun struct {
 	// Error is a one-line summary of what went wrong ("" when nothing
 	// did), without secrets: the archiver's errors never carry any.
 	Error   string
-	Done    int    // items completed: recordings stored or found stored already, lookups done
-	Failed  int    // failed attempts recorded (the items are retried), dead ones included
+	Done    int    // items completed (recordings stored or found stored already, lookups done) and CDR packages completed
+	Failed  int    // failed attempts recorded (the items are retried), dead ones included, and CDR packages not obtained
 	Bytes   int64  // bytes newly stored
 	Replica string // the replica ID of the process that ran it
 }

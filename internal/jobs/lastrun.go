@@ -41,8 +41,8 @@ func (a *Archiver) startRun(job string) checkpoint.JobRun {
 
 // endRun records how the run r ended: interrupted when ctx (the stop of
 // new work) ended meanwhile, else failed when failure (RunFailure) is not
-// nil, else ok; with the report's counts and a one-line summary of
-// failure.
+// nil, else ok; with the report's counts (items and CDR packages done,
+// failed) and a one-line summary of failure.
 func (a *Archiver) endRun(ctx context.Context, r checkpoint.JobRun, rep *Report, failure error) {
 	a.runs.mu.Lock()
 	delete(a.runs.running, r.Job)
@@ -62,7 +62,7 @@ func (a *Archiver) endRun(ctx context.Context, r checkpoint.JobRun, rep *Report,
 		r.Error = runErrorSummary(failure)
 	}
 	if rep != nil {
-		r.Done, r.Failed, r.Bytes = rep.Done+rep.Existed, rep.Failed+rep.Dead, rep.Bytes
+		r.Done, r.Failed, r.Bytes = rep.Done+rep.Existed+rep.Packages, rep.Failed+rep.Dead+rep.PackagesFailed, rep.Bytes
 	}
 	a.recordRun(r)
 }
