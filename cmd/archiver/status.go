@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
 
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
@@ -443,10 +442,14 @@ func collectJobs(ctx context.Context, st checkpoint.Store, cfg *config.Config, l
 	return out, err
 }
 
+// schedule is what config.ParseSchedule returns (a cron.Schedule: the
+// schedule loop is the jobs' business, cmd only asks for the next time).
+type schedule interface{ Next(time.Time) time.Time }
+
 // nextRun is spec's next time after the last run's start (so that an
 // @every schedule counts from the runs, as the daemon's does), or after now
 // when there is no last run or that time has passed.
-func nextRun(spec cron.Schedule, last *runStatus, now time.Time) time.Time {
+func nextRun(spec schedule, last *runStatus, now time.Time) time.Time {
 	if last != nil {
 		if next := spec.Next(last.Started); next.After(now) {
 			return next

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/robfig/cron/v3"
-
 	"github.com/cec-archiver/cec-archiver/internal/cecsim"
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
@@ -213,7 +211,7 @@ func TestNextRun(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name string
-		spec cron.Schedule
+		spec schedule
 		last time.Time // zero: no last run
 		now  time.Time
 		want time.Time
