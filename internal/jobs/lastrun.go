@@ -35,7 +35,7 @@ func (a *Archiver) startRun(job string) checkpoint.JobRun {
 	}
 	a.runs.running[job] = r
 	a.runs.mu.Unlock()
-	a.recordRun(r)
+	a.recordRun(storeCtx(context.Background()), r)
 	return r
 }
 
@@ -64,15 +64,18 @@ func (a *Archiver) endRun(ctx context.Context, r checkpoint.JobRun, rep *Report,
 	if rep != nil {
 		r.Done, r.Failed, r.Bytes = rep.Done+rep.Existed+rep.Packages, rep.Failed+rep.Dead+rep.PackagesFailed, rep.Bytes
 	}
-	a.recordRun(r)
+	a.recordRun(storeCtx(context.Background()), r)
 }
 
 // RecordInterrupted records every run of this process that has started
 // and not ended as interrupted, ended now: for a command that returns
 // without waiting for its runs (a forced shutdown), so that status does not
 // show them running. A run that still ends afterwards records its own end
-// over it. Each write is bounded by the store's own timeouts.
-func (a *Archiver) RecordInterrupted() {
+// over it. ctx bounds the writes: the process is about to exit.
+func (a *Archiver) RecordInterrupted(ctx context.Context) {
+	if err := a.init(); err != nil {
+		return
+	}
 	a.runs.mu.Lock()
 	var left []checkpoint.JobRun
 	for _, r := range a.runs.running {
@@ -82,14 +85,14 @@ func (a *Archiver) RecordInterrupted() {
 	for _, r := range left {
 		r.Finished, r.Result = time.Now(), checkpoint.RunInterrupted
 		r.Error = "forced shutdown: the process exited before the run ended"
-		a.recordRun(r)
+		a.recordRun(ctx, r)
 	}
 }
 
 // recordRun writes r as its job's last run; a failure is logged and
 // counted, never the run's.
-func (a *Archiver) recordRun(r checkpoint.JobRun) {
-	if err := a.Store.SetLastRun(storeCtx(context.Background()), r); err != nil {
+func (a *Archiver) recordRun(ctx context.Context, r checkpoint.JobRun) {
+	if err := a.Store.SetLastRun(ctx, r); err != nil {
 		a.log.Warn("recording the last run failed", zap.String("job", r.Job), zap.Error(a.storeErr("set last run", err)))
 	}
 }

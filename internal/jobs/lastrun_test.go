@@ -117,7 +117,7 @@ func TestArchiver_LastRun(t *testing.T) {
 		if r.Result != checkpoint.RunRunning || !r.Finished.IsZero() || r.Replica != e.a.ReplicaID() {
 			t.Errorf("during the run: %+v; want running, not finished", r)
 		}
-		e.a.RecordInterrupted()
+		e.a.RecordInterrupted(testCtx(t))
 		got := e.lastRun(config.JobCDR)
 		if got.Result != checkpoint.RunInterrupted || !got.Started.Equal(r.Started) || got.Finished.IsZero() ||
 			!strings.Contains(got.Error, "forced shutdown") {
@@ -131,7 +131,7 @@ func TestArchiver_LastRun(t *testing.T) {
 			t.Errorf("after the run ended by itself: %+v; want its own end, ok", got)
 		}
 		// Nothing left to close.
-		e.a.RecordInterrupted()
+		e.a.RecordInterrupted(testCtx(t))
 		if got := e.lastRun(config.JobCDR); got.Result != checkpoint.RunOK {
 			t.Errorf("RecordInterrupted with no run going changed the last run: %+v", got)
 		}
