@@ -784,14 +784,7 @@ func TestCmdRun(t *testing.T) {
 		}
 	}
 	// The daemon's run is the cdr job's last run, as status shows it.
-	code, out, errOut = e.run("status", "--config", e.config, "--json")
-	if code != exitOK {
-		t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
-	}
-	var rep statusReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("status --json: %v\n%s", err, out)
-	}
+	rep, _ := e.statusJSON(t)
 	if len(rep.Jobs) == 0 || rep.Jobs[0].Job != "cdr" || rep.Jobs[0].LastRun == nil || rep.Jobs[0].LastRun.Result != checkpoint.RunOK {
 		t.Errorf("status jobs %+v; want the daemon's cdr run, ok", rep.Jobs)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -157,14 +156,7 @@ func TestCmdOnce_PushesForcedShutdown(t *testing.T) {
 		t.Errorf("once did not take the forced path (exit before the work ended) or did not log it:\n%s", errOut)
 	}
 
-	code, sout, serr := e.run("status", "--config", e.config, "--json")
-	if code != exitOK {
-		t.Fatalf("status = %d\nstderr:\n%s", code, serr)
-	}
-	var rep statusReport
-	if err := json.Unmarshal([]byte(sout), &rep); err != nil {
-		t.Fatalf("status --json: %v\n%s", err, sout)
-	}
+	rep, _ := e.statusJSON(t)
 	for _, j := range rep.Jobs {
 		if j.LastRun != nil && j.LastRun.Result == checkpoint.RunRunning {
 			t.Errorf("job %s: last run %+v still running after the process exited", j.Job, j.LastRun)

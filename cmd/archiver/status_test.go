@@ -14,6 +14,21 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/config"
 )
 
+// statusJSON runs status --json and decodes it, failing the test unless
+// it exits 0; it also returns the output.
+func (e *testEnv) statusJSON(t *testing.T) (statusReport, string) {
+	t.Helper()
+	code, out, errOut := e.run("status", "--config", e.config, "--json")
+	if code != exitOK {
+		t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
+	}
+	var rep statusReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	return rep, out
+}
+
 // failedStateHeld runs once with every agent recording download failing,
 // then holds the state open for writing (the closing is the test's
 // cleanup), as a running daemon does.
@@ -53,14 +68,7 @@ func TestCmdStatus_Replicas(t *testing.T) {
 	}
 
 	t.Run("json", func(t *testing.T) {
-		code, out, errOut := e.run("status", "--config", e.config, "--json")
-		if code != exitOK {
-			t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
-		}
-		var rep statusReport
-		if err := json.Unmarshal([]byte(out), &rep); err != nil {
-			t.Fatalf("status --json: %v\n%s", err, out)
-		}
+		rep, _ := e.statusJSON(t)
 		var names []string
 		for _, l := range rep.Leases {
 			names = append(names, l.Name)
@@ -114,14 +122,7 @@ func TestCmdStatus_Jobs(t *testing.T) {
 	e.env["ARCHIVER_JOBS_IVR_ENABLED"] = "false"
 
 	t.Run("json", func(t *testing.T) {
-		code, out, errOut := e.run("status", "--config", e.config, "--json")
-		if code != exitOK {
-			t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
-		}
-		var rep statusReport
-		if err := json.Unmarshal([]byte(out), &rep); err != nil {
-			t.Fatalf("status --json: %v\n%s", err, out)
-		}
+		rep, out := e.statusJSON(t)
 		var names []string
 		for _, j := range rep.Jobs {
 			names = append(names, j.Job)
