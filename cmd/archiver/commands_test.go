@@ -400,6 +400,15 @@ func TestCmdOnce(t *testing.T) {
 			if calls != len(m.Calls) {
 				t.Errorf("status shows %d calls, the simulator has %d", calls, len(m.Calls))
 			}
+			// Each job's last run, recorded in PostgreSQL: the second once's.
+			for _, j := range rep.Jobs {
+				if j.LastRun == nil || j.LastRun.Result != checkpoint.RunOK || j.LastSuccess == nil || j.NextRun == nil {
+					t.Errorf("job %s: %+v; want its last run ok, a last success and a next run", j.Job, j)
+				}
+			}
+			if len(rep.Jobs) != 4 {
+				t.Errorf("status shows %d jobs, want 4", len(rep.Jobs))
+			}
 			// The rows are the tenant's (cec.tenant_id): another tenant's
 			// store on the same database sees none of them.
 			for tenant, want := range map[string]bool{testTenant: true, "another-tenant": false} {
@@ -773,6 +782,11 @@ func TestCmdRun(t *testing.T) {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("log lacks %s:\n%s", want, errOut)
 		}
+	}
+	// The daemon's run is the cdr job's last run, as status shows it.
+	rep, _ := e.statusJSON(t)
+	if len(rep.Jobs) == 0 || rep.Jobs[0].Job != "cdr" || rep.Jobs[0].LastRun == nil || rep.Jobs[0].LastRun.Result != checkpoint.RunOK {
+		t.Errorf("status jobs %+v; want the daemon's cdr run, ok", rep.Jobs)
 	}
 }
 

@@ -41,7 +41,8 @@ func (c *cli) cmdMigrateState(args []string) int {
 	fs, path := c.newFlagSet("migrate-state", "migrate-state [--config FILE] [--to DSN | --to-dsn-file FILE] [--json]",
 		"Copy the SQLite state (checkpoint.path) into a PostgreSQL database, as the\n"+
 			"state of tenant cec.tenant_id: every item with all it records, the CDR\n"+
-			"packages, calls, watermarks and ledger records, IDs kept. Items in progress\n"+
+			"packages, calls, watermarks, ledger records, and each job's last success and\n"+
+			"last run (what status shows), IDs kept. Items in progress\n"+
 			"become pending (their claims were a process's that is gone); named leases\n"+
 			"are not copied. It takes the state lock, so that no archiver runs on the\n"+
 			"file meanwhile: stop the daemon first. It is one transaction, and running it\n"+

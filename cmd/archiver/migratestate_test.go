@@ -16,6 +16,7 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint/postgres"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint/postgres/pgtest"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint/sqlite"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 )
 
 // downloads counts the recording downloads the simulator answered.
@@ -179,6 +180,7 @@ func testMigrateOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantLedgers := ledgers(t, src)
+	wantJobs := jobRecords(t, src)
 	items, err := src.Items(t.Context())
 	src.Close()
 	if err != nil || len(wantLedgers) == 0 || len(items) == 0 {
@@ -210,6 +212,20 @@ func testMigrateOnce(t *testing.T) {
 	if got, want := row(out, "done", 3), []string{"done", n, n}; !slices.Equal(got, want) {
 		t.Errorf("done row %q, want %q (every item of the finished run is done):\n%s", got, want, out)
 	}
+	// Every job's last success and last run.
+	for _, table := range []string{checkpoint.TableJobSuccesses, checkpoint.TableJobRuns} {
+		if got, want := row(out, table, 5), []string{table, "4", "4", "0", "4"}; !slices.Equal(got, want) {
+			t.Errorf("%s row %q, want %q:\n%s", table, got, want, out)
+		}
+	}
+	copied, err := postgres.Open(t.Context(), postgres.Options{DSN: dsn, Tenant: testTenant, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := jobRecords(t, copied); got != wantJobs {
+		t.Errorf("last successes and runs in PostgreSQL:\n%s\nwant the SQLite state's:\n%s", got, wantJobs)
+	}
+	copied.Close()
 
 	// Again: nothing new, every row found; as JSON.
 	code, out, errOut = e.run("migrate-state", "--config", e.config, "--to-dsn-file", dsnFile, "--json")
@@ -265,6 +281,27 @@ func testMigrateOnce(t *testing.T) {
 		!strings.Contains(errOut, "packages: ") || out != "" {
 		t.Errorf("migrate-state over a state that moved on = %d, want 1 and refused\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
+}
+
+// jobRecords describes every job's last success and last run in st.
+func jobRecords(t *testing.T, st checkpoint.Store) string {
+	t.Helper()
+	var b strings.Builder
+	for _, job := range config.JobNames() {
+		s, sok, err := st.LastSuccess(t.Context(), job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, rok, err := st.LastRun(t.Context(), job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sok || !rok || r.Result != checkpoint.RunOK {
+			t.Errorf("%s: last success %v, last run %+v (%v); want both, ok", job, sok, r, rok)
+		}
+		fmt.Fprintf(&b, "%s: success %s, run %+v\n", job, s, r)
+	}
+	return b.String()
 }
 
 // testMigrateConfigDSN: the target named by checkpoint.dsn; and a copy

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -133,24 +134,45 @@ func (c *cli) runArchiver(cmd string, cfg *config.Config, o wireOptions, pf *pro
 	}()
 	res, finished := await(sh, c.forcedGrace, done)
 	stopProgress()
-	a.archiver.RecordShutdown(sh.Result())
+	how := sh.Result()
+	a.archiver.RecordShutdown(how)
+	// After a second signal the push is still made, so that the
+	// Pushgateway shows the forced shutdown, but bounded by a short
+	// timeout: the operator wants the process gone.
+	pushTimeout := telemetry.PushTimeout
+	if how == shutdownForced {
+		pushTimeout = forcedPushTimeout
+	}
 	if !finished {
 		fmt.Fprintf(c.stderr, "%s: forced: stopped without waiting for in-flight work; it is redone next time\n", cmd)
+		log.Warn("forced: exiting without waiting for in-flight work; pushing the metrics first",
+			zap.Bool("push", cfg.Metrics.PushgatewayURL != ""), zap.Duration("push_timeout", pushTimeout))
+		c.push(cmd, cfg, a, log, pushTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), forcedPushTimeout)
+		a.archiver.RecordInterrupted(ctx)
+		cancel()
 		return exitFailed
 	}
 	// The state is still open: list what failed before it is closed.
 	code := c.outcome(context.WithoutCancel(sh.Stop), cmd, a.store, res.rep, res.err, sh)
-	c.push(cmd, cfg, a, log)
+	c.push(cmd, cfg, a, log, pushTimeout)
 	return code
 }
 
-// push sends the metrics to the Pushgateway when one is configured. A
-// failure is a warning: the archive itself is fine.
-func (c *cli) push(cmd string, cfg *config.Config, a *app, log *zap.Logger) {
+// forcedPushTimeout bounds the Pushgateway push after a second signal (and
+// the recording of the runs it interrupts), instead of
+// telemetry.PushTimeout.
+const forcedPushTimeout = 5 * time.Second
+
+// push sends the metrics to the Pushgateway when one is configured, within
+// timeout. A failure is a warning: the archive itself is fine.
+func (c *cli) push(cmd string, cfg *config.Config, a *app, log *zap.Logger, timeout time.Duration) {
 	if cfg.Metrics.PushgatewayURL == "" {
 		return
 	}
-	if err := telemetry.Push(context.Background(), cfg.Metrics.PushgatewayURL, pushGrouping(cfg), jobs.Labels(), a.reg); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := telemetry.Push(ctx, cfg.Metrics.PushgatewayURL, pushGrouping(cfg), jobs.Labels(), a.reg); err != nil {
 		log.Warn("push metrics failed", zap.Error(err))
 		fmt.Fprintf(c.stderr, "%s: warning: push metrics: %v\n", cmd, err)
 	}

@@ -95,8 +95,8 @@ func (g *pushgateway) shutdowns(t *testing.T) map[string]float64 {
 // TestCmdOnce_PushesShutdown: once counts how it stopped
 // (archiver_shutdowns_total) before it pushes, so the Pushgateway shows
 // clean for a plain run and abandoned for one whose drain budget ran out.
-// forced is not pushed: after a second signal runArchiver returns before
-// the push (once.go), so no command test can see it.
+// forced, pushed even when once exits without waiting for its work, is
+// TestCmdOnce_PushesForcedShutdown's.
 func TestCmdOnce_PushesShutdown(t *testing.T) {
 	for _, c := range []struct {
 		name   string

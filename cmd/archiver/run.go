@@ -140,7 +140,16 @@ func (c *cli) serveDaemon(path string) (code int, reload bool) {
 	}
 	result := sh.Result()
 	a.archiver.RecordShutdown(result)
-	log.Info("archiver stopped", zap.String("shutdown", result))
+	// Serve may have returned with runs still going (forced, or the drain
+	// budget spent): status shows them interrupted, not running.
+	rctx, cancel := context.WithTimeout(context.Background(), forcedPushTimeout)
+	a.archiver.RecordInterrupted(rctx)
+	cancel()
+	if result == shutdownClean {
+		log.Info("archiver stopped", zap.String("shutdown", result))
+	} else {
+		log.Warn("archiver stopped", zap.String("shutdown", result))
+	}
 	stopServing()
 	servers.Wait()
 	if result == shutdownForced {

@@ -84,10 +84,46 @@ type claimStatus struct {
 	LeaseUntil time.Time `json:"lease_until"`
 }
 
+// jobStatus is one job as status shows it, like velero schedule get: its
+// schedule, its last run and when the daemon runs it next.
+type jobStatus struct {
+	Job      string `json:"job"`
+	Enabled  bool   `json:"enabled"`
+	Schedule string `json:"schedule"`
+	// JitterSeconds is the random delay added to each scheduled run.
+	JitterSeconds float64 `json:"jitter_seconds"`
+	// LastRun is the last run the state recorded, by any command or
+	// replica; null when the job never ran.
+	LastRun *runStatus `json:"last_run"`
+	// LastSuccess is when the job last ended a run without failures.
+	LastSuccess *time.Time `json:"last_success"`
+	// NextRun is when archiver run starts the job next (before its
+	// jitter): the schedule's next time after the last run's start, as
+	// velero computes it, or after now when there is no last run or that
+	// time has passed; null when the job is disabled.
+	NextRun *time.Time `json:"next_run"`
+}
+
+// runStatus is a job's last run.
+type runStatus struct {
+	Started  time.Time            `json:"started"`
+	Finished *time.Time           `json:"finished"` // null while running
+	Result   checkpoint.RunResult `json:"result"`   // running, ok, failed, interrupted
+	// DurationSeconds is Finished − Started; null while running.
+	DurationSeconds *float64 `json:"duration_seconds"`
+	Error           string   `json:"error,omitempty"` // one line, for failed and interrupted runs
+	Done            int      `json:"done"`            // items and CDR packages completed
+	Failed          int      `json:"failed"`          // failed attempts, dead items and CDR packages not obtained
+	Bytes           int64    `json:"bytes"`
+	Replica         string   `json:"replica"`
+}
+
 // statusReport is what status prints. With --json every list is present,
 // empty or not; Failed is always filled (the table shows it only with
 // --failed).
 type statusReport struct {
+	// Jobs has every job of the configuration, enabled or not, in run order.
+	Jobs         []jobStatus    `json:"jobs"`
 	Days         []dayStatus    `json:"days"`
 	Windows      []windowStatus `json:"windows"`
 	CDRWatermark *time.Time     `json:"cdr_watermark,omitempty"`
@@ -100,7 +136,11 @@ type statusReport struct {
 // cmdStatus implements "archiver status".
 func (c *cli) cmdStatus(args []string) int {
 	fs, path := c.newFlagSet("status", "status [--config FILE] [--json] [--failed]",
-		"Print what the state database holds, one line per calendar day (cec.time_zone):\n"+
+		"Print the jobs first, one line each: schedule, last run (start, result:\n"+
+			"running, ok, failed or interrupted; duration, items done and failed, bytes)\n"+
+			"and the next run of the schedule after the last run (\u2014 when the job is\n"+
+			"disabled), then the error of a last run that failed or was interrupted.\n"+
+			"Then what the state database holds, one line per calendar day (cec.time_zone):\n"+
 			"calls, recordings archived and absent, items pending, failed and dead, cdr\n"+
 			"windows with a problem, and whether the day is complete; then every cdr window\n"+
 			"whose newest package is pending, failed or dead (bill file, state, attempts,\n"+
@@ -108,7 +148,7 @@ func (c *cli) cmdStatus(args []string) int {
 			"then the replicas at work: the named leases held now (cdr windows, ledgers,\n"+
 			"the janitor) and the items in progress per replica ID.\n"+
 			"A day covered by such a window is incomplete, and listed even if it has no\n"+
-			"calls yet. --json prints every list (days, windows, failed, leases, claims),\n"+
+			"calls yet. --json prints every list (jobs, days, windows, failed, leases, claims),\n"+
 			"empty or not, and always includes the failed and dead items.\n"+
 			"Opens the state read-only: it works while the daemon runs.")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table (always with every failed and dead item)")
@@ -133,6 +173,9 @@ func (c *cli) cmdStatus(args []string) int {
 		return exitConfig
 	}
 	rep, err := collectStatus(ctx, a.store, loc)
+	if err == nil {
+		rep.Jobs, err = collectJobs(ctx, a.store, cfg, loc, time.Now())
+	}
 	if err != nil {
 		fmt.Fprintf(c.stderr, "status: %v\n", err)
 		return exitFailed
@@ -286,6 +329,8 @@ func collectReplicas(ctx context.Context, st checkpoint.Store, loc *time.Locatio
 }
 
 func printStatus(w io.Writer, rep *statusReport, withFailed bool) {
+	printJobs(w, rep.Jobs)
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "DAY\tCALLS\tARCHIVED\tABSENT\tPENDING\tFAILED\tDEAD\tBAD-WINDOWS\tCOMPLETE\t")
 	for _, d := range rep.Days {
@@ -356,4 +401,122 @@ func printReplicas(w io.Writer, rep *statusReport) {
 		}
 		fmt.Fprintf(w, "  %s %d items, leases until %s%s\n", orDash(c.Replica), c.InProgress, c.LeaseUntil.Format(time.RFC3339), expired)
 	}
+}
+
+// collectJobs reads every configured job's last run and last success from
+// the store and computes its next run from its schedule after now.
+func collectJobs(ctx context.Context, st checkpoint.Store, cfg *config.Config, loc *time.Location, now time.Time) ([]jobStatus, error) {
+	out := []jobStatus{}
+	var err error
+	cfg.Jobs.Each(func(name string, j *config.Job) {
+		if err != nil {
+			return
+		}
+		js := jobStatus{Job: name, Enabled: j.Enabled, Schedule: j.Schedule, JitterSeconds: j.Jitter.Seconds()}
+		r, ok, rerr := st.LastRun(ctx, name)
+		if rerr != nil {
+			err = fmt.Errorf("read the last run of %s: %w", name, rerr)
+			return
+		}
+		if ok {
+			js.LastRun = newRunStatus(r, loc)
+		}
+		t, ok, serr := st.LastSuccess(ctx, name)
+		if serr != nil {
+			err = fmt.Errorf("read the last success of %s: %w", name, serr)
+			return
+		}
+		if ok {
+			t = t.In(loc)
+			js.LastSuccess = &t
+		}
+		if j.Enabled {
+			// The configuration was validated: the schedule parses.
+			if spec, perr := config.ParseSchedule(j.Schedule); perr == nil {
+				next := nextRun(spec, js.LastRun, now).In(loc)
+				js.NextRun = &next
+			}
+		}
+		out = append(out, js)
+	})
+	return out, err
+}
+
+// schedule is what config.ParseSchedule returns (a cron.Schedule: the
+// schedule loop is the jobs' business, cmd only asks for the next time).
+type schedule interface{ Next(time.Time) time.Time }
+
+// nextRun is spec's next time after the last run's start (so that an
+// @every schedule counts from the runs, as the daemon's does), or after now
+// when there is no last run or that time has passed.
+func nextRun(spec schedule, last *runStatus, now time.Time) time.Time {
+	if last != nil {
+		if next := spec.Next(last.Started); next.After(now) {
+			return next
+		}
+	}
+	return spec.Next(now)
+}
+
+func newRunStatus(r checkpoint.JobRun, loc *time.Location) *runStatus {
+	rs := &runStatus{Started: r.Started.In(loc), Result: r.Result, Error: r.Error, Done: r.Done, Failed: r.Failed,
+		Bytes: r.Bytes, Replica: r.Replica}
+	if !r.Finished.IsZero() {
+		f := r.Finished.In(loc)
+		d := r.Finished.Sub(r.Started).Seconds()
+		rs.Finished, rs.DurationSeconds = &f, &d
+	}
+	return rs
+}
+
+// printJobs prints the jobs table, like velero schedule get, then the
+// error of each last run that failed or was interrupted, with the job's
+// last success.
+func printJobs(w io.Writer, jobs []jobStatus) {
+	const none = "\u2014"
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tSCHEDULE\tLAST-RUN\tRESULT\tDURATION\tDONE\tFAILED\tBYTES\tNEXT-RUN")
+	for _, j := range jobs {
+		last, result, took, done, failed, bytes := "never", none, none, none, none, none
+		if r := j.LastRun; r != nil {
+			last, result = r.Started.Format(time.RFC3339), string(r.Result)
+			if r.DurationSeconds != nil {
+				took = fmtRunDuration(time.Duration(*r.DurationSeconds * float64(time.Second)))
+				done, failed, bytes = fmt.Sprint(r.Done), fmt.Sprint(r.Failed), fmt.Sprint(r.Bytes)
+			}
+		}
+		next := none
+		if j.NextRun != nil {
+			next = j.NextRun.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Job, orDash(j.Schedule), last, result, took, done, failed, bytes, next)
+	}
+	_ = tw.Flush()
+	for _, j := range jobs {
+		r := j.LastRun
+		if r == nil || (r.Result != checkpoint.RunFailed && r.Result != checkpoint.RunInterrupted) {
+			continue
+		}
+		success := "never"
+		if j.LastSuccess != nil {
+			success = j.LastSuccess.Format(time.RFC3339)
+		}
+		msg := ""
+		if r.Error != "" {
+			msg = ": " + r.Error
+		}
+		fmt.Fprintf(w, "  %s: last run %s%s (last success: %s)\n", j.Job, r.Result, msg, success)
+	}
+}
+
+// fmtRunDuration rounds d for the jobs table: to the millisecond under a
+// second, the tenth of a second under a minute, else the second.
+func fmtRunDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
 }

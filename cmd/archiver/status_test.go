@@ -11,7 +11,23 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint/sqlite"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 )
+
+// statusJSON runs status --json and decodes it, failing the test unless
+// it exits 0; it also returns the output.
+func (e *testEnv) statusJSON(t *testing.T) (statusReport, string) {
+	t.Helper()
+	code, out, errOut := e.run("status", "--config", e.config, "--json")
+	if code != exitOK {
+		t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
+	}
+	var rep statusReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	return rep, out
+}
 
 // failedStateHeld runs once with every agent recording download failing,
 // then holds the state open for writing (the closing is the test's
@@ -52,14 +68,7 @@ func TestCmdStatus_Replicas(t *testing.T) {
 	}
 
 	t.Run("json", func(t *testing.T) {
-		code, out, errOut := e.run("status", "--config", e.config, "--json")
-		if code != exitOK {
-			t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
-		}
-		var rep statusReport
-		if err := json.Unmarshal([]byte(out), &rep); err != nil {
-			t.Fatalf("status --json: %v\n%s", err, out)
-		}
+		rep, _ := e.statusJSON(t)
 		var names []string
 		for _, l := range rep.Leases {
 			names = append(names, l.Name)
@@ -95,4 +104,131 @@ func TestCmdStatus_Replicas(t *testing.T) {
 			t.Errorf("status lists a released lease or an expired claim:\n%s", out)
 		}
 	})
+}
+
+// TestCmdStatus_Jobs: status shows every configured job with its last run
+// as the runs recorded it (ok, failed with its error, running while another
+// replica runs it), duration, items and bytes, and the next run of its
+// schedule; a disabled job has no next run (—), in the table and in JSON.
+func TestCmdStatus_Jobs(t *testing.T) {
+	const replica = "other-host-9-00000000"
+	before := time.Now()
+	e, held := failedStateHeld(t)
+	// Another replica runs transfer now; ivr is disabled since its last run.
+	running := checkpoint.JobRun{Job: "transfer", Started: time.Now(), Result: checkpoint.RunRunning, Replica: replica}
+	if err := held.SetLastRun(t.Context(), running); err != nil {
+		t.Fatal(err)
+	}
+	e.env["ARCHIVER_JOBS_IVR_ENABLED"] = "false"
+
+	t.Run("json", func(t *testing.T) {
+		rep, out := e.statusJSON(t)
+		var names []string
+		for _, j := range rep.Jobs {
+			names = append(names, j.Job)
+		}
+		if strings.Join(names, " ") != "cdr recordings transfer ivr" {
+			t.Fatalf("jobs %v, want every configured job in run order", names)
+		}
+		byJob := map[string]jobStatus{}
+		for _, j := range rep.Jobs {
+			byJob[j.Job] = j
+			if j.LastRun == nil {
+				t.Fatalf("%s: no last run:\n%s", j.Job, out)
+			}
+		}
+		cdr := byJob["cdr"]
+		if r := cdr.LastRun; r.Result != checkpoint.RunOK || r.Finished == nil || r.DurationSeconds == nil ||
+			r.Started.Before(before.Add(-time.Second)) || r.Done < 2 || r.Bytes == 0 || r.Error != "" || cdr.LastSuccess == nil {
+			t.Errorf("cdr: %+v, last success %v; want ok with its two packages and bytes", r, cdr.LastSuccess)
+		}
+		if spec, _ := config.ParseSchedule(cdr.Schedule); cdr.NextRun == nil || !cdr.Enabled ||
+			!cdr.NextRun.Equal(spec.Next(cdr.LastRun.Started)) {
+			t.Errorf("cdr: next run %v, want the schedule's next time after the last run's start", cdr.NextRun)
+		}
+		rec := byJob["recordings"]
+		if r := rec.LastRun; r.Result != checkpoint.RunFailed || r.Failed == 0 || r.Done != 0 ||
+			!strings.HasPrefix(r.Error, "jobs: run recorded failures: ") || rec.LastSuccess != nil || rec.NextRun == nil {
+			t.Errorf("recordings: %+v, last success %v, next %v; want failed with the summary, never a success", r, rec.LastSuccess, rec.NextRun)
+		}
+		if r := byJob["transfer"].LastRun; r.Result != checkpoint.RunRunning || r.Finished != nil || r.DurationSeconds != nil ||
+			r.Replica != replica || !r.Started.Equal(running.Started) {
+			t.Errorf("transfer: %+v; want running under %s", r, replica)
+		}
+		if ivr := byJob["ivr"]; ivr.Enabled || ivr.NextRun != nil || ivr.LastRun.Result != checkpoint.RunOK {
+			t.Errorf("ivr: %+v; want disabled, no next run, its last run kept", ivr)
+		}
+		if !strings.Contains(out, `"next_run": null`) || !strings.Contains(out, `"finished": null`) {
+			t.Errorf("null next_run or finished not spelt out:\n%s", out)
+		}
+	})
+	t.Run("table", func(t *testing.T) {
+		code, out, errOut := e.run("status", "--config", e.config)
+		if code != exitOK {
+			t.Fatalf("status = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		t.Logf("status:\n%s", out)
+		lines := strings.Split(out, "\n")
+		if f := strings.Fields(lines[0]); strings.Join(f, " ") != "JOB SCHEDULE LAST-RUN RESULT DURATION DONE FAILED BYTES NEXT-RUN" {
+			t.Fatalf("first line %q, want the jobs table's header", lines[0])
+		}
+		// job, the schedule (@every D: two fields), last run, result,
+		// duration, done, failed, bytes, next run.
+		rows := map[string][]string{}
+		for _, l := range lines[1:5] {
+			f := strings.Fields(l)
+			rows[f[0]] = f
+		}
+		if r := rows["cdr"]; len(r) != 10 || r[4] != "ok" || r[6] == "0" || r[9] == "—" {
+			t.Errorf("cdr row %q: want ok, packages done, a next run", r)
+		}
+		if r := rows["recordings"]; len(r) != 10 || r[4] != "failed" || r[7] == "0" {
+			t.Errorf("recordings row %q: want failed with failed attempts", r)
+		}
+		if r := rows["transfer"]; len(r) != 10 || r[4] != "running" || r[5] != "—" || r[6] != "—" {
+			t.Errorf("transfer row %q: want running, no duration or counts yet", r)
+		}
+		if r := rows["ivr"]; len(r) != 10 || r[4] != "ok" || r[9] != "—" {
+			t.Errorf("ivr row %q: want its last run and no next run (disabled)", r)
+		}
+		if !strings.Contains(out, "\n  recordings: last run failed: jobs: run recorded failures: ") || !strings.Contains(out, "(last success: never)\n") {
+			t.Errorf("no error line for the failed recordings run:\n%s", out)
+		}
+		if strings.Contains(out, "  cdr: last run") || strings.Contains(out, "  transfer: last run") {
+			t.Errorf("an error line for a run that did not fail:\n%s", out)
+		}
+	})
+}
+
+func TestNextRun(t *testing.T) {
+	at := func(h, m, s int) time.Time { return time.Date(2026, 3, 1, h, m, s, 0, time.UTC) }
+	every, err := config.ParseSchedule("@every 1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hourly, err := config.ParseSchedule("CRON_TZ=UTC 0 * * * *")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		spec schedule
+		last time.Time // zero: no last run
+		now  time.Time
+		want time.Time
+	}{
+		{"every, from the last run", every, at(10, 0, 3), at(10, 30, 0), at(11, 0, 3)},
+		{"every, the last run long ago", every, at(10, 0, 3), at(12, 30, 0), at(13, 30, 0)},
+		{"every, never ran", every, time.Time{}, at(10, 30, 0), at(11, 30, 0)},
+		{"cron, from the last run", hourly, at(10, 0, 3), at(10, 30, 0), at(11, 0, 0)},
+		{"cron, a slot missed", hourly, at(8, 0, 3), at(10, 30, 0), at(11, 0, 0)},
+	} {
+		var last *runStatus
+		if !c.last.IsZero() {
+			last = &runStatus{Started: c.last}
+		}
+		if got := nextRun(c.spec, last, c.now); !got.Equal(c.want) {
+			t.Errorf("%s: nextRun = %v, want %v", c.name, got, c.want)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,7 +116,10 @@ func wire(ctx context.Context, cfg *config.Config, log *zap.Logger, abort contex
 	// Metrics: a private registry, never the global one.
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.metrics = telemetry.New(a.reg, version, jobs.Labels())
+	build := buildInfo(debug.ReadBuildInfo)
+	known := jobs.Labels()
+	known.Build = telemetry.Build{Commit: build.Commit, Date: build.Date}
+	a.metrics = telemetry.New(a.reg, build.Version, known)
 
 	if !o.noClient {
 		co := clientOptions(cfg, log)

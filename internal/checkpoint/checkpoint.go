@@ -48,6 +48,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -303,6 +304,19 @@ type Store interface {
 	// a restart never goes back.
 	SetLastSuccess(ctx context.Context, job string, t time.Time) error
 
+	// LastRun returns the last run recorded for a job (SetLastRun), ok
+	// false when none is.
+	LastRun(ctx context.Context, job string) (r JobRun, ok bool, err error)
+	// SetLastRun records r as the last run of job r.Job. A run is recorded
+	// when it starts (RunRunning) and again when it ends, with the same
+	// Started: a record replaces the stored one unless that one started
+	// later (another replica's run of the job that began since), in which
+	// case nothing changes and nil is returned, so that replicas recording
+	// in any order leave the run that started last. An empty Job, a zero
+	// Started or a Result not in RunResults is an error and changes
+	// nothing; Error is diagnostic text, stored as the store can hold it.
+	SetLastRun(ctx context.Context, r JobRun) error
+
 	// Ledger returns the digest and key of the last ledger written for a day.
 	Ledger(ctx context.Context, day string) (sha256, key string, ok bool, err error)
 	// SetLedger records the ledger object written for a day, replacing the
@@ -331,6 +345,50 @@ type Store interface {
 
 	// Close releases the store and its lock.
 	Close() error
+}
+
+// RunResult is how a job's run ended (JobRun.Result).
+type RunResult string
+
+// Run results.
+const (
+	RunRunning     RunResult = "running"     // started, not ended: going on, or its process died (killed, crashed, power lost)
+	RunOK          RunResult = "ok"          // ended without errors or failures
+	RunFailed      RunResult = "failed"      // ended on an error, or recorded failed windows, packages, attempts or dead items
+	RunInterrupted RunResult = "interrupted" // stopped by a signal (shutdown or reload) before it ended by itself
+)
+
+// RunResults lists every run result.
+var RunResults = []RunResult{RunRunning, RunOK, RunFailed, RunInterrupted}
+
+// JobRun is one run of a job, as the store keeps the last of each job
+// (SetLastRun): what archiver status shows.
+type JobRun struct {
+	Job      string
+	Started  time.Time
+	Finished time.Time // zero while it runs
+	Result   RunResult
+	// Error is a one-line summary of what went wrong ("" when nothing
+	// did), without secrets: the archiver's errors never carry any.
+	Error   string
+	Done    int    // items completed (recordings stored or found stored already, lookups done) and CDR packages completed
+	Failed  int    // failed attempts recorded (the items are retried), dead ones included, and CDR packages not obtained
+	Bytes   int64  // bytes newly stored
+	Replica string // the replica ID of the process that ran it
+}
+
+// CheckJobRun returns the error SetLastRun gives r when r cannot be
+// recorded: no Job, a zero Started, or a Result not in RunResults.
+func CheckJobRun(r JobRun) error {
+	switch {
+	case r.Job == "":
+		return errors.New("no job")
+	case r.Started.IsZero():
+		return errors.New("no start time")
+	case !slices.Contains(RunResults, r.Result):
+		return fmt.Errorf("unknown result %q", r.Result)
+	}
+	return nil
 }
 
 // Lease is a named lease of singleton work (Store.TryLease) and who holds it.

@@ -22,11 +22,15 @@ const (
 	TableCalls      = "calls"
 	TableWatermarks = "watermarks"
 	TableLedgers    = "ledgers"
+	// TableJobSuccesses holds each job's last success (SetLastSuccess).
+	TableJobSuccesses = "job_successes"
+	// TableJobRuns holds each job's last run (SetLastRun).
+	TableJobRuns = "job_runs"
 )
 
 // Tables lists the tables of the persistent state, in copy order.
 func Tables() []string {
-	return []string{TableItems, TablePackages, TableCalls, TableWatermarks, TableLedgers}
+	return []string{TableItems, TablePackages, TableCalls, TableWatermarks, TableLedgers, TableJobSuccesses, TableJobRuns}
 }
 
 // CallRow is a row of the calls table: the call and when the store first
@@ -42,6 +46,12 @@ type WatermarkRow struct {
 	T   time.Time
 }
 
+// SuccessRow is a job's last success.
+type SuccessRow struct {
+	Job string
+	T   time.Time
+}
+
 // LedgerRow is the record of a day's last ledger.
 type LedgerRow struct {
 	Day       string
@@ -52,7 +62,7 @@ type LedgerRow struct {
 
 // Dump is a store's persistent state read from one snapshot. Each iterator
 // yields one table's rows in key order (items and packages by ID, calls by
-// CallID, watermarks by job, ledgers by day) and stops at the first error,
+// CallID, watermarks, successes and runs by job, ledgers by day) and stops at the first error,
 // which it yields. The iterators run the snapshot's queries: use them one
 // at a time (never one inside another's loop), and only while the export
 // that handed the Dump out runs.
@@ -62,6 +72,9 @@ type Dump struct {
 	Calls      iter.Seq2[CallRow, error]
 	Watermarks iter.Seq2[WatermarkRow, error]
 	Ledgers    iter.Seq2[LedgerRow, error]
+	// Successes and Runs are each job's last success and last run.
+	Successes iter.Seq2[SuccessRow, error]
+	Runs      iter.Seq2[JobRun, error]
 	// Counts counts the rows of the same snapshot.
 	Counts func() (Counts, error)
 }

@@ -145,6 +145,7 @@ type Archiver struct {
 	met      Metrics
 	log      *zap.Logger
 	owner    string // Replica, or the ID init made
+	runs     runs   // started, not ended (RecordInterrupted)
 }
 
 // Window is a time window [Begin, End) of the cdr job.
@@ -400,9 +401,9 @@ func (a *Archiver) Run(ctx context.Context, job string) (*Report, error) {
 	}
 	switch job {
 	case config.JobCDR:
-		return a.measure(job, func() (*Report, error) { return a.runCDR(ctx, nil, false) })
+		return a.measure(ctx, job, func() (*Report, error) { return a.runCDR(ctx, nil, false) })
 	case config.JobRecordings, config.JobTransfer, config.JobIVR:
-		return a.measure(job, func() (*Report, error) { return a.runItems(ctx, job) })
+		return a.measure(ctx, job, func() (*Report, error) { return a.runItems(ctx, job) })
 	}
 	return &Report{}, fmt.Errorf("jobs: run: unknown job %q", job)
 }
@@ -411,10 +412,14 @@ func (a *Archiver) Run(ctx context.Context, job string) (*Report, error) {
 // done, the chokepoint of every run's metrics: the last pass's counts
 // (LastPass), its outcome (RunFailure) and, for a success, the last-success
 // time recorded in the store (SetLastSuccess), from which ExportState
-// restores the gauge after a restart. A failure to record it is counted and
-// logged; it does not make the run a failure.
-func (a *Archiver) measure(job string, run func() (*Report, error)) (*Report, error) {
+// restores the gauge after a restart; and of the last run the store keeps
+// for status (SetLastRun): recorded running as it starts, then ok, failed
+// or, when ctx (the stop of new work) ended meanwhile, interrupted. A
+// failure to record either is counted and logged; it does not make the run
+// a failure.
+func (a *Archiver) measure(ctx context.Context, job string, run func() (*Report, error)) (*Report, error) {
 	done := a.met.JobStarted(job)
+	started := a.startRun(job)
 	rep, err := run()
 	if rep != nil {
 		a.met.LastPass(job, passItems(rep), rep.Bytes)
@@ -425,6 +430,7 @@ func (a *Archiver) measure(job string, run func() (*Report, error)) (*Report, er
 			a.log.Warn("recording the last success failed", zap.String("job", job), zap.Error(a.storeErr("set last success", serr)))
 		}
 	}
+	a.endRun(ctx, started, rep, failure)
 	done(failure)
 	return rep, err
 }
@@ -623,7 +629,7 @@ func (a *Archiver) Backfill(ctx context.Context, from, to time.Time, o BackfillO
 		want = map[string]bool{config.JobRecordings: true, config.JobTransfer: true, config.JobIVR: true}
 	}
 	cdrJob := func(ctx context.Context) (*Report, error) {
-		return a.measure(config.JobCDR, func() (*Report, error) { return a.runCDR(ctx, a.Plan(from, to), o.Rescan) })
+		return a.measure(ctx, config.JobCDR, func() (*Report, error) { return a.runCDR(ctx, a.Plan(from, to), o.Rescan) })
 	}
 	return a.pass(ctx, cdrJob, want, nil).result(ctx)
 }

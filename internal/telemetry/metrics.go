@@ -81,6 +81,24 @@ type Known struct {
 	JobKinds map[string][]string
 	// PackageJob is the job that handles the CDR packages (cdr).
 	PackageJob string
+	// Build is the binary's build stamp, for archiver_build_info.
+	Build Build
+}
+
+// Build is what archiver_build_info says of the binary besides its version
+// and Go version: what archiver version prints.
+type Build struct {
+	Commit string // the VCS revision; "unknown" when empty
+	Date   string // the build (or commit) time, RFC 3339; "unknown" when empty
+}
+
+// orUnknown keeps archiver_build_info's label set the same whatever the
+// build recorded.
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 // knownItemResults are the outcomes Item counts.
@@ -164,7 +182,8 @@ type Metrics struct {
 // New creates the metrics, registers them on reg (it panics if a name is
 // already registered there, as prometheus.MustRegister does), creates the
 // series of the known label values at zero and sets
-// archiver_build_info{version,goversion} to 1.
+// archiver_build_info{version,goversion,commit,date} to 1 (commit and date
+// from known.Build).
 func New(reg prometheus.Registerer, version string, known Known) *Metrics {
 	m := &Metrics{
 		known: Known{Jobs: slices.Clone(known.Jobs), Kinds: slices.Clone(known.Kinds), States: slices.Clone(known.States),
@@ -254,9 +273,9 @@ func New(reg prometheus.Registerer, version string, known Known) *Metrics {
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
-		Help: "Always 1; labelled with the archiver version and the Go version that built it.",
-	}, []string{"version", "goversion"})
-	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+		Help: "Always 1; labelled with the archiver version, the Go version that built it, and the commit and date of the build.",
+	}, []string{"version", "goversion", "commit", "date"})
+	buildInfo.WithLabelValues(version, runtime.Version(), orUnknown(known.Build.Commit), orUnknown(known.Build.Date)).Set(1)
 
 	reg.MustRegister(
 		buildInfo, m.jobRunning, m.jobRuns, m.jobDuration, m.jobLastSuccess,

@@ -134,7 +134,18 @@ func TestNames(t *testing.T) {
 func TestNew(t *testing.T) {
 	t.Run("build info", func(t *testing.T) {
 		_, reg := newMetrics(t)
-		if v := value(t, reg, "archiver_build_info", labels{"version": "1.2.3", "goversion": runtime.Version()}); v != 1 {
+		if v := value(t, reg, "archiver_build_info", labels{"version": "1.2.3", "goversion": runtime.Version(),
+			"commit": "0123abc", "date": "2026-03-01T10:00:00Z"}); v != 1 {
+			t.Errorf("archiver_build_info = %v, want 1", v)
+		}
+	})
+	t.Run("build info without a stamp", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		k := known()
+		k.Build = telemetry.Build{}
+		telemetry.New(reg, "dev", k)
+		if v := value(t, reg, "archiver_build_info", labels{"version": "dev", "goversion": runtime.Version(),
+			"commit": "unknown", "date": "unknown"}); v != 1 {
 			t.Errorf("archiver_build_info = %v, want 1", v)
 		}
 	})
@@ -437,5 +448,6 @@ func known() telemetry.Known {
 			"transfer": {"transfer_lookup", "transfer"}, "ivr": {"ivr_lookup", "ivr"},
 		},
 		PackageJob: "cdr",
+		Build:      telemetry.Build{Commit: "0123abc", Date: "2026-03-01T10:00:00Z"},
 	}
 }

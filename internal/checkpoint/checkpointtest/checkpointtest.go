@@ -134,6 +134,7 @@ func Run(t *testing.T, b Backend) {
 		{"ConcurrentLeases", testConcurrentLeases},
 		{"WatermarkForward", testWatermarkForward},
 		{"LastSuccess", testLastSuccess},
+		{"LastRun", testLastRun},
 		{"LedgerConflict", testLedgerConflict},
 	}
 	for _, tc := range leases {
@@ -1620,6 +1621,98 @@ func testLastSuccess(t *testing.T, e *env) {
 	})
 	if got, _, _ := e.s.LastSuccess(ctx(t), "race"); !got.Equal(w.Add(15 * time.Minute)) {
 		t.Fatalf("after racing updates the last success is %v, want the latest %v", got, w.Add(15*time.Minute))
+	}
+}
+
+// testLastRun: a job's last run is kept per job, whole, in UTC; it is
+// recorded when the run starts and replaced when it ends (same Started);
+// a record of a run that started before the stored one (a replica's older
+// run ending late) changes nothing and is no error; concurrent writers
+// leave the run that started last; a record without a job, a start or a
+// known result is refused and changes nothing; an ended ctx changes
+// nothing.
+func testLastRun(t *testing.T, e *env) {
+	if _, ok, err := e.s.LastRun(ctx(t), "cdr"); err != nil || ok {
+		t.Fatalf("LastRun(unset) = ok %v, err %v", ok, err)
+	}
+	cst := time.FixedZone("CST", 8*3600)
+	w := time.Date(2026, 3, 1, 9, 30, 0, 123456789, cst)
+	started := checkpoint.JobRun{Job: "cdr", Started: w, Result: checkpoint.RunRunning, Replica: ownerA}
+	ended := checkpoint.JobRun{Job: "cdr", Started: w, Finished: w.Add(90*time.Second + 7), Result: checkpoint.RunFailed,
+		Error: "jobs: cdr: query bill data: cec: 0300005 – 通话 refused", Done: 12, Failed: 3, Bytes: 1 << 40, Replica: ownerA}
+	later := checkpoint.JobRun{Job: "cdr", Started: w.Add(time.Hour), Finished: w.Add(time.Hour + time.Second),
+		Result: checkpoint.RunOK, Done: 1, Replica: ownerB}
+	utc := func(r checkpoint.JobRun) checkpoint.JobRun {
+		r.Started = r.Started.UTC()
+		if !r.Finished.IsZero() {
+			r.Finished = r.Finished.UTC()
+		}
+		return r
+	}
+	for _, c := range []struct {
+		what string
+		s    checkpoint.Store
+		r    checkpoint.JobRun
+		want checkpoint.JobRun
+	}{
+		{"started", e.s, started, started},
+		{"ended", e.s, ended, ended},
+		{"another replica's later run", e.b, later, later},
+		{"the older run recorded late", e.s, ended, later},
+		{"the later run again", e.b, later, later},
+	} {
+		if err := c.s.SetLastRun(ctx(t), c.r); err != nil {
+			t.Fatalf("%s: SetLastRun = %v", c.what, err)
+		}
+		got, ok, err := e.b.LastRun(ctx(t), "cdr")
+		if err != nil || !ok || got != utc(c.want) || got.Started.Location() != time.UTC {
+			t.Fatalf("%s: LastRun = %+v ok %v err %v\nwant %+v in UTC", c.what, got, ok, err, utc(c.want))
+		}
+	}
+	if _, ok, err := e.s.LastRun(ctx(t), "ivr"); err != nil || ok {
+		t.Fatalf("LastRun(ivr) = ok %v, err %v; another job's run leaked", ok, err)
+	}
+	if _, ok, _ := e.s.LastSuccess(ctx(t), "cdr"); ok {
+		t.Fatal("LastSuccess(cdr) is set: a run is no success")
+	}
+	for _, c := range []struct {
+		what string
+		r    checkpoint.JobRun
+	}{
+		{"no job", checkpoint.JobRun{Started: w.Add(2 * time.Hour), Result: checkpoint.RunOK}},
+		{"no start", checkpoint.JobRun{Job: "cdr", Result: checkpoint.RunOK}},
+		{"unknown result", checkpoint.JobRun{Job: "cdr", Started: w.Add(2 * time.Hour), Result: "success"}},
+		{"no result", checkpoint.JobRun{Job: "cdr", Started: w.Add(2 * time.Hour)}},
+	} {
+		if err := e.s.SetLastRun(ctx(t), c.r); err == nil {
+			t.Errorf("SetLastRun(%s) = nil, want an error", c.what)
+		}
+	}
+	ended2, cancel := context.WithCancel(ctx(t))
+	cancel()
+	next := checkpoint.JobRun{Job: "cdr", Started: w.Add(3 * time.Hour), Result: checkpoint.RunRunning}
+	if err := e.s.SetLastRun(ended2, next); !errors.Is(err, context.Canceled) {
+		t.Errorf("SetLastRun with an ended ctx = %v, want context.Canceled", err)
+	}
+	if got, _, _ := e.s.LastRun(ctx(t), "cdr"); got != utc(later) {
+		t.Fatalf("after the refused calls LastRun = %+v, want %+v unchanged", got, utc(later))
+	}
+	// Diagnostic text the store cannot hold as it is is stored anyway.
+	odd := checkpoint.JobRun{Job: "odd", Started: w, Finished: w, Result: checkpoint.RunFailed, Error: "bad \xff byte and \x00 NUL"}
+	if err := e.s.SetLastRun(ctx(t), odd); err != nil {
+		t.Fatalf("SetLastRun(error text with invalid UTF-8 and NUL) = %v", err)
+	}
+	if got, ok, err := e.s.LastRun(ctx(t), "odd"); err != nil || !ok || !strings.HasPrefix(got.Error, "bad ") {
+		t.Fatalf("LastRun(odd) = %+v ok %v err %v", got, ok, err)
+	}
+	e.race(func(s checkpoint.Store, i int) {
+		r := checkpoint.JobRun{Job: "race", Started: w.Add(time.Duration(i) * time.Minute), Result: checkpoint.RunOK, Done: i}
+		if err := s.SetLastRun(context.Background(), r); err != nil {
+			t.Errorf("SetLastRun: %v", err)
+		}
+	})
+	if got, _, _ := e.s.LastRun(ctx(t), "race"); !got.Started.Equal(w.Add(15*time.Minute)) || got.Done != 15 {
+		t.Fatalf("after racing updates the last run is %+v, want the one started last (%v, done 15)", got, w.Add(15*time.Minute))
 	}
 }
 

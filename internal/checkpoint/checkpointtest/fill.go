@@ -11,7 +11,8 @@ import (
 )
 
 // Filled says what Fill put in a store, for SameState: the jobs that have
-// a watermark and the days that have a ledger record.
+// a watermark, a last success or a last run, and the days that have a
+// ledger record.
 type Filled struct {
 	Jobs       []string
 	LedgerDays []string
@@ -23,7 +24,8 @@ type Filled struct {
 // by an operator, failed, dead, deferred, released, never tried, and one
 // left in_progress under a lease), with arguments; packages done, failed
 // with a quarantine key, dead and pending; calls on two days; watermarks;
-// ledger records, one replaced and one of a day without calls; and a named
+// ledger records, one replaced and one of a day without calls; last
+// successes; last runs ended ok, failed and still running; and a named
 // lease, which a copy leaves out. It returns what SameState needs.
 func Fill(t testing.TB, s checkpoint.Store) Filled {
 	t.Helper()
@@ -138,12 +140,20 @@ func Fill(t testing.TB, s checkpoint.Store) Filled {
 	must(s.SetLedger(ctx, day1, "f1", "f2", "ledger/2026-03-01/2.json"))
 	must(s.SetLedger(ctx, day2, "", "f3", "ledger/2026-03-02/1.json"))
 	must(s.SetLedger(ctx, day3, "", "f4", "ledger/2026-03-03/1.json"))
+	must(s.SetLastSuccess(ctx, "cdr", d3.Add(time.Minute+3)))
+	must(s.SetLastSuccess(ctx, "recordings", d3.Add(2*time.Minute)))
+	must(s.SetLastRun(ctx, checkpoint.JobRun{Job: "cdr", Started: d3, Finished: d3.Add(time.Minute + 3), Result: checkpoint.RunOK,
+		Done: 4, Bytes: 123456, Replica: owner}))
+	must(s.SetLastRun(ctx, checkpoint.JobRun{Job: "recordings", Started: d3.Add(time.Hour), Finished: d3.Add(time.Hour + 5*time.Second),
+		Result: checkpoint.RunFailed, Error: "jobs: run recorded failures: 0 windows or packages failed, 2 attempts failed, 1 items dead",
+		Done: 1, Failed: 3, Bytes: 8044, Replica: owner}))
+	must(s.SetLastRun(ctx, checkpoint.JobRun{Job: "ivr", Started: d3.Add(2 * time.Hour), Result: checkpoint.RunRunning, Replica: owner}))
 	ok, err := s.TryLease(ctx, "janitor", owner, time.Hour)
 	must(err)
 	if !ok {
 		t.Fatal("fill: TryLease(janitor) = false")
 	}
-	return Filled{Jobs: []string{"cdr", "ledger", "recordings"}, LedgerDays: []string{day1, day2, day3, "2026-03-04"}}
+	return Filled{Jobs: []string{"cdr", "ivr", "ledger", "recordings"}, LedgerDays: []string{day1, day2, day3, "2026-03-04"}}
 }
 
 // Release is what a copy makes of an item in_progress in its source: a
@@ -159,8 +169,8 @@ func Release(it checkpoint.Item) checkpoint.Item {
 
 // SameState checks, through the public API, that dst holds the state of
 // src as a copy must: every item (with src's in_progress items released),
-// package, call, day summary, watermark of f.Jobs and ledger record of
-// f.LedgerDays equal, every field.
+// package, call, day summary, watermark, last success and last run of
+// f.Jobs and ledger record of f.LedgerDays equal, every field.
 func SameState(t testing.TB, src, dst checkpoint.Store, f Filled) {
 	t.Helper()
 	ctx := t.Context()
@@ -224,6 +234,30 @@ func SameState(t testing.TB, src, dst checkpoint.Store, f Filled) {
 		}
 		if sok != dok || !st.Equal(dt) {
 			t.Errorf("watermark %s: %v %v, want %v %v", job, dt, dok, st, sok)
+		}
+	}
+	for _, job := range f.Jobs {
+		st, sok, err := src.LastSuccess(ctx, job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dt, dok, err := dst.LastSuccess(ctx, job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sok != dok || !st.Equal(dt) {
+			t.Errorf("last success of %s: %v %v, want %v %v", job, dt, dok, st, sok)
+		}
+		sr, sok, err := src.LastRun(ctx, job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dr, dok, err := dst.LastRun(ctx, job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sok != dok || sr != dr {
+			t.Errorf("last run of %s: %+v %v, want %+v %v", job, dr, dok, sr, sok)
 		}
 	}
 	for _, day := range f.LedgerDays {

@@ -66,6 +66,9 @@ var (
 	importCalls      = importTable{checkpoint.TableCalls, []string{"tenant", "call_id", "day", "begin", "vdn", "agent_id", "created_at"}, "call_id", false}
 	importWatermarks = importTable{checkpoint.TableWatermarks, []string{"tenant", "job", "t"}, "job", false}
 	importLedgers    = importTable{checkpoint.TableLedgers, []string{"tenant", "day", "sha256", "key", "written_at"}, "day", false}
+	importSuccesses  = importTable{checkpoint.TableJobSuccesses, []string{"tenant", "job", "t"}, "job", false}
+	importRuns       = importTable{checkpoint.TableJobRuns, []string{"tenant", "job", "started", "finished", "result", "error",
+		"done", "failed", "bytes", "replica"}, "job", false}
 )
 
 // importLockKey names the transaction-level advisory lock an import holds,
@@ -87,7 +90,9 @@ const importLockKey = "cec-archiver import "
 // sequences are moved past the highest ID imported, and a tenant's IDs may
 // then coincide with another tenant's, which is harmless (every key
 // includes the tenant). Watermarks, ledger records and their times are
-// exact. An item in_progress in the source becomes pending, due at once,
+// exact, and so are the jobs' last successes and last runs (a run that
+// was running in the source stays so: its process is gone, and the next
+// run of the job replaces it). An item in_progress in the source becomes pending, due at once,
 // without owner or lease, as RecoverInProgress releases the claim of a
 // process that is gone; its attempts and its UpdatedAt are kept, so that a
 // second import finds the same row. Free text (errors, reasons, evidence)
@@ -129,6 +134,8 @@ func (s *Store) importDump(ctx context.Context, d checkpoint.Dump) (ImportReport
 			{importCalls, rowSource(d.Calls, s.callValues)},
 			{importWatermarks, rowSource(d.Watermarks, s.watermarkValues)},
 			{importLedgers, rowSource(d.Ledgers, s.ledgerValues)},
+			{importSuccesses, rowSource(d.Successes, s.successValues)},
+			{importRuns, rowSource(d.Runs, s.runValues)},
 		}
 		for _, st := range steps {
 			if err := s.stage(ctx, tx, st.t, st.src); err != nil {
@@ -417,6 +424,24 @@ func (s *Store) ledgerValues(l checkpoint.LedgerRow) ([]any, error) {
 	row := []any{s.tenant, te.check("day", l.Day), te.check("sha256", l.SHA256), te.check("key", l.Key), written}
 	if err := errors.Join(e.err, te.err); err != nil {
 		return nil, fmt.Errorf("ledger %q: %w", l.Day, err)
+	}
+	return row, nil
+}
+
+// successValues is the row of a job's last success to import.
+func (s *Store) successValues(r checkpoint.SuccessRow) ([]any, error) {
+	t, err := encJobTime(r.Job, r.T)
+	if err != nil {
+		return nil, fmt.Errorf("last success %q: %w", r.Job, err)
+	}
+	return []any{s.tenant, r.Job, t}, nil
+}
+
+// runValues is the row of a job's last run to import.
+func (s *Store) runValues(r checkpoint.JobRun) ([]any, error) {
+	row, err := s.jobRunValues(r)
+	if err != nil {
+		return nil, fmt.Errorf("last run %q: %w", r.Job, err)
 	}
 	return row, nil
 }

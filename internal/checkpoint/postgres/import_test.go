@@ -45,8 +45,9 @@ func importFrom(t *testing.T, src *sqlite.Store, dst *Store, wrap func(checkpoin
 
 // TestStore_Import: a SQLite state with every table and column set is
 // copied whole, under the tenant, beside another tenant's state whose IDs
-// it shares; the in_progress item is released; watermarks, ledger records
-// and the times only the tables hold are exact; the counts are verified; a
+// it shares; the in_progress item is released; watermarks, ledger records,
+// the jobs' last successes and last runs, and the times only the tables
+// hold are exact; the counts are verified; a
 // second import changes nothing; the store then hands out new IDs.
 func TestStore_Import(t *testing.T) {
 	dsn := freshDB(t)
@@ -65,7 +66,7 @@ func TestStore_Import(t *testing.T) {
 		t.Errorf("report: ok %v, released %d, tenant %s, problems %v; want ok, 1 released", rep.OK(), rep.Released, rep.Tenant, rep.Problems)
 	}
 	wantTables := map[string]int64{checkpoint.TableItems: 13, checkpoint.TablePackages: 5, checkpoint.TableCalls: 4,
-		checkpoint.TableWatermarks: 2, checkpoint.TableLedgers: 3}
+		checkpoint.TableWatermarks: 2, checkpoint.TableLedgers: 3, checkpoint.TableJobSuccesses: 2, checkpoint.TableJobRuns: 3}
 	if got := tableNames(rep.Tables); !slices.Equal(got, checkpoint.Tables()) {
 		t.Errorf("report tables %v, want %v", got, checkpoint.Tables())
 	}
@@ -202,6 +203,21 @@ func TestStore_ImportRefusesDifferentState(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "watermarks: 1 differ from the source's (first job cdr); ledgers: 1 differ from the source's (first day 2026-03-02)"},
+		{"source ran since", func(t *testing.T, src *sqlite.Store, _ *Store) {
+			at := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+			if err := src.SetLastSuccess(t.Context(), "recordings", at); err != nil {
+				t.Fatal(err)
+			}
+			if err := src.SetLastRun(t.Context(), checkpoint.JobRun{Job: "transfer", Started: at, Result: checkpoint.RunRunning}); err != nil {
+				t.Fatal(err)
+			}
+		}, "job_successes: 1 differ from the source's (first job recordings)"},
+		{"target ran since", func(t *testing.T, _ *sqlite.Store, dst *Store) {
+			at := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+			if err := dst.SetLastRun(t.Context(), checkpoint.JobRun{Job: "transfer", Started: at, Result: checkpoint.RunOK}); err != nil {
+				t.Fatal(err)
+			}
+		}, "job_runs: 1 are not in the source (first job transfer)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dsn := freshDB(t)

@@ -150,6 +150,24 @@ CREATE TABLE job_successes (
 	PRIMARY KEY (tenant, job)
 );
 `},
+		// Each job's last run, however it ended (SetLastRun): started and
+		// finished (0 while it runs), result, a one-line error, what it did
+		// and the replica that ran it, for archiver status.
+		{"job runs", `
+CREATE TABLE job_runs (
+	tenant   text    NOT NULL COLLATE "C" CHECK (tenant <> ''),
+	job      text    NOT NULL COLLATE "C",
+	started  bigint  NOT NULL,
+	finished bigint  NOT NULL DEFAULT 0,
+	result   text    NOT NULL CHECK (result IN ('running','ok','failed','interrupted')),
+	error    text    NOT NULL DEFAULT '',
+	done     integer NOT NULL DEFAULT 0,
+	failed   integer NOT NULL DEFAULT 0,
+	bytes    bigint  NOT NULL DEFAULT 0,
+	replica  text    NOT NULL DEFAULT '' COLLATE "C",
+	PRIMARY KEY (tenant, job)
+);
+`},
 	}
 }
 

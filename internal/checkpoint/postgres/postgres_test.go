@@ -222,6 +222,16 @@ func snapshot(t testing.TB, s *Store) string {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(&b, "watermark %s %s %v\n", job, w, ok)
+		su, ok, err := s.LastSuccess(ctx, job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "last success %s %s %v\n", job, su, ok)
+		r, ok, err := s.LastRun(ctx, job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "last run %+v %v\n", r, ok)
 	}
 	return b.String()
 }

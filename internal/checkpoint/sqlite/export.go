@@ -10,7 +10,7 @@ import (
 )
 
 // Export reads the store's persistent state (items, packages, calls,
-// watermarks, ledgers; not the named leases, nor the per-day counts
+// watermarks, ledgers, the jobs' last successes and last runs; not the named leases, nor the per-day counts
 // day_items and day_calls, which the triggers derive from the items and
 // calls) from one snapshot, a read transaction, and hands it to fn. The
 // Dump's iterators stream the rows from the database, never all of a table
@@ -31,6 +31,8 @@ func (s *Store) Export(ctx context.Context, fn func(checkpoint.Dump) error) erro
 			Calls:      rowsOf(ctx, tx, s.path, `SELECT call_id, day, begin, vdn, agent_id, created_at FROM calls ORDER BY call_id`, scanCallRow),
 			Watermarks: rowsOf(ctx, tx, s.path, `SELECT job, t FROM watermarks ORDER BY job`, scanWatermarkRow),
 			Ledgers:    rowsOf(ctx, tx, s.path, `SELECT day, sha256, key, written_at FROM ledgers ORDER BY day`, scanLedgerRow),
+			Successes:  rowsOf(ctx, tx, s.path, `SELECT job, t FROM job_successes ORDER BY job`, scanSuccessRow),
+			Runs:       rowsOf(ctx, tx, s.path, `SELECT `+jobRunCols+` FROM job_runs ORDER BY job`, scanJobRun),
 			Counts: func() (checkpoint.Counts, error) {
 				c, err := counts(ctx, tx)
 				if err != nil {
@@ -96,6 +98,11 @@ func scanWatermarkRow(r scanner) (checkpoint.WatermarkRow, error) {
 	}
 	w.T = dec(t)
 	return w, nil
+}
+
+func scanSuccessRow(r scanner) (checkpoint.SuccessRow, error) {
+	w, err := scanWatermarkRow(r)
+	return checkpoint.SuccessRow(w), err
 }
 
 func scanLedgerRow(r scanner) (checkpoint.LedgerRow, error) {

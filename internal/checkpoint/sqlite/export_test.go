@@ -26,7 +26,8 @@ func collect[T any](t *testing.T, what string, seq func(func(T, error) bool)) []
 
 // TestStore_Export: the dump of a filled state has every item and package
 // as the Store returns them, every call with when it was recorded, the
-// watermarks and ledger records, in key order, and counts that agree; its
+// watermarks, ledger records, last successes and last runs, in key order,
+// and counts that agree; its
 // iterators end with Export.
 func TestStore_Export(t *testing.T) {
 	s := mustOpen(t, dbPath(t), Options{})
@@ -48,6 +49,8 @@ func TestStore_Export(t *testing.T) {
 		calls      []checkpoint.CallRow
 		watermarks []checkpoint.WatermarkRow
 		ledgers    []checkpoint.LedgerRow
+		successes  []checkpoint.SuccessRow
+		runs       []checkpoint.JobRun
 		counts     checkpoint.Counts
 	)
 	// fn reads the dump only: the store's other methods would wait for the
@@ -56,6 +59,7 @@ func TestStore_Export(t *testing.T) {
 		stale = d
 		items, pkgs, calls = collect(t, "items", d.Items), collect(t, "packages", d.Packages), collect(t, "calls", d.Calls)
 		watermarks, ledgers = collect(t, "watermarks", d.Watermarks), collect(t, "ledgers", d.Ledgers)
+		successes, runs = collect(t, "successes", d.Successes), collect(t, "runs", d.Runs)
 		var err error
 		counts, err = d.Counts()
 		return err
@@ -102,8 +106,29 @@ func TestStore_Export(t *testing.T) {
 	if want := f.LedgerDays[:3]; !slices.Equal(days, want) {
 		t.Errorf("ledgers of %v, want %v", days, want)
 	}
+	jobs = nil
+	for _, r := range successes {
+		jobs = append(jobs, r.Job)
+		if got, _, err := s.LastSuccess(ctx, r.Job); err != nil || !got.Equal(r.T) {
+			t.Errorf("last success of %s: %v, the store says %v (%v)", r.Job, r.T, got, err)
+		}
+	}
+	if want := []string{"cdr", "recordings"}; !slices.Equal(jobs, want) {
+		t.Errorf("last successes of %v, want %v", jobs, want)
+	}
+	jobs = nil
+	for _, r := range runs {
+		jobs = append(jobs, r.Job)
+		if got, _, err := s.LastRun(ctx, r.Job); err != nil || got != r {
+			t.Errorf("last run %+v, the store says %+v (%v)", r, got, err)
+		}
+	}
+	if want := []string{"cdr", "ivr", "recordings"}; !slices.Equal(jobs, want) {
+		t.Errorf("last runs of %v, want %v", jobs, want)
+	}
 	wantTables := map[string]int64{checkpoint.TableItems: int64(len(wantItems)), checkpoint.TablePackages: int64(len(wantPkgs)),
-		checkpoint.TableCalls: 4, checkpoint.TableWatermarks: 2, checkpoint.TableLedgers: 3}
+		checkpoint.TableCalls: 4, checkpoint.TableWatermarks: 2, checkpoint.TableLedgers: 3,
+		checkpoint.TableJobSuccesses: 2, checkpoint.TableJobRuns: 3}
 	wantStates := map[checkpoint.State]int64{}
 	for _, it := range wantItems {
 		wantStates[it.State]++

@@ -172,6 +172,20 @@ CREATE TABLE leases (
 	job TEXT    PRIMARY KEY,
 	t   INTEGER NOT NULL
 );`,
+		// 7: each job's last run, however it ended (SetLastRun): started and
+		// finished (0 while it runs), result, a one-line error, what it did
+		// and the replica that ran it, for archiver status.
+		`CREATE TABLE job_runs (
+	job      TEXT    PRIMARY KEY,
+	started  INTEGER NOT NULL,
+	finished INTEGER NOT NULL DEFAULT 0,
+	result   TEXT    NOT NULL CHECK (result IN ('running','ok','failed','interrupted')),
+	error    TEXT    NOT NULL DEFAULT '',
+	done     INTEGER NOT NULL DEFAULT 0,
+	failed   INTEGER NOT NULL DEFAULT 0,
+	bytes    INTEGER NOT NULL DEFAULT 0,
+	replica  TEXT    NOT NULL DEFAULT ''
+);`,
 	}
 }
 

@@ -673,7 +673,7 @@ func TestOpen_MigrateLeases(t *testing.T) {
 	}
 	defer db.Close()
 	for _, stmt := range []string{
-		`DROP TABLE job_successes`, `DROP TABLE leases`, `ALTER TABLE items DROP COLUMN owner`, `ALTER TABLE items DROP COLUMN lease_until`,
+		`DROP TABLE job_runs`, `DROP TABLE job_successes`, `DROP TABLE leases`, `ALTER TABLE items DROP COLUMN owner`, `ALTER TABLE items DROP COLUMN lease_until`,
 		`UPDATE items SET state = 'in_progress', attempts = 2 WHERE upstream_id = 'a'`, `PRAGMA user_version = 4`,
 	} {
 		if _, err := db.Exec(stmt); err != nil {
@@ -727,5 +727,50 @@ func TestOpen_ExpiresDeadProcessLeases(t *testing.T) {
 	}
 	if n, err := s.RecoverInProgress(t.Context(), testOwner); err != nil || n != 1 {
 		t.Fatalf("RecoverInProgress after Open = %d, %v; want the dead process's item", n, err)
+	}
+}
+
+// TestOpen_MigrateJobRuns: a state at version 6 (job successes, no job
+// runs) migrates to the current version keeping its last successes, with
+// no last run yet, and records runs afterwards; a read-only open of the
+// version 6 state is refused as too old.
+func TestOpen_MigrateJobRuns(t *testing.T) {
+	path := dbPath(t)
+	s := mustOpen(t, path, Options{})
+	success := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	if err := s.SetLastSuccess(t.Context(), "cdr", success); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{`DROP TABLE job_runs`, `PRAGMA user_version = 6`} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	db.Close()
+
+	if _, err := Open(path, Options{ReadOnly: true}); !errors.Is(err, ErrSchemaTooOld) {
+		t.Fatalf("read-only Open of a version 6 state = %v, want ErrSchemaTooOld", err)
+	}
+	s = mustOpen(t, path, Options{})
+	if v, err := schemaVersion(t.Context(), s.db); err != nil || v != len(migrations()) {
+		t.Fatalf("schema version = %d, %v; want %d", v, err, len(migrations()))
+	}
+	if got, ok, err := s.LastSuccess(t.Context(), "cdr"); err != nil || !ok || !got.Equal(success) {
+		t.Fatalf("LastSuccess after the migration = %v %v %v, want %v", got, ok, err, success)
+	}
+	if _, ok, err := s.LastRun(t.Context(), "cdr"); err != nil || ok {
+		t.Fatalf("LastRun after the migration = ok %v, %v; want none", ok, err)
+	}
+	run := checkpoint.JobRun{Job: "cdr", Started: success, Finished: success.Add(time.Second), Result: checkpoint.RunOK}
+	if err := s.SetLastRun(t.Context(), run); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s.LastRun(t.Context(), "cdr"); err != nil || got != run {
+		t.Fatalf("LastRun = %+v, %v; want %+v", got, err, run)
 	}
 }
