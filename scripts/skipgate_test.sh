@@ -206,6 +206,8 @@ ok  	MOD/internal/checkpoint/postgres	7.2s
 --- PASS: TestCmdBackfill_Quiet (1.20s)
 --- PASS: TestCmdMigrateState (0.50s)
 --- PASS: TestCmdOnce_Pushgateway (6.00s)
+--- PASS: TestCmdOnce_PushesForcedShutdown (2.00s)
+--- PASS: TestCmdStatus_Jobs (0.50s)
     --- PASS: TestCmdVerify/chain (0.50s)
 --- PASS: TestCmdVerify (1.00s)
 ok  	MOD/cmd/archiver	20.4s
