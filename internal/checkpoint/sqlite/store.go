@@ -303,17 +303,25 @@ func (s *Store) insertCalls(ctx context.Context, tx *sql.Tx, calls []checkpoint.
 	return nil
 }
 
+// insertItemSQL adds an item unless its kind and upstream ID are known.
+const insertItemSQL = `INSERT INTO items (kind, upstream_id, call_id, day, key, params, state,
+		attempts, next_attempt_at, last_error, reason, size, sha256, created_at, updated_at, evidence)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, upstream_id) DO NOTHING`
+
 // insertItems adds the items that are new and returns how many. An item's
 // State may be empty (pending), pending or absent.
 func (s *Store) insertItems(ctx context.Context, tx *sql.Tx, items []checkpoint.Item) (int, error) {
 	if len(items) == 0 {
 		return 0, nil
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO items (kind, upstream_id, call_id, day, key, params, state,
-		attempts, next_attempt_at, last_error, reason, size, sha256, created_at, updated_at, evidence)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, upstream_id) DO NOTHING`)
-	if err != nil {
-		return 0, err
+	var stmt *sql.Stmt
+	if c := s.stmts.get(insertItemSQL); c != nil {
+		stmt = tx.StmtContext(ctx, c)
+	} else {
+		var err error
+		if stmt, err = tx.PrepareContext(ctx, insertItemSQL); err != nil {
+			return 0, err
+		}
 	}
 	defer stmt.Close()
 	now := s.stamp()
@@ -356,8 +364,17 @@ func (s *Store) insertItems(ctx context.Context, tx *sql.Tx, items []checkpoint.
 // transaction, and returns how many. State may be empty (pending), pending,
 // or absent (with Reason); any other state is refused with ErrState.
 func (s *Store) AddItems(ctx context.Context, items []checkpoint.Item) (int, error) {
+	if len(items) == 0 {
+		return 0, nil
+	}
 	var added int
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	// A lookup adds the few recordings it found: the statement is prepared
+	// once for all of them (it must be, outside the transaction).
+	_, err := s.stmts.prepare(ctx, s.db, insertItemSQL)
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint: add %d items: %w", len(items), err)
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
 		var err error
 		added, err = s.insertItems(ctx, tx, items)
 		return err
