@@ -33,6 +33,8 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
 	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
+	"github.com/cec-archiver/cec-archiver/internal/sink/s3"
+	"github.com/cec-archiver/cec-archiver/internal/sink/s3test"
 )
 
 // The parquetcheck tool (tools/parquetcheck: DuckDB, through cgo, in a
@@ -342,15 +344,92 @@ func checkParquetRows(t *testing.T, got *duckResult, want []csvRow, kind cdr.Kin
 	return empty, nonASCII, nulls, extras
 }
 
+// mirror copies the objects under prefix from the sink to dir (key →
+// dir/key), reading them back through sink.Reader, and returns their
+// digests by key.
+func mirror(t *testing.T, r sink.Reader, prefix, dir string) map[string]string {
+	t.Helper()
+	ctx := testCtx(t)
+	out := map[string]string{}
+	for obj, err := range r.List(ctx, prefix) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, _, err := r.Open(ctx, obj.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, filepath.FromSlash(obj.Key))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		_, err = io.Copy(io.MultiWriter(f, h), rc)
+		rc.Close()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[obj.Key] = hex.EncodeToString(h.Sum(nil))
+	}
+	return out
+}
+
+// objectLockSink is an S3 sink on a versitygw bucket with Object Lock.
+func objectLockSink(t *testing.T) sink.Sink {
+	t.Helper()
+	srv := s3test.Start(t)
+	s, err := s3.New(testCtx(t), s3.Options{
+		Endpoint: srv.Endpoint, Region: srv.Region, Bucket: srv.NewBucket(t, true), PathStyle: true,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, SpoolDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // TestCDR_Parquet runs the cdr job on the simulator, with packages whose
 // rows hold empty, non-ASCII, multi-line and quoted values, short rows and
-// extra columns, and reads every Parquet file back with DuckDB and with
+// extra columns, into a directory sink and into versitygw with Object Lock,
+// and reads every Parquet file back (through the sink) with DuckDB and with
 // parquet-go: every column of every row equals the archived ZIP's CSV rows;
 // the files are where docs/parquet.md says (Hive partitions that DuckDB
-// reads as tenant, year, month, day), with the documented column types; and
-// the DuckDB queries of docs/parquet.md run on them.
+// reads as tenant, year, month, day), stored with their digest and
+// metadata, with the documented column types; and the DuckDB queries of
+// docs/parquet.md run on them.
 func TestCDR_Parquet(t *testing.T) {
-	e := newEnv(t, envOptions{client: func(co *cecclient.Options) { co.FSURL = rewritePackages(t, co.FSURL) }})
+	for _, tc := range []struct {
+		name string
+		sink func(t *testing.T) sink.Sink
+	}{
+		{"dir", nil},
+		{"s3 object lock", objectLockSink},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			var sk sink.Sink
+			e := newEnv(t, envOptions{
+				client: func(co *cecclient.Options) { co.FSURL = rewritePackages(t, co.FSURL) },
+				sink: func(s sink.Sink) sink.Sink {
+					if tc.sink != nil {
+						s = tc.sink(t)
+					}
+					sk = s
+					return s
+				},
+			})
+			checkParquet(t, e, sk)
+		})
+	}
+}
+
+func checkParquet(t *testing.T, e *env, sk sink.Sink) {
 	ctx := testCtx(t)
 	if _, err := e.a.Run(ctx, config.JobCDR); err != nil {
 		t.Fatal(err)
@@ -362,10 +441,15 @@ func TestCDR_Parquet(t *testing.T) {
 	if len(pkgs) != defaultTestDays {
 		t.Fatalf("%d packages done, want %d", len(pkgs), defaultTestDays)
 	}
-	objs := e.objects()
+	reader, ok := sk.(sink.Reader)
+	if !ok {
+		t.Fatalf("%T is no sink.Reader", sk)
+	}
+	local := t.TempDir()
+	objs := mirror(t, reader, testPrefix+"/", local)
 	var empty, nonASCII, nulls, extras, files int
 	for _, p := range pkgs {
-		want := packageCSV(t, e.file(p.Key))
+		want := packageCSV(t, filepath.Join(local, filepath.FromSlash(p.Key)))
 		keys, err := e.a.parquetKeys(p)
 		if err != nil {
 			t.Fatal(err)
@@ -382,7 +466,7 @@ func TestCDR_Parquet(t *testing.T) {
 				t.Fatalf("%s: no object %s", p.BillFileName, key)
 			}
 			files++
-			path := e.file(key)
+			path := filepath.Join(local, filepath.FromSlash(key))
 			got := duck(t, "SELECT * FROM read_parquet("+sqlString(path)+") ORDER BY csv_file, csv_line")
 			a, b, c, d := checkParquetRows(t, got, want[kind], kind, p)
 			empty, nonASCII, nulls, extras = empty+a, nonASCII+b, nulls+c, extras+d
@@ -408,7 +492,7 @@ func TestCDR_Parquet(t *testing.T) {
 			}
 			// Stored through the sink like the package's other objects: its
 			// digest recorded, its metadata naming the package.
-			obj, err := e.dir.Stat(ctx, key)
+			obj, err := sk.Stat(ctx, key)
 			if err != nil || obj.SHA256 != objs[key] || obj.Metadata["kind"] != "cdr-parquet" ||
 				obj.Metadata["package-sha256"] != p.SHA256 || obj.Metadata["table"] != cdr.ParquetTable(kind) {
 				t.Errorf("%s: stat %+v (%v), want its digest %s and metadata naming package %s", key, obj, err, objs[key], p.SHA256)
@@ -421,7 +505,7 @@ func TestCDR_Parquet(t *testing.T) {
 	}
 
 	t.Run("hive partitions", func(t *testing.T) {
-		root := filepath.Join(e.root, testPrefix, "parquet", "cdr", "calls")
+		root := filepath.Join(local, testPrefix, "parquet", "cdr", "calls")
 		got := duck(t, "SELECT tenant, year, month, day, count(DISTINCT bill_file) FROM read_parquet("+
 			sqlString(root+"/*/*/*/*/*.parquet")+", hive_partitioning = true, "+
 			"hive_types = {'year': INTEGER, 'month': INTEGER, 'day': INTEGER}) GROUP BY ALL ORDER BY ALL")
@@ -441,7 +525,7 @@ func TestCDR_Parquet(t *testing.T) {
 		if len(queries) < 3 {
 			t.Fatalf("%d DuckDB queries in docs/parquet.md, want the examples", len(queries))
 		}
-		archive := filepath.Join(e.root, testPrefix)
+		archive := filepath.Join(local, testPrefix)
 		for _, q := range queries {
 			q = strings.ReplaceAll(q, "'your-tenant'", sqlString(testTenant))
 			got := duck(t, strings.ReplaceAll(q, "'archive/", "'"+archive+"/"))
