@@ -50,10 +50,12 @@ type ParquetLimits struct {
 	RowGroupBytes int64
 }
 
-// DefaultParquetLimits keep a row group to a few MiB for ordinary CDR rows
-// (some 500 bytes each) and to 32 MiB of field bytes whatever the rows hold.
+// DefaultParquetLimits keep the writer's memory to some 10 MiB of heap for
+// ordinary CDR rows (the writer holds several times a row group's field
+// bytes: values, pages, compression), whatever the rows hold; a row group of
+// 4,096 rows is still large enough for query engines to skip by statistics.
 func DefaultParquetLimits() ParquetLimits {
-	return ParquetLimits{RowGroupRows: 10_000, RowGroupBytes: 32 << 20}
+	return ParquetLimits{RowGroupRows: 4096, RowGroupBytes: 4 << 20}
 }
 
 // The provenance columns, ahead of the CSV columns in every file.

@@ -522,8 +522,8 @@ func checkParquet(t *testing.T, e *env, sk sink.Sink) {
 
 	t.Run("docs queries", func(t *testing.T) {
 		queries := docQueries(t)
-		if len(queries) < 3 {
-			t.Fatalf("%d DuckDB queries in docs/parquet.md, want the examples", len(queries))
+		if len(queries) < 5 {
+			t.Fatalf("%d DuckDB queries in docs/parquet.md and docs/operations.md, want the examples", len(queries))
 		}
 		archive := filepath.Join(local, testPrefix)
 		for _, q := range queries {
@@ -536,17 +536,20 @@ func checkParquet(t *testing.T, e *env, sk sink.Sink) {
 	})
 }
 
-// docQueries are the DuckDB examples of docs/parquet.md: the ```sql blocks
-// whose first line is "-- duckdb". They read 'archive/…', the sink's root.
+// docQueries are the DuckDB examples of docs/parquet.md and
+// docs/operations.md: the ```sql blocks whose first line is "-- duckdb".
+// They read 'archive/…', the sink's root, and name tenant 'your-tenant'.
 func docQueries(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "parquet.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, m := range regexp.MustCompile("(?s)```sql\n(-- duckdb\n.*?)```").FindAllStringSubmatch(string(b), -1) {
-		out = append(out, m[1])
+	for _, doc := range []string{"parquet.md", "operations.md"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "docs", doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile("(?s)```sql\n(-- duckdb\n.*?)```").FindAllStringSubmatch(string(b), -1) {
+			out = append(out, m[1])
+		}
 	}
 	return out
 }
