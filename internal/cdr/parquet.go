@@ -50,10 +50,11 @@ type ParquetLimits struct {
 	RowGroupBytes int64
 }
 
-// DefaultParquetLimits keep the writer's memory to some 10 MiB of heap for
-// ordinary CDR rows (the writer holds several times a row group's field
-// bytes: values, pages, compression), whatever the rows hold; a row group of
-// 4,096 rows is still large enough for query engines to skip by statistics.
+// DefaultParquetLimits keep the writer's memory to about 10 MiB of heap for
+// ordinary CDR rows, and bounded whatever the rows hold (the writer holds a
+// few times a row group's field bytes: values, pages, compression); a row
+// group of 4,096 rows is still large enough for query engines to skip by
+// its statistics.
 func DefaultParquetLimits() ParquetLimits {
 	return ParquetLimits{RowGroupRows: 4096, RowGroupBytes: 4 << 20}
 }
@@ -240,6 +241,10 @@ func (p *Package) WriteParquet(w io.Writer, kind Kind, src ParquetSource, lim Pa
 		// Version 1 data pages: the ones every reader has (older Hive and
 		// Athena readers among them).
 		parquet.DataPageVersion(1),
+		// 64 KiB pages: with 256 KiB (the default) the ZSTD state of the
+		// columns' pages alone takes some 40 MiB; with these, the writer
+		// holds about 10 MiB for a default row group of CDR rows.
+		parquet.PageBufferSize(64<<10),
 		parquet.MaxRowsPerRowGroup(lim.RowGroupRows),
 		&parquet.WriterConfig{CreatedBy: parquetCreatedBy},
 		parquet.KeyValueMetadata(ParquetSchemaKey, ParquetSchemaVersion),
