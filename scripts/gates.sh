@@ -12,8 +12,12 @@
 #   gates.sh install-pushgateway  installs prometheus-pushgateway when it is
 #                               not on PATH (the Pushgateway tests of
 #                               cmd/archiver run it themselves)
+#   gates.sh install-parquetcheck builds tools/parquetcheck (DuckDB, cgo: gcc
+#                               from Debian when missing) into the cache the
+#                               Parquet tests of internal/jobs use, and prints
+#                               its path (their CEC_PARQUETCHECK_BIN)
 set -euo pipefail
-usage="usage: gates.sh tidy|rules [DIR] | gates.sh install-promtool|install-pushgateway"
+usage="usage: gates.sh tidy|rules [DIR] | gates.sh install-promtool|install-pushgateway|install-parquetcheck"
 gate=${1:?$usage}
 dir=${2:-$(dirname "$0")/..}
 
@@ -86,6 +90,32 @@ install_debian() {
 	return "$rc"
 }
 
+# parquetcheck builds the DuckDB reader of tools/parquetcheck (its own
+# module, so DuckDB never enters the archiver's go.mod) once per content of
+# the tools module, under the same cache key as internal/jobs/parquet_test.go:
+# sha256(go.mod go.sum main.go), 12 hex digits. It prints the binary's path.
+parquetcheck() {
+	local src hash cache bin
+	src=$(cd "$dir" && pwd)/tools/parquetcheck
+	if ! command -v gcc >/dev/null; then
+		install_debian gcc /nonexistent >&2 || return 1
+	fi
+	hash=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
+	cache=${XDG_CACHE_HOME:-$HOME/.cache}/cec-archiver/parquetcheck-${hash}
+	bin=$cache/parquetcheck
+	if [ ! -x "$bin" ]; then
+		mkdir -p "$cache"
+		(
+			flock 9
+			if [ ! -x "$bin" ]; then
+				GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=1 go build -C "$src" -o "$bin.tmp" . >&2
+				mv "$bin.tmp" "$bin"
+			fi
+		) 9>"$cache/.lock" || { echo "building tools/parquetcheck failed" >&2; return 1; }
+	fi
+	echo "$bin"
+}
+
 case $gate in
 tidy | rules)
 	cd "$dir"
@@ -96,6 +126,9 @@ install-promtool)
 	;;
 install-pushgateway)
 	command -v prometheus-pushgateway >/dev/null || install_debian prometheus-pushgateway /usr/bin/prometheus-pushgateway
+	;;
+install-parquetcheck)
+	parquetcheck
 	;;
 *)
 	echo "$usage" >&2

@@ -45,6 +45,14 @@ s3build_log=$(mktemp -t cec-archiver-s3build.XXXXXX)
 scripts/s3-server.sh build >"$s3build_log" 2>&1 &
 s3build=$!
 
+# The Parquet tests read the archiver's files back with DuckDB
+# (tools/parquetcheck, cgo): built in the background too, and named to the
+# tests in CEC_PARQUETCHECK_BIN.
+pqbuild_out=$(mktemp -t cec-archiver-pqbuild.XXXXXX)
+pqbuild_log=$(mktemp -t cec-archiver-pqbuild.XXXXXX)
+scripts/gates.sh install-parquetcheck >"$pqbuild_out" 2>"$pqbuild_log" &
+pqbuild=$!
+
 # The PostgreSQL server is started in the background too (after the
 # promtool step: both may run apt-get), unless one is given; cleanup stops
 # it. pg_env receives the exports scripts/postgres.sh start prints.
@@ -60,7 +68,7 @@ cleanup() {
 			scripts/postgres.sh stop "$dir" || echo "stopping the test PostgreSQL server in $dir failed"
 		fi
 	fi
-	rm -f "$log" "$s3build_log" "$pg_env" "$pg_log"
+	rm -f "$log" "$s3build_log" "$pg_env" "$pg_log" "$pqbuild_out" "$pqbuild_log"
 }
 trap cleanup EXIT
 
@@ -107,6 +115,15 @@ if ! wait "$s3build"; then
 	exit 1
 fi
 tail -1 "$s3build_log"
+
+step "parquetcheck (DuckDB)"
+if ! wait "$pqbuild"; then
+	echo "building tools/parquetcheck failed:"; cat "$pqbuild_log"
+	exit 1
+fi
+CEC_PARQUETCHECK_BIN=$(tail -1 "$pqbuild_out")
+export CEC_PARQUETCHECK_BIN
+echo "$CEC_PARQUETCHECK_BIN"
 
 step "PostgreSQL"
 if [ -n "$pgstart" ]; then

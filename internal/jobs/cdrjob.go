@@ -579,6 +579,9 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		a.met.Bytes(KindPackage, obj.Size)
 		rep.Bytes += obj.Size
 	}
+	if err := a.storeParquet(tctx, pkg, p, s.sha256, rep); err != nil {
+		return err
+	}
 	p.State, p.Key, p.RowsKey, p.RowsSHA256, p.Calls, p.Items, p.LastError = checkpoint.StateDone, key, rowsKey, rows.content, len(calls), len(items), ""
 	added, err := a.Store.CompletePackage(sctx, *p, calls, items)
 	if err != nil {

@@ -35,6 +35,7 @@ const (
 	ledgerDir           = testPrefix + "/" + testTenant + "/ledger/"
 	cdrDir              = testPrefix + "/" + testTenant + "/cdr/"
 	quarantineDir       = testPrefix + "/" + testTenant + "/quarantine/"
+	parquetDir          = testPrefix + "/parquet/cdr/"
 	defaultTestCalls    = 60
 	defaultTestDays     = 2
 	defaultTestMaxBytes = 24 << 10
@@ -251,11 +252,13 @@ func (e *env) phoneNumbers() []string {
 	return out
 }
 
-// recordingObjects are the objects that are neither CDR packages nor ledgers.
+// recordingObjects are the objects that are neither CDR packages (nor their
+// Parquet files) nor ledgers.
 func recordingObjects(objs map[string]string) map[string]string {
 	out := map[string]string{}
 	for k, v := range objs {
-		if !strings.HasPrefix(k, ledgerDir) && !strings.HasPrefix(k, cdrDir) && !strings.HasPrefix(k, quarantineDir) {
+		if !strings.HasPrefix(k, ledgerDir) && !strings.HasPrefix(k, cdrDir) && !strings.HasPrefix(k, quarantineDir) &&
+			!strings.HasPrefix(k, parquetDir) {
 			out[k] = v
 		}
 	}

@@ -279,7 +279,7 @@ type signalSink struct {
 }
 
 func (s *signalSink) Put(ctx context.Context, key string, body io.Reader, size int64, meta sink.Meta) (sink.Object, error) {
-	if !strings.HasPrefix(key, cdrDir) && !strings.HasPrefix(key, ledgerDir) {
+	if !strings.HasPrefix(key, cdrDir) && !strings.HasPrefix(key, ledgerDir) && !strings.HasPrefix(key, parquetDir) {
 		select {
 		case s.started <- key:
 		default:

@@ -450,3 +450,68 @@ func allLowerHex(s string) bool {
 	}
 	return s != ""
 }
+
+// ParquetKey is the key of a Parquet file of CDR rows, laid out the way
+// query engines (DuckDB's hive_partitioning, Athena, Spark, Trino) read
+// partitions:
+//
+//	{prefix}/parquet/cdr/{table}/tenant={tenant}/year={yyyy}/month={mm}/day={dd}/{name}.parquet
+//
+// The date comes from day in UTC (callers pass the tenant's calendar day as
+// UTC fields). table is a lower-case word ([a-z][a-z0-9_]{0,31}); tenant and
+// name are checked and escaped like KeyBuilder fields ({tenant}, {name}), so
+// a key decodes back to its table, tenant, day and name, and two inputs that
+// differ give two keys. Every key passes ValidateKey; an input that cannot
+// make one fails wrapping ErrInvalidKey.
+func ParquetKey(prefix, table, tenant string, day time.Time, name string) (string, error) {
+	if prefix != "" {
+		if err := ValidateKey(prefix); err != nil {
+			return "", fmt.Errorf("sink: key prefix %q: %w", prefix, err)
+		}
+	}
+	if !validTable(table) {
+		return "", fmt.Errorf("%w: parquet table %q: want [a-z][a-z0-9_]{0,31}", ErrInvalidKey, table)
+	}
+	if err := checkField("tenant", tenant); err != nil {
+		return "", err
+	}
+	if err := checkField("name", name); err != nil {
+		return "", err
+	}
+	if day.IsZero() {
+		return "", fmt.Errorf("%w: parquet key needs a day", ErrInvalidKey)
+	}
+	t := day.UTC()
+	if y := t.Year(); y < 1000 || y > 9999 {
+		return "", fmt.Errorf("%w: year %d out of range", ErrInvalidKey, y)
+	}
+	var b strings.Builder
+	if prefix != "" {
+		b.WriteString(prefix)
+		b.WriteByte('/')
+	}
+	b.WriteString("parquet/cdr/")
+	b.WriteString(table)
+	b.WriteString("/tenant=")
+	escapeField(&b, tenant)
+	fmt.Fprintf(&b, "/year=%04d/month=%02d/day=%02d/", t.Year(), int(t.Month()), t.Day())
+	escapeField(&b, name)
+	b.WriteString(".parquet")
+	key := b.String()
+	if err := ValidateKey(key); err != nil {
+		return "", err
+	}
+	return key, nil
+}
+
+func validTable(s string) bool {
+	if len(s) == 0 || len(s) > 32 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isKindByte(s[i]) && s[i] != '_' {
+			return false
+		}
+	}
+	return true
+}
