@@ -160,6 +160,7 @@ whole_run() {
 	keep' <<'OUT'
 === PKG internal/cdr
 --- PASS: TestParse (0.00s)
+--- PASS: TestWriteParquet_RoundTrip (0.10s)
 ok  	MOD/internal/cdr	0.1s
 === PKG internal/checkpoint/sqlite
     --- PASS: TestStore_Conformance/Claim (0.01s)
@@ -219,12 +220,16 @@ ok  	MOD/internal/telemetry	0.2s
 --- PASS: TestProgress_Backfill (1.00s)
 --- PASS: TestReplicas_ClaimConcurrently (4.00s)
 --- PASS: TestChain_Dir (1.00s)
+    --- PASS: TestCDR_Parquet/dir (1.00s)
+--- PASS: TestCDR_Parquet (2.00s)
+--- PASS: TestCDR_ParquetFailure (1.00s)
     --- PASS: TestChain_Replicas/sqlite (1.00s)
     --- PASS: TestChain_Replicas/postgres (1.00s)
 --- PASS: TestChain_Replicas (2.00s)
 ok  	MOD/internal/jobs	40.0s
 === PKG internal/sink
 --- PASS: TestLedgerNames (0.00s)
+--- PASS: TestParquetKey (0.00s)
 ok  	MOD/internal/sink	0.1s
 === PKG tools/image
 --- PASS: TestImage (40.00s)
