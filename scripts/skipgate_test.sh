@@ -139,7 +139,7 @@ OUT
 expect truncated 1 "(package unknown) TestSink_Conformance/ObjectLock" "$notrun"
 
 # No skips at all: nothing to say, success.
-printf 'ok  \t%s/internal/cdr\t0.1s\n' "$mod" >"$tmp/none.out"
+printf 'ok  \t%s/internal/recording\t0.1s\n' "$mod" >"$tmp/none.out"
 expect none 0 ""
 
 # --only-present still checks the packages the output shows: a required
