@@ -288,9 +288,13 @@ func (r *itemRun) isStopped() bool {
 // Concurrency at a time across all jobs, until none is due, ctx ends or the
 // job stops (auth error, checkpoint failure). It is a continuous pool: a
 // freed slot takes the next claimed item at once, so one slow download never
-// idles the others, and at most Concurrency items are claimed ahead of the
+// idles the others, and a bounded number of items is claimed ahead of the
 // slots (claimed items are in_progress in the store: a crash releases them
-// at the next start). Items are claimed as due at the start of the run, so
+// at the next start): Concurrency, doubled up to 4 × Concurrency while a
+// claimed batch lasts less than fastBatch (small recordings: one claim, a
+// transaction with its fsync, per 16 items was the claim's cost), back to
+// Concurrency as soon as one lasts longer (large ones stay claimable by
+// other replicas). Items are claimed as due at the start of the run, so
 // an item failing or deferred in this run waits for a later run, while items
 // that lookups add are processed now: when nothing is due but work is in
 // flight, the pool claims again after each item ends.
@@ -299,7 +303,8 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 		stopped: make(chan struct{}), held: map[int64]*claim{}}
 	r.rep.prog = a.Progress
 	sctx := storeCtx(ctx)
-	ahead := a.concurrency()
+	minAhead := a.concurrency()
+	ahead, claimed := minAhead, time.Time{}
 	c := a.claimer()
 	stopRenew, renewed := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -324,6 +329,7 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 			if len(kinds) == 0 {
 				break
 			}
+			ahead, claimed = nextAhead(ahead, minAhead, claimed, time.Now())
 			items, err := a.Store.Claim(sctx, c, kinds, r.claimAt, ahead)
 			if err != nil {
 				r.stop(a.storeErr("claim", err))
@@ -393,6 +399,22 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 		err = ctx.Err()
 	}
 	return rep, err
+}
+
+// fastBatch: a claimed batch used up sooner than this makes the next claim
+// larger (runItems).
+const fastBatch = time.Second
+
+// nextAhead is the size of the next claim, made at now, when the previous
+// one (of ahead items, at last; zero: none yet) has been used up.
+func nextAhead(ahead, minAhead int, last, now time.Time) (int, time.Time) {
+	switch {
+	case last.IsZero():
+		return minAhead, now
+	case now.Sub(last) < fastBatch:
+		return min(2*ahead, 4*minAhead), now
+	}
+	return minAhead, now
 }
 
 // release puts claimed items back without counting an attempt; those

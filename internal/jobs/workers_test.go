@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestWorkers runs every function once, on no more goroutines than ran at
@@ -56,5 +57,25 @@ func TestWorkers(t *testing.T) {
 	}
 	if got := runtime.NumGoroutine() - before; got > 0 {
 		t.Errorf("%d workers left after close", got)
+	}
+}
+
+// TestNextAhead: the claim grows while batches go fast, up to four times the
+// concurrency, and falls back at once after a slow one.
+func TestNextAhead(t *testing.T) {
+	t0 := time.Unix(1e9, 0)
+	ahead, last := nextAhead(0, 16, time.Time{}, t0)
+	if ahead != 16 || !last.Equal(t0) {
+		t.Fatalf("first claim: %d at %v, want 16 at %v", ahead, last, t0)
+	}
+	for _, want := range []int{32, 64, 64} {
+		t0 = t0.Add(100 * time.Millisecond)
+		if ahead, last = nextAhead(ahead, 16, last, t0); ahead != want {
+			t.Fatalf("after a fast batch: %d, want %d", ahead, want)
+		}
+	}
+	t0 = t0.Add(fastBatch)
+	if ahead, _ = nextAhead(ahead, 16, last, t0); ahead != 16 {
+		t.Errorf("after a slow batch: %d, want 16", ahead)
 	}
 }
