@@ -40,8 +40,8 @@ func TestCmdHold_Refused(t *testing.T) {
 // Object Lock and a rule shorter than the bucket's default retention are
 // errors naming the key; an unreachable bucket is a warning.
 func TestCheckConfig_BucketLock(t *testing.T) {
+	srv := s3test.Start(t) // before inTempDir: it finds versitygw from the module
 	inTempDir(t)
-	srv := s3test.Start(t)
 	locked, plain := srv.NewBucket(t, true), srv.NewBucket(t, false)
 	if _, err := srv.Client().PutObjectLockConfiguration(context.Background(), &awss3.PutObjectLockConfigurationInput{
 		Bucket: aws.String(locked),

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
+	"github.com/cec-archiver/cec-archiver/internal/sink/observe"
 )
 
 // Legal-hold actions (LedgerHold.Action).
@@ -90,7 +91,7 @@ func (a *Archiver) Hold(ctx context.Context, o HoldOptions) (*HoldReport, error)
 	if strings.TrimSpace(o.CallID) == "" {
 		return nil, errors.New("jobs: hold: a call ID is required")
 	}
-	lh, ok := a.Sink.(sink.LegalHolder)
+	lh, ok := legalHolder(a.Sink)
 	if !ok {
 		return nil, fmt.Errorf("jobs: hold call %s: %w: the %T sink has no Object Lock legal hold (use the s3 sink on a bucket with Object Lock)",
 			o.CallID, sink.ErrLockUnsupported, a.Sink)
@@ -298,4 +299,22 @@ func (x *chainIndex) keptHolds(day string, l *Ledger) {
 		x.holds = map[string]map[string][]LedgerHold{}
 	}
 	x.holds[day] = out
+}
+
+// legalHolder finds the sink.LegalHolder behind s and the decorators
+// wrapped around it (ObserveSink).
+func legalHolder(s sink.Sink) (sink.LegalHolder, bool) {
+	for {
+		if lh, ok := s.(sink.LegalHolder); ok {
+			return lh, true
+		}
+		switch w := s.(type) {
+		case *observe.ReadSink:
+			s = w.Sink.Sink
+		case *observe.Sink:
+			s = w.Sink
+		default:
+			return nil, false
+		}
+	}
 }
