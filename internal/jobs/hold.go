@@ -267,39 +267,46 @@ func (a *Archiver) dayHolds(ctx context.Context, x *chainIndex, day string) (map
 	}
 	if cur != nil {
 		body, err := readAllLimit(ctx, r, cur.Key, maxLedgerBytes)
-		if err != nil {
-			return nil, fmt.Errorf("jobs: ledger %s: read its current link %s for its holds: %w", day, cur.Key, err)
-		}
 		var l Ledger
-		if err := json.Unmarshal(body, &l); err != nil {
-			return nil, fmt.Errorf("jobs: ledger %s: current link %s: %w (verify --chain)", day, cur.Key, err)
-		}
-		for _, c := range l.Calls {
-			if len(c.Holds) > 0 {
-				out[c.CallID] = c.Holds
-			}
+		switch {
+		case errors.Is(err, sink.ErrNotFound):
+			// Deleted behind the archiver's back: its events stay in the
+			// earlier links, and verify --chain reports the missing link.
+			a.log.Error("ledger chain: the day's current link is missing; its hold events are not carried on",
+				zap.String("day", day), zap.String("key", cur.Key))
+		case err != nil:
+			return nil, fmt.Errorf("jobs: ledger %s: read its current link %s for its holds: %w", day, cur.Key, err)
+		case json.Unmarshal(body, &l) != nil:
+			a.log.Error("ledger chain: the day's current link is not a ledger; its hold events are not carried on",
+				zap.String("day", day), zap.String("key", cur.Key))
+		default:
+			out = callHolds(&l)
 		}
 	}
-	if x.holds == nil {
-		x.holds = map[string]map[string][]LedgerHold{}
-	}
-	x.holds[day] = out
+	x.setHolds(day, out)
 	return out, nil
 }
 
-// keptHolds records the holds of l, the day's new current link.
-func (x *chainIndex) keptHolds(day string, l *Ledger) {
+// callHolds are the holds of l's calls, by call.
+func callHolds(l *Ledger) map[string][]LedgerHold {
 	out := map[string][]LedgerHold{}
 	for _, c := range l.Calls {
 		if len(c.Holds) > 0 {
 			out[c.CallID] = c.Holds
 		}
 	}
+	return out
+}
+
+func (x *chainIndex) setHolds(day string, h map[string][]LedgerHold) {
 	if x.holds == nil {
 		x.holds = map[string]map[string][]LedgerHold{}
 	}
-	x.holds[day] = out
+	x.holds[day] = h
 }
+
+// keptHolds records the holds of l, the day's new current link.
+func (x *chainIndex) keptHolds(day string, l *Ledger) { x.setHolds(day, callHolds(l)) }
 
 // legalHolder finds the sink.LegalHolder behind s and the decorators
 // wrapped around it (ObserveSink).
