@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/cec-archiver/cec-archiver/internal/config"
+	"github.com/cec-archiver/cec-archiver/internal/sink/s3"
 )
 
 // cmdCheckConfig implements "archiver check-config --config FILE": it loads the
@@ -30,8 +35,12 @@ func checkConfig(args []string, stdout, stderr io.Writer, env func(string) (stri
 			"variables, *_file secrets) and print every problem, one per line. Then check\n"+
 			"that sink.dir (when sink.type = \"dir\") and the directory of checkpoint.path\n"+
 			"(driver sqlite) exist or can be created, and can be written: they are created\n"+
-			"if missing and a probe file is written and removed in each. Run it as the\n"+
-			"user the archiver runs as. Exit code 2 on any problem.\n\nflags:\n")
+			"if missing and a probe file is written and removed in each. With the s3 sink\n"+
+			"and Object Lock in use (retention.rules, object_lock_mode, legal_hold), read\n"+
+			"the bucket's Object Lock configuration: Object Lock must be enabled and no\n"+
+			"rule's retention_days shorter than the bucket's default retention (a warning\n"+
+			"when the bucket cannot be read). Run it as the user the archiver runs as.\n"+
+			"Exit code 2 on any problem.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -59,7 +68,12 @@ func checkConfig(args []string, stdout, stderr io.Writer, env func(string) (stri
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
-	if errs := checkDirs(cfg); len(errs) > 0 {
+	errs := checkDirs(cfg)
+	lockErrs, lockWarn := checkBucketLock(cfg)
+	if lockWarn != "" {
+		fmt.Fprintln(stderr, "warning:", lockWarn)
+	}
+	if errs = append(errs, lockErrs...); len(errs) > 0 {
 		for _, e := range errs {
 			fmt.Fprintln(stderr, e)
 		}
@@ -127,4 +141,50 @@ func flatten(err error) []error {
 		return out
 	}
 	return []error{err}
+}
+
+// lockCheckTimeout bounds check-config's look at the bucket.
+const lockCheckTimeout = 15 * time.Second
+
+// checkBucketLock reads the Object Lock configuration of the s3 sink's
+// bucket when Object Lock is in use (retention rules, a default mode or
+// hold): the bucket must have it enabled, and no rule may keep objects
+// for less than the bucket's default retention. A bucket that cannot be
+// read gives a warning: nothing was checked.
+func checkBucketLock(cfg *config.Config) (errs []error, warning string) {
+	s := cfg.Sink.S3
+	rules := cfg.Retention.Rules
+	if cfg.Sink.Type != config.SinkS3 || (len(rules) == 0 && s.ObjectLockMode == "" && !s.LegalHold) {
+		return nil, ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), lockCheckTimeout)
+	defer cancel()
+	opts := s3Options(cfg, zap.NewNop())
+	opts.ConditionalWrite = s3.ConditionalOn // no probe object: check-config writes nothing
+	opts.SpoolDir = ""
+	sk, err := s3.New(ctx, opts)
+	var lc s3.LockConfig
+	if err == nil {
+		lc, err = sk.LockConfiguration(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Sprintf("sink.s3.bucket: the Object Lock configuration of %q could not be read, so Object Lock and the retention rules were not checked against it: %v", s.Bucket, err)
+	}
+	field := "sink.s3.object_lock_mode"
+	switch {
+	case len(rules) > 0:
+		field = "retention.rules"
+	case s.ObjectLockMode == "":
+		field = "sink.s3.legal_hold"
+	}
+	if !lc.Enabled {
+		return []error{&config.FieldError{Field: field, Msg: fmt.Sprintf("bucket %q has no Object Lock enabled: S3 refuses every locked write (enable it when the bucket is created)", s.Bucket)}}, ""
+	}
+	for i, r := range rules {
+		if r.RetentionDays > 0 && r.RetentionDays < lc.Days {
+			errs = append(errs, &config.FieldError{Field: fmt.Sprintf("retention.rules[%d].retention_days", i+1),
+				Msg: fmt.Sprintf("%d days is shorter than the default retention of bucket %q (%s, %d days): the rule would keep its recordings for less than the bucket's policy", r.RetentionDays, s.Bucket, lc.Mode, lc.Days)})
+		}
+	}
+	return errs, ""
 }

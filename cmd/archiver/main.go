@@ -32,6 +32,7 @@ commands:
   status         print what the state database holds, per day (works while the daemon runs)
   requeue        move dead items back to pending so the next run tries them again
   resolve        declare a failed or dead item absent by operator decision (--id N --absent REASON)
+  hold           place (or --release) an Object Lock legal hold on every object of a call (--call ID)
   verify         check the archive against the state (--deep: re-read every object)
   migrate-state  copy the SQLite state into PostgreSQL (--to-dsn-file FILE), verified
   upload         upload a voice file for a third-party chatbot (--vdn N FILE.wav; CC-FS ivr/uploadFile)
@@ -94,6 +95,8 @@ func (c *cli) main(args []string) int {
 		return c.cmdRequeue(rest)
 	case "resolve":
 		return c.cmdResolve(rest)
+	case "hold":
+		return c.cmdHold(rest)
 	case "verify":
 		return c.cmdVerify(rest)
 	case "migrate-state":

@@ -451,6 +451,7 @@ func settings(cfg *config.Config, loc *time.Location, replica string) jobs.Setti
 		Limits:            cdrLimits(j.CDR),
 		Replica:           replica,
 		Lease:             cfg.Checkpoint.Lease.Duration,
+		Retention:         jobs.Retention{Rules: cfg.Retention.Rules, DefaultMode: cfg.Sink.S3.ObjectLockMode},
 	}
 }
 

@@ -88,6 +88,7 @@ const MaxCDRWindow = cecwire.MaxQueryBillDataWindowDays * 24 * time.Hour
 type Config struct {
 	CEC        CEC        `toml:"cec"`
 	Sink       Sink       `toml:"sink"`
+	Retention  Retention  `toml:"retention"`
 	Checkpoint Checkpoint `toml:"checkpoint"`
 	Jobs       Jobs       `toml:"jobs"`
 	Metrics    Metrics    `toml:"metrics"`

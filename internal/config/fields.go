@@ -34,7 +34,15 @@ func isLeafType(t reflect.Type) bool {
 	return t.Kind() != reflect.Struct || t == reflect.TypeFor[Secret]() || t == reflect.TypeFor[Duration]()
 }
 
-// leaves lists every key of Config in declaration order.
+// isTableArray reports whether values of t are an array of tables
+// ([[retention.rules]]): its elements' keys are not keys of Config (no
+// environment override, no example line of their own).
+func isTableArray(t reflect.Type) bool {
+	return t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct && !isLeafType(t.Elem())
+}
+
+// leaves lists every key of Config in declaration order. Arrays of tables
+// are not keys: they are left out.
 func leaves() []leaf {
 	var out []leaf
 	var walk func(t reflect.Type, path []string, index []int)
@@ -51,6 +59,9 @@ func leaves() []leaf {
 				continue
 			}
 			p := append(append([]string(nil), path...), tag)
+			if isTableArray(f.Type) {
+				continue
+			}
 			if isLeafType(f.Type) {
 				out = append(out, leaf{path: p, index: idx, typ: f.Type})
 				continue
@@ -74,10 +85,14 @@ func keysAt(path []string) []string {
 	t := reflect.TypeFor[Config]()
 	for _, p := range path {
 		f, ok := fieldByTOML(t, p)
-		if !ok || isLeafType(f.Type) {
+		switch {
+		case ok && isTableArray(f.Type):
+			t = f.Type.Elem()
+		case !ok || isLeafType(f.Type):
 			return nil
+		default:
+			t = f.Type
 		}
-		t = f.Type
 	}
 	var names []string
 	var collect func(t reflect.Type)
@@ -121,16 +136,37 @@ func fieldByTOML(t reflect.Type, name string) (reflect.StructField, bool) {
 func typeAt(path []string) (reflect.Type, bool) {
 	t := reflect.TypeFor[Config]()
 	for i, p := range path {
+		if i > 0 && isTableArray(t) {
+			t = t.Elem() // a key of one of the tables
+		}
 		if t.Kind() != reflect.Struct || (i > 0 && isLeafType(t)) {
 			return nil, false
 		}
-		f, ok := fieldByTOML(t, p)
-		if !ok {
+		name, indexed := cutIndex(p)
+		f, ok := fieldByTOML(t, name)
+		if !ok || (indexed && !isTableArray(f.Type)) {
 			return nil, false
 		}
 		t = f.Type
+		if indexed {
+			t = t.Elem() // one table of the array: rules[2]
+		}
 	}
 	return t, len(path) > 0
+}
+
+// cutIndex splits "rules[2]" into "rules" and true; a name without a
+// [N] suffix is returned as it is.
+func cutIndex(p string) (string, bool) {
+	open := strings.IndexByte(p, '[')
+	if open <= 0 || !strings.HasSuffix(p, "]") {
+		return p, false
+	}
+	n := p[open+1 : len(p)-1]
+	if n == "" || strings.Trim(n, "0123456789") != "" {
+		return p, false
+	}
+	return p[:open], true
 }
 
 // describeType says what a TOML value for a field of type t looks like.
@@ -153,6 +189,9 @@ func describeType(t reflect.Type) string {
 	case reflect.Float64:
 		return "a number"
 	case reflect.Slice:
+		if isTableArray(t) {
+			return "an array of tables"
+		}
 		return "an array of " + strings.TrimPrefix(strings.TrimPrefix(describeType(t.Elem()), "a "), "an ") + "s"
 	case reflect.Struct:
 		return "a table"

@@ -28,7 +28,7 @@ func checkTypes(data []byte) []error {
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
 			table = keyParts(e.Key())
-			if t, ok := typeAt(table); ok && isLeafType(t) {
+			if t, ok := typeAt(table); ok && isLeafType(t) && !(e.Kind == unstable.ArrayTable && isTableArray(t)) {
 				errs = append(errs, &FieldError{Field: strings.Join(table, "."),
 					Msg: "want " + describeType(t) + ", got a table" + lineOf(&p, e)})
 			}

@@ -32,6 +32,7 @@ func (c *Config) problems() []error {
 	v := &validator{}
 	v.cec(c)
 	v.sink(&c.Sink)
+	v.retention(&c.Retention, &c.Sink)
 	v.checkpoint(&c.Checkpoint, c.CEC.TenantID, jobNeeds(&c.Jobs))
 	v.jobs(&c.Jobs)
 	v.metrics(&c.Metrics)

@@ -92,6 +92,8 @@ func (a LookupArgs) Kind() string { return a.kind }
 type ObjectMeta struct {
 	Metadata map[string]string `json:"meta,omitempty"`
 	Tags     map[string]string `json:"tags,omitempty"`
+	// Retention is the retention rule chosen for the recording (retention.go).
+	Retention *RetentionChoice `json:"retention,omitempty"`
 }
 
 func objectMeta(m sink.Meta) ObjectMeta {
@@ -101,7 +103,7 @@ func objectMeta(m sink.Meta) ObjectMeta {
 // sinkMeta is the sink.Meta of a Put of the recording.
 func (m ObjectMeta) sinkMeta(contentType, sha256 string) sink.Meta {
 	out := sink.Meta{Metadata: make(map[string]string, len(m.Metadata)), Tags: make(map[string]string, len(m.Tags)),
-		ContentType: contentType, SHA256: sha256}
+		ContentType: contentType, SHA256: sha256, Lock: m.Retention.lock(time.Now())}
 	for k, v := range m.Metadata {
 		out.Metadata[k] = v
 	}

@@ -166,6 +166,9 @@ type chainIndex struct {
 	links   map[string][]seqKey  // day → its chained ledgers listed or written, by seq
 	current map[string]*ChainRef // day → its current link, once confirmed
 	fresh   bool                 // checked against the sink in this pass
+	// holds are the legal-hold events of each day's current link, by call
+	// (holds.go), once read or written.
+	holds map[string]map[string][]LedgerHold
 }
 
 type seqKey struct {

@@ -889,9 +889,11 @@ func (r *itemRun) recordingItem(lookup checkpoint.Item, p LookupArgs, kind, id, 
 	if err != nil {
 		return checkpoint.Item{}, fmt.Errorf("%s %s: metadata: %w", kind, id, err)
 	}
+	om := objectMeta(m)
+	a.retain(&om, kind, p.VDN, p.AgentID, nil)
 	return withArgs(checkpoint.Item{
 		UpstreamID: id, CallID: lookup.CallID, Day: lookup.Day, Key: key, State: checkpoint.StatePending, NextAttemptAt: r.claimAt,
-	}, OIAPArgs{kind: kind, RecordPath: path, LocationID: location, CallBegin: p.CallBegin, VDN: p.VDN, AgentID: p.AgentID, ObjectMeta: objectMeta(m)})
+	}, OIAPArgs{kind: kind, RecordPath: path, LocationID: location, CallBegin: p.CallBegin, VDN: p.VDN, AgentID: p.AgentID, ObjectMeta: om})
 }
 
 func (r *itemRun) absentItem(lookup checkpoint.Item, p LookupArgs, kind, id, reason, evidence string) (checkpoint.Item, error) {

@@ -77,6 +77,9 @@ type Settings struct {
 	// bundles where the interface returns them).
 	Formats recording.Policy
 	Limits  cdr.Limits
+	// Retention gives recordings their Object Lock from their call data
+	// (retention.go); no rules: the sink's own settings.
+	Retention Retention
 
 	// Replica is this process's replica ID (NewReplicaID), the owner of
 	// every claim and lease it takes in the store; "" takes a new one. Give

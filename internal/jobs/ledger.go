@@ -66,6 +66,9 @@ type LedgerCall struct {
 	VDN        string            `json:"vdn"`
 	Recordings []LedgerRecord    `json:"recordings"`
 	Lookups    map[string]string `json:"lookups"` // "transfer" / "ivr" → lookup state
+	// Holds are the legal holds placed on and lifted from the call's
+	// objects (archiver hold), oldest first (hold.go).
+	Holds []LedgerHold `json:"holds,omitempty"`
 }
 
 // LedgerRecord is one recording (or absent record) of a call.
@@ -85,6 +88,9 @@ type LedgerRecord struct {
 	AttestedAt *time.Time `json:"attested_at,omitempty"`
 	Error      string     `json:"error,omitempty"`
 	Attempts   int        `json:"attempts,omitempty"`
+	// Retention is the retention rule the recording is stored under
+	// (retention.go); absent when no rule matched it.
+	Retention *RetentionChoice `json:"retention,omitempty"`
 }
 
 // WriteLedgers writes a new ledger object for every day that changed since
@@ -248,7 +254,7 @@ func (a *Archiver) buildLedger(ctx context.Context, day string, windows []Window
 		}
 		rec := LedgerRecord{
 			Kind: it.Kind, ID: it.UpstreamID, State: string(it.State), Reason: it.Reason, Evidence: it.Evidence,
-			Error: it.LastError, Attempts: it.Attempts,
+			Error: it.LastError, Attempts: it.Attempts, Retention: retentionOf(it),
 		}
 		if !it.AttestedAt.IsZero() {
 			at := it.AttestedAt.UTC()
@@ -327,10 +333,34 @@ func (a *Archiver) buildLedger(ctx context.Context, day string, windows []Window
 // writeLedger writes day's ledger if it differs from the last one written,
 // as the next link of the chain (the chain lease is held).
 func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time, windows []WindowProblem) (written bool, err error) {
+	return a.writeLedgerHold(ctx, day, now, windows, "", nil)
+}
+
+// writeLedgerHold is writeLedger that also appends hold, when not nil, to
+// the holds of call holdCall (archiver hold). The holds of the day's calls
+// are carried from its current link (holds.go).
+func (a *Archiver) writeLedgerHold(ctx context.Context, day string, now time.Time, windows []WindowProblem, holdCall string, hold *LedgerHold) (written bool, err error) {
 	sctx := storeCtx(ctx)
 	l, err := a.buildLedger(ctx, day, windows)
 	if err != nil {
 		return false, err
+	}
+	_, readable := a.Sink.(sink.Reader)
+	var x *chainIndex
+	if readable {
+		defer func() {
+			if err != nil {
+				a.chain.idx = nil // read the chain again from the sink next time
+			}
+		}()
+		if x, err = a.chainIndexFor(ctx); err != nil {
+			return false, err
+		}
+		if err := a.carryHolds(ctx, x, l, holdCall, hold); err != nil {
+			return false, err
+		}
+	} else if hold != nil {
+		return false, fmt.Errorf("jobs: ledger %s: the sink (%T) cannot be read back: no chain to record the hold in", day, a.Sink)
 	}
 	body, err := json.Marshal(l)
 	if err != nil {
@@ -353,16 +383,7 @@ func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time, w
 	// still order their ledgers, by generated_at and by key.
 	gen := now.UTC()
 	l.GeneratedAt = &gen
-	var x *chainIndex
-	if _, readable := a.Sink.(sink.Reader); readable {
-		defer func() {
-			if err != nil {
-				a.chain.idx = nil // read the chain again from the sink next time
-			}
-		}()
-		if x, err = a.chainIndexFor(ctx); err != nil {
-			return false, err
-		}
+	if readable {
 		if done, err := a.recordChained(ctx, x, day, digest, prev, lastKey, ok); done || err != nil {
 			return false, err
 		}
@@ -401,6 +422,7 @@ func (a *Archiver) writeLedger(ctx context.Context, day string, now time.Time, w
 		if err := a.putHead(ctx, x, ChainRef{Seq: l.Chain.Seq, Day: day, Key: key, SHA256: sha256Hex(body)}); err != nil {
 			return false, err
 		}
+		x.keptHolds(day, l)
 	}
 	if err := a.Store.SetLedger(sctx, day, prev, digest, key); errors.Is(err, checkpoint.ErrConflict) {
 		// Another replica recorded a ledger of the day since it was read

@@ -111,6 +111,44 @@ type Meta struct {
 	Tags map[string]string
 	// ContentType defaults to application/octet-stream.
 	ContentType string
+	// Lock, when set, is this object's Object Lock (per-object retention
+	// and legal hold, such as a retention rule gives): a sink that cannot
+	// lock objects refuses the Put with ErrLockUnsupported, and keeps
+	// nothing. nil: the sink's own settings, if any.
+	Lock *ObjectLock
+}
+
+// ObjectLock is the Object Lock of one object. Its retention replaces the
+// sink's default retention; its legal hold adds to the sink's default (a
+// sink configured to hold every object still does).
+type ObjectLock struct {
+	// Mode is LockGovernance or LockCompliance, with RetainUntil; "" keeps
+	// the sink's default retention.
+	Mode        string
+	RetainUntil time.Time
+	// LegalHold places a legal hold on the object.
+	LegalHold bool
+}
+
+// Object Lock retention modes (ObjectLock.Mode).
+const (
+	LockGovernance = "GOVERNANCE"
+	LockCompliance = "COMPLIANCE"
+)
+
+// Requires reports whether l asks for anything (a retention or a hold).
+func (l *ObjectLock) Requires() bool { return l != nil && (l.Mode != "" || l.LegalHold) }
+
+// LegalHolder is implemented by sinks that can place and lift the legal
+// hold of an existing object (S3 Object Lock). It is optional.
+//
+// Contract: SetLegalHold(on) is idempotent (placing a hold already placed,
+// or lifting one not placed, succeeds); a missing key returns an error
+// wrapping ErrNotFound, a store without Object Lock ErrLockUnsupported, a
+// refused permission ErrAccessDenied. LegalHold reads the current status.
+type LegalHolder interface {
+	SetLegalHold(ctx context.Context, key string, on bool) error
+	LegalHold(ctx context.Context, key string) (bool, error)
 }
 
 // MetaKeySHA256 is the user-metadata key (and tag key) holding the hex SHA-256
@@ -132,6 +170,9 @@ var (
 	ErrSizeMismatch     = errors.New("sink: size mismatch")
 	ErrInvalidKey       = errors.New("sink: invalid key")
 	ErrInvalidMeta      = errors.New("sink: invalid metadata")
+	// ErrLockUnsupported: the sink (or its bucket) cannot apply Object
+	// Lock: a dir sink, a bucket without Object Lock enabled.
+	ErrLockUnsupported = errors.New("sink: object lock not supported")
 	// ErrAccessDenied: the store refused the credentials or the permission.
 	// Each implementation classifies its own errors (S3 error codes and HTTP
 	// 401/403, os.ErrPermission), so callers need not know the store.
@@ -250,6 +291,16 @@ func ValidateMeta(m Meta) error {
 	}
 	if !printableASCII(m.ContentType) {
 		return fmt.Errorf("%w: content type must be printable ASCII", ErrInvalidMeta)
+	}
+	if l := m.Lock; l != nil {
+		switch {
+		case l.Mode != "" && l.Mode != LockGovernance && l.Mode != LockCompliance:
+			return fmt.Errorf("%w: lock mode %q: want %s or %s", ErrInvalidMeta, l.Mode, LockGovernance, LockCompliance)
+		case l.Mode != "" && l.RetainUntil.IsZero():
+			return fmt.Errorf("%w: lock mode %s without a retain-until date", ErrInvalidMeta, l.Mode)
+		case l.Mode == "" && !l.RetainUntil.IsZero():
+			return fmt.Errorf("%w: a retain-until date without a lock mode", ErrInvalidMeta)
+		}
 	}
 	return nil
 }

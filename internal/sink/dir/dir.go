@@ -117,6 +117,12 @@ func (s *Sink) put(ctx context.Context, key string, body io.Reader, size int64, 
 	if err := sink.ValidateMeta(meta); err != nil {
 		return sink.Object{}, fmt.Errorf("dir: put %s: %w", key, err)
 	}
+	if meta.Lock.Requires() {
+		// A file can be deleted by whoever can write the directory: refuse
+		// rather than store it unprotected.
+		return sink.Object{}, fmt.Errorf("dir: put %s: %w: the dir sink cannot keep a retention or legal hold (use the s3 sink on a bucket with Object Lock)",
+			key, sink.ErrLockUnsupported)
+	}
 	body = stream.SourceReader{R: body}
 	existing, err := s.Stat(ctx, key)
 	switch {

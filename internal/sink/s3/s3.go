@@ -363,6 +363,9 @@ func (s *Sink) put(ctx context.Context, key string, body io.Reader, size int64, 
 	if err := sink.ValidateMeta(meta); err != nil {
 		return sink.Object{}, err
 	}
+	if meta.Lock.Requires() && s.opts.Checksum == ChecksumNone {
+		return sink.Object{}, fmt.Errorf("%w: S3 requires a checksum with Object Lock, and the sink sends none (checksum NONE)", sink.ErrLockUnsupported)
+	}
 	if size > maxParts*s.opts.PartSize {
 		return sink.Object{}, fmt.Errorf("%d bytes exceed %d parts of %d bytes", size, maxParts, s.opts.PartSize)
 	}
@@ -512,14 +515,7 @@ func (s *Sink) attrs(meta sink.Meta, sha string) objectAttrs {
 		}
 	}
 	a.storageClass = types.StorageClass(s.opts.StorageClass)
-	if s.opts.ObjectLockMode != "" {
-		a.lockMode = types.ObjectLockMode(s.opts.ObjectLockMode)
-		until := time.Now().UTC().Add(time.Duration(s.opts.RetentionDays) * 24 * time.Hour).Truncate(time.Second)
-		a.retainUntil = &until
-	}
-	if s.opts.LegalHold {
-		a.legalHold = types.ObjectLockLegalHoldStatusOn
-	}
+	a.lockMode, a.retainUntil, a.legalHold = s.objectLock(meta.Lock)
 	return a
 }
 
