@@ -56,6 +56,7 @@ cat >"$tmp/allowed.out" <<OUT
     --- PASS: TestSink_Conformance/PutStat (0.01s)
 --- PASS: TestSink_Conformance (0.20s)
 PASS
+--- PASS: TestSink_RefusesLock (0.00s)
 ok  	$mod/internal/sink/dir	3.9s
 === RUN   TestDataset_Hashes
     dataset_test.go:261: hashes tens of MB
@@ -82,6 +83,7 @@ expect required 1 "$mod/internal/sink/s3 TestSink_Conformance" "$notrun"
 cat >"$tmp/package.out" <<OUT
     --- SKIP: TestSink_Conformance/ObjectLock (0.00s)
     --- PASS: TestSink_Conformance/PutStat (0.01s)
+--- PASS: TestSink_RefusesLock (0.00s)
 ok  	$mod/internal/sink/dir	3.9s
     --- SKIP: TestSink_Conformance/ObjectLock (0.00s)
     --- PASS: TestSink_Conformance/PutStat (0.01s)
@@ -133,6 +135,7 @@ expect acceptance 1 "$mod/test/acceptance TestOnce_Clean" "$notrun"
 # Output cut short: a skip no package line follows cannot be allowed.
 cat >"$tmp/truncated.out" <<OUT
 --- PASS: TestSink_Conformance (0.20s)
+--- PASS: TestSink_RefusesLock (0.00s)
 ok  	$mod/internal/sink/dir	3.9s
     --- SKIP: TestSink_Conformance/ObjectLock (0.00s)
 OUT
@@ -170,6 +173,7 @@ ok  	MOD/internal/checkpoint/sqlite	3.8s
     --- SKIP: TestSink_Conformance/ObjectLock (0.00s)
     --- PASS: TestSink_Conformance/PutStat (0.01s)
 --- PASS: TestSink_Conformance (0.20s)
+--- PASS: TestSink_RefusesLock (0.00s)
 ok  	MOD/internal/sink/dir	4.5s
 === PKG internal/sink/s3
 --- PASS: TestOptions_Validate (0.00s)
@@ -209,9 +213,16 @@ ok  	MOD/internal/checkpoint/postgres	7.2s
 --- PASS: TestCmdOnce_Pushgateway (6.00s)
 --- PASS: TestCmdOnce_PushesForcedShutdown (2.00s)
 --- PASS: TestCmdStatus_Jobs (0.50s)
+--- PASS: TestCheckConfig_BucketLock (0.50s)
+--- PASS: TestCmdHold_Refused (0.10s)
     --- PASS: TestCmdVerify/chain (0.50s)
 --- PASS: TestCmdVerify (1.00s)
 ok  	MOD/cmd/archiver	20.4s
+=== PKG internal/config
+--- PASS: TestRetention_Load (0.00s)
+--- PASS: TestRetention_Overlaps (0.00s)
+--- PASS: TestDocs_CoversRuleKeys (0.00s)
+ok  	MOD/internal/config	0.1s
 === PKG internal/telemetry
 --- PASS: TestPrometheusRule (0.01s)
 ok  	MOD/internal/telemetry	0.2s
@@ -223,6 +234,9 @@ ok  	MOD/internal/telemetry	0.2s
     --- PASS: TestCDR_Parquet/dir (1.00s)
 --- PASS: TestCDR_Parquet (2.00s)
 --- PASS: TestCDR_ParquetFailure (1.00s)
+--- PASS: TestRetention_S3 (2.00s)
+--- PASS: TestRetention_Attrs (0.10s)
+--- PASS: TestHold_S3 (2.00s)
     --- PASS: TestChain_Replicas/sqlite (1.00s)
     --- PASS: TestChain_Replicas/postgres (1.00s)
 --- PASS: TestChain_Replicas (2.00s)
@@ -264,7 +278,7 @@ expect notestfiles 1 "  test/acceptance .*"
 
 # The dir sink ran tests, but none the rule names (the conformance suite).
 whole_run internal/sink/dir >"$tmp/unmatched.out"
-printf -- '--- PASS: TestClassify (0.00s)\nok  \t%s/internal/sink/dir\t0.1s\n' "$mod" >>"$tmp/unmatched.out"
+printf -- '--- PASS: TestClassify (0.00s)\n--- PASS: TestSink_RefusesLock (0.00s)\nok  \t%s/internal/sink/dir\t0.1s\n' "$mod" >>"$tmp/unmatched.out"
 expect unmatched 1 "$notrun (1; see $rules):"
 expect unmatched 1 "  internal/sink/dir TestSink_Conformance(/.*)?"
 
