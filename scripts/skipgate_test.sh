@@ -215,6 +215,7 @@ ok  	MOD/internal/checkpoint/postgres	7.2s
 --- PASS: TestCmdStatus_Jobs (0.50s)
 --- PASS: TestCheckConfig_BucketLock (0.50s)
 --- PASS: TestCmdHold_Refused (0.10s)
+--- PASS: TestCmdHold_S3 (0.60s)
     --- PASS: TestCmdVerify/chain (0.50s)
 --- PASS: TestCmdVerify (1.00s)
 ok  	MOD/cmd/archiver	20.4s

@@ -3,6 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -94,5 +99,91 @@ legal_hold = true
 				t.Errorf("stderr names retention_days without a lock configuration:\n%s", stderr)
 			}
 		})
+	}
+}
+
+// TestCmdHold_S3: as an operator would: `once` archives two days into a
+// versitygw bucket with Object Lock, `hold --call` places a legal hold on
+// every object of one call (read back from versitygw, object by object),
+// `hold --release` lifts it, and `verify --chain` passes after each, with
+// the two events in the chain.
+func TestCmdHold_S3(t *testing.T) {
+	srv := s3test.Start(t) // before the simulator's temp dirs: it finds versitygw from the module
+	bucket := srv.NewBucket(t, true)
+	e := newTestEnv(t, nil, "")
+	raw, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirSink := fmt.Sprintf("[sink]\ntype = \"dir\"\ndir = %q\n", e.archive)
+	s3Sink := fmt.Sprintf("[sink]\ntype = \"s3\"\n\n[sink.s3]\nendpoint = %q\nbucket = %q\npath_style = true\naccess_key = %q\nsecret_key = %q\n",
+		srv.Endpoint, bucket, srv.AccessKey, srv.SecretKey)
+	if !strings.Contains(string(raw), dirSink) {
+		t.Fatalf("the test configuration has no dir sink block to replace:\n%s", raw)
+	}
+	if err := os.WriteFile(e.config, []byte(strings.Replace(string(raw), dirSink, s3Sink, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := e.run("once", "--config", e.config, "--quiet"); code != exitOK {
+		t.Fatalf("once: exit %d\n%s", code, stderr)
+	}
+	call := ""
+	for _, r := range e.sim.Manifest().Recordings {
+		if r.Kind == "agent" && !r.Late && !r.Unavailable {
+			call = r.CallID
+			break
+		}
+	}
+	if call == "" {
+		t.Fatal("the simulator's manifest has no agent recording")
+	}
+	c := srv.Client()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args []string
+		hold bool
+	}{{nil, true}, {[]string{"--release"}, false}} {
+		args := append([]string{"hold", "--config", e.config, "--call", call, "--reason", "case 42", "--json"}, tc.args...)
+		code, stdout, stderr := e.run(args...)
+		if code != exitOK {
+			t.Fatalf("%q: exit %d\n%s%s", args, code, stdout, stderr)
+		}
+		var rep struct {
+			Objects []struct {
+				Key       string `json:"key"`
+				LegalHold bool   `json:"legal_hold"`
+			} `json:"objects"`
+			LedgerKey string `json:"ledger_key"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+			t.Fatalf("%q: --json output: %v\n%s", args, err, stdout)
+		}
+		if len(rep.Objects) == 0 || rep.LedgerKey == "" {
+			t.Fatalf("%q: %d objects, ledger %q; want the call's objects and a ledger link", args, len(rep.Objects), rep.LedgerKey)
+		}
+		for _, o := range rep.Objects {
+			out, err := c.GetObjectLegalHold(ctx, &awss3.GetObjectLegalHoldInput{Bucket: aws.String(bucket), Key: aws.String(o.Key)})
+			on := err == nil && out.LegalHold != nil && out.LegalHold.Status == types.ObjectLockLegalHoldStatusOn
+			if o.LegalHold != tc.hold || on != tc.hold {
+				t.Errorf("%q: %s: reported hold %v, versitygw says %v (%v); want %v", args, o.Key, o.LegalHold, on, err, tc.hold)
+			}
+		}
+		// The link that records the event carries it in the call's entry.
+		want := regexp.MustCompile(`"action":\s*"place"`)
+		if !tc.hold {
+			want = regexp.MustCompile(`"action":\s*"release"`)
+		}
+		lo, err := c.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(rep.LedgerKey)})
+		if err != nil {
+			t.Fatalf("ledger %s: %v", rep.LedgerKey, err)
+		}
+		ledger, err := io.ReadAll(lo.Body)
+		lo.Body.Close()
+		if err != nil || !want.Match(ledger) || !regexp.MustCompile(`"reason":\s*"case 42"`).Match(ledger) {
+			t.Errorf("ledger %s (%v) does not record the event %s with its reason", rep.LedgerKey, err, want)
+		}
+		if code, stdout, stderr := e.run("verify", "--config", e.config, "--chain", "--json"); code != exitOK {
+			t.Fatalf("verify --chain after %q: exit %d\n%s%s", args, code, stdout, stderr)
+		}
 	}
 }
