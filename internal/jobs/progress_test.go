@@ -22,9 +22,10 @@ type snapshotSink struct {
 }
 
 func (s *snapshotSink) Put(ctx context.Context, key string, r io.Reader, size int64, m sink.Meta) (sink.Object, error) {
-	snap := s.prog.Snapshot()
+	// Taken and kept under one lock: concurrent Puts would otherwise append
+	// their snapshots in another order than they took them.
 	s.mu.Lock()
-	s.seen = append(s.seen, snap)
+	s.seen = append(s.seen, s.prog.Snapshot())
 	s.mu.Unlock()
 	return s.Sink.Put(ctx, key, r, size, m)
 }
