@@ -241,6 +241,11 @@ type Store interface {
 	// Done marks an in_progress item of owner stored: key, size and digest as
 	// the sink verified them. Only call it after the sink's Put returned nil.
 	Done(ctx context.Context, owner string, id int64, key string, size int64, sha256 string) error
+	// DoneArgs is Done that also replaces the item's Args with args, in the
+	// same transaction: what was decided at the write (the retention rule the
+	// object was stored under) is kept with the item exactly when it is done.
+	// args must be a JSON object, as AddItems takes it.
+	DoneArgs(ctx context.Context, owner string, id int64, key string, size int64, sha256 string, args json.RawMessage) error
 	// Absent marks an item as having no recording, with the reason and the
 	// source's evidence. Unlike the other transitions it also applies to
 	// pending and failed items, whoever calls it (owner is checked on an

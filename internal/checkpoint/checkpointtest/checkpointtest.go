@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -548,6 +549,9 @@ type transition struct {
 func transitions() []transition {
 	return []transition{
 		{"Done", func(c context.Context, s checkpoint.Store, id int64) error { return s.Done(c, ownerA, id, "k", 1, "s") }},
+		{"DoneArgs", func(c context.Context, s checkpoint.Store, id int64) error {
+			return s.DoneArgs(c, ownerA, id, "k", 1, "s", json.RawMessage(`{"a":1}`))
+		}},
 		{"Absent", func(c context.Context, s checkpoint.Store, id int64) error { return s.Absent(c, ownerA, id, "r", "e") }},
 		{"Resolve", func(c context.Context, s checkpoint.Store, id int64) error {
 			_, err := s.Resolve(c, id, "operator says so", t0())
@@ -650,6 +654,33 @@ func testTransitions(t *testing.T, s checkpoint.Store) {
 		if it.Key != "k/final" || it.Size != 1234 || it.SHA256 != "abcd" || it.Attempts != 1 {
 			t.Fatalf("done item = %+v", it)
 		}
+	})
+	t.Run("DoneArgs fields", func(t *testing.T) {
+		id := inState(t, checkpoint.StateFailed)
+		claimAll(t, s, t0())
+		args := json.RawMessage(`{"file_name":"f","retention":{"rule":"r1","mode":"COMPLIANCE","days":30}}`)
+		if err := s.DoneArgs(ctx(t), ownerA, id, "k/final", 1234, "abcd", args); err != nil {
+			t.Fatal(err)
+		}
+		it := wantState(t, s, id, checkpoint.StateDone)
+		if it.Key != "k/final" || it.Size != 1234 || it.SHA256 != "abcd" || it.Attempts != 1 {
+			t.Fatalf("done item = %+v", it)
+		}
+		var got, want any
+		if err := json.Unmarshal(it.Args, &got); err != nil {
+			t.Fatalf("args %q: %v", it.Args, err)
+		}
+		_ = json.Unmarshal(args, &want)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("args = %s, want %s", it.Args, args)
+		}
+		// Arguments that are not JSON are refused, and the item stays claimed.
+		id = inState(t, checkpoint.StateFailed)
+		claimAll(t, s, t0())
+		if err := s.DoneArgs(ctx(t), ownerA, id, "k/bad", 1, "s", json.RawMessage(`{"a":`)); err == nil {
+			t.Fatal("DoneArgs with arguments that are not JSON succeeded")
+		}
+		wantState(t, s, id, checkpoint.StateInProgress)
 	})
 	t.Run("Absent fields", func(t *testing.T) {
 		id := inState(t, checkpoint.StatePending)

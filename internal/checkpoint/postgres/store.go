@@ -693,6 +693,23 @@ func (s *Store) Done(ctx context.Context, owner string, id int64, key string, si
 	return err
 }
 
+// DoneArgs is Done that also replaces the item's arguments.
+func (s *Store) DoneArgs(ctx context.Context, owner string, id int64, key string, size int64, sha256 string, args json.RawMessage) error {
+	var te textEnc
+	te.check("key", key)
+	te.check("sha256", sha256)
+	if te.err != nil {
+		return fmt.Errorf("checkpoint: done item %d: %w", id, te.err)
+	}
+	params, err := encodeParams(args)
+	if err != nil {
+		return fmt.Errorf("checkpoint: done item %d: args: %w", id, err)
+	}
+	_, err = s.transition(ctx, "done", owner, id, fromInProgress,
+		`state = 'done', key = $6, size = $7, sha256 = $8, params = $9, last_error = ''`, key, size, sha256, params)
+	return err
+}
+
 // Absent marks an item absent with the reason and the source's evidence.
 // Unlike the other transitions it also applies to pending and failed items:
 // a job may rule an item absent without claiming it.

@@ -561,6 +561,18 @@ func (s *Store) Done(ctx context.Context, owner string, id int64, key string, si
 	})
 }
 
+// DoneArgs is Done that also replaces the item's arguments.
+func (s *Store) DoneArgs(ctx context.Context, owner string, id int64, key string, size int64, sha256 string, args json.RawMessage) error {
+	params, err := encodeParams(args)
+	if err != nil {
+		return fmt.Errorf("checkpoint: done item %d: args: %w", id, err)
+	}
+	return s.change(ctx, "done", owner, id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, _ int) error {
+		return tx.exec(ctx, `UPDATE items SET state = ?, key = ?, size = ?, sha256 = ?, params = ?, last_error = '',
+			owner = '', lease_until = 0, updated_at = ? WHERE id = ?`, checkpoint.StateDone, key, size, sha256, params, s.stamp(), id)
+	})
+}
+
 // Absent marks an item absent with the reason and the source's evidence.
 // Unlike the other transitions it also applies to pending and failed items:
 // a job may rule an item absent without claiming it.
