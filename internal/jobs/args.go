@@ -92,7 +92,12 @@ func (a LookupArgs) Kind() string { return a.kind }
 type ObjectMeta struct {
 	Metadata map[string]string `json:"meta,omitempty"`
 	Tags     map[string]string `json:"tags,omitempty"`
-	// Retention is the retention rule chosen for the recording (retention.go).
+	// Call is the call data the retention rules look at (callData), kept
+	// for the choice at write time.
+	Call map[string]string `json:"call,omitempty"`
+	// Retention is the retention rule the recording was stored under, set
+	// when it is done (retention.go). Items added by an earlier version
+	// hold the rule chosen when they were added, and no Call.
 	Retention *RetentionChoice `json:"retention,omitempty"`
 }
 
@@ -100,12 +105,19 @@ func objectMeta(m sink.Meta) ObjectMeta {
 	return ObjectMeta{Metadata: m.Metadata, Tags: m.Tags}
 }
 
-// sinkMeta is the sink.Meta of a Put of the recording.
-func (m ObjectMeta) sinkMeta(contentType, sha256 string) sink.Meta {
-	out := sink.Meta{Metadata: make(map[string]string, len(m.Metadata)), Tags: make(map[string]string, len(m.Tags)),
-		ContentType: contentType, SHA256: sha256, Lock: m.Retention.lock(time.Now())}
+// sinkMeta is the sink.Meta of a Put of the recording under the
+// retention choice c (nil: the sink's settings): its Object Lock, and its
+// rule named in the metadata.
+func (m ObjectMeta) sinkMeta(contentType, sha256 string, c *RetentionChoice) sink.Meta {
+	out := sink.Meta{Metadata: make(map[string]string, len(m.Metadata)+1), Tags: make(map[string]string, len(m.Tags)),
+		ContentType: contentType, SHA256: sha256, Lock: c.lock(time.Now())}
 	for k, v := range m.Metadata {
-		out.Metadata[k] = v
+		if k != MetaKeyRetentionRule {
+			out.Metadata[k] = v
+		}
+	}
+	if c != nil {
+		out.Metadata[MetaKeyRetentionRule] = c.Rule
 	}
 	for k, v := range m.Tags {
 		out.Tags[k] = v
@@ -147,6 +159,22 @@ func meta(args Args) ObjectMeta {
 		return a.ObjectMeta
 	}
 	return ObjectMeta{}
+}
+
+// withRetention is args stored under the retention choice c.
+func withRetention(args Args, c *RetentionChoice) Args {
+	switch a := args.(type) {
+	case AgentArgs:
+		a.Retention = c
+		return a
+	case CMSArgs:
+		a.Retention = c
+		return a
+	case OIAPArgs:
+		a.Retention = c
+		return a
+	}
+	return args
 }
 
 // withArgs is it with the kind and the stored arguments of args.

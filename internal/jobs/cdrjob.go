@@ -867,7 +867,7 @@ func (a *Archiver) agentItem(r cdr.Row, callID string, begin time.Time, vdn, age
 		CcID: strings.TrimSpace(r.Get(cdr.KindRecord, "cc_id")), AgentID: agent, VDN: vdn, CallBegin: begin,
 		ObjectMeta: objectMeta(m),
 	}
-	a.retain(&args.ObjectMeta, checkpoint.KindAgent, vdn, agent, &r)
+	callData(&args.ObjectMeta, checkpoint.KindAgent, vdn, agent, &r)
 	it, err := withArgs(checkpoint.Item{UpstreamID: fileName, CallID: callID, State: checkpoint.StatePending}, args)
 	if err != nil {
 		return checkpoint.Item{}, err
@@ -912,7 +912,7 @@ func (a *Archiver) cmsItem(callID string, c *callInfo) (checkpoint.Item, error) 
 		return checkpoint.Item{}, fmt.Errorf("metadata: %w", err)
 	}
 	om := objectMeta(m)
-	a.retain(&om, checkpoint.KindAgent, c.vdn, c.agent, nil)
+	callData(&om, checkpoint.KindAgent, c.vdn, c.agent, nil)
 	return withArgs(checkpoint.Item{
 		UpstreamID: id, CallID: callID, Day: c.begin.In(loc).Format(time.DateOnly), Key: key, State: checkpoint.StatePending,
 	}, CMSArgs{CallID: callID, AgentID: c.agent, VDN: c.vdn, CallBegin: c.begin, Members: c.records, ObjectMeta: om})

@@ -251,7 +251,87 @@ func (a *Archiver) carryHolds(ctx context.Context, x *chainIndex, l *Ledger, hol
 	if !placed {
 		return fmt.Errorf("jobs: ledger %s: call %s is not among the day's calls: %w", l.Day, holdCall, ErrUnknownCall)
 	}
+	for i := range l.Calls {
+		a.holdLate(ctx, l, &l.Calls[i])
+	}
 	return nil
+}
+
+// Reason of the hold events holdLate records.
+const lateHoldReason = "automatic: archived after the call was held"
+
+// holdLate places the legal hold of a held call (its last event a place)
+// on the call's archived recordings no place event since the last release
+// lists: recordings archived after the hold (a late transfer or IVR
+// recording, a retried download). The event is recorded in the call's
+// holds like an operator's. A recording whose hold cannot be set is retried
+// by every later ledger pass and keeps the day incomplete until it is held.
+func (a *Archiver) holdLate(ctx context.Context, l *Ledger, c *LedgerCall) {
+	covered, held := heldObjects(c.Holds)
+	if !held {
+		return
+	}
+	var late []string
+	for _, r := range c.Recordings {
+		if r.State == string(checkpoint.StateDone) && r.Key != "" && !covered[r.Key] {
+			covered[r.Key] = true
+			late = append(late, r.Key)
+		}
+	}
+	if len(late) == 0 {
+		return
+	}
+	ev := LedgerHold{Action: HoldPlace, At: a.now().UTC(), Reason: lateHoldReason, Objects: []string{}}
+	lh, ok := legalHolder(a.Sink)
+	for _, key := range late {
+		err := fmt.Errorf("the %T sink has no Object Lock legal hold: %w", a.Sink, sink.ErrLockUnsupported)
+		if ok {
+			if err = lh.SetLegalHold(ctx, key, true); err == nil {
+				var on bool
+				if on, err = lh.LegalHold(ctx, key); err == nil && !on {
+					err = errors.New("the store reports no legal hold after setting it")
+				}
+			}
+		}
+		if err != nil {
+			a.log.Error("legal hold of a recording archived after its call was held not set; retried at the next ledger pass",
+				zap.String("call_id", c.CallID), zap.String("key", key), zap.Error(err))
+			ev.Failed = append(ev.Failed, key)
+			continue
+		}
+		ev.Objects = append(ev.Objects, key)
+	}
+	if len(ev.Failed) > 0 {
+		l.Incomplete = append(l.Incomplete, fmt.Sprintf("call %s is held but %d of its recordings are not: %s",
+			c.CallID, len(ev.Failed), strings.Join(ev.Failed, ", ")))
+		l.Complete = false
+	}
+	if len(ev.Objects) == 0 {
+		return // nothing newly held: no event (the failures are retried)
+	}
+	a.log.Warn("legal hold placed on recordings archived after their call was held", zap.String("call_id", c.CallID),
+		zap.String("day", l.Day), zap.Int("objects", len(ev.Objects)))
+	c.Holds = append(c.Holds, ev)
+}
+
+// heldObjects reads a call's hold events: whether the call is held (its
+// last event a place), and the objects the place events since the last
+// release list.
+func heldObjects(holds []LedgerHold) (covered map[string]bool, held bool) {
+	covered = map[string]bool{}
+	for _, h := range holds {
+		switch h.Action {
+		case HoldRelease:
+			clear(covered)
+			held = false
+		case HoldPlace:
+			held = true
+			for _, k := range h.Objects {
+				covered[k] = true
+			}
+		}
+	}
+	return covered, held
 }
 
 // dayHolds returns the holds of the day's current link, by call.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -520,7 +521,7 @@ func (r *itemRun) failed(ctx context.Context, it checkpoint.Item, err error) {
 // function that records it done (the object is in the sink, verified).
 func (r *itemRun) fetch(ctx context.Context, it checkpoint.Item) (record func()) {
 	a, tctx := r.a, r.transferCtx(ctx, it)
-	var obj sink.Object
+	var obj stored
 	var err error
 	wait := inPassBackoff
 	for attempt := 1; ; attempt++ {
@@ -544,10 +545,27 @@ func (r *itemRun) fetch(ctx context.Context, it checkpoint.Item) (record func())
 	return func() { r.done(ctx, it, obj) }
 }
 
+// stored is a recording in the sink: the object, and the item's
+// arguments to keep with its done mark when the write changed them (the
+// retention rule it was stored under), nil when it did not.
+type stored struct {
+	sink.Object
+	args Args
+}
+
 // done records a fetched recording done and counts it.
-func (r *itemRun) done(ctx context.Context, it checkpoint.Item, obj sink.Object) {
-	a := r.a
-	if serr := a.Store.Done(storeCtx(ctx), a.owner, it.ID, it.Key, obj.Size, obj.SHA256); !r.recorded("done", it, serr) {
+func (r *itemRun) done(ctx context.Context, it checkpoint.Item, s stored) {
+	a, obj := r.a, s.Object
+	var serr error
+	if s.args != nil {
+		var b []byte
+		if b, serr = json.Marshal(s.args); serr == nil {
+			serr = a.Store.DoneArgs(storeCtx(ctx), a.owner, it.ID, it.Key, obj.Size, obj.SHA256, b)
+		}
+	} else {
+		serr = a.Store.Done(storeCtx(ctx), a.owner, it.ID, it.Key, obj.Size, obj.SHA256)
+	}
+	if !r.recorded("done", it, serr) {
 		return
 	}
 	if obj.Existed {
@@ -561,29 +579,43 @@ func (r *itemRun) done(ctx context.Context, it checkpoint.Item, obj sink.Object)
 	r.rep.add(func(rep *Report) { rep.Done++; rep.Bytes += obj.Size })
 }
 
-func (r *itemRun) fetchOnce(ctx context.Context, it checkpoint.Item) (sink.Object, error) {
+func (r *itemRun) fetchOnce(ctx context.Context, it checkpoint.Item) (stored, error) {
 	a := r.a
 	args, err := decodeArgs(it)
 	if err != nil {
-		return sink.Object{}, err
+		return stored{}, err
 	}
 	d, err := r.open(ctx, it, args)
 	if err != nil {
-		return sink.Object{}, err
+		return stored{}, err
 	}
 	defer d.Body.Close()
+	om := meta(args)
+	c := a.retentionAt(it, om)
+	var obj sink.Object
 	if cms, ok := args.(CMSArgs); ok {
-		return r.storeBundle(ctx, it, d, cms)
+		obj, err = r.storeBundle(ctx, it, d, cms, c)
+	} else {
+		// One recording: validated while it streams into the sink. A body
+		// that is not a recording fails on its first bytes or at its end,
+		// and the sink keeps nothing of a body whose reader failed.
+		body := recording.NewReader(d.Body, d.Length, a.Formats)
+		obj, err = a.Sink.Put(ctx, it.Key, body, d.Length, om.sinkMeta("audio/wav", "", c))
+		if err != nil {
+			err = r.putError(it, err)
+		}
 	}
-	// One recording: validated while it streams into the sink. A body that
-	// is not a recording fails on its first bytes or at its end, and the
-	// sink keeps nothing of a body whose reader failed.
-	body := recording.NewReader(d.Body, d.Length, a.Formats)
-	obj, err := a.Sink.Put(ctx, it.Key, body, d.Length, meta(args).sinkMeta("audio/wav", ""))
 	if err != nil {
-		return sink.Object{}, r.putError(it, err)
+		return stored{}, err
 	}
-	return obj, nil
+	if obj.Existed && (c != nil || om.Retention != nil || len(a.Retention.Rules) > 0) {
+		c = a.storedRetention(ctx, it.Key, obj, c)
+	}
+	s := stored{Object: obj}
+	if !c.equal(om.Retention) {
+		s.args = withRetention(args, c)
+	}
+	return s, nil
 }
 
 // putError names a failed Put of it: a body that is not a recording, or a
@@ -602,7 +634,7 @@ func (r *itemRun) putError(it checkpoint.Item, err error) error {
 // checked (every member a valid recording, sizes bounded) and then stored
 // with its digest; a download lacking any row fails naming it, and nothing
 // is stored.
-func (r *itemRun) storeBundle(ctx context.Context, it checkpoint.Item, d *cecclient.Download, args CMSArgs) (sink.Object, error) {
+func (r *itemRun) storeBundle(ctx context.Context, it checkpoint.Item, d *cecclient.Download, args CMSArgs, c *RetentionChoice) (sink.Object, error) {
 	a := r.a
 	want := args.Members
 	if len(want) == 0 {
@@ -613,7 +645,7 @@ func (r *itemRun) storeBundle(ctx context.Context, it checkpoint.Item, d *ceccli
 			return sink.Object{}, fmt.Errorf("jobs: %s %s: %w: the download is one recording (%s) but the index lists %d for the call; missing: %s",
 				it.Kind, it.UpstreamID, recording.ErrNotRecording, orNone(d.FileName), len(want), strings.Join(want[1:], ", "))
 		}
-		obj, err := a.Sink.Put(ctx, it.Key, recording.NewReader(d.Body, d.Length, a.Formats), d.Length, args.sinkMeta("audio/wav", ""))
+		obj, err := a.Sink.Put(ctx, it.Key, recording.NewReader(d.Body, d.Length, a.Formats), d.Length, args.sinkMeta("audio/wav", "", c))
 		if err != nil {
 			return sink.Object{}, r.putError(it, err)
 		}
@@ -650,7 +682,7 @@ func (r *itemRun) storeBundle(ctx context.Context, it checkpoint.Item, d *ceccli
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return sink.Object{}, err
 	}
-	obj, err := a.Sink.Put(ctx, it.Key, f, n, args.sinkMeta("application/zip", hex.EncodeToString(h.Sum(nil))))
+	obj, err := a.Sink.Put(ctx, it.Key, f, n, args.sinkMeta("application/zip", hex.EncodeToString(h.Sum(nil)), c))
 	if err != nil {
 		return sink.Object{}, r.putError(it, err)
 	}
@@ -890,7 +922,7 @@ func (r *itemRun) recordingItem(lookup checkpoint.Item, p LookupArgs, kind, id, 
 		return checkpoint.Item{}, fmt.Errorf("%s %s: metadata: %w", kind, id, err)
 	}
 	om := objectMeta(m)
-	a.retain(&om, kind, p.VDN, p.AgentID, nil)
+	callData(&om, kind, p.VDN, p.AgentID, nil)
 	return withArgs(checkpoint.Item{
 		UpstreamID: id, CallID: lookup.CallID, Day: lookup.Day, Key: key, State: checkpoint.StatePending, NextAttemptAt: r.claimAt,
 	}, OIAPArgs{kind: kind, RecordPath: path, LocationID: location, CallBegin: p.CallBegin, VDN: p.VDN, AgentID: p.AgentID, ObjectMeta: om})

@@ -2,8 +2,11 @@ package jobs
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/cec-archiver/cec-archiver/internal/cdr"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
@@ -26,11 +29,11 @@ type Retention struct {
 const MetaKeyRetentionRule = "retention-rule"
 
 // RetentionChoice is what a retention rule gave a recording. It is chosen
-// when the recording's item is added and kept in its arguments
-// (ObjectMeta.Retention), so that the object, its metadata and its ledger
-// entry agree however often the write is repeated; the retain-until date
-// is counted from each write (RetentionDays after it, as the sink's
-// default retention is).
+// at each write, from the rules in force then and the call data kept with
+// the item (ObjectMeta.Call), and kept with the item when it is done
+// (Store.DoneArgs), so that the object, its metadata and its ledger entry
+// name the same rule. The retain-until date is counted from the write
+// (RetentionDays after it, as the sink's default retention is).
 type RetentionChoice struct {
 	Rule string `json:"rule"`
 	// Mode and Days are the retention; none (0) keeps the sink's default.
@@ -38,6 +41,13 @@ type RetentionChoice struct {
 	Days int    `json:"days,omitempty"`
 	// LegalHold places a legal hold at the write.
 	LegalHold bool `json:"legal_hold,omitempty"`
+}
+
+func (c *RetentionChoice) equal(o *RetentionChoice) bool {
+	if c == nil || o == nil {
+		return c == o
+	}
+	return *c == *o
 }
 
 // lock is the sink lock of a write at now; nil keeps the sink's settings.
@@ -52,39 +62,98 @@ func (c *RetentionChoice) lock(now time.Time) *sink.ObjectLock {
 	return l
 }
 
-// retain chooses the retention rule of a recording of kind, and records
-// it in om (its arguments and its object metadata). row is the
-// recording-index row, when there is one: it adds the skill, call type
-// and media type conditions.
-func (a *Archiver) retain(om *ObjectMeta, kind, vdn, agent string, row *cdr.Row) {
-	if len(a.Retention.Rules) == 0 {
-		return
+// callData keeps in om the call data the retention rules look at, for
+// the choice at write time (retentionAt): the kind, VDN and agent of the
+// recording and, from its recording-index row when there is one, the
+// skill, call type and media type. It is kept whether rules are configured
+// or not, so that a rule added later applies to the items pending then.
+func callData(om *ObjectMeta, kind, vdn, agent string, row *cdr.Row) {
+	attrs := map[string]string{config.RuleKind: kind}
+	set := func(field, v string) {
+		if v = strings.TrimSpace(v); v != "" {
+			attrs[field] = v
+		}
 	}
-	attrs := map[string]string{
-		config.RuleTenant: a.Tenant, config.RuleKind: kind, config.RuleVDN: vdn, config.RuleAgent: agent,
-	}
+	set(config.RuleVDN, vdn)
+	set(config.RuleAgent, agent)
 	if row != nil {
 		for field, col := range map[string]string{
 			config.RuleSkill: "current_skill_id", config.RuleWantedSkill: "user_wanted_skill_id",
 			config.RuleCallType: "call_type", config.RuleMediaType: "media_type",
 		} {
-			attrs[field] = strings.TrimSpace(row.Get(cdr.KindRecord, col))
+			set(field, row.Get(cdr.KindRecord, col))
 		}
 	}
+	om.Call = attrs
+}
+
+// retentionAt chooses the retention rule of a recording being written now:
+// the first rule in force whose conditions hold for the item's call data.
+// An item added by an earlier version, which chose its rule when it was
+// added and kept no call data, keeps that choice.
+func (a *Archiver) retentionAt(it checkpoint.Item, om ObjectMeta) *RetentionChoice {
+	if om.Call == nil && om.Retention != nil {
+		return om.Retention
+	}
+	if len(a.Retention.Rules) == 0 {
+		return nil
+	}
+	attrs := make(map[string]string, len(om.Call)+2)
+	for k, v := range om.Call {
+		attrs[k] = v
+	}
+	attrs[config.RuleTenant] = a.Tenant
+	if attrs[config.RuleKind] == "" {
+		attrs[config.RuleKind] = it.Kind
+	}
 	t := config.Retention{Rules: a.Retention.Rules}
-	r := t.Match(attrs)
+	return a.choice(t.Match(attrs))
+}
+
+// choice is what rule r gives a recording; nil for no rule.
+func (a *Archiver) choice(r *config.RetentionRule) *RetentionChoice {
 	if r == nil {
-		return
+		return nil
 	}
 	c := &RetentionChoice{Rule: r.Name, LegalHold: r.LegalHold}
 	if r.RetentionDays > 0 {
 		c.Mode, c.Days = r.EffectiveMode(a.Retention.DefaultMode), r.RetentionDays
 	}
-	om.Retention = c
-	if om.Metadata == nil {
-		om.Metadata = map[string]string{}
+	return c
+}
+
+// storedRetention is the retention choice of an object that was already
+// in the sink (a write of an earlier attempt whose done mark was lost),
+// as its metadata names it: what that write chose, not what would be
+// chosen now. A rule no longer configured is kept by its name alone.
+func (a *Archiver) storedRetention(ctx context.Context, key string, obj sink.Object, now *RetentionChoice) *RetentionChoice {
+	md := obj.Metadata
+	if md == nil {
+		st, err := a.Sink.Stat(ctx, key)
+		if err != nil {
+			a.log.Warn("retention rule of an object already stored not read back; the rule chosen now is recorded",
+				zap.String("key", key), zap.Error(err))
+			return now
+		}
+		md = st.Metadata
 	}
-	om.Metadata[MetaKeyRetentionRule] = r.Name
+	name := md[MetaKeyRetentionRule]
+	switch {
+	case name == "" && now == nil:
+		return nil
+	case name == "":
+		a.log.Warn("object already stored without a retention rule; none is recorded", zap.String("key", key),
+			zap.String("rule_now", now.Rule))
+		return nil
+	case now != nil && name == now.Rule:
+		return now
+	}
+	for i := range a.Retention.Rules {
+		if r := &a.Retention.Rules[i]; r.Name == name {
+			return a.choice(r)
+		}
+	}
+	return &RetentionChoice{Rule: name}
 }
 
 // retentionOf is the retention choice stored with a recording item, nil

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 
 	"github.com/cec-archiver/cec-archiver/internal/cdr"
 	"github.com/cec-archiver/cec-archiver/internal/cecsim"
+	"github.com/cec-archiver/cec-archiver/internal/cecwire"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
 	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
@@ -190,6 +193,268 @@ func TestRetention_S3(t *testing.T) {
 	}
 }
 
+// TestRetention_S3_RuleAtWrite: the rule is chosen when a recording is
+// written, from the rules in force then: the agent recordings whose
+// downloads failed while no rule was configured get the rules added
+// before their retry (lock read back from versitygw, metadata, ledger),
+// and those stored before stay as they were written.
+func TestRetention_S3_RuleAtWrite(t *testing.T) {
+	e, s, c := lockEnv(t)
+	ctx := testCtx(t)
+	e.a.Retention.Rules = nil
+	e.sim.SetFaults(cecsim.Fault{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadRecordFile, Rate: 1},
+		cecsim.Fault{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadRecord, Rate: 1})
+	if _, err := e.a.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waiting := map[int64]bool{}
+	for _, it := range e.items(checkpoint.StateFailed, checkpoint.StateDead) {
+		if it.Kind == checkpoint.KindAgent {
+			waiting[it.ID] = true
+		}
+	}
+	if len(waiting) == 0 {
+		t.Fatal("no agent recording failed: the test proves nothing")
+	}
+	// The rules arrive; the downloads work again.
+	e.a.Retention.Rules = testRules()
+	e.sim.SetFaults()
+	e.clock.Add(time.Hour)
+	before := time.Now()
+	if _, err := e.a.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	m := e.sim.Manifest()
+	vdn, agents := map[string]string{}, map[string]string{}
+	for _, mc := range m.Calls {
+		vdn[mc.CallID] = mc.VDN
+	}
+	for _, r := range m.Recordings {
+		agents[r.Kind+"\x00"+r.ID] = r.AgentID
+	}
+	ruled, retried := 0, 0
+	for _, it := range e.items(checkpoint.StateDone) {
+		if it.Key == "" {
+			continue
+		}
+		rule, mode, days, hold := "", "GOVERNANCE", 2, false
+		if waiting[it.ID] {
+			retried++
+			rule, mode, days, hold = wantLock(it.Kind, vdn[it.CallID], agents[it.Kind+"\x00"+it.UpstreamID])
+		}
+		if rule != "" {
+			ruled++
+		}
+		gotMode, until, gotHold := objectLock(t, c, s, it.Key)
+		if gotMode != mode || gotHold != hold || (waiting[it.ID] && (until.Before(before.Add(time.Duration(days)*24*time.Hour-time.Second)) ||
+			until.After(after.Add(time.Duration(days)*24*time.Hour+time.Second)))) {
+			t.Errorf("%s %s (retried %v): %s until %v, hold %v; want rule %q: %s for %d days, hold %v",
+				it.Kind, it.UpstreamID, waiting[it.ID], gotMode, until, gotHold, rule, mode, days, hold)
+		}
+		obj, err := s.Stat(ctx, it.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := obj.Metadata[MetaKeyRetentionRule]; got != rule {
+			t.Errorf("%s: metadata %s = %q, want %q", it.Key, MetaKeyRetentionRule, got, rule)
+		}
+		if got := retentionOf(it); (rule == "" && got != nil) || (rule != "" && (got == nil || got.Rule != rule || got.LegalHold != hold)) {
+			t.Errorf("%s %s: the item keeps retention %+v, want rule %q", it.Kind, it.UpstreamID, got, rule)
+		}
+	}
+	if retried != len(waiting) || ruled == 0 {
+		t.Fatalf("%d of %d retried recordings done, %d under a rule", retried, len(waiting), ruled)
+	}
+	if rep := e.verify(t, VerifyOptions{Chain: true}); rep.Problems != 0 {
+		t.Errorf("verify --chain: %q", problems(rep))
+	}
+}
+
+// TestRetention_StoredRule: an object already in the sink (an earlier
+// attempt's write whose done mark was lost) keeps the rule its metadata
+// names, not the one chosen now.
+func TestRetention_StoredRule(t *testing.T) {
+	e := newEnv(t, envOptions{archiver: func(a *Archiver) { a.Retention = Retention{Rules: testRules(), DefaultMode: "GOVERNANCE"} }})
+	ctx := testCtx(t)
+	if err := e.a.init(); err != nil {
+		t.Fatal(err)
+	}
+	put := func(key, rule string) sink.Object {
+		md := map[string]string{}
+		if rule != "" {
+			md[MetaKeyRetentionRule] = rule
+		}
+		body := []byte("x")
+		if _, err := e.dir.Put(ctx, key, bytes.NewReader(body), 1, sink.Meta{Metadata: md}); err != nil {
+			t.Fatal(err)
+		}
+		return sink.Object{Key: key, Size: 1, Existed: true} // as a Put that found it, without metadata
+	}
+	now := &RetentionChoice{Rule: "vdn39", Mode: "GOVERNANCE", Days: 3}
+	for _, tc := range []struct {
+		key, stored string
+		now, want   *RetentionChoice
+	}{
+		{"a/same", "vdn39", now, now},
+		{"a/other", "vdn39-trainers", now, &RetentionChoice{Rule: "vdn39-trainers", Mode: "COMPLIANCE", Days: 5, LegalHold: true}},
+		{"a/gone", "a-rule-since-removed", now, &RetentionChoice{Rule: "a-rule-since-removed"}},
+		{"a/none", "", now, nil},
+		{"a/none-now", "vdn39", nil, now},
+	} {
+		obj := put(tc.key, tc.stored)
+		if got := e.a.storedRetention(ctx, tc.key, obj, tc.now); !got.equal(tc.want) {
+			t.Errorf("%s (stored %q, now %+v): %+v, want %+v", tc.key, tc.stored, tc.now, got, tc.want)
+		}
+	}
+	// Metadata the Put returned is used as it is.
+	if got := e.a.storedRetention(ctx, "a/missing", sink.Object{Metadata: map[string]string{MetaKeyRetentionRule: "vdn39"}}, nil); !got.equal(now) {
+		t.Errorf("from the Put's metadata: %+v, want %+v", got, now)
+	}
+}
+
+// failingHolder is the S3 sink whose SetLegalHold fails for the keys in
+// fail.
+type failingHolder struct {
+	*s3.Sink
+	mu   sync.Mutex
+	fail map[string]bool
+}
+
+func (f *failingHolder) SetLegalHold(ctx context.Context, key string, on bool) error {
+	f.mu.Lock()
+	bad := f.fail[key]
+	f.mu.Unlock()
+	if bad {
+		return errors.New("injected: legal hold refused")
+	}
+	return f.Sink.SetLegalHold(ctx, key, on)
+}
+
+// TestHold_S3_Late: the recordings of a held call archived after the hold
+// (transfer and IVR recordings whose downloads failed) are held by the
+// ledger pass that lists them, read back from versitygw, with an automatic
+// place event in the call's holds; one whose hold cannot be set keeps the
+// day incomplete and is held by a later pass; a pass with nothing new adds
+// no event; after a release nothing is held again.
+func TestHold_S3_Late(t *testing.T) {
+	e, s, c := lockEnv(t)
+	e.a.Retention.Rules = nil // only the operator's hold
+	fh := &failingHolder{Sink: s, fail: map[string]bool{}}
+	e.a.Sink = fh
+	ctx := testCtx(t)
+	e.sim.SetFaults(cecsim.Fault{Kind: cecsim.FaultHTTP500, Path: cecwire.PathDownloadOiapRecord, Rate: 1})
+	if _, err := e.a.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A call with an archived agent recording and two or more transfer or
+	// IVR recordings waiting.
+	var call string
+	waiting := map[string][]checkpoint.Item{}
+	archived := map[string]bool{}
+	for _, it := range e.items() {
+		switch {
+		case it.Key == "":
+		case it.State == checkpoint.StateDone:
+			archived[it.CallID] = true
+		case it.Kind == checkpoint.KindTransfer || it.Kind == checkpoint.KindIVR:
+			waiting[it.CallID] = append(waiting[it.CallID], it)
+		}
+	}
+	for id, its := range waiting {
+		if archived[id] && len(its) >= 2 && (call == "" || id < call) {
+			call = id
+		}
+	}
+	if call == "" {
+		t.Fatal("no archived call with two recordings waiting: the test proves nothing")
+	}
+	rep, err := e.a.Hold(ctx, HoldOptions{CallID: call, Reason: "case 7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Pending) != len(waiting[call]) {
+		t.Fatalf("hold report pending %v, want %d recordings", rep.Pending, len(waiting[call]))
+	}
+	late := waiting[call]
+	fh.mu.Lock()
+	fh.fail[late[0].Key] = true
+	fh.mu.Unlock()
+	e.sim.SetFaults()
+	e.clock.Add(time.Hour)
+	if _, err := e.a.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	callHolds := func(t *testing.T) (Ledger, []LedgerHold) {
+		t.Helper()
+		l, _ := currentLedger(t, e, s, rep.Day)
+		for _, lc := range l.Calls {
+			if lc.CallID == call {
+				return l, lc.Holds
+			}
+		}
+		t.Fatalf("call %s not in the ledger of %s", call, rep.Day)
+		return l, nil
+	}
+	l, holds := callHolds(t)
+	if n := len(holds); n != 2 || holds[1].Action != HoldPlace || holds[1].Reason != lateHoldReason ||
+		len(holds[1].Objects) != len(late)-1 || slices.Contains(holds[1].Objects, late[0].Key) {
+		t.Fatalf("holds after the late recordings: %+v, want the operator's and an automatic one of %d objects", holds, len(late)-1)
+	}
+	if l.Complete || !strings.Contains(strings.Join(l.Incomplete, "; "), late[0].Key) {
+		t.Errorf("a held call's recording without its hold: complete %v, incomplete %q", l.Complete, l.Incomplete)
+	}
+	for _, it := range late {
+		if _, _, h := objectLock(t, c, s, it.Key); h != (it.Key != late[0].Key) {
+			t.Errorf("%s: legal hold %v", it.Key, h)
+		}
+	}
+	// The hold can be set again: the next pass sets it.
+	fh.mu.Lock()
+	clear(fh.fail)
+	fh.mu.Unlock()
+	if _, err := e.a.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l, holds = callHolds(t)
+	if n := len(holds); n != 3 || holds[2].Reason != lateHoldReason || !slices.Equal(holds[2].Objects, []string{late[0].Key}) {
+		t.Fatalf("holds after the retry: %+v", holds)
+	}
+	if !l.Complete {
+		t.Errorf("the day is still incomplete: %q", l.Incomplete)
+	}
+	for _, it := range late {
+		if _, _, h := objectLock(t, c, s, it.Key); !h {
+			t.Errorf("%s: not held", it.Key)
+		}
+	}
+	// Nothing new: no event.
+	if _, err := e.a.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, holds = callHolds(t); len(holds) != 3 {
+		t.Errorf("a pass with nothing new: holds %+v", holds)
+	}
+	// Released: a later pass holds nothing again.
+	if _, err := e.a.Hold(ctx, HoldOptions{CallID: call, Release: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.a.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, holds = callHolds(t); len(holds) != 4 || holds[3].Action != HoldRelease {
+		t.Errorf("after release: holds %+v", holds)
+	}
+	for _, it := range late {
+		if _, _, h := objectLock(t, c, s, it.Key); h {
+			t.Errorf("%s: held after the release", it.Key)
+		}
+	}
+	if rep := e.verify(t, VerifyOptions{Chain: true}); rep.Problems != 0 {
+		t.Errorf("verify --chain: %q", problems(rep))
+	}
+}
+
 // TestHold_S3: archiver hold places the legal hold of every object of a
 // call (read back from versitygw) and records the event in a new link
 // of the call's day; --release lifts it, also from objects a rule held,
@@ -318,20 +583,47 @@ func TestRetention_Attrs(t *testing.T) {
 		return &cdr.Row{Fields: f}
 	}
 	var om ObjectMeta
-	a.retain(&om, checkpoint.KindAgent, "12", "1001", row("7"))
-	if om.Retention == nil || *om.Retention != (RetentionChoice{Rule: "disputes", Mode: "GOVERNANCE", Days: 10, LegalHold: true}) ||
-		om.Metadata[MetaKeyRetentionRule] != "disputes" {
-		t.Fatalf("retain = %+v %v", om.Retention, om.Metadata)
+	callData(&om, checkpoint.KindAgent, "12", "1001", row("7"))
+	if om.Retention != nil || om.Metadata[MetaKeyRetentionRule] != "" {
+		t.Fatalf("callData chose a rule when the item was added: %+v %v", om.Retention, om.Metadata)
+	}
+	it := checkpoint.Item{Kind: checkpoint.KindAgent}
+	c := a.retentionAt(it, om)
+	if c == nil || *c != (RetentionChoice{Rule: "disputes", Mode: "GOVERNANCE", Days: 10, LegalHold: true}) {
+		t.Fatalf("retentionAt = %+v (call data %v)", c, om.Call)
 	}
 	now := time.Now()
-	l := om.sinkMeta("audio/wav", "").Lock
-	if l == nil || l.Mode != "GOVERNANCE" || !l.LegalHold || l.RetainUntil.Before(now.Add(10*24*time.Hour-time.Second)) {
+	m := om.sinkMeta("audio/wav", "", c)
+	if l := m.Lock; l == nil || l.Mode != "GOVERNANCE" || !l.LegalHold || l.RetainUntil.Before(now.Add(10*24*time.Hour-time.Second)) {
 		t.Errorf("sink lock = %+v", l)
 	}
+	if m.Metadata[MetaKeyRetentionRule] != "disputes" {
+		t.Errorf("sink metadata = %v, want the rule named", m.Metadata)
+	}
 	var other ObjectMeta
-	a.retain(&other, checkpoint.KindAgent, "12", "1001", row("8"))
-	if other.Retention != nil || other.sinkMeta("audio/wav", "").Lock != nil || other.Metadata[MetaKeyRetentionRule] != "" {
-		t.Errorf("a row of skill 8 got %+v %v", other.Retention, other.Metadata)
+	callData(&other, checkpoint.KindAgent, "12", "1001", row("8"))
+	if c := a.retentionAt(it, other); c != nil || other.sinkMeta("audio/wav", "", c).Lock != nil ||
+		other.sinkMeta("audio/wav", "", c).Metadata[MetaKeyRetentionRule] != "" {
+		t.Errorf("a row of skill 8 got %+v", c)
+	}
+	// Evaluated at the write: a rule added after the item applies to it.
+	b := &Archiver{Settings: Settings{Tenant: "t1"}}
+	if c := b.retentionAt(it, other); c != nil {
+		t.Errorf("no rules: retentionAt = %+v", c)
+	}
+	b.Retention.Rules = []config.RetentionRule{{Name: "skill8", Skill: []string{"8"}, LegalHold: true}}
+	if c := b.retentionAt(it, other); c == nil || c.Rule != "skill8" || !c.LegalHold || c.Days != 0 {
+		t.Errorf("a rule added later: retentionAt = %+v", c)
+	}
+	// An item added by an earlier version (a choice, no call data) keeps its choice.
+	old := ObjectMeta{Retention: &RetentionChoice{Rule: "then", Mode: "COMPLIANCE", Days: 3}}
+	if c := b.retentionAt(it, old); c == nil || *c != *old.Retention {
+		t.Errorf("an earlier version's item: retentionAt = %+v, want %+v", c, old.Retention)
+	}
+	// A stale rule name in the metadata of an earlier version's row is replaced.
+	stale := ObjectMeta{Metadata: map[string]string{MetaKeyRetentionRule: "gone", "call-id": "c1"}}
+	if md := stale.sinkMeta("audio/wav", "", nil).Metadata; md[MetaKeyRetentionRule] != "" || md["call-id"] != "c1" {
+		t.Errorf("sink metadata without a rule = %v", md)
 	}
 }
 
