@@ -191,37 +191,41 @@ func withArgs(it checkpoint.Item, args Args) (checkpoint.Item, error) {
 // kind. An agent item with members is a call-level CMS item. Rows written
 // by earlier versions decode too (see the UnmarshalJSON methods).
 func decodeArgs(it checkpoint.Item) (Args, error) {
-	// Each item's arguments are decoded once per attempt: one pass of the
-	// JSON decoder into the type (a probe for "members" first on agent
-	// items), not a map of every field besides.
+	// Each item's arguments are decoded once per attempt, in one pass of the
+	// JSON decoder into the type: the UnmarshalJSON methods are called
+	// directly (json.Unmarshal would validate the bytes, then call them to
+	// decode and validate again), and a CMS item is told from a row by its
+	// "members" key (json.Marshal writes it as it is), not by a decode.
 	var (
 		args Args
 		err  error
 	)
+	raw := it.Args
 	switch it.Kind {
 	case checkpoint.KindAgent:
-		var probe struct {
-			Members json.RawMessage `json:"members"`
+		var cms CMSArgs
+		found := false
+		if len(raw) > 0 && bytes.Contains(raw, []byte(`"members"`)) {
+			found, err = cms.decode(raw)
 		}
-		if err := unmarshalArgs(it.Args, &probe); err != nil {
-			return nil, fmt.Errorf("jobs: %s %s: arguments: %w", it.Kind, it.UpstreamID, err)
+		if found || err != nil {
+			args = cms
+			break
 		}
-		if probe.Members != nil {
-			var a CMSArgs
-			err = unmarshalArgs(it.Args, &a)
-			args = a
-		} else {
-			var a AgentArgs
-			err = unmarshalArgs(it.Args, &a)
-			args = a
+		var a AgentArgs
+		if len(raw) > 0 {
+			err = a.UnmarshalJSON(raw)
 		}
+		args = a
 	case checkpoint.KindTransfer, checkpoint.KindIVR:
 		a := OIAPArgs{kind: it.Kind}
-		err = unmarshalArgs(it.Args, &a)
+		if len(raw) > 0 {
+			err = a.UnmarshalJSON(raw)
+		}
 		args = a
 	case checkpoint.KindTransferLookup, checkpoint.KindIVRLookup:
 		a := LookupArgs{kind: it.Kind}
-		err = unmarshalArgs(it.Args, &a)
+		err = unmarshalArgs(raw, &a)
 		args = a
 	default:
 		return nil, fmt.Errorf("jobs: item %d: unknown kind %q", it.ID, it.Kind)
@@ -250,6 +254,13 @@ func (a *AgentArgs) UnmarshalJSON(b []byte) error {
 // UnmarshalJSON reads the arguments and, as earlier versions stored them,
 // members as a string holding a JSON list and the metadata keys.
 func (a *CMSArgs) UnmarshalJSON(b []byte) error {
+	_, err := a.decode(b)
+	return err
+}
+
+// decode is UnmarshalJSON that also reports whether b has a top-level
+// "members" key (even null): what makes an agent item a CMS item.
+func (a *CMSArgs) decode(b []byte) (found bool, err error) {
 	type plain CMSArgs
 	var w struct {
 		*plain
@@ -257,24 +268,25 @@ func (a *CMSArgs) UnmarshalJSON(b []byte) error {
 	}
 	w.plain = (*plain)(a)
 	if err := unmarshalWithMeta(b, &w, &a.ObjectMeta); err != nil {
-		return err
+		return false, err
 	}
 	a.Members = nil
+	found = w.Members != nil
 	raw := bytes.TrimSpace(w.Members)
 	if len(raw) == 0 {
-		return nil
+		return found, nil
 	}
 	if raw[0] == '"' {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return fmt.Errorf("members: %w", err)
+			return found, fmt.Errorf("members: %w", err)
 		}
 		raw = []byte(s)
 	}
 	if err := json.Unmarshal(raw, &a.Members); err != nil {
-		return fmt.Errorf("members %s: not a list of index rows: %w", raw, err)
+		return found, fmt.Errorf("members %s: not a list of index rows: %w", raw, err)
 	}
-	return nil
+	return found, nil
 }
 
 // UnmarshalJSON reads the arguments and the metadata keys of earlier

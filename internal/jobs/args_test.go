@@ -35,6 +35,12 @@ func TestDecodeArgs_OldRows(t *testing.T) {
 			OIAPArgs{kind: checkpoint.KindTransfer, RecordPath: "/r/9.wav", LocationID: "L1", CallBegin: begin, VDN: "39", AgentID: "a7", ObjectMeta: om}},
 		{"absent ivr", checkpoint.Item{Kind: checkpoint.KindIVR, UpstreamID: "5", Args: json.RawMessage(`{"call_begin":"2026-11-01T09:59:00+08:00"}`)},
 			OIAPArgs{kind: checkpoint.KindIVR, CallBegin: begin}},
+		{"agent with a members metadata key", checkpoint.Item{Kind: checkpoint.KindAgent, UpstreamID: "f1.wav", Args: json.RawMessage(`{"file_name":"f1.wav",` +
+			`"call_begin":"2026-11-01T09:59:00+08:00","meta":{"members":"x"}}`)},
+			AgentArgs{FileName: "f1.wav", CallBegin: begin, ObjectMeta: ObjectMeta{Metadata: map[string]string{"members": "x"}}}},
+		{"cms with null members", checkpoint.Item{Kind: checkpoint.KindAgent, UpstreamID: "cms:c1", Args: json.RawMessage(`{"call_id":"c1",` +
+			`"call_begin":"2026-11-01T09:59:00+08:00","members":null}`)},
+			CMSArgs{CallID: "c1", CallBegin: begin}},
 		{"lookup", checkpoint.Item{Kind: checkpoint.KindIVRLookup, UpstreamID: "c1", Args: json.RawMessage(`{"call_id":"c1","call_begin":"2026-11-01T09:59:00+08:00","vdn":"39","agent_id":"a7"}`)},
 			LookupArgs{kind: checkpoint.KindIVRLookup, CallID: "c1", CallBegin: begin, VDN: "39", AgentID: "a7"}},
 	} {
