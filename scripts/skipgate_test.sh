@@ -216,6 +216,7 @@ ok  	MOD/internal/checkpoint/postgres	7.2s
 --- PASS: TestCheckConfig_BucketLock (0.50s)
 --- PASS: TestCmdHold_Refused (0.10s)
 --- PASS: TestCmdHold_S3 (0.60s)
+--- PASS: TestCmdParquetBackfill_S3 (0.60s)
     --- PASS: TestCmdVerify/chain (0.50s)
 --- PASS: TestCmdVerify (1.00s)
 ok  	MOD/cmd/archiver	20.4s
@@ -241,6 +242,8 @@ ok  	MOD/internal/telemetry	0.2s
 --- PASS: TestRetention_S3_RuleAtWrite (2.00s)
 --- PASS: TestRetention_StoredRule (0.10s)
 --- PASS: TestHold_S3_Late (2.00s)
+    --- PASS: TestParquetBackfill_S3/backfill (0.50s)
+--- PASS: TestParquetBackfill_S3 (1.00s)
     --- PASS: TestChain_Replicas/sqlite (1.00s)
     --- PASS: TestChain_Replicas/postgres (1.00s)
 --- PASS: TestChain_Replicas (2.00s)

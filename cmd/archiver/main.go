@@ -34,6 +34,8 @@ commands:
   resolve        declare a failed or dead item absent by operator decision (--id N --absent REASON)
   hold           place (or --release) an Object Lock legal hold on every object of a call (--call ID)
   verify         check the archive against the state (--deep: re-read every object)
+  parquet-backfill
+                 write the Parquet files older CDR packages lack (--dry-run: only list them)
   migrate-state  copy the SQLite state into PostgreSQL (--to-dsn-file FILE), verified
   upload         upload a voice file for a third-party chatbot (--vdn N FILE.wav; CC-FS ivr/uploadFile)
   check-config   validate a configuration file and print every problem
@@ -99,6 +101,8 @@ func (c *cli) main(args []string) int {
 		return c.cmdHold(rest)
 	case "verify":
 		return c.cmdVerify(rest)
+	case "parquet-backfill":
+		return c.cmdParquetBackfill(rest)
 	case "migrate-state":
 		return c.cmdMigrateState(rest)
 	case "demo":

@@ -27,6 +27,9 @@ func (c *cli) cmdVerify(args []string) int {
 			"lists as archived must exist in the sink with the recorded size and SHA-256.\n"+
 			"By default the store's recorded digest is trusted (one metadata request per\n"+
 			"object); --deep re-reads every object, re-hashes it and re-validates it.\n"+
+			"The Parquet files of every CDR package stored in full must be there as the\n"+
+			"cdr job stores them (a missing one: archiver parquet-backfill writes it);\n"+
+			"--deep also reads them back, row by row, against the package's ZIP.\n"+
 			"Without --from/--to the tenant's prefix is also listed for strays: objects\n"+
 			"nothing in the state expects. --chain also checks the ledger chain: from the\n"+
 			"newest head back to the first link, every ledger's SHA-256 against its stored\n"+

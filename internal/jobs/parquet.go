@@ -18,6 +18,13 @@ import (
 // (cdr.ParquetTable): the CDR rows and the recording index.
 var parquetKinds = []cdr.Kind{cdr.KindCall, cdr.KindRecord}
 
+// The content type and the metadata "kind" of every Parquet object (verify
+// checks both).
+const (
+	parquetContentType = "application/vnd.apache.parquet"
+	parquetObjectKind  = "cdr-parquet"
+)
+
 // parquetKeys are the keys of package p's Parquet files, one per table
 // (docs/parquet.md): they follow from the package's window and bill file
 // alone, so a rerun of the same package computes the same keys and the
@@ -50,10 +57,7 @@ func (a *Archiver) storeParquet(ctx context.Context, pkg *cdr.Package, p *checkp
 	if err != nil {
 		return err
 	}
-	src := cdr.ParquetSource{
-		BillFile: p.BillFileName, PackageSHA256: pkgSHA,
-		WindowBegin: p.Begin, WindowEnd: p.End, RequestedAt: p.RequestedAt,
-	}
+	src := parquetSource(*p, pkgSHA)
 	for _, kind := range parquetKinds {
 		n, err := a.putParquet(ctx, pkg, kind, keys[kind], src)
 		if err != nil {
@@ -62,6 +66,16 @@ func (a *Archiver) storeParquet(ctx context.Context, pkg *cdr.Package, p *checkp
 		rep.Bytes += n
 	}
 	return nil
+}
+
+// parquetSource is the provenance written into the Parquet rows of package
+// p, whose ZIP has SHA-256 pkgSHA: the cdr job and BackfillParquet build it
+// here alone, so that both write the same bytes for the same package.
+func parquetSource(p checkpoint.Package, pkgSHA string) cdr.ParquetSource {
+	return cdr.ParquetSource{
+		BillFile: p.BillFileName, PackageSHA256: pkgSHA,
+		WindowBegin: p.Begin, WindowEnd: p.End, RequestedAt: p.RequestedAt,
+	}
 }
 
 // putParquet writes one table's file to a spool and puts it under key. It
@@ -85,9 +99,9 @@ func (a *Archiver) putParquet(ctx context.Context, pkg *cdr.Package, kind cdr.Ki
 		return 0, err
 	}
 	s.size, s.sha256 = lw.n, hex.EncodeToString(h.Sum(nil))
-	obj, err := a.Sink.Put(ctx, key, f, s.size, sink.Meta{SHA256: s.sha256, ContentType: "application/vnd.apache.parquet",
+	obj, err := a.Sink.Put(ctx, key, f, s.size, sink.Meta{SHA256: s.sha256, ContentType: parquetContentType,
 		Metadata: map[string]string{
-			"kind": "cdr-parquet", "table": cdr.ParquetTable(kind), "schema": cdr.ParquetSchemaVersion,
+			"kind": parquetObjectKind, "table": cdr.ParquetTable(kind), "schema": cdr.ParquetSchemaVersion,
 			"package-sha256": src.PackageSHA256,
 		}})
 	if err != nil {

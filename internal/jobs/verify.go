@@ -120,8 +120,12 @@ type VerifyDay struct {
 	// LedgerMismatch lists each disagreement between the ledger object and
 	// the ledger rebuilt from the checkpoint (BuildLedger).
 	LedgerMismatch []string `json:"ledger_mismatch"`
+	// Parquet counts the Parquet files checked: those of the day's packages
+	// stored in full (verify_parquet.go); their problems are in Problems.
+	Parquet int `json:"parquet"`
 	// Problems has one line per problem, naming the key: every entry not
-	// OK, every ledger mismatch, and the ledger object's own problems.
+	// OK, every ledger mismatch, the ledger object's own problems, and
+	// every Parquet file missing or not as stored.
 	Problems []string `json:"problems"`
 }
 
@@ -159,7 +163,8 @@ type verifyResult struct {
 // in the sink: it must exist with the recorded size and SHA-256. The fast
 // pass trusts the digest the store recorded at write time (a Stat per
 // object); Deep re-reads each object instead, hashing it and re-validating
-// its container in one pass. Without a date range it then lists the
+// its container in one pass. The Parquet files of the days' CDR packages
+// are checked too (verifyParquet). Without a date range it then lists the
 // tenant's prefix for strays.
 //
 // Problems found are in the report; the error is for what stops the check
@@ -200,6 +205,9 @@ func (a *Archiver) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, 
 		}
 		rep.Days = append(rep.Days, *vd)
 		rep.Problems += len(vd.Problems)
+	}
+	if err := a.verifyParquet(ctx, r, rep, o); err != nil {
+		return rep, err
 	}
 	if o.From == "" && o.To == "" {
 		strays, err := a.strays(ctx, r)

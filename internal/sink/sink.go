@@ -95,6 +95,9 @@ type Object struct {
 	// (Stat fills them; Put may leave them nil).
 	Metadata map[string]string
 	Tags     map[string]string
+	// ContentType is the stored content type, when the store was asked for
+	// it (Stat fills it where the store keeps one; Put may leave it empty).
+	ContentType string
 }
 
 // Meta is what Put stores next to the bytes.

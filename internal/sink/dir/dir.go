@@ -352,6 +352,7 @@ func (s *Sink) stat(ctx context.Context, key string) (sink.Object, error) {
 		obj.SHA256 = sc.SHA256
 		obj.Metadata = sc.Metadata
 		obj.Tags = sc.Tags
+		obj.ContentType = sc.ContentType
 		return obj, nil
 	}
 	n, sum, err := s.hashFile(ctx, key)

@@ -767,6 +767,8 @@ func objectFromHead(key string, out *s3.HeadObjectOutput) sink.Object {
 		Multipart: strings.Contains(etag, "-") || aws.ToInt32(out.PartsCount) > 1,
 		Modified:  aws.ToTime(out.LastModified),
 		Metadata:  out.Metadata,
+
+		ContentType: aws.ToString(out.ContentType),
 	}
 }
 

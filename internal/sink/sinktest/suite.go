@@ -341,8 +341,8 @@ func Run(t *testing.T, h Harness) {
 						t.Errorf("tag %s = %q, want %q (all: %v)", kk, tags[kk], v, tags)
 					}
 				}
-				if st, err := h.Sink.Stat(ctx, k); err != nil || st.SHA256 != Digest(8, tc.n) {
-					t.Errorf("Stat = %+v, %v; want sha256 %s", st, err, Digest(8, tc.n))
+				if st, err := h.Sink.Stat(ctx, k); err != nil || st.SHA256 != Digest(8, tc.n) || st.ContentType != meta.ContentType {
+					t.Errorf("Stat = %+v, %v; want sha256 %s and content type %s", st, err, Digest(8, tc.n), meta.ContentType)
 				}
 			})
 		}
