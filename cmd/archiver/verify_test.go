@@ -72,6 +72,12 @@ func TestCmdVerify(t *testing.T) {
 			t.Errorf("report %+v", rep)
 		}
 	})
+	t.Run("locks on the dir sink", func(t *testing.T) {
+		code, out, errOut := e.run("verify", "--config", e.config, "--locks")
+		if code != exitConfig || !strings.Contains(errOut, "verify: --locks: ") || !strings.Contains(errOut, "has no Object Lock to read back") {
+			t.Errorf("verify --locks = %d, want 2 naming the missing Object Lock\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+	})
 	t.Run("bad dates", func(t *testing.T) {
 		for _, args := range [][]string{{"--from", "2026-13-01"}, {"--from", "2026-11-02", "--to", "2026-11-01"}} {
 			if code, _, errOut := e.run(append([]string{"verify", "--config", e.config}, args...)...); code != exitConfig {
