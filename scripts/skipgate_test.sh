@@ -238,6 +238,8 @@ ok  	MOD/internal/telemetry	0.2s
 --- PASS: TestRetention_S3 (2.00s)
 --- PASS: TestRetention_Attrs (0.10s)
 --- PASS: TestHold_S3 (2.00s)
+--- PASS: TestVerify_LocksS3 (2.00s)
+--- PASS: TestVerify_LocksDir (1.00s)
     --- PASS: TestChain_Replicas/sqlite (1.00s)
     --- PASS: TestChain_Replicas/postgres (1.00s)
 --- PASS: TestChain_Replicas (2.00s)
