@@ -142,3 +142,34 @@ func TestCmdVerify(t *testing.T) {
 		}
 	})
 }
+
+// TestPrintVerify_Locks: the LOCK column is "-" until --locks checked it;
+// a configuration that locks objects gets a note when it was not checked.
+func TestPrintVerify_Locks(t *testing.T) {
+	day := jobs.VerifyDay{Day: "2026-11-01", Entries: 3, OK: 2, LockMismatch: 1, Ledger: jobs.LedgerOK,
+		Problems: []string{"legal hold mismatch rec/k (agent r1, call c1): not held"}}
+	for _, c := range []struct {
+		name           string
+		locks, locking bool
+		want, unwanted []string
+	}{
+		{"Checked", true, true, []string{"LOCK", "  1      ok", "with Object Lock: 1 problems found", "legal hold mismatch rec/k"}, []string{"locks: not checked"}},
+		{"NotChecked", false, true, []string{"LOCK", "  -      ok", "locks: not checked", "verify fast (recorded size and digest): 1 problems"}, []string{"with Object Lock"}},
+		{"NothingLocked", false, false, []string{"  -      ok"}, []string{"locks: not checked"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var b strings.Builder
+			printVerify(&b, &jobs.VerifyReport{Days: []jobs.VerifyDay{day}, Locks: c.locks, Problems: 1, StraysChecked: true}, c.locking)
+			for _, w := range c.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("no %q in\n%s", w, b.String())
+				}
+			}
+			for _, w := range c.unwanted {
+				if strings.Contains(b.String(), w) {
+					t.Errorf("%q in\n%s", w, b.String())
+				}
+			}
+		})
+	}
+}
