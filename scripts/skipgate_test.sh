@@ -244,6 +244,8 @@ ok  	MOD/internal/telemetry	0.2s
 --- PASS: TestHold_S3_Late (2.00s)
     --- PASS: TestParquetBackfill_S3/backfill (0.50s)
 --- PASS: TestParquetBackfill_S3 (1.00s)
+--- PASS: TestVerify_LocksS3 (2.00s)
+--- PASS: TestVerify_LocksDir (1.00s)
     --- PASS: TestChain_Replicas/sqlite (1.00s)
     --- PASS: TestChain_Replicas/postgres (1.00s)
 --- PASS: TestChain_Replicas (2.00s)

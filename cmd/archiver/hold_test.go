@@ -105,8 +105,9 @@ legal_hold = true
 // TestCmdHold_S3: as an operator would: `once` archives two days into a
 // versitygw bucket with Object Lock, `hold --call` places a legal hold on
 // every object of one call (read back from versitygw, object by object),
-// `hold --release` lifts it, and `verify --chain` passes after each, with
-// the two events in the chain.
+// `hold --release` lifts it, and `verify --chain --locks` passes after
+// each, with the two events in the chain; a hold changed behind the
+// archiver's back is then a `verify --locks` problem naming the key.
 func TestCmdHold_S3(t *testing.T) {
 	srv := s3test.Start(t) // before the simulator's temp dirs: it finds versitygw from the module
 	bucket := srv.NewBucket(t, true)
@@ -182,8 +183,39 @@ func TestCmdHold_S3(t *testing.T) {
 		if err != nil || !want.Match(ledger) || !regexp.MustCompile(`"reason":\s*"case 42"`).Match(ledger) {
 			t.Errorf("ledger %s (%v) does not record the event %s with its reason", rep.LedgerKey, err, want)
 		}
-		if code, stdout, stderr := e.run("verify", "--config", e.config, "--chain", "--json"); code != exitOK {
-			t.Fatalf("verify --chain after %q: exit %d\n%s%s", args, code, stdout, stderr)
+		code, stdout, stderr = e.run("verify", "--config", e.config, "--chain", "--locks", "--json")
+		var vrep struct {
+			Locks    bool `json:"locks"`
+			Problems int  `json:"problems"`
 		}
+		if code != exitOK || json.Unmarshal([]byte(stdout), &vrep) != nil || !vrep.Locks || vrep.Problems != 0 {
+			t.Fatalf("verify --chain --locks after %q: exit %d\n%s%s", args, code, stdout, stderr)
+		}
+		// An object whose hold is changed behind the archiver's back.
+		key := rep.Objects[0].Key
+		setHold(t, c, bucket, key, !tc.hold)
+		kind := "legal hold mismatch "
+		if !tc.hold {
+			kind = "unexpected legal hold "
+		}
+		code, stdout, stderr = e.run("verify", "--config", e.config, "--locks")
+		if code != exitFailed || !strings.Contains(stdout, kind+key+" ") || !strings.Contains(stdout, "LOCK") ||
+			!strings.Contains(stdout, "with Object Lock: 1 problems found") {
+			t.Errorf("verify --locks with the hold of %s set to %v: exit %d, want %d and %q\n%s%s", key, !tc.hold, code, exitFailed, kind+key, stdout, stderr)
+		}
+		setHold(t, c, bucket, key, tc.hold)
+	}
+}
+
+// setHold sets the legal hold of key with the raw S3 client.
+func setHold(t *testing.T, c *awss3.Client, bucket, key string, on bool) {
+	t.Helper()
+	status := types.ObjectLockLegalHoldStatusOff
+	if on {
+		status = types.ObjectLockLegalHoldStatusOn
+	}
+	if _, err := c.PutObjectLegalHold(context.Background(), &awss3.PutObjectLegalHoldInput{Bucket: aws.String(bucket), Key: aws.String(key),
+		LegalHold: &types.ObjectLockLegalHold{Status: status}, ChecksumAlgorithm: types.ChecksumAlgorithmCrc32}); err != nil {
+		t.Fatalf("legal hold %v on %s: %v", on, key, err)
 	}
 }

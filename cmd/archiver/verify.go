@@ -21,7 +21,7 @@ import (
 // cmdVerify implements "archiver verify": check the archive against the
 // state, like restic check. jobs.Archiver.Verify does the work; this prints.
 func (c *cli) cmdVerify(args []string) int {
-	fs, path := c.newFlagSet("verify", "verify [--config FILE] [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--deep] [--chain] [--json]",
+	fs, path := c.newFlagSet("verify", "verify [--config FILE] [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--deep] [--chain] [--locks] [--json]",
 		"Check the archive against the state database: for every day (cec.time_zone) the\n"+
 			"day's newest ledger object must agree with the state, and every recording it\n"+
 			"lists as archived must exist in the sink with the recorded size and SHA-256.\n"+
@@ -34,7 +34,11 @@ func (c *cli) cmdVerify(args []string) int {
 			"nothing in the state expects. --chain also checks the ledger chain: from the\n"+
 			"newest head back to the first link, every ledger's SHA-256 against its stored\n"+
 			"bytes, reporting missing, altered, forked and orphaned links by key and day\n"+
-			"(the whole chain, whatever --from/--to; see docs/operations.md). Reads only:\n"+
+			"(the whole chain, whatever --from/--to; see docs/operations.md). --locks also\n"+
+			"reads back each recording's S3 Object Lock (two requests an object; needs\n"+
+			"s3:GetObjectRetention and s3:GetObjectLegalHold) and reports a retention, a\n"+
+			"legal hold or a retention-rule metadata that is not what the ledger records:\n"+
+			"its rule, and the hold and release events of its call. Reads only:\n"+
 			"the state is opened read-only (it works while the daemon runs) and nothing is\n"+
 			"written to the sink.\n\n"+
 			"exit codes: 0 no problem, 1 problems found (or the check could not finish),\n"+
@@ -43,6 +47,7 @@ func (c *cli) cmdVerify(args []string) int {
 	to := fs.String("to", "", "last `day` to check (YYYY-MM-DD), included; default: the last the state knows")
 	deep := fs.Bool("deep", false, "re-read, re-hash and re-validate every archived object")
 	chain := fs.Bool("chain", false, "also walk and check the hash chain of the ledgers")
+	locks := fs.Bool("locks", false, "also check each recording's Object Lock retention and legal hold against the ledger (s3 sink)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
@@ -78,7 +83,7 @@ func (c *cli) cmdVerify(args []string) int {
 	if err := a.openReadSink(ctx); err != nil {
 		return c.startupError("verify", err)
 	}
-	rep, err := a.archiver.Verify(ctx, jobs.VerifyOptions{From: *from, To: *to, Deep: *deep, Chain: *chain})
+	rep, err := a.archiver.Verify(ctx, jobs.VerifyOptions{From: *from, To: *to, Deep: *deep, Chain: *chain, Locks: *locks})
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintln(c.stderr, "verify: interrupted; the check is incomplete")
@@ -88,6 +93,10 @@ func (c *cli) cmdVerify(args []string) int {
 			fmt.Fprintf(c.stderr, "verify: authentication or permission refused: %v\n", err)
 			return exitPermission
 		}
+		if *locks && errors.Is(err, sink.ErrLockUnsupported) {
+			fmt.Fprintf(c.stderr, "verify: --locks: %v\n", err)
+			return exitConfig
+		}
 		fmt.Fprintf(c.stderr, "verify: %v\n", err)
 		return exitFailed
 	}
@@ -96,7 +105,7 @@ func (c *cli) cmdVerify(args []string) int {
 			return exitFailed
 		}
 	} else {
-		printVerify(c.stdout, rep)
+		printVerify(c.stdout, rep, locking(cfg))
 	}
 	if rep.Problems > 0 {
 		return exitFailed
@@ -143,16 +152,30 @@ func (a *app) openReadSink(ctx context.Context) error {
 	return nil
 }
 
-func printVerify(w io.Writer, rep *jobs.VerifyReport) {
+// locking reports whether the configuration locks objects (retention
+// rules, or the s3 sink's default retention or legal hold): verify then
+// says when --locks was not given.
+func locking(cfg *config.Config) bool {
+	s := cfg.Sink.S3
+	return cfg.Sink.Type == config.SinkS3 && (len(cfg.Retention.Rules) > 0 || s.ObjectLockMode != "" || s.LegalHold)
+}
+
+// printVerify prints rep as a table and the problems; locking: the
+// configuration locks objects (a note when the locks were not checked).
+func printVerify(w io.Writer, rep *jobs.VerifyReport, locking bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "DAY\tENTRIES\tOK\tMISSING\tSIZE\tDIGEST\tINVALID\tLEDGER\t")
+	fmt.Fprintln(tw, "DAY\tENTRIES\tOK\tMISSING\tSIZE\tDIGEST\tINVALID\tLOCK\tLEDGER\t")
 	for _, d := range rep.Days {
 		ledger := d.Ledger
 		if d.Ledger == jobs.LedgerDiffers {
 			ledger = fmt.Sprintf("%d differ", len(d.LedgerMismatch))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n",
-			d.Day, d.Entries, d.OK, d.Missing, d.SizeMismatch, d.DigestMismatch, d.Invalid, ledger)
+		lock := "-" // not checked
+		if rep.Locks {
+			lock = fmt.Sprint(d.LockMismatch)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n",
+			d.Day, d.Entries, d.OK, d.Missing, d.SizeMismatch, d.DigestMismatch, d.Invalid, lock, ledger)
 	}
 	_ = tw.Flush()
 	if len(rep.Days) == 0 {
@@ -184,9 +207,15 @@ func printVerify(w io.Writer, rep *jobs.VerifyReport) {
 	if rep.Chain != nil {
 		printChain(w, rep.Chain)
 	}
+	if !rep.Locks && locking {
+		fmt.Fprintln(w, "\nlocks: not checked (the configuration locks objects; --locks reads each object's retention and legal hold back)")
+	}
 	mode := "fast (recorded size and digest)"
 	if rep.Deep {
 		mode = "deep (every object re-read)"
+	}
+	if rep.Locks {
+		mode += " with Object Lock"
 	}
 	if rep.Problems == 0 {
 		fmt.Fprintf(w, "\nverify %s: no problems found\n", mode)

@@ -72,6 +72,12 @@ func TestCmdVerify(t *testing.T) {
 			t.Errorf("report %+v", rep)
 		}
 	})
+	t.Run("locks on the dir sink", func(t *testing.T) {
+		code, out, errOut := e.run("verify", "--config", e.config, "--locks")
+		if code != exitConfig || !strings.Contains(errOut, "verify: --locks: ") || !strings.Contains(errOut, "has no Object Lock to read back") {
+			t.Errorf("verify --locks = %d, want 2 naming the missing Object Lock\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+	})
 	t.Run("bad dates", func(t *testing.T) {
 		for _, args := range [][]string{{"--from", "2026-13-01"}, {"--from", "2026-11-02", "--to", "2026-11-01"}} {
 			if code, _, errOut := e.run(append([]string{"verify", "--config", e.config}, args...)...); code != exitConfig {
@@ -135,4 +141,35 @@ func TestCmdVerify(t *testing.T) {
 			t.Errorf("the missing object is not named:\n%s", out)
 		}
 	})
+}
+
+// TestPrintVerify_Locks: the LOCK column is "-" until --locks checked it;
+// a configuration that locks objects gets a note when it was not checked.
+func TestPrintVerify_Locks(t *testing.T) {
+	day := jobs.VerifyDay{Day: "2026-11-01", Entries: 3, OK: 2, LockMismatch: 1, Ledger: jobs.LedgerOK,
+		Problems: []string{"legal hold mismatch rec/k (agent r1, call c1): not held"}}
+	for _, c := range []struct {
+		name           string
+		locks, locking bool
+		want, unwanted []string
+	}{
+		{"Checked", true, true, []string{"LOCK", "  1      ok", "with Object Lock: 1 problems found", "legal hold mismatch rec/k"}, []string{"locks: not checked"}},
+		{"NotChecked", false, true, []string{"LOCK", "  -      ok", "locks: not checked", "verify fast (recorded size and digest): 1 problems"}, []string{"with Object Lock"}},
+		{"NothingLocked", false, false, []string{"  -      ok"}, []string{"locks: not checked"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var b strings.Builder
+			printVerify(&b, &jobs.VerifyReport{Days: []jobs.VerifyDay{day}, Locks: c.locks, Problems: 1, StraysChecked: true}, c.locking)
+			for _, w := range c.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("no %q in\n%s", w, b.String())
+				}
+			}
+			for _, w := range c.unwanted {
+				if strings.Contains(b.String(), w) {
+					t.Errorf("%q in\n%s", w, b.String())
+				}
+			}
+		})
+	}
 }

@@ -451,8 +451,15 @@ func settings(cfg *config.Config, loc *time.Location, replica string) jobs.Setti
 		Limits:            cdrLimits(j.CDR),
 		Replica:           replica,
 		Lease:             cfg.Checkpoint.Lease.Duration,
-		Retention:         jobs.Retention{Rules: cfg.Retention.Rules, DefaultMode: cfg.Sink.S3.ObjectLockMode},
+		Retention:         retention(cfg),
 	}
+}
+
+// retention is the per-recording Object Lock policy: the rules, and the
+// s3 sink's defaults they fall back on.
+func retention(cfg *config.Config) jobs.Retention {
+	return jobs.Retention{Rules: cfg.Retention.Rules, DefaultMode: cfg.Sink.S3.ObjectLockMode,
+		DefaultLegalHold: cfg.Sink.Type == config.SinkS3 && cfg.Sink.S3.LegalHold}
 }
 
 // formats is the recording policy of jobs.recordings.allow_formats (WAV is

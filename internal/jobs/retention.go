@@ -22,6 +22,10 @@ type Retention struct {
 	// DefaultMode is sink.s3.object_lock_mode: the mode of a rule that
 	// names none.
 	DefaultMode string
+	// DefaultLegalHold is sink.s3.legal_hold: the sink holds every object
+	// it writes, so verify --locks takes a hold no rule or hold event
+	// explains for that one.
+	DefaultLegalHold bool
 }
 
 // MetaKeyRetentionRule is the object metadata key holding the name of the

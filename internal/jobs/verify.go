@@ -72,6 +72,11 @@ type VerifyOptions struct {
 	// whatever From and To, and the ledger records of the days checked
 	// against it.
 	Chain bool
+	// Locks also reads back each archived recording's Object Lock
+	// (retention and legal hold) and compares it with its ledger entry
+	// (verify_lock.go). The sink must be able to read locks
+	// (sink.LockReader), else Verify fails with sink.ErrLockUnsupported.
+	Locks bool
 }
 
 // VerifyReport is the outcome of Verify. Problems is zero exactly when the
@@ -84,6 +89,8 @@ type VerifyReport struct {
 	Strays        []string `json:"strays"`
 	StraysChecked bool     `json:"strays_checked"`
 	Deep          bool     `json:"deep"`
+	// Locks: each recording's Object Lock was checked (VerifyOptions.Locks).
+	Locks bool `json:"locks"`
 	// Chain is the check of the ledger chain, when asked for (nil
 	// otherwise).
 	Chain *ChainReport `json:"chain,omitempty"`
@@ -110,13 +117,17 @@ type VerifyDay struct {
 	// Entries are the archived recordings checked (state done); each is
 	// counted once, in OK or in the first problem found, in this order:
 	// Missing, Invalid (no usable key), SizeMismatch, DigestMismatch,
-	// Invalid (the container does not validate, Deep only).
+	// Invalid (the container does not validate, Deep only), LockMismatch
+	// (its Object Lock or retention metadata disagrees with the ledger,
+	// Locks only; an entry with another problem has its lock problems
+	// listed too, but is counted in the other).
 	Entries        int `json:"entries"`
 	OK             int `json:"ok"`
 	Missing        int `json:"missing"`
 	SizeMismatch   int `json:"size_mismatch"`
 	DigestMismatch int `json:"digest_mismatch"`
 	Invalid        int `json:"invalid"`
+	LockMismatch   int `json:"lock_mismatch"`
 	// LedgerMismatch lists each disagreement between the ledger object and
 	// the ledger rebuilt from the checkpoint (BuildLedger).
 	LedgerMismatch []string `json:"ledger_mismatch"`
@@ -134,6 +145,7 @@ type verifyEntry struct {
 	Kind, ID, CallID, Key string
 	Size                  int64
 	SHA256                string
+	Retention             *RetentionChoice // the ledger's (verify --locks)
 }
 
 func (e verifyEntry) String() string {
@@ -154,6 +166,7 @@ const (
 type verifyResult struct {
 	outcome verifyOutcome
 	problem string
+	obj     *sink.Object // the object found (Stat or Open), nil when none
 }
 
 // Verify checks the archive against the checkpoint store, like restic
@@ -194,12 +207,18 @@ func (a *Archiver) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, 
 	if err != nil {
 		return nil, a.storeErr("days", err)
 	}
-	rep := &VerifyReport{Days: []VerifyDay{}, Strays: []string{}, Deep: o.Deep}
+	var lc *lockCheck
+	if o.Locks {
+		if lc, err = a.lockCheck(); err != nil {
+			return nil, err
+		}
+	}
+	rep := &VerifyReport{Days: []VerifyDay{}, Strays: []string{}, Deep: o.Deep, Locks: o.Locks}
 	for _, d := range days {
 		if (o.From != "" && d.Day < o.From) || (o.To != "" && d.Day > o.To) {
 			continue
 		}
-		vd, err := a.verifyDay(ctx, r, d.Day, o.Deep)
+		vd, err := a.verifyDay(ctx, r, d.Day, o.Deep, lc)
 		if err != nil {
 			return rep, err
 		}
@@ -228,8 +247,9 @@ func (a *Archiver) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, 
 	return rep, nil
 }
 
-// verifyDay checks one day: its ledger object, then its archived entries.
-func (a *Archiver) verifyDay(ctx context.Context, r sink.Reader, day string, deep bool) (*VerifyDay, error) {
+// verifyDay checks one day: its ledger object, then its archived entries
+// (and their locks, when lc is not nil).
+func (a *Archiver) verifyDay(ctx context.Context, r sink.Reader, day string, deep bool, lc *lockCheck) (*VerifyDay, error) {
 	vd := &VerifyDay{Day: day, LedgerMismatch: []string{}, Problems: []string{}}
 	want, err := a.BuildLedger(ctx, day)
 	if err != nil {
@@ -303,6 +323,11 @@ func (a *Archiver) verifyDay(ctx context.Context, r sink.Reader, day string, dee
 		}
 		vd.Problems = append(vd.Problems, res.problem)
 	}
+	if lc != nil {
+		if err := a.checkLocks(ctx, lc, vd, got, entries, results); err != nil {
+			return nil, err
+		}
+	}
 	return vd, nil
 }
 
@@ -361,7 +386,7 @@ func doneEntries(l *Ledger) []verifyEntry {
 		if r.State != string(checkpoint.StateDone) {
 			return
 		}
-		out = append(out, verifyEntry{Kind: r.Kind, ID: r.ID, CallID: callID, Key: r.Key, Size: r.Size, SHA256: r.SHA256})
+		out = append(out, verifyEntry{Kind: r.Kind, ID: r.ID, CallID: callID, Key: r.Key, Size: r.Size, SHA256: r.SHA256, Retention: r.Retention})
 	}
 	for _, c := range l.Calls {
 		for _, r := range c.Recordings {
@@ -391,7 +416,7 @@ func (a *Archiver) checkEntries(ctx context.Context, r sink.Reader, entries []ve
 
 // checkEntry checks one archived recording. Problems are results; the error
 // is for a sink failure that says nothing about the object.
-func (a *Archiver) checkEntry(ctx context.Context, r sink.Reader, e verifyEntry, deep bool) (verifyResult, error) {
+func (a *Archiver) checkEntry(ctx context.Context, r sink.Reader, e verifyEntry, deep bool) (res verifyResult, err error) {
 	fail := func(o verifyOutcome, format string, args ...any) (verifyResult, error) {
 		return verifyResult{outcome: o, problem: fmt.Sprintf(format, args...)}, nil
 	}
@@ -406,6 +431,7 @@ func (a *Archiver) checkEntry(ctx context.Context, r sink.Reader, e verifyEntry,
 		if res, done, err := statOutcome(e, err); done {
 			return res, err
 		}
+		defer func() { res.obj = &obj }()
 		return compareObject(e, obj.Size, obj.SHA256, "the store recorded")
 	}
 	rc, obj, err := r.Open(ctx, e.Key)
@@ -413,6 +439,7 @@ func (a *Archiver) checkEntry(ctx context.Context, r sink.Reader, e verifyEntry,
 		return res, err
 	}
 	defer rc.Close()
+	defer func() { res.obj = &obj }()
 	h := sha256.New()
 	cr := &countingReader{r: rc}
 	tee := io.TeeReader(cr, h)

@@ -154,6 +154,18 @@ type LegalHolder interface {
 	LegalHold(ctx context.Context, key string) (bool, error)
 }
 
+// LockReader is implemented by sinks that can read back the Object Lock
+// of an object (S3 Object Lock); the verify command checks it against the
+// ledger. It is optional.
+//
+// Contract: ObjectLock returns the object's retention (Mode "" and a zero
+// RetainUntil when it has none) and whether a legal hold is placed on it.
+// A missing key returns an error wrapping ErrNotFound, a store without
+// Object Lock ErrLockUnsupported, a refused permission ErrAccessDenied.
+type LockReader interface {
+	ObjectLock(ctx context.Context, key string) (ObjectLock, error)
+}
+
 // MetaKeySHA256 is the user-metadata key (and tag key) holding the hex SHA-256
 // of the content.
 const MetaKeySHA256 = "sha256"

@@ -14,7 +14,10 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 )
 
-var _ sink.LegalHolder = (*Sink)(nil)
+var (
+	_ sink.LegalHolder = (*Sink)(nil)
+	_ sink.LockReader  = (*Sink)(nil)
+)
 
 // objectLock is the Object Lock of a new object: the per-object lock
 // (sink.Meta.Lock) where it gives a retention, else the configured one;
@@ -79,6 +82,36 @@ func (s *Sink) LegalHold(ctx context.Context, key string) (bool, error) {
 		return false, fmt.Errorf("s3: legal hold %s: %w", key, lockError(err))
 	}
 	return out.LegalHold != nil && out.LegalHold.Status == types.ObjectLockLegalHoldStatusOn, nil
+}
+
+// ObjectLock reads the retention (GetObjectRetention) and the legal hold
+// (GetObjectLegalHold) of the object at key: two requests. An object
+// without a retention has Mode "".
+func (s *Sink) ObjectLock(ctx context.Context, key string) (sink.ObjectLock, error) {
+	if err := sink.ValidateKey(key); err != nil {
+		return sink.ObjectLock{}, fmt.Errorf("s3: object lock %s: %w", key, err)
+	}
+	out, err := s.client.GetObjectRetention(ctx, &s3.GetObjectRetentionInput{
+		Bucket: aws.String(s.opts.Bucket), Key: aws.String(s.ObjectKey(key)),
+	})
+	var l sink.ObjectLock
+	switch code, _ := apiCode(err); {
+	case code == "NoSuchObjectLockConfiguration":
+		// No retention on the object (AWS and versitygw say so).
+	case err != nil:
+		return sink.ObjectLock{}, fmt.Errorf("s3: object lock %s: retention: %w", key, lockError(err))
+	case out.Retention != nil:
+		l.Mode, l.RetainUntil = string(out.Retention.Mode), aws.ToTime(out.Retention.RetainUntilDate)
+	}
+	if l.Mode != "" && l.RetainUntil.IsZero() {
+		return sink.ObjectLock{}, fmt.Errorf("s3: object lock %s: retention %s without a retain-until date", key, l.Mode)
+	}
+	held, err := s.LegalHold(ctx, key)
+	if err != nil {
+		return sink.ObjectLock{}, err // names the key
+	}
+	l.LegalHold = held
+	return l, nil
 }
 
 // LockConfig is a bucket's Object Lock configuration.

@@ -101,6 +101,31 @@ func TestSink_PerObjectLock(t *testing.T) {
 			t.Errorf("SetLegalHold of a missing key = %v, want ErrNotFound", err)
 		}
 	})
+	t.Run("ObjectLock", func(t *testing.T) {
+		// SinglePut: COMPLIANCE until, its hold lifted by SetLegalHold.
+		// hold-only: the defaults, held.
+		for key, want := range map[string]struct {
+			mode string
+			hold bool
+		}{"lock/SinglePut": {sink.LockCompliance, false}, "lock/hold-only": {"GOVERNANCE", true}} {
+			got, err := s.ObjectLock(ctx, key)
+			mode, until, hold := readBack(t, key)
+			if err != nil || got.Mode != want.mode || got.Mode != mode || !got.RetainUntil.Equal(until) || got.LegalHold != want.hold || hold != want.hold {
+				t.Errorf("ObjectLock(%s) = %+v, %v; want %s, hold %v (versitygw: %s until %v, hold %v)", key, got, err, want.mode, want.hold, mode, until, hold)
+			}
+		}
+		// No retention at all: a sink without defaults.
+		bare := newSink(t, testOptions(t, srv, locked))
+		if _, err := bare.Put(ctx, "lock/bare", strings.NewReader("b"), 1, sink.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := bare.ObjectLock(ctx, "lock/bare"); err != nil || got != (sink.ObjectLock{}) {
+			t.Errorf("ObjectLock of an object without retention or hold = %+v, %v; want none", got, err)
+		}
+		if _, err := s.ObjectLock(ctx, "lock/missing"); !errors.Is(err, sink.ErrNotFound) {
+			t.Errorf("ObjectLock of a missing key = %v, want ErrNotFound", err)
+		}
+	})
 	t.Run("LockConfiguration", func(t *testing.T) {
 		if _, err := c.PutObjectLockConfiguration(ctx, &awss3.PutObjectLockConfigurationInput{Bucket: aws.String(locked),
 			ObjectLockConfiguration: &types.ObjectLockConfiguration{ObjectLockEnabled: types.ObjectLockEnabledEnabled,
@@ -120,6 +145,9 @@ func TestSink_PerObjectLock(t *testing.T) {
 		}
 		if err := plain.SetLegalHold(ctx, "x", true); !errors.Is(err, sink.ErrLockUnsupported) {
 			t.Errorf("SetLegalHold without Object Lock = %v, want ErrLockUnsupported", err)
+		}
+		if _, err := plain.ObjectLock(ctx, "x"); !errors.Is(err, sink.ErrLockUnsupported) {
+			t.Errorf("ObjectLock without Object Lock = %v, want ErrLockUnsupported", err)
 		}
 		if lc, err := plain.LockConfiguration(ctx); err != nil || lc.Enabled {
 			t.Errorf("LockConfiguration without Object Lock = %+v, %v; want not enabled", lc, err)
