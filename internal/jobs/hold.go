@@ -14,7 +14,6 @@ import (
 
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
-	"github.com/cec-archiver/cec-archiver/internal/sink/observe"
 )
 
 // Legal-hold actions (LedgerHold.Action).
@@ -390,18 +389,4 @@ func (x *chainIndex) keptHolds(day string, l *Ledger) { x.setHolds(day, callHold
 
 // legalHolder finds the sink.LegalHolder behind s and the decorators
 // wrapped around it (ObserveSink).
-func legalHolder(s sink.Sink) (sink.LegalHolder, bool) {
-	for {
-		if lh, ok := s.(sink.LegalHolder); ok {
-			return lh, true
-		}
-		switch w := s.(type) {
-		case *observe.ReadSink:
-			s = w.Sink.Sink
-		case *observe.Sink:
-			s = w.Sink
-		default:
-			return nil, false
-		}
-	}
-}
+func legalHolder(s sink.Sink) (sink.LegalHolder, bool) { return sinkAs[sink.LegalHolder](s) }

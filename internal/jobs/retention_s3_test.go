@@ -188,7 +188,7 @@ func TestRetention_S3(t *testing.T) {
 			t.Errorf("no recording got rule %q (%v): the dataset does not exercise it", r.Name, perRule)
 		}
 	}
-	if rep := e.verify(t, VerifyOptions{Chain: true}); rep.Problems != 0 {
+	if rep := e.verify(t, VerifyOptions{Chain: true, Locks: true}); rep.Problems != 0 {
 		t.Errorf("verify --chain: %q", problems(rep))
 	}
 }
@@ -266,7 +266,7 @@ func TestRetention_S3_RuleAtWrite(t *testing.T) {
 	if retried != len(waiting) || ruled == 0 {
 		t.Fatalf("%d of %d retried recordings done, %d under a rule", retried, len(waiting), ruled)
 	}
-	if rep := e.verify(t, VerifyOptions{Chain: true}); rep.Problems != 0 {
+	if rep := e.verify(t, VerifyOptions{Chain: true, Locks: true}); rep.Problems != 0 {
 		t.Errorf("verify --chain: %q", problems(rep))
 	}
 }
@@ -450,7 +450,7 @@ func TestHold_S3_Late(t *testing.T) {
 			t.Errorf("%s: held after the release", it.Key)
 		}
 	}
-	if rep := e.verify(t, VerifyOptions{Chain: true}); rep.Problems != 0 {
+	if rep := e.verify(t, VerifyOptions{Chain: true, Locks: true}); rep.Problems != 0 {
 		t.Errorf("verify --chain: %q", problems(rep))
 	}
 }
@@ -540,7 +540,7 @@ func TestHold_S3(t *testing.T) {
 			t.Errorf("ledger holds %+v, want place then release", got)
 		}
 		checkSchemaDef(t, "hold", got[len(got)-1])
-		if rep := e.verify(t, VerifyOptions{Chain: true}); rep.Problems != 0 {
+		if rep := e.verify(t, VerifyOptions{Chain: true, Locks: true}); rep.Problems != 0 {
 			t.Errorf("verify --chain after %s: %q", step.action, problems(rep))
 		}
 	}
