@@ -123,7 +123,7 @@ func expectHold(e verifyEntry, events []LedgerHold, known, defaultHold bool) hol
 	}
 	if last != nil && last.Action == HoldPlace {
 		return holdWant{known: true, on: true,
-			why: "the call is held by archiver hold " + holdEvent(last) + ", which did not list it (archived later? run archiver hold again)"}
+			why: "the call is held by archiver hold " + holdEvent(last) + ", which did not list it (archived later: the next ledger pass of its day holds it)"}
 	}
 	if r := e.Retention; r != nil && r.LegalHold {
 		return holdWant{known: true, on: true, why: fmt.Sprintf("retention rule %q holds it", r.Rule)}
