@@ -149,6 +149,20 @@ grep -E '^(ok|FAIL|---|\?|panic:|=== NAME)|--- (FAIL|SKIP)|_test\.go:[0-9]+:' "$
 passed=$(grep -cE -- '--- PASS:' "$log" || true)
 failed=$(grep -cE -- '--- FAIL:' "$log" || true)
 skipped=$(grep -cE -- '--- SKIP:' "$log" || true)
+if [ "$failed" -gt 0 ]; then
+	# The lines above give each message's first line; a failure's whole
+	# message (its continuation lines: what the test printed to explain
+	# itself) follows here, at most 60 lines a message.
+	echo "== the messages of the failed tests, in full"
+	awk '
+		function keep() { if (cont && n > 0) out = out msg buf "\n"; cont = 0 }
+		/_test\.go:[0-9]+:/ { keep(); msg = $0; n = 0; cont = 1; buf = ""; next }
+		cont && /^[ \t]/ && !/^[ \t]*(=== |--- )/ { if (n < 60) buf = buf "\n" $0; n++; next }
+		{ keep() }
+		/--- FAIL:/ { printf "%s", out; out = "" }
+		/--- (PASS|SKIP):/ { out = "" }
+	' "$log" || true
+fi
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
 	echo "go test exited $rc; the last lines of its output:"
 	tail -50 "$log"

@@ -373,7 +373,8 @@ func TestCmdOnce(t *testing.T) {
 			}
 			m := e.sim.Manifest()
 			if got := countFiles(t, e.archive); got != len(m.Recordings) {
-				t.Errorf("%d files archived, the simulator has %d recordings", got, len(m.Recordings))
+				t.Errorf("%d files archived, the simulator has %d recordings; the state's other items: %s\nonce's stdout:\n%s",
+					got, len(m.Recordings), notDone(t, dsn), out)
 			}
 			if _, err := os.Stat(e.state); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("checkpoint.path %s exists (%v): the state went to SQLite", e.state, err)
@@ -935,4 +936,27 @@ func TestCmdRun_Reload(t *testing.T) {
 	if n := strings.Count(errOut, `"msg":"archiver running"`); n != 2 {
 		t.Errorf("%d archiver running lines, want 2 (one per life)", n)
 	}
+}
+
+// notDone lists the items of testTenant's PostgreSQL state that are not
+// done, with their state and last error: what a failure explains itself
+// with.
+func notDone(t *testing.T, dsn string) string {
+	st, err := postgres.Open(t.Context(), postgres.Options{DSN: dsn, Tenant: testTenant, ReadOnly: true})
+	if err != nil {
+		return err.Error()
+	}
+	defer st.Close()
+	items, err := st.Items(t.Context())
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, it := range items {
+		if it.State != checkpoint.StateDone {
+			out = append(out, fmt.Sprintf("%s %s (call %s): %s after %d attempts, next %s: %s",
+				it.Kind, it.UpstreamID, it.CallID, it.State, it.Attempts, it.NextAttemptAt.Format(time.RFC3339Nano), it.LastError))
+		}
+	}
+	return fmt.Sprintf("%d of %d not done: %s", len(out), len(items), strings.Join(out, "; "))
 }
