@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -38,17 +37,7 @@ func (c *cli) cmdParquetBackfill(args []string) int {
 	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
 	}
-	for _, f := range []struct{ name, v string }{{"from", *from}, {"to", *to}} {
-		if f.v == "" {
-			continue
-		}
-		if _, err := time.Parse(dateLayout, f.v); err != nil {
-			fmt.Fprintf(c.stderr, "parquet-backfill: --%s %q: want a date YYYY-MM-DD\n", f.name, f.v)
-			return exitConfig
-		}
-	}
-	if *from != "" && *to != "" && *from > *to {
-		fmt.Fprintf(c.stderr, "parquet-backfill: --from %s is after --to %s\n", *from, *to)
+	if !c.dayRange("parquet-backfill", *from, *to) {
 		return exitConfig
 	}
 	cfg, log, ok := c.setup("parquet-backfill", *path)

@@ -52,17 +52,7 @@ func (c *cli) cmdVerify(args []string) int {
 	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
 	}
-	for _, f := range []struct{ name, v string }{{"from", *from}, {"to", *to}} {
-		if f.v == "" {
-			continue
-		}
-		if _, err := time.Parse(dateLayout, f.v); err != nil {
-			fmt.Fprintf(c.stderr, "verify: --%s %q: want a date YYYY-MM-DD\n", f.name, f.v)
-			return exitConfig
-		}
-	}
-	if *from != "" && *to != "" && *from > *to {
-		fmt.Fprintf(c.stderr, "verify: --from %s is after --to %s\n", *from, *to)
+	if !c.dayRange("verify", *from, *to) {
 		return exitConfig
 	}
 	cfg, log, ok := c.setup("verify", *path)
@@ -254,4 +244,23 @@ func printChain(w io.Writer, c *jobs.ChainReport) {
 	for _, p := range c.Problems {
 		fmt.Fprintf(w, "  %s\n", p)
 	}
+}
+
+// dayRange checks a command's --from and --to days (YYYY-MM-DD, either
+// empty), and reports a bad one on stderr.
+func (c *cli) dayRange(cmd, from, to string) bool {
+	for _, f := range []struct{ name, v string }{{"from", from}, {"to", to}} {
+		if f.v == "" {
+			continue
+		}
+		if _, err := time.Parse(dateLayout, f.v); err != nil {
+			fmt.Fprintf(c.stderr, "%s: --%s %q: want a date YYYY-MM-DD\n", cmd, f.name, f.v)
+			return false
+		}
+	}
+	if from != "" && to != "" && from > to {
+		fmt.Fprintf(c.stderr, "%s: --from %s is after --to %s\n", cmd, from, to)
+		return false
+	}
+	return true
 }
