@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint/sqlite"
 	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/jobs"
 )
@@ -109,6 +110,9 @@ type runStatus struct {
 	Started  time.Time            `json:"started"`
 	Finished *time.Time           `json:"finished"` // null while running
 	Result   checkpoint.RunResult `json:"result"`   // running, ok, failed, interrupted
+	// Recorded is the result the state holds when status shows another:
+	// "running" for a run whose process is gone (endedRuns).
+	Recorded checkpoint.RunResult `json:"recorded_result,omitempty"`
 	// DurationSeconds is Finished − Started; null while running.
 	DurationSeconds *float64 `json:"duration_seconds"`
 	Error           string   `json:"error,omitempty"` // one line, for failed and interrupted runs
@@ -175,6 +179,9 @@ func (c *cli) cmdStatus(args []string) int {
 	rep, err := collectStatus(ctx, a.store, loc)
 	if err == nil {
 		rep.Jobs, err = collectJobs(ctx, a.store, cfg, loc, time.Now())
+	}
+	if err == nil && cfg.Checkpoint.Driver == config.DriverSQLite {
+		endedRuns(rep.Jobs, cfg.Checkpoint.Path, log)
 	}
 	if err != nil {
 		fmt.Fprintf(c.stderr, "status: %v\n", err)
@@ -467,6 +474,36 @@ func newRunStatus(r checkpoint.JobRun, loc *time.Location) *runStatus {
 		rs.Finished, rs.DurationSeconds = &f, &d
 	}
 	return rs
+}
+
+// endedRuns shows as interrupted the runs the SQLite state at path records
+// as running when no process holds that state: the process that ran them
+// ended without recording their end (killed, out of memory, the machine
+// stopped). Whoever runs a job holds the state's lock for the run, so a
+// running record without a holder cannot be running. A lock that cannot
+// be read leaves the records as they are (logged).
+func endedRuns(jobs []jobStatus, path string, log *zap.Logger) {
+	var running []*runStatus
+	for _, j := range jobs {
+		if r := j.LastRun; r != nil && r.Result == checkpoint.RunRunning {
+			running = append(running, r)
+		}
+	}
+	if len(running) == 0 {
+		return
+	}
+	_, held, err := sqlite.Held(path)
+	if err != nil {
+		log.Warn("cannot tell whether a process holds the state; runs recorded as running are shown so", zap.Error(err))
+		return
+	}
+	if held {
+		return
+	}
+	for _, r := range running {
+		r.Recorded, r.Result = r.Result, checkpoint.RunInterrupted
+		r.Error = "recorded as running, but no archiver holds the state: its process ended without recording the end of the run (killed, out of memory, or the machine stopped?)"
+	}
 }
 
 // printJobs prints the jobs table, like velero schedule get, then the

@@ -200,6 +200,47 @@ func TestCmdStatus_Jobs(t *testing.T) {
 	})
 }
 
+// TestCmdStatus_EndedRun: a run recorded as running whose process is gone
+// (SIGKILL: nothing recorded its end) is shown interrupted, with the
+// recorded result and why, once no process holds the state; while one
+// does, it is running.
+func TestCmdStatus_EndedRun(t *testing.T) {
+	e, held := failedStateHeld(t)
+	killed := checkpoint.JobRun{Job: "transfer", Started: time.Now(), Result: checkpoint.RunRunning, Replica: "gone-1-00000000"}
+	if err := held.SetLastRun(t.Context(), killed); err != nil {
+		t.Fatal(err)
+	}
+	transfer := func(t *testing.T) *runStatus {
+		t.Helper()
+		rep, out := e.statusJSON(t)
+		for _, j := range rep.Jobs {
+			if j.Job == "transfer" && j.LastRun != nil {
+				return j.LastRun
+			}
+		}
+		t.Fatalf("no last run of transfer:\n%s", out)
+		return nil
+	}
+	if r := transfer(t); r.Result != checkpoint.RunRunning || r.Recorded != "" {
+		t.Fatalf("while a process holds the state: %+v, want running", r)
+	}
+	if err := held.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := transfer(t)
+	if r.Result != checkpoint.RunInterrupted || r.Recorded != checkpoint.RunRunning || !strings.Contains(r.Error, "no archiver holds the state") ||
+		r.Finished != nil || r.Replica != killed.Replica {
+		t.Fatalf("after the process is gone: %+v, want interrupted, recorded running, the reason", r)
+	}
+	code, out, errOut := e.run("status", "--config", e.config)
+	if code != exitOK {
+		t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
+	}
+	if !strings.Contains(out, "\n  transfer: last run interrupted: recorded as running, but no archiver holds the state") {
+		t.Errorf("no interrupted line for the ended run:\n%s", out)
+	}
+}
+
 func TestNextRun(t *testing.T) {
 	at := func(h, m, s int) time.Time { return time.Date(2026, 3, 1, h, m, s, 0, time.UTC) }
 	every, err := config.ParseSchedule("@every 1h")

@@ -15,3 +15,8 @@ func lockFile(dbPath, lockPath string) (*os.File, error) {
 }
 
 func unlockFile(f *os.File) error { return f.Close() }
+
+// Held is not implemented off Unix.
+func Held(path string) (pid int, held bool, err error) {
+	return 0, false, fmt.Errorf("checkpoint: lock %s.lock: %w", path, errors.ErrUnsupported)
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -39,6 +40,32 @@ func lockFile(dbPath, lockPath string) (*os.File, error) {
 		return nil, fmt.Errorf("checkpoint: write pid to %s: %w", lockPath, err)
 	}
 	return f, nil
+}
+
+// Held reports whether a process holds the state at path (its
+// path+".lock" flock, as Open takes it), and that process's PID when
+// readable. It takes no lock: a shared flock is tried and dropped at once.
+// A missing lock file is no holder.
+func Held(path string) (pid int, held bool, err error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return 0, false, fmt.Errorf("checkpoint: %s: %w", path, err)
+	}
+	f, err := os.Open(abs + ".lock")
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("checkpoint: open lock %s.lock: %w", abs, err)
+	}
+	defer f.Close()
+	switch err := flock(f, unix.LOCK_SH|unix.LOCK_NB); {
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return readPID(f), true, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("checkpoint: lock %s.lock: %w", abs, err)
+	}
+	return 0, false, flock(f, unix.LOCK_UN)
 }
 
 // unlockFile releases the lock. The PID is left in the file on purpose:

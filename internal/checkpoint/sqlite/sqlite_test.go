@@ -214,12 +214,23 @@ func TestOpen_Lock(t *testing.T) {
 		if le.PID != os.Getpid() || le.Path != path {
 			t.Fatalf("LockedError = %+v, want pid %d path %s", le, os.Getpid(), path)
 		}
+		if pid, held, err := Held(path); err != nil || !held || pid != os.Getpid() {
+			t.Fatalf("Held while open = %d, %v, %v; want our pid, held", pid, held, err)
+		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
+		}
+		if _, held, err := Held(path); err != nil || held {
+			t.Fatalf("Held after Close = %v, %v; want not held", held, err)
 		}
 		s2 := mustOpen(t, path, Options{})
 		if _, err := s2.AddItems(t.Context(), []checkpoint.Item{{Kind: "agent", UpstreamID: "x"}}); err != nil {
 			t.Fatalf("write after taking over the lock: %v", err)
+		}
+	})
+	t.Run("never opened", func(t *testing.T) {
+		if _, held, err := Held(dbPath(t)); err != nil || held {
+			t.Fatalf("Held of a state never opened = %v, %v; want not held", held, err)
 		}
 	})
 	t.Run("other process", func(t *testing.T) {
@@ -246,7 +257,13 @@ func TestOpen_Lock(t *testing.T) {
 				t.Fatalf("read-only Items = %+v, %v; want the child's item", items, err)
 			}
 		})
+		if pid, held, err := Held(path); err != nil || !held || pid != cmd.Process.Pid {
+			t.Fatalf("Held while the child holds it = %d, %v, %v; want %d, held", pid, held, err, cmd.Process.Pid)
+		}
 		kill(t, cmd)
+		if _, held, err := Held(path); err != nil || held {
+			t.Fatalf("Held after the child was killed = %v, %v; want not held", held, err)
+		}
 		s := mustOpen(t, path, Options{})
 		if n, err := s.RecoverInProgress(t.Context(), testOwner); err != nil || n != 0 {
 			t.Fatalf("RecoverInProgress after child died = %d, %v", n, err)
