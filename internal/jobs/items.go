@@ -319,6 +319,7 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 	var (
 		wg       sync.WaitGroup
 		inflight atomic.Int64
+		ends     atomic.Int64             // items ended so far
 		ended    = make(chan struct{}, 1) // an item ended: claim again
 		queue    []checkpoint.Item
 		pool     = newWorkers()
@@ -331,6 +332,10 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 				break
 			}
 			ahead, claimed = nextAhead(ahead, minAhead, claimed, time.Now())
+			// An item that ends while the claim runs may have added items
+			// (a lookup's recordings) the claim did not see: its store
+			// transaction began before they were committed.
+			before := ends.Load()
 			items, err := a.Store.Claim(sctx, c, kinds, r.claimAt, ahead)
 			if err != nil {
 				r.stop(a.storeErr("claim", err))
@@ -339,6 +344,9 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 			items = r.hold(items)
 			if len(items) == 0 {
 				if inflight.Load() == 0 {
+					if ends.Load() != before {
+						continue // claim again: it will see them
+					}
 					break
 				}
 				select {
@@ -379,6 +387,7 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 			// still counted done only once that commit is durable).
 			record := r.process(ctx, it)
 			<-a.sem
+			ends.Add(1) // before inflight: see the claim loop
 			inflight.Add(-1)
 			select {
 			case ended <- struct{}{}:

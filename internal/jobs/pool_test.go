@@ -124,3 +124,91 @@ func TestRunItems_NoBatchBarrier(t *testing.T) {
 		}
 	}
 }
+
+// staleClaims is a store whose claims, while lookups it handed out are in
+// flight, answer as of their start: each waits until every such lookup is
+// done (and its worker has ended) before returning what it found, as a
+// PostgreSQL claim whose snapshot predates the lookups' added items does.
+type staleClaims struct {
+	checkpoint.Store
+	mu      sync.Mutex
+	lookups map[int64]bool // claimed, not done
+	stale   int            // claims answered late, empty
+}
+
+func (s *staleClaims) Claim(ctx context.Context, c checkpoint.Claimer, kinds []string, now time.Time, limit int) ([]checkpoint.Item, error) {
+	s.mu.Lock()
+	waiting := len(s.lookups) > 0
+	s.mu.Unlock()
+	items, err := s.Store.Claim(ctx, c, kinds, now, limit)
+	if waiting {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			s.mu.Lock()
+			n := len(s.lookups)
+			s.mu.Unlock()
+			if n == 0 {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond) // the lookup's worker ends meanwhile
+		if len(items) == 0 {
+			s.mu.Lock()
+			s.stale++
+			s.mu.Unlock()
+		}
+	}
+	s.mu.Lock()
+	for _, it := range items {
+		if it.Kind == checkpoint.KindIVRLookup || it.Kind == checkpoint.KindTransferLookup {
+			s.lookups[it.ID] = true
+		}
+	}
+	s.mu.Unlock()
+	return items, err
+}
+
+func (s *staleClaims) Done(ctx context.Context, owner string, id int64, key string, size int64, sha256 string) error {
+	err := s.Store.Done(ctx, owner, id, key, size, sha256)
+	s.mu.Lock()
+	delete(s.lookups, id)
+	s.mu.Unlock()
+	return err
+}
+
+// TestRunItems_ClaimDuringLookup: a claim that was already running when a
+// lookup added its recordings, and answers nothing, does not end the run:
+// the recordings the lookups found are all processed in the same run, none
+// left pending (a once that said it was done with IVR recordings waiting
+// for the next run, seen on PostgreSQL under load).
+func TestRunItems_ClaimDuringLookup(t *testing.T) {
+	e := newEnv(t, envOptions{archiver: func(a *Archiver) { a.Concurrency = 64 }})
+	ctx := testCtx(t)
+	if _, err := e.a.Once(ctx, config.JobCDR); err != nil {
+		t.Fatal(err)
+	}
+	st := &staleClaims{Store: e.a.Store, lookups: map[int64]bool{}}
+	e.a.Store = st
+	if _, err := e.a.Run(ctx, config.JobIVR); err != nil {
+		t.Fatal(err)
+	}
+	var ivr, left []string
+	for _, it := range e.items() {
+		switch it.Kind {
+		case checkpoint.KindIVR:
+			ivr = append(ivr, it.UpstreamID)
+			if it.State != checkpoint.StateDone && it.State != checkpoint.StateAbsent {
+				left = append(left, it.UpstreamID+" "+string(it.State))
+			}
+		case checkpoint.KindIVRLookup:
+			if it.State != checkpoint.StateDone {
+				left = append(left, "lookup "+it.UpstreamID+" "+string(it.State))
+			}
+		}
+	}
+	if len(ivr) == 0 || st.stale == 0 {
+		t.Fatalf("%d IVR recordings, %d stale empty claims: the test proves nothing", len(ivr), st.stale)
+	}
+	if len(left) > 0 {
+		t.Errorf("the run ended with %d of %d IVR items not done: %s", len(left), len(ivr), strings.Join(left, ", "))
+	}
+}
