@@ -112,17 +112,7 @@ func TestCmdHold_S3(t *testing.T) {
 	srv := s3test.Start(t) // before the simulator's temp dirs: it finds versitygw from the module
 	bucket := srv.NewBucket(t, true)
 	e := newTestEnv(t, nil, "")
-	raw, err := os.ReadFile(e.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dirSink := fmt.Sprintf("[sink]\ntype = \"dir\"\ndir = %q\n", e.archive)
-	s3Sink := fmt.Sprintf("[sink]\ntype = \"s3\"\n\n[sink.s3]\nendpoint = %q\nbucket = %q\npath_style = true\naccess_key = %q\nsecret_key = %q\n",
-		srv.Endpoint, bucket, srv.AccessKey, srv.SecretKey)
-	if !strings.Contains(string(raw), dirSink) {
-		t.Fatalf("the test configuration has no dir sink block to replace:\n%s", raw)
-	}
-	if err := os.WriteFile(e.config, []byte(strings.Replace(string(raw), dirSink, s3Sink, 1)), 0o600); err != nil {
+	if err := os.WriteFile(e.config, e.s3Config(t, srv, bucket, srv.SecretKey), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, stderr := e.run("once", "--config", e.config, "--quiet"); code != exitOK {
@@ -218,4 +208,21 @@ func setHold(t *testing.T, c *awss3.Client, bucket, key string, on bool) {
 		LegalHold: &types.ObjectLockLegalHold{Status: status}, ChecksumAlgorithm: types.ChecksumAlgorithmCrc32}); err != nil {
 		t.Fatalf("legal hold %v on %s: %v", on, key, err)
 	}
+}
+
+// s3Config is the test configuration with its dir sink replaced by an s3
+// sink on bucket of srv, signing with secret.
+func (e *testEnv) s3Config(t *testing.T, srv *s3test.Server, bucket, secret string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirSink := fmt.Sprintf("[sink]\ntype = \"dir\"\ndir = %q\n", e.archive)
+	if !strings.Contains(string(raw), dirSink) {
+		t.Fatalf("the test configuration has no dir sink block to replace:\n%s", raw)
+	}
+	s3Sink := fmt.Sprintf("[sink]\ntype = \"s3\"\n\n[sink.s3]\nendpoint = %q\nbucket = %q\npath_style = true\naccess_key = %q\nsecret_key = %q\n",
+		srv.Endpoint, bucket, srv.AccessKey, secret)
+	return []byte(strings.Replace(string(raw), dirSink, s3Sink, 1))
 }

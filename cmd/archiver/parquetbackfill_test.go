@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -30,19 +29,8 @@ func TestCmdParquetBackfill_S3(t *testing.T) {
 	srv := s3test.Start(t) // before the simulator's temp dirs: it finds versitygw from the module
 	bucket := srv.NewBucket(t, false)
 	e := newTestEnv(t, nil, "")
-	raw, err := os.ReadFile(e.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dirSink := fmt.Sprintf("[sink]\ntype = \"dir\"\ndir = %q\n", e.archive)
-	s3Sink := func(secret string) string {
-		return fmt.Sprintf("[sink]\ntype = \"s3\"\n\n[sink.s3]\nendpoint = %q\nbucket = %q\npath_style = true\naccess_key = %q\nsecret_key = %q\n",
-			srv.Endpoint, bucket, srv.AccessKey, secret)
-	}
-	if !strings.Contains(string(raw), dirSink) {
-		t.Fatalf("the test configuration has no dir sink block to replace:\n%s", raw)
-	}
-	if err := os.WriteFile(e.config, []byte(strings.Replace(string(raw), dirSink, s3Sink(srv.SecretKey), 1)), 0o600); err != nil {
+	bad := e.s3Config(t, srv, bucket, "not-the-secret")
+	if err := os.WriteFile(e.config, e.s3Config(t, srv, bucket, srv.SecretKey), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, stderr := e.run("once", "--config", e.config, "--quiet"); code != exitOK {
@@ -185,8 +173,7 @@ func TestCmdParquetBackfill_S3(t *testing.T) {
 	})
 
 	t.Run("refused", func(t *testing.T) {
-		bad := strings.Replace(string(raw), dirSink, s3Sink("not-the-secret"), 1)
-		if err := os.WriteFile(e.config, []byte(bad), 0o600); err != nil {
+		if err := os.WriteFile(e.config, bad, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		for _, args := range [][]string{{}, {"--dry-run"}} {

@@ -265,6 +265,18 @@ func recordingObjects(objs map[string]string) map[string]string {
 	return out
 }
 
+// archivedByCall returns the archived recordings (done items with a key)
+// by call.
+func (e *env) archivedByCall() map[string][]checkpoint.Item {
+	byCall := map[string][]checkpoint.Item{}
+	for _, it := range e.items(checkpoint.StateDone) {
+		if it.Key != "" {
+			byCall[it.CallID] = append(byCall[it.CallID], it)
+		}
+	}
+	return byCall
+}
+
 func (e *env) items(states ...checkpoint.State) []checkpoint.Item {
 	e.t.Helper()
 	items, err := e.store.Items(context.Background(), states...)

@@ -468,12 +468,7 @@ func TestHold_S3(t *testing.T) {
 	}
 	// A VDN 61 call with an IVR recording (held by its rule) and an agent
 	// recording (not held).
-	byCall := map[string][]checkpoint.Item{}
-	for _, it := range e.items(checkpoint.StateDone) {
-		if it.Key != "" {
-			byCall[it.CallID] = append(byCall[it.CallID], it)
-		}
-	}
+	byCall := e.archivedByCall()
 	var call string
 	var objs []checkpoint.Item
 	for id, its := range byCall {

@@ -34,12 +34,7 @@ func TestVerify_LocksS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The archived recordings by call, and by rule.
-	byCall := map[string][]checkpoint.Item{}
-	for _, it := range e.items(checkpoint.StateDone) {
-		if it.Key != "" {
-			byCall[it.CallID] = append(byCall[it.CallID], it)
-		}
-	}
+	byCall := e.archivedByCall()
 	calls := make([]string, 0, len(byCall))
 	for id := range byCall {
 		calls = append(calls, id)
