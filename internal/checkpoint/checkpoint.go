@@ -213,6 +213,12 @@ type Store interface {
 	// are kept as they are, whatever their state) and saves p with State done.
 	// It returns how many items were new.
 	CompletePackage(ctx context.Context, p Package, calls []Call, items []Item) (added int, err error)
+	// AddCalls, in one transaction, adds calls and items as CompletePackage
+	// does, without saving a package: a large package's calls and their
+	// items are committed in parts, so that its recordings can be claimed
+	// while the rest is stored, before CompletePackage adds the last part
+	// and marks it done. It returns how many items were new.
+	AddCalls(ctx context.Context, calls []Call, items []Item) (added int, err error)
 
 	// AddItems adds items (State pending unless set) and ignores those whose
 	// (Kind, UpstreamID) exists. It returns how many were new. An item may be

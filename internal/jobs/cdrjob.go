@@ -538,9 +538,9 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		// store. Calls and items are still offered (they are known already).
 		p.State, p.Key, p.RowsKey, p.RowsSHA256, p.LastError = checkpoint.StateDone, "", prev.RowsKey, rows.content, ""
 		p.Calls, p.Items = len(calls), len(items)
-		added, err := a.Store.CompletePackage(sctx, *p, calls, items)
+		added, err := a.completePackage(ctx, *p, calls, items)
 		if err != nil {
-			return a.storeErr("complete package", err)
+			return err
 		}
 		a.met.Package("unchanged")
 		rep.Packages++
@@ -583,9 +583,9 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		return err
 	}
 	p.State, p.Key, p.RowsKey, p.RowsSHA256, p.Calls, p.Items, p.LastError = checkpoint.StateDone, key, rowsKey, rows.content, len(calls), len(items), ""
-	added, err := a.Store.CompletePackage(sctx, *p, calls, items)
+	added, err := a.completePackage(ctx, *p, calls, items)
 	if err != nil {
-		return a.storeErr("complete package", err)
+		return err
 	}
 	rep.Packages++
 	rep.Added += added
@@ -593,6 +593,80 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 	log.Info("package archived", zap.String("bill_file", p.BillFileName), zap.String("key", key),
 		zap.Int("calls", len(calls)), zap.Int("items", len(items)), zap.Int("new_items", added))
 	return nil
+}
+
+// partCalls is how many calls (with their items) a part of a large
+// package holds when its items are committed in parts (completePackage).
+const partCalls = 1000
+
+// completePackage records the package's calls and items and marks it done.
+// While item jobs run in the same pass (a feed in ctx), a package of more
+// than partCalls calls is committed in parts, the calls of each part with
+// their items (Store.AddCalls), each part announced to the feed, the last
+// with the done mark (Store.CompletePackage): its recordings are archived
+// while the rest is stored. A part of a package that then fails is kept:
+// its items are the package's, which is retried, and adding them again
+// adds nothing.
+func (a *Archiver) completePackage(ctx context.Context, p checkpoint.Package, calls []checkpoint.Call, items []checkpoint.Item) (int, error) {
+	sctx, fd := storeCtx(ctx), feedOf(ctx)
+	size := a.parts
+	if size <= 0 {
+		size = partCalls
+	}
+	added := 0
+	if fd != nil && len(calls) > size {
+		parts := callParts(calls, items, size)
+		for _, pt := range parts[:len(parts)-1] {
+			n, err := a.Store.AddCalls(sctx, pt.calls, pt.items)
+			if err != nil {
+				return added, a.storeErr("add calls", err)
+			}
+			added += n
+			if n > 0 {
+				fd.added()
+			}
+		}
+		calls, items = parts[len(parts)-1].calls, parts[len(parts)-1].items
+	}
+	n, err := a.Store.CompletePackage(sctx, p, calls, items)
+	if err != nil {
+		return added, a.storeErr("complete package", err)
+	}
+	added += n
+	if n > 0 {
+		fd.added()
+	}
+	return added, nil
+}
+
+// callPart is a part of a package: calls and their items.
+type callPart struct {
+	calls []checkpoint.Call
+	items []checkpoint.Item
+}
+
+// callParts splits calls into parts of at most size calls, each with the
+// items of its calls, in the order given; an item whose call is not among
+// calls goes with the last part.
+func callParts(calls []checkpoint.Call, items []checkpoint.Item, size int) []callPart {
+	n := (len(calls) + size - 1) / size
+	if n < 1 {
+		n = 1
+	}
+	parts := make([]callPart, n)
+	part := make(map[string]int, len(calls))
+	for i, c := range calls {
+		parts[i/size].calls = append(parts[i/size].calls, c)
+		part[c.CallID] = i / size
+	}
+	for _, it := range items {
+		i, ok := part[it.CallID]
+		if !ok {
+			i = n - 1
+		}
+		parts[i].items = append(parts[i].items, it)
+	}
+	return parts
 }
 
 // quarantine keeps the bytes of a package rejected for its content under

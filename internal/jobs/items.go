@@ -298,12 +298,15 @@ func (r *itemRun) isStopped() bool {
 // other replicas). Items are claimed as due at the start of the run, so
 // an item failing or deferred in this run waits for a later run, while items
 // that lookups add are processed now: when nothing is due but work is in
-// flight, the pool claims again after each item ends.
+// flight, the pool claims again after each item ends. So are those the cdr
+// job of the same pass adds (a feed in ctx): while it runs, the pool waits
+// for its next commit instead of ending.
 func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 	r := &itemRun{a: a, spec: a.spec(job), log: a.log.With(zap.String("job", job)), claimAt: a.now(),
 		stopped: make(chan struct{}), held: map[int64]*claim{}}
 	r.rep.prog = a.Progress
 	sctx := storeCtx(ctx)
+	fd := feedOf(ctx) // the cdr job of the pass, adding items while it runs
 	minAhead := a.concurrency()
 	ahead, claimed := minAhead, time.Time{}
 	c := a.claimer()
@@ -336,6 +339,8 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 			// (a lookup's recordings) the claim did not see: its store
 			// transaction began before they were committed.
 			before := ends.Load()
+			// Likewise a package the cdr job commits during the claim.
+			more, coming := fd.wait()
 			items, err := a.Store.Claim(sctx, c, kinds, r.claimAt, ahead)
 			if err != nil {
 				r.stop(a.storeErr("claim", err))
@@ -347,10 +352,13 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 					if ends.Load() != before {
 						continue // claim again: it will see them
 					}
-					break
+					if !coming {
+						break
+					}
 				}
 				select {
 				case <-ended:
+				case <-more:
 				case <-ctx.Done():
 				case <-r.stopped:
 				}

@@ -149,6 +149,7 @@ type Archiver struct {
 	log      *zap.Logger
 	owner    string // Replica, or the ID init made
 	runs     runs   // started, not ended (RecordInterrupted)
+	parts    int    // calls per committed part of a large package; 0: partCalls (tests set it)
 }
 
 // Window is a time window [Begin, End) of the cdr job.
@@ -464,8 +465,9 @@ func Methods() []string {
 // objects. It is no item kind: packages are not items.
 const KindPackage = "cdr"
 
-// Once runs the given jobs (all four when none): cdr first if included,
-// then recordings, transfer and ivr concurrently, then WriteLedgers.
+// Once runs the given jobs (all four when none): cdr, and concurrently
+// recordings, transfer and ivr (taking each package's items as the cdr job
+// commits them), then WriteLedgers.
 func (a *Archiver) Once(ctx context.Context, jobs ...string) (*Report, error) {
 	if err := a.init(); err != nil {
 		return &Report{}, err
@@ -510,31 +512,55 @@ func (p passResult) result(ctx context.Context) (*Report, error) {
 	return p.rep, dedupeErrors(errs)
 }
 
-// pass is the sequence every run of the jobs follows: cdrJob first when it
-// is not nil, then the item jobs want names, concurrently, then, unless ctx
-// ended, WriteLedgers. Once, Backfill and each scheduled run of Serve are
+// pass is the sequence every run of the jobs follows: cdrJob when it is
+// not nil and, concurrently with it, the item jobs want names (each taking
+// the items the cdr job commits as it goes: feed), then, unless ctx ended,
+// WriteLedgers. Once, Backfill and each scheduled run of Serve are
 // one pass. ran, when not nil, is called between the jobs and the ledgers.
 func (a *Archiver) pass(ctx context.Context, cdrJob func(context.Context) (*Report, error), want map[string]bool,
 	ran func(rep *Report, errs []error)) passResult {
 	p := passResult{rep: &Report{}}
 	kinds := a.itemKinds(want)
 	a.Progress.begin(a.now(), cdrJob != nil, len(kinds) > 0)
+	var (
+		items    = make(chan itemsResult, 1)
+		startJob = func(ctx context.Context) {
+			go func() {
+				rep, err := a.itemJobs(ctx, want)
+				items <- itemsResult{rep, err}
+			}()
+		}
+	)
 	if cdrJob != nil {
 		a.countPending(ctx, kinds)
-		rep, err := cdrJob(ctx)
+		// The item jobs start with the cdr job when there are any: they
+		// take each package's items as it commits them (feed).
+		var f *feed
+		if len(kinds) > 0 {
+			f = newFeed()
+			startJob(withFeed(ctx, f))
+		}
+		rep, err := cdrJob(withFeed(ctx, f))
+		f.end()
 		p.rep.Merge(rep)
 		if err != nil {
 			p.errs = append(p.errs, err)
 		}
 		a.Progress.phase(PhaseItems, a.now())
+		// Counted again: the packages have added items, some of kinds that
+		// no job of this pass claims.
+		a.countPending(ctx, kinds)
+		if f == nil {
+			startJob(ctx)
+		}
+	} else {
+		a.countPending(ctx, kinds)
+		startJob(ctx)
 	}
-	// Counted again: the packages have added items, some of kinds that no
-	// job of this pass claims.
-	a.countPending(ctx, kinds)
-	rep, err := a.itemJobs(ctx, want)
-	p.rep.Merge(rep)
-	if err != nil {
-		p.errs = append(p.errs, err)
+	res := <-items
+	p.rep.Merge(res.rep)
+	if res.err != nil {
+		p.errs = append(p.errs, res.err)
 	}
 	if ran != nil {
 		ran(p.rep, p.errs)
@@ -545,6 +571,12 @@ func (a *Archiver) pass(ctx context.Context, cdrJob func(context.Context) (*Repo
 	}
 	a.Progress.phase(PhaseDone, a.now())
 	return p
+}
+
+// itemsResult is what itemJobs returned.
+type itemsResult struct {
+	rep *Report
+	err error
 }
 
 // itemJobs runs the wanted item jobs concurrently.

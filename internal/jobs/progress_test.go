@@ -71,8 +71,9 @@ func TestProgress_Backfill(t *testing.T) {
 	for i, s := range ss.seen {
 		switch s.Phase {
 		case PhaseCDR:
+			// The item jobs run with the cdr job: items may be done already.
 			cdrSeen = true
-			if s.WindowsTotal != 2 || s.ItemsDone != 0 {
+			if s.WindowsTotal != 2 || s.ItemsDone > end.ItemsDone {
 				t.Errorf("snapshot %d in the cdr phase: %+v", i, s)
 			}
 		case PhaseItems:

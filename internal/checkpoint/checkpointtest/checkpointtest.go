@@ -100,6 +100,7 @@ func Run(t *testing.T, b Backend) {
 	}{
 		{"Package", testPackage},
 		{"CompletePackage", testCompletePackage},
+		{"AddCalls", testAddCalls},
 		{"AddItems", testAddItems},
 		{"Claim", testClaim},
 		{"Transitions", testTransitions},
@@ -322,6 +323,66 @@ func packageEqual(a, b checkpoint.Package) bool {
 		a.BillFileName == b.BillFileName && a.RequestedAt.Equal(b.RequestedAt) && a.State == b.State &&
 		a.Attempts == b.Attempts && a.LastError == b.LastError && a.Key == b.Key && a.RowsKey == b.RowsKey &&
 		a.Size == b.Size && a.SHA256 == b.SHA256 && a.RowsSHA256 == b.RowsSHA256 && a.Calls == b.Calls && a.Items == b.Items && a.UpdatedAt.Equal(b.UpdatedAt)
+}
+
+// testAddCalls: a package's calls and items committed in parts, then the
+// package completed with the last part: each part's items are claimable at
+// once, the package is done only at the end, repeats add nothing, and a
+// part that fails adds nothing of it.
+func testAddCalls(t *testing.T, s checkpoint.Store) {
+	begin, end := t0(), t0().Add(time.Hour)
+	id, err := s.CreatePackage(ctx(t), checkpoint.Package{Begin: begin, End: end})
+	if err != nil {
+		t.Fatal(err)
+	}
+	part1 := []checkpoint.Call{{CallID: "p1", Day: "2026-03-01", Begin: t0(), VDN: "v1", AgentID: "a1"}}
+	n, err := s.AddCalls(ctx(t), part1, []checkpoint.Item{item(checkpoint.KindAgent, "g1"), item(checkpoint.KindAgent, "g2")})
+	if err != nil || n != 2 {
+		t.Fatalf("AddCalls = %d, %v; want 2, nil", n, err)
+	}
+	if _, ok, err := s.LastDonePackage(ctx(t), begin, end); err != nil || ok {
+		t.Fatalf("after a part: LastDonePackage ok %v err %v, want no done package", ok, err)
+	}
+	claimed, err := s.Claim(ctx(t), ca, []string{checkpoint.KindAgent}, t0(), 0)
+	if err != nil || len(claimed) != 2 {
+		t.Fatalf("Claim after a part = %d items, err %v; want 2", len(claimed), err)
+	}
+	if n, err := s.AddCalls(ctx(t), part1, []checkpoint.Item{item(checkpoint.KindAgent, "g1")}); err != nil || n != 0 {
+		t.Fatalf("AddCalls again = %d, %v; want 0, nil", n, err)
+	}
+	if _, err := s.AddCalls(ctx(t), []checkpoint.Call{{CallID: "p9", Day: "2026-03-01"}},
+		[]checkpoint.Item{item(checkpoint.KindAgent, "g9"), {Kind: checkpoint.KindAgent}}); err == nil {
+		t.Fatal("AddCalls with an item without upstream ID: no error")
+	}
+	all, err := s.Items(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range all {
+		if it.UpstreamID == "g9" {
+			t.Fatalf("an item of the failed part was added: %+v (want the part rolled back)", it)
+		}
+	}
+	part2 := []checkpoint.Call{{CallID: "p2", Day: "2026-03-01", Begin: t0().Add(time.Minute)}}
+	n, err = s.CompletePackage(ctx(t), checkpoint.Package{ID: id, Key: "pk", Calls: 2, Items: 3}, part2,
+		[]checkpoint.Item{item(checkpoint.KindAgent, "g3")})
+	if err != nil || n != 1 {
+		t.Fatalf("CompletePackage with the last part = %d, %v; want 1, nil", n, err)
+	}
+	if p, ok, err := s.LastDonePackage(ctx(t), begin, end); err != nil || !ok || p.ID != id {
+		t.Fatalf("LastDonePackage = %+v ok %v err %v", p, ok, err)
+	}
+	dc, err := s.DayCalls(ctx(t), "2026-03-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range dc {
+		ids = append(ids, c.CallID)
+	}
+	if !slices.Contains(ids, "p1") || !slices.Contains(ids, "p2") || slices.Contains(ids, "p9") {
+		t.Fatalf("DayCalls = %v, want p1 and p2, not p9", ids)
+	}
 }
 
 func testCompletePackage(t *testing.T, s checkpoint.Store) {

@@ -255,6 +255,24 @@ func (s *Store) updatePackage(ctx context.Context, tx *sql.Tx, p checkpoint.Pack
 	return nil
 }
 
+// AddCalls adds calls and items (existing ones untouched) in one
+// transaction, and returns how many items were new.
+func (s *Store) AddCalls(ctx context.Context, calls []checkpoint.Call, items []checkpoint.Item) (int, error) {
+	var added int
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := s.insertCalls(ctx, tx, calls); err != nil {
+			return err
+		}
+		var err error
+		added, err = s.insertItems(ctx, tx, items)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint: add %d calls: %w", len(calls), err)
+	}
+	return added, nil
+}
+
 // CompletePackage adds calls and items (existing ones untouched) and saves p
 // as done, in one transaction. It returns how many items were new.
 func (s *Store) CompletePackage(ctx context.Context, p checkpoint.Package, calls []checkpoint.Call, items []checkpoint.Item) (int, error) {

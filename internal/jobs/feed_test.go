@@ -1,0 +1,188 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/sink"
+)
+
+// gateSink holds the Put of the CDR package of one window until a
+// recording has been stored, or until the gate gives up.
+type gateSink struct {
+	sink.Sink
+	window string // window-begin metadata of the held package
+	stored chan struct{}
+	once   sync.Once
+	waited time.Duration // how long the held package waited
+	gaveUp bool
+	mu     sync.Mutex
+}
+
+func (g *gateSink) Put(ctx context.Context, key string, r io.Reader, size int64, m sink.Meta) (sink.Object, error) {
+	if m.Metadata["kind"] == KindPackage && m.Metadata["window-begin"] == g.window {
+		t0 := time.Now()
+		select {
+		case <-g.stored:
+		case <-time.After(10 * time.Second):
+			g.mu.Lock()
+			g.gaveUp = true
+			g.mu.Unlock()
+		}
+		g.mu.Lock()
+		g.waited = time.Since(t0)
+		g.mu.Unlock()
+	}
+	obj, err := g.Sink.Put(ctx, key, r, size, m)
+	if err == nil && m.Metadata["call-id"] != "" { // a recording
+		g.once.Do(func() { close(g.stored) })
+	}
+	return obj, err
+}
+
+// TestPass_ItemsWhileCDR: the item jobs of a backfill take the first
+// window's recordings while the cdr job is still storing the second
+// window's package; the pass still ends with every recording done.
+func TestPass_ItemsWhileCDR(t *testing.T) {
+	g := &gateSink{window: simStart.AddDate(0, 0, 1).UTC().Format(time.RFC3339), stored: make(chan struct{})}
+	e := newEnv(t, envOptions{sink: func(s sink.Sink) sink.Sink { g.Sink = s; return g }})
+	rep, err := e.a.Backfill(testCtx(t), simStart, simStart.AddDate(0, 0, 2), BackfillOptions{})
+	if err != nil {
+		t.Fatalf("backfill: %v", err)
+	}
+	g.mu.Lock()
+	gaveUp, waited := g.gaveUp, g.waited
+	g.mu.Unlock()
+	if gaveUp {
+		t.Fatalf("the second window's package waited %s for a recording of the first to be stored: none was (the item jobs wait for the cdr job)", waited)
+	}
+	if rep.Packages != 2 || rep.Done == 0 {
+		t.Fatalf("report %+v: want 2 packages and recordings done", rep)
+	}
+	for _, it := range e.items(checkpoint.StatePending, checkpoint.StateInProgress, checkpoint.StateFailed, checkpoint.StateDead) {
+		t.Errorf("%s item %s left %s after the pass", it.Kind, it.UpstreamID, it.State)
+	}
+}
+
+// partsStore counts AddCalls and holds CompletePackage until an item is
+// done (or gives up).
+type partsStore struct {
+	checkpoint.Store
+	mu        sync.Mutex
+	parts     int
+	doneFirst chan struct{}
+	once      sync.Once
+	gaveUp    bool
+}
+
+func (s *partsStore) AddCalls(ctx context.Context, calls []checkpoint.Call, items []checkpoint.Item) (int, error) {
+	s.mu.Lock()
+	s.parts++
+	s.mu.Unlock()
+	return s.Store.AddCalls(ctx, calls, items)
+}
+
+func (s *partsStore) CompletePackage(ctx context.Context, p checkpoint.Package, calls []checkpoint.Call, items []checkpoint.Item) (int, error) {
+	if len(calls) > 0 {
+		select {
+		case <-s.doneFirst:
+		case <-time.After(10 * time.Second):
+			s.mu.Lock()
+			s.gaveUp = true
+			s.mu.Unlock()
+		}
+	}
+	return s.Store.CompletePackage(ctx, p, calls, items)
+}
+
+func (s *partsStore) DoneArgs(ctx context.Context, owner string, id int64, key string, size int64, sha string, args json.RawMessage) error {
+	err := s.Store.DoneArgs(ctx, owner, id, key, size, sha, args)
+	if err == nil {
+		s.once.Do(func() { close(s.doneFirst) })
+	}
+	return err
+}
+
+func (s *partsStore) Done(ctx context.Context, owner string, id int64, key string, size int64, sha string) error {
+	err := s.Store.Done(ctx, owner, id, key, size, sha)
+	if err == nil && key != "" {
+		s.once.Do(func() { close(s.doneFirst) })
+	}
+	return err
+}
+
+// TestPass_PackageInParts: a package of more calls than a part holds is
+// committed in parts while the item jobs run: recordings of its first parts
+// are done before the package is (its CompletePackage waits for one), and
+// the pass ends with the package done and every item archived, as in one
+// transaction.
+func TestPass_PackageInParts(t *testing.T) {
+	var st *partsStore
+	e := newEnv(t, envOptions{archiver: func(a *Archiver) {
+		a.parts = 7
+		st = &partsStore{Store: a.Store, doneFirst: make(chan struct{})}
+		a.Store = st
+	}})
+	rep, err := e.a.Once(testCtx(t))
+	if err != nil {
+		t.Fatalf("once: %v", err)
+	}
+	st.mu.Lock()
+	parts, gaveUp := st.parts, st.gaveUp
+	st.mu.Unlock()
+	if parts == 0 {
+		t.Fatalf("no package was committed in parts (%d calls a part, %d calls)", e.a.parts, defaultTestCalls)
+	}
+	if gaveUp {
+		t.Fatalf("%d parts committed, but no recording was done before the package was completed", parts)
+	}
+	pkgs, err := e.store.Packages(context.Background(), checkpoint.StateDone)
+	if err != nil || len(pkgs) == 0 || rep.Done == 0 {
+		t.Fatalf("done packages %d (%v), report %+v", len(pkgs), err, rep)
+	}
+	for _, it := range e.items(checkpoint.StatePending, checkpoint.StateInProgress, checkpoint.StateFailed, checkpoint.StateDead) {
+		t.Errorf("%s item %s left %s after the pass", it.Kind, it.UpstreamID, it.State)
+	}
+}
+
+// TestCallParts: every call once, each with its items, in order; an item of
+// no listed call in the last part.
+func TestCallParts(t *testing.T) {
+	var calls []checkpoint.Call
+	var items []checkpoint.Item
+	for i := range 7 {
+		id := string(rune('a' + i))
+		calls = append(calls, checkpoint.Call{CallID: id})
+		items = append(items, checkpoint.Item{CallID: id, UpstreamID: id + "1"}, checkpoint.Item{CallID: id, UpstreamID: id + "2"})
+	}
+	items = append(items, checkpoint.Item{CallID: "zz", UpstreamID: "orphan"})
+	parts := callParts(calls, items, 3)
+	if len(parts) != 3 {
+		t.Fatalf("%d parts, want 3", len(parts))
+	}
+	var got []string
+	for i, p := range parts {
+		in := map[string]bool{}
+		for _, c := range p.calls {
+			in[c.CallID] = true
+			got = append(got, c.CallID)
+		}
+		for _, it := range p.items {
+			if !in[it.CallID] && !(it.UpstreamID == "orphan" && i == len(parts)-1) {
+				t.Errorf("part %d holds item %s of call %s, not its", i, it.UpstreamID, it.CallID)
+			}
+		}
+	}
+	if n := len(parts[0].items) + len(parts[1].items) + len(parts[2].items); n != len(items) || fmt.Sprint(got) != "[a b c d e f g]" {
+		t.Errorf("calls %v, %d items; want a–g once each, %d items", got, n, len(items))
+	}
+	if one := callParts(nil, nil, 3); len(one) != 1 {
+		t.Errorf("no calls: %d parts, want 1", len(one))
+	}
+}
