@@ -168,6 +168,14 @@ CREATE TABLE job_runs (
 	PRIMARY KEY (tenant, job)
 );
 `},
+		// The claim reads each (state, kind) in due order: with the kind
+		// after next_attempt_at, a claim of one job's kinds read past every
+		// due item of the kinds no job of the run claims (the lookups kept
+		// while the transfer and ivr jobs are off).
+		{"claim index", `
+CREATE INDEX items_claim ON items (tenant, state, kind, next_attempt_at, id);
+DROP INDEX items_due;
+`},
 	}
 }
 

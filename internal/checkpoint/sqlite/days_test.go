@@ -86,6 +86,7 @@ func TestOpen_MigrateFillsDaySummary(t *testing.T) {
 	// Back to version 3: no job runs (7), no job successes (6), no leases
 	// (5), no summary tables, no triggers (4).
 	for _, stmt := range []string{
+		`DROP INDEX items_claim`, `CREATE INDEX items_due ON items (state, next_attempt_at)`,
 		`DROP TABLE job_runs`, `DROP TABLE job_successes`, `DROP TABLE leases`, `ALTER TABLE items DROP COLUMN owner`, `ALTER TABLE items DROP COLUMN lease_until`,
 		`DROP TRIGGER day_items_insert`, `DROP TRIGGER day_items_update`, `DROP TRIGGER day_items_delete`,
 		`DROP TRIGGER day_calls_insert`, `DROP TRIGGER day_calls_update`, `DROP TRIGGER day_calls_delete`,

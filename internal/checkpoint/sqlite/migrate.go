@@ -186,6 +186,12 @@ CREATE TABLE leases (
 	bytes    INTEGER NOT NULL DEFAULT 0,
 	replica  TEXT    NOT NULL DEFAULT ''
 );`,
+		// 8: the claim reads each (state, kind) in due order. With the kind
+		// after next_attempt_at, a claim of one job's kinds read past every
+		// due item of the kinds no job of the run claims (the lookups kept
+		// while the transfer and ivr jobs are off): O(n) rows a claim.
+		`CREATE INDEX items_claim ON items (state, kind, next_attempt_at);
+DROP INDEX items_due;`,
 	}
 }
 

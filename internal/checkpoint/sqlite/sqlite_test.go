@@ -690,6 +690,7 @@ func TestOpen_MigrateLeases(t *testing.T) {
 	}
 	defer db.Close()
 	for _, stmt := range []string{
+		`DROP INDEX items_claim`, `CREATE INDEX items_due ON items (state, next_attempt_at)`,
 		`DROP TABLE job_runs`, `DROP TABLE job_successes`, `DROP TABLE leases`, `ALTER TABLE items DROP COLUMN owner`, `ALTER TABLE items DROP COLUMN lease_until`,
 		`UPDATE items SET state = 'in_progress', attempts = 2 WHERE upstream_id = 'a'`, `PRAGMA user_version = 4`,
 	} {
@@ -763,7 +764,7 @@ func TestOpen_MigrateJobRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, stmt := range []string{`DROP TABLE job_runs`, `PRAGMA user_version = 6`} {
+	for _, stmt := range []string{`DROP INDEX items_claim`, `CREATE INDEX items_due ON items (state, next_attempt_at)`, `DROP TABLE job_runs`, `PRAGMA user_version = 6`} {
 		if _, err := db.Exec(stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}

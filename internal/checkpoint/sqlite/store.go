@@ -428,10 +428,12 @@ func (s *Store) Claim(ctx context.Context, c checkpoint.Claimer, kinds []string,
 				return e.err
 			}
 			args := []any{c.Owner, until, stamp}
-			for _, bound := range []int64{n, n, stamp} { // the three branches of claimSQL
-				args = append(args, bound)
+			for _, bound := range []int64{n, n, stamp} { // the branches of claimSQL: per state, per kind
+				if len(kinds) == 0 {
+					args = append(args, bound)
+				}
 				for _, k := range kinds {
-					args = append(args, k)
+					args = append(args, bound, k)
 				}
 			}
 			rows, err := tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
@@ -454,30 +456,34 @@ func (s *Store) Claim(ctx context.Context, c checkpoint.Claimer, kinds []string,
 
 // claimSQL is the claim's statement for nkinds kinds (all kinds when 0)
 // and a limit (-1: none).
-// One branch per claimable state, each read in the order of its index
-// (items_due: state, next_attempt_at, then the rowid) and cut at the limit,
-// so a claim reads about limit rows per state however many items wait: one
-// query with an OR of the states would sort every due item on each claim.
+// One branch per claimable state and kind, each read in the order of its
+// index (items_claim: state, kind, next_attempt_at, then the rowid) and cut
+// at the limit, so a claim reads about limit rows per branch however many
+// items wait, of its kinds or of others: one query with an OR of the states
+// would sort every due item on each claim, and a kind filtered after the
+// index read past every due item of the other kinds. Without kinds (tests)
+// a branch per state sorts its due items.
 // Its arguments: owner, lease_until, updated_at, then for each branch its
-// bound and the kinds. The limit is written into the text: SQLite reads a
+// bound and its kind. The limit is written into the text: SQLite reads a
 // LIMIT's bound parameter while planning and then prepares the statement
 // again each time the parameter is bound, which was a third of a claim's
 // CPU.
 func claimSQL(nkinds, limit int) string {
 	lim := " LIMIT " + strconv.Itoa(limit)
-	kindCond := ""
-	if nkinds > 0 {
-		kindCond = ` AND kind IN (` + strings.TrimSuffix(strings.Repeat("?,", nkinds), ",") + `)`
+	var branches []string
+	for _, cond := range []string{`state = 'pending' AND next_attempt_at <= ?`, `state = 'failed' AND next_attempt_at <= ?`,
+		`state = 'in_progress' AND lease_until <= ?`} {
+		for k := 0; k < max(nkinds, 1); k++ {
+			kind := ""
+			if nkinds > 0 {
+				kind = ` AND kind = ?`
+			}
+			branches = append(branches, `SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at FROM items
+			WHERE `+cond+kind+` ORDER BY next_attempt_at, id`+lim+`)`)
+		}
 	}
-	branch := func(cond string) string {
-		return `SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at FROM items
-			WHERE ` + cond + kindCond + ` ORDER BY next_attempt_at, id` + lim + `)`
-	}
-	due := branch(`state = 'pending' AND next_attempt_at <= ?`) + ` UNION ALL ` +
-		branch(`state = 'failed' AND next_attempt_at <= ?`) + ` UNION ALL ` +
-		branch(`state = 'in_progress' AND lease_until <= ?`)
 	return `UPDATE items SET state = 'in_progress', owner = ?, lease_until = ?, updated_at = ?
-		WHERE id IN (SELECT id FROM (` + due + `) ORDER BY next_attempt_at, id` + lim + `)
+		WHERE id IN (SELECT id FROM (` + strings.Join(branches, ` UNION ALL `) + `) ORDER BY next_attempt_at, id` + lim + `)
 		RETURNING ` + itemCols
 }
 
