@@ -44,6 +44,9 @@ type bench struct {
 	keysFile string
 	files    []file
 	bigState string // store1m: the state of StoreItems done items
+	// used are the buckets filled so far, removed after the last round
+	// (without --keep): see removeBuckets.
+	used []string
 
 	res results
 }
@@ -164,6 +167,9 @@ func (b *bench) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("access log: %w", err)
 	}
+	if err := b.removeBuckets(); err != nil {
+		return err
+	}
 	for i := range b.res.Runs {
 		b.res.Runs[i].countRequests(counts[b.res.Runs[i].Bucket])
 	}
@@ -206,8 +212,8 @@ func (b *bench) runVariant(ctx context.Context, round int, v string) (runResult,
 			return r, err
 		}
 	}
-	// Nothing written before the run (the copied state, the removed buckets
-	// of earlier runs, the data files) is left for the kernel to write back
+	// Nothing written before the run (the copied state, the buckets of
+	// earlier runs, the data files) is left for the kernel to write back
 	// while it is timed: writeback of a 1.2 GB state copy behind the
 	// archiver's own fsyncs made store1m's A-1m look slower than it is.
 	syscall.Sync()
@@ -233,12 +239,28 @@ func (b *bench) runVariant(ctx context.Context, round int, v string) (runResult,
 	if err := b.check(ctx, &r, v != variantLoop && v != variantRclone); err != nil {
 		return r, err
 	}
-	if !b.o.keep {
+	b.used = append(b.used, bucket)
+	return r, nil
+}
+
+// removeBuckets removes the buckets filled so far, unless --keep. Not
+// between runs: this machine's root is ext4 without a journal, which does
+// not reuse an inode freed in the last 60 s (360 s while its inode table
+// block is dirty) and has every new file's inode search step past those
+// freed recently; versitygw creates a file per PUT, so the 20,000 files of
+// one run's bucket removed before the next made that run's PUTs cost
+// versitygw up to 3× the kernel time, whichever variant came next.
+func (b *bench) removeBuckets() error {
+	if b.o.keep {
+		return nil
+	}
+	for _, bucket := range b.used {
 		if err := b.s3.removeBucket(bucket); err != nil {
-			return r, err
+			return err
 		}
 	}
-	return r, nil
+	b.used = nil
+	return nil
 }
 
 // check reads the bucket back: every recording of the dataset must be

@@ -168,8 +168,8 @@ func (s *s3Server) createBucket(ctx context.Context, name string) error {
 }
 
 // removeBucket drops a bucket's contents behind versitygw's back (the
-// posix backend is a directory per bucket), to keep the disk free between
-// rounds; the bucket is never used again.
+// posix backend is a directory per bucket), to free the disk after the
+// rounds (bench.removeBuckets); the bucket is never used again.
 func (s *s3Server) removeBucket(name string) error {
 	return os.RemoveAll(filepath.Join(s.Root, name))
 }

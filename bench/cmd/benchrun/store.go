@@ -41,11 +41,7 @@ func (b *bench) prepareStore(ctx context.Context) error {
 	if _, err := b.runArchiver(ctx, dir, bucket, state); err != nil {
 		return fmt.Errorf("priming run: %w", err)
 	}
-	if !b.o.keep {
-		if err := b.s3.removeBucket(bucket); err != nil {
-			return err
-		}
-	}
+	b.used = append(b.used, bucket)
 	b.bigState = filepath.Join(b.work, "state-1m.db")
 	if err := copyFile(state, b.bigState); err != nil {
 		return err
