@@ -295,7 +295,9 @@ func (r *itemRun) isStopped() bool {
 // claimed batch lasts less than fastBatch (small recordings: one claim, a
 // transaction with its fsync, per 16 items was the claim's cost), back to
 // Concurrency as soon as one lasts longer (large ones stay claimable by
-// other replicas). Items are claimed as due at the start of the run, so
+// other replicas); after a full batch the next one is claimed while the
+// second half of this one starts, so at most two batches are held ahead.
+// Items are claimed as due at the start of the run, so
 // an item failing or deferred in this run waits for a later run, while items
 // that lookups add are processed now: when nothing is due but work is in
 // flight, the pool claims again after each item ends. So are those the cdr
@@ -325,46 +327,75 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 		ends     atomic.Int64             // items ended so far
 		ended    = make(chan struct{}, 1) // an item ended: claim again
 		queue    []checkpoint.Item
+		full     bool // the last claim filled its batch
 		pool     = newWorkers()
 	)
 	defer pool.close()
+	// claim starts a claim of the next batch (nil: no kind is live). It
+	// runs beside the loop: the next batch is claimed while the queue's
+	// last items start (a claim waits for the store's writer and its sync,
+	// and the slots that freed meanwhile idled: 5.6 of the 25 s of a pass
+	// over 20,000 recordings of 8 KiB).
+	claim := func() chan claimResult {
+		kinds := r.liveKinds()
+		if len(kinds) == 0 {
+			return nil
+		}
+		ahead, claimed = nextAhead(ahead, minAhead, claimed, time.Now())
+		// An item that ends while the claim runs may have added items
+		// (a lookup's recordings) the claim did not see: its store
+		// transaction began before they were committed. Likewise a
+		// package the cdr job commits during the claim.
+		res := claimResult{before: ends.Load(), limit: ahead}
+		res.more, res.coming = fd.wait()
+		ch := make(chan claimResult, 1)
+		go func() {
+			res.items, res.err = a.Store.Claim(sctx, c, kinds, r.claimAt, res.limit)
+			if res.err == nil {
+				res.items = r.hold(res.items)
+			}
+			ch <- res
+		}()
+		return ch
+	}
+	var next chan claimResult // the claim under way, if any
 	for ctx.Err() == nil && !r.isStopped() {
 		if len(queue) == 0 {
-			kinds := r.liveKinds()
-			if len(kinds) == 0 {
+			if next == nil {
+				if next = claim(); next == nil {
+					break
+				}
+			}
+			res := <-next
+			next = nil
+			if res.err != nil {
+				r.stop(a.storeErr("claim", res.err))
 				break
 			}
-			ahead, claimed = nextAhead(ahead, minAhead, claimed, time.Now())
-			// An item that ends while the claim runs may have added items
-			// (a lookup's recordings) the claim did not see: its store
-			// transaction began before they were committed.
-			before := ends.Load()
-			// Likewise a package the cdr job commits during the claim.
-			more, coming := fd.wait()
-			items, err := a.Store.Claim(sctx, c, kinds, r.claimAt, ahead)
-			if err != nil {
-				r.stop(a.storeErr("claim", err))
-				break
-			}
-			items = r.hold(items)
-			if len(items) == 0 {
+			if len(res.items) == 0 {
 				if inflight.Load() == 0 {
-					if ends.Load() != before {
+					if ends.Load() != res.before {
 						continue // claim again: it will see them
 					}
-					if !coming {
+					if !res.coming {
 						break
 					}
 				}
 				select {
 				case <-ended:
-				case <-more:
+				case <-res.more:
 				case <-ctx.Done():
 				case <-r.stopped:
 				}
 				continue
 			}
-			queue = items
+			queue = res.items
+			// A full batch: more are likely due. The next is claimed once
+			// half of this one has started.
+			full = len(res.items) == res.limit
+		}
+		if full && next == nil && len(queue) <= max(1, ahead/2) {
+			next = claim()
 		}
 		select {
 		case a.sem <- struct{}{}:
@@ -407,6 +438,12 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 			r.unhold(it.ID)
 		})
 	}
+	if next != nil {
+		// The claim under way when the run stopped: its items go back.
+		if res := <-next; res.err == nil {
+			queue = append(queue, res.items...)
+		}
+	}
 	r.release(sctx, queue)
 	wg.Wait()
 	rep := r.rep.snapshot()
@@ -417,6 +454,16 @@ func (a *Archiver) runItems(ctx context.Context, job string) (*Report, error) {
 		err = ctx.Err()
 	}
 	return rep, err
+}
+
+// claimResult is a claim of runItems and what the loop knew as it began.
+type claimResult struct {
+	items  []checkpoint.Item
+	err    error
+	limit  int
+	before int64           // items ended before it
+	more   <-chan struct{} // closed at the feed's next addition
+	coming bool            // the feed was open
 }
 
 // fastBatch: a claimed batch used up sooner than this makes the next claim
