@@ -538,13 +538,13 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		// store. Calls and items are still offered (they are known already).
 		p.State, p.Key, p.RowsKey, p.RowsSHA256, p.LastError = checkpoint.StateDone, "", prev.RowsKey, rows.content, ""
 		p.Calls, p.Items = len(calls), len(items)
-		added, err := a.completePackage(ctx, *p, calls, items)
+		added, err := a.completePackage(ctx, calls, items, func() (checkpoint.Package, error) { return *p, nil })
+		rep.Added += added
 		if err != nil {
 			return err
 		}
 		a.met.Package("unchanged")
 		rep.Packages++
-		rep.Added += added
 		log.Info("package unchanged", zap.String("bill_file", p.BillFileName), zap.Int("new_items", added))
 		return nil
 	}
@@ -556,39 +556,44 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 	if err != nil {
 		return fmt.Errorf("jobs: cdr: package %s: key: %w", p.BillFileName, err)
 	}
-	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("jobs: cdr: package %s: %w", p.BillFileName, err)
+	// The ZIP, its rows and their Parquet are stored while the calls and
+	// items are committed (completePackage); the package is done after both.
+	store := func() (checkpoint.Package, error) {
+		if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+			return checkpoint.Package{}, fmt.Errorf("jobs: cdr: package %s: %w", p.BillFileName, err)
+		}
+		meta := sink.Meta{SHA256: s.sha256, ContentType: "application/zip", Metadata: map[string]string{
+			"kind": KindPackage, "window-begin": w.Begin.UTC().Format(time.RFC3339), "window-end": w.End.UTC().Format(time.RFC3339),
+		}}
+		obj, err := a.Sink.Put(tctx, key, s.f, s.size, meta)
+		if err != nil {
+			return checkpoint.Package{}, fmt.Errorf("jobs: cdr: store package %s: %w", p.BillFileName, err)
+		}
+		if !obj.Existed {
+			a.met.Bytes(KindPackage, obj.Size)
+			rep.Bytes += obj.Size
+		}
+		obj, err = a.Sink.Put(tctx, rowsKey, rows.f, rows.size, sink.Meta{SHA256: rows.sha256, ContentType: "application/x-ndjson",
+			Metadata: map[string]string{"kind": "cdr-rows", "package-sha256": s.sha256}})
+		if err != nil {
+			return checkpoint.Package{}, fmt.Errorf("jobs: cdr: store rows of %s: %w", p.BillFileName, err)
+		}
+		if !obj.Existed {
+			a.met.Bytes(KindPackage, obj.Size)
+			rep.Bytes += obj.Size
+		}
+		if err := a.storeParquet(tctx, pkg, p, s.sha256, rep); err != nil {
+			return checkpoint.Package{}, err
+		}
+		p.State, p.Key, p.RowsKey, p.RowsSHA256, p.Calls, p.Items, p.LastError = checkpoint.StateDone, key, rowsKey, rows.content, len(calls), len(items), ""
+		return *p, nil
 	}
-	meta := sink.Meta{SHA256: s.sha256, ContentType: "application/zip", Metadata: map[string]string{
-		"kind": KindPackage, "window-begin": w.Begin.UTC().Format(time.RFC3339), "window-end": w.End.UTC().Format(time.RFC3339),
-	}}
-	obj, err := a.Sink.Put(tctx, key, s.f, s.size, meta)
-	if err != nil {
-		return fmt.Errorf("jobs: cdr: store package %s: %w", p.BillFileName, err)
-	}
-	if !obj.Existed {
-		a.met.Bytes(KindPackage, obj.Size)
-		rep.Bytes += obj.Size
-	}
-	obj, err = a.Sink.Put(tctx, rowsKey, rows.f, rows.size, sink.Meta{SHA256: rows.sha256, ContentType: "application/x-ndjson",
-		Metadata: map[string]string{"kind": "cdr-rows", "package-sha256": s.sha256}})
-	if err != nil {
-		return fmt.Errorf("jobs: cdr: store rows of %s: %w", p.BillFileName, err)
-	}
-	if !obj.Existed {
-		a.met.Bytes(KindPackage, obj.Size)
-		rep.Bytes += obj.Size
-	}
-	if err := a.storeParquet(tctx, pkg, p, s.sha256, rep); err != nil {
-		return err
-	}
-	p.State, p.Key, p.RowsKey, p.RowsSHA256, p.Calls, p.Items, p.LastError = checkpoint.StateDone, key, rowsKey, rows.content, len(calls), len(items), ""
-	added, err := a.completePackage(ctx, *p, calls, items)
+	added, err := a.completePackage(ctx, calls, items, store)
+	rep.Added += added
 	if err != nil {
 		return err
 	}
 	rep.Packages++
-	rep.Added += added
 	a.met.Package("done")
 	log.Info("package archived", zap.String("bill_file", p.BillFileName), zap.String("key", key),
 		zap.Int("calls", len(calls)), zap.Int("items", len(items)), zap.Int("new_items", added))
@@ -599,44 +604,66 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 // package holds when its items are committed in parts (completePackage).
 const partCalls = 1000
 
-// completePackage records the package's calls and items and marks it done.
-// While item jobs run in the same pass (a feed in ctx), a package of more
-// than partCalls calls is committed in parts, the calls of each part with
-// their items (Store.AddCalls), each part announced to the feed, the last
-// with the done mark (Store.CompletePackage): its recordings are archived
-// while the rest is stored. A part of a package that then fails is kept:
-// its items are the package's, which is retried, and adding them again
-// adds nothing.
-func (a *Archiver) completePackage(ctx context.Context, p checkpoint.Package, calls []checkpoint.Call, items []checkpoint.Item) (int, error) {
+// completePackage records a package's calls and items and marks it done:
+// store stores its objects and returns it as it is to be saved, and only
+// once store has succeeded is the package done (Store.CompletePackage, with
+// the calls and items, or the last part of them). While item jobs run in
+// the same pass (a feed in ctx), a package of more than partCalls calls is
+// committed in parts while store runs, the calls of each part with their
+// items (Store.AddCalls), each part announced to the feed: its recordings
+// are archived while the package and the rest of it are stored. Parts of a
+// package that then fails are kept: their items are the package's, which
+// is retried, and adding them again adds nothing. It returns the items
+// added, also when it fails.
+func (a *Archiver) completePackage(ctx context.Context, calls []checkpoint.Call, items []checkpoint.Item,
+	store func() (checkpoint.Package, error)) (int, error) {
 	sctx, fd := storeCtx(ctx), feedOf(ctx)
 	size := a.parts
 	if size <= 0 {
 		size = partCalls
 	}
-	added := 0
+	type result struct {
+		added int
+		err   error
+	}
+	parted := make(chan result, 1)
 	if fd != nil && len(calls) > size {
 		parts := callParts(calls, items, size)
-		for _, pt := range parts[:len(parts)-1] {
-			n, err := a.Store.AddCalls(sctx, pt.calls, pt.items)
-			if err != nil {
-				return added, a.storeErr("add calls", err)
-			}
-			added += n
-			if n > 0 {
-				fd.added()
-			}
-		}
 		calls, items = parts[len(parts)-1].calls, parts[len(parts)-1].items
+		go func() {
+			var res result
+			for _, pt := range parts[:len(parts)-1] {
+				n, err := a.Store.AddCalls(sctx, pt.calls, pt.items)
+				if err != nil {
+					res.err = a.storeErr("add calls", err)
+					break
+				}
+				res.added += n
+				if n > 0 {
+					fd.added()
+				}
+			}
+			parted <- res
+		}()
+	} else {
+		parted <- result{}
+	}
+	p, err := store()
+	res := <-parted
+	if err != nil {
+		return res.added, err
+	}
+	if res.err != nil {
+		return res.added, res.err
 	}
 	n, err := a.Store.CompletePackage(sctx, p, calls, items)
 	if err != nil {
-		return added, a.storeErr("complete package", err)
+		return res.added, a.storeErr("complete package", err)
 	}
-	added += n
 	if n > 0 {
 		fd.added()
 	}
-	return added, nil
+	return res.added + n, nil
 }
 
 // callPart is a part of a package: calls and their items.

@@ -3,8 +3,10 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -184,5 +186,72 @@ func TestCallParts(t *testing.T) {
 	}
 	if one := callParts(nil, nil, 3); len(one) != 1 {
 		t.Errorf("no calls: %d parts, want 1", len(one))
+	}
+}
+
+// failPackageSink fails the Put of every CDR package ZIP while fail is set.
+type failPackageSink struct {
+	sink.Sink
+	mu   sync.Mutex
+	fail bool
+}
+
+func (f *failPackageSink) Put(ctx context.Context, key string, r io.Reader, size int64, m sink.Meta) (sink.Object, error) {
+	f.mu.Lock()
+	fail := f.fail
+	f.mu.Unlock()
+	if fail && m.Metadata["kind"] == KindPackage {
+		return sink.Object{}, errors.New("injected: package store fails")
+	}
+	return f.Sink.Put(ctx, key, r, size, m)
+}
+
+// TestPass_PackageInParts_StoreFails: when the package itself cannot be
+// stored while its parts are committed, it is not done (the pass fails the
+// window, the days stay incomplete); the next pass stores it and marks it
+// done, and no recording is archived twice.
+func TestPass_PackageInParts_StoreFails(t *testing.T) {
+	fs := &failPackageSink{fail: true}
+	e := newEnv(t, envOptions{
+		archiver: func(a *Archiver) { a.parts = 7 },
+		sink:     func(s sink.Sink) sink.Sink { fs.Sink = s; return fs },
+	})
+	rep, err := e.a.Once(testCtx(t))
+	if err == nil && rep.PackagesFailed == 0 {
+		t.Fatalf("once with the package store failing: no error, no failed package (%+v)", rep)
+	}
+	if done, err := e.store.Packages(context.Background(), checkpoint.StateDone); err != nil || len(done) > 0 {
+		t.Fatalf("done packages after the failed store: %d (%v), want none", len(done), err)
+	}
+	fs.mu.Lock()
+	fs.fail = false
+	fs.mu.Unlock()
+	if _, err := e.a.Once(testCtx(t)); err != nil {
+		t.Fatalf("second once: %v", err)
+	}
+	open, err := e.store.Packages(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range open {
+		if p.Calls > 0 && p.State != checkpoint.StateDone {
+			t.Errorf("package %d (%d calls) %s after the second pass, want done", p.ID, p.Calls, p.State)
+		}
+	}
+	for _, it := range e.items(checkpoint.StatePending, checkpoint.StateInProgress, checkpoint.StateFailed, checkpoint.StateDead) {
+		t.Errorf("%s item %s left %s after the second pass", it.Kind, it.UpstreamID, it.State)
+	}
+	seen := map[string]string{}
+	for k, sum := range e.objects() {
+		if strings.HasPrefix(k, cdrDir) {
+			continue
+		}
+		if other, ok := seen[sum]; ok {
+			t.Errorf("the same recording stored twice: %s and %s", k, other)
+		}
+		seen[sum] = k
+	}
+	if len(seen) == 0 {
+		t.Fatal("no recording stored")
 	}
 }
