@@ -556,6 +556,15 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 	if err != nil {
 		return fmt.Errorf("jobs: cdr: package %s: key: %w", p.BillFileName, err)
 	}
+	// The keys are recorded before anything is stored under them: a package
+	// stored and then not completed (the database or the process lost in
+	// between) and requested anew later keeps its objects known (verify does
+	// not call them strays), and its download is on record (SHA256: it was
+	// ready, so a later not-found is its expiry).
+	p.Key, p.RowsKey = key, rowsKey
+	if err := a.Store.UpdatePackage(sctx, *p); err != nil {
+		return a.storeErr("update package", err)
+	}
 	// The ZIP, its rows and their Parquet are stored while the calls and
 	// items are committed (completePackage); the package is done after both.
 	store := func() (checkpoint.Package, error) {

@@ -255,3 +255,73 @@ func TestPass_PackageInParts_StoreFails(t *testing.T) {
 		t.Fatal("no recording stored")
 	}
 }
+
+// completeFailStore fails the CompletePackage of packages with calls while
+// fail is set, as a database lost after the package's objects are stored.
+type completeFailStore struct {
+	checkpoint.Store
+	mu   sync.Mutex
+	fail bool
+	n    int
+}
+
+func (s *completeFailStore) CompletePackage(ctx context.Context, p checkpoint.Package, calls []checkpoint.Call, items []checkpoint.Item) (int, error) {
+	s.mu.Lock()
+	fail := s.fail && len(calls) > 0
+	if fail {
+		s.n++
+	}
+	s.mu.Unlock()
+	if fail {
+		return 0, errors.New("database lost")
+	}
+	return s.Store.CompletePackage(ctx, p, calls, items)
+}
+
+// TestPass_PackageStoredNotCompleted: a package whose ZIP and rows are
+// stored but whose completion is lost, and that a later run requests anew
+// (its request too old to resume: a new bill file, new keys), leaves its
+// objects known: verify finds every day complete and no stray, and the
+// superseded package keeps its keys on record.
+func TestPass_PackageStoredNotCompleted(t *testing.T) {
+	var st *completeFailStore
+	e := newEnv(t, envOptions{archiver: func(a *Archiver) {
+		st = &completeFailStore{Store: a.Store, fail: true}
+		a.Store = st
+	}})
+	if _, err := e.a.Once(testCtx(t)); err == nil {
+		t.Fatal("once with every package's completion failing: no error")
+	}
+	st.mu.Lock()
+	failed := st.n
+	st.fail = false
+	st.mu.Unlock()
+	if failed == 0 {
+		t.Fatal("no package completion failed")
+	}
+	e.clock.Add(e.a.readyTimeout() + time.Minute) // the open requests are too old to resume: requested anew
+	if _, err := e.a.Once(testCtx(t)); err != nil {
+		t.Fatalf("second once: %v", err)
+	}
+	pkgs, err := e.store.Packages(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	superseded := 0
+	for _, p := range pkgs {
+		if p.State != checkpoint.StateDone && p.Key != "" {
+			superseded++
+			if _, ok := e.objects()[p.Key]; !ok {
+				t.Errorf("superseded package %d names %s, not in the sink", p.ID, p.Key)
+			}
+		}
+	}
+	if superseded == 0 {
+		t.Errorf("no package stored and superseded keeps its keys (of %d)", len(pkgs))
+	}
+	rep := e.verify(t, VerifyOptions{})
+	if rep.Problems != 0 || !rep.StraysChecked || len(rep.Strays) != 0 {
+		t.Errorf("verify: %d problems, strays %v (checked %v), want none:\n%s", rep.Problems, rep.Strays, rep.StraysChecked,
+			strings.Join(problems(rep), "\n"))
+	}
+}
