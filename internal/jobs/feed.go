@@ -26,14 +26,20 @@ func newFeed() *feed { return &feed{next: make(chan struct{})} }
 // wait returns a channel closed at the next addition after this call (or
 // at the end), and whether the producer still runs. Take it before the
 // claim that may find nothing: an addition committed after the claim's
-// snapshot closes it.
+// snapshot closes it. Once the producer has ended it returns nil, a
+// channel that never fires: nothing more is coming, and a run waiting for
+// its items in flight must not find a closed channel and claim again at
+// once (each claim is a write transaction).
 func (f *feed) wait() (<-chan struct{}, bool) {
 	if f == nil {
 		return nil, false
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.next, !f.ended
+	if f.ended {
+		return nil, false
+	}
+	return f.next, true
 }
 
 // added says the producer committed items.
