@@ -29,6 +29,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -65,6 +66,7 @@ type options struct {
 	keep        bool
 	verify      bool
 	profile     bool
+	sinkS3      []string // KEY = VALUE lines added to A's [sink.s3]
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -82,6 +84,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.versitygw, "versitygw", "", "the versitygw binary (required; scripts/s3-server.sh build)")
 	fs.StringVar(&o.rclone, "rclone", "rclone", "the rclone binary")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory and the buckets' contents")
+	fs.Func("sink-s3", "add `KEY=VALUE` (TOML, e.g. 'multipart_threshold=\"16MiB\"') to the archiver's [sink.s3], to measure a setting other than the default; repeatable", func(v string) error {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok || strings.TrimSpace(k) == "" || strings.TrimSpace(val) == "" || strings.ContainsAny(v, "\n[") {
+			return fmt.Errorf("want KEY=VALUE, one TOML key of [sink.s3]")
+		}
+		o.sinkS3 = append(o.sinkS3, strings.TrimSpace(k)+" = "+strings.TrimSpace(val))
+		return nil
+	})
 	fs.BoolVar(&o.verify, "verify", true, "read every object back and check its SHA-256 after each run")
 	fs.BoolVar(&o.profile, "profile", false, "the archiver writes a CPU and a heap profile of each A run into its run directory (archiver.cpu.pprof, archiver.heap.pprof; use with --keep)")
 	if err := fs.Parse(args); err != nil {

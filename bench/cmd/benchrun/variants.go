@@ -16,7 +16,7 @@ import (
 // simulator, a fresh bucket and state, cec.concurrency at the benchmark's
 // concurrency, no rate limit to speak of, one 24h cdr window (and one of
 // lookback, in case the run crosses midnight), the lookups as the dataset
-// says, no metrics server.
+// says, no metrics server; --sink-s3 adds settings to [sink.s3].
 func (b *bench) archiverConfig(bucket, state, callback string) string {
 	lookups := strconv.FormatBool(b.d.Lookups)
 	return fmt.Sprintf(`# benchrun: variant A
@@ -45,7 +45,7 @@ path_style = true
 access_key = %[11]q
 secret_key = %[12]q
 prefix = "archive"
-
+%[15]s
 [checkpoint]
 path = %[13]q
 
@@ -67,7 +67,16 @@ listen = ""
 level = "info"
 format = "json"
 `, b.sim.URL, simAK, simSK, simTenant, simAPIPassword, b.o.concurrency, callback,
-		b.s3.Endpoint, b.s3.Region, bucket, b.s3.AccessKey, b.s3.SecretKey, state, lookups)
+		b.s3.Endpoint, b.s3.Region, bucket, b.s3.AccessKey, b.s3.SecretKey, state, lookups, sinkS3Lines(b.o.sinkS3))
+}
+
+// sinkS3Lines renders the --sink-s3 settings as lines of [sink.s3].
+func sinkS3Lines(kv []string) string {
+	var b strings.Builder
+	for _, s := range kv {
+		b.WriteString(s + "\n")
+	}
+	return b.String()
 }
 
 // newState returns the path of the archiver's state for a run in dir: a
