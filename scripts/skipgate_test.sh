@@ -214,6 +214,7 @@ ok  	MOD/internal/checkpoint/postgres	7.2s
 --- PASS: TestCmdOnce_PushesForcedShutdown (2.00s)
 --- PASS: TestCmdStatus_Jobs (0.50s)
 --- PASS: TestCmdStatus_EndedRun (0.50s)
+--- PASS: TestCmdStatus_EndedRunPostgres (0.50s)
 --- PASS: TestCheckConfig_BucketLock (0.50s)
 --- PASS: TestCmdHold_Refused (0.10s)
 --- PASS: TestCmdHold_S3 (0.60s)

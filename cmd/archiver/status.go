@@ -183,6 +183,9 @@ func (c *cli) cmdStatus(args []string) int {
 	if err == nil && cfg.Checkpoint.Driver == config.DriverSQLite {
 		endedRuns(rep.Jobs, cfg.Checkpoint.Path, log)
 	}
+	if ra, ok := a.store.(replicasAlive); ok && err == nil {
+		endedReplicaRuns(ctx, rep.Jobs, ra, log)
+	}
 	if err != nil {
 		fmt.Fprintf(c.stderr, "status: %v\n", err)
 		return exitFailed
@@ -503,6 +506,42 @@ func endedRuns(jobs []jobStatus, path string, log *zap.Logger) {
 	for _, r := range running {
 		r.Recorded, r.Result = r.Result, checkpoint.RunInterrupted
 		r.Error = "recorded as running, but no archiver holds the state: its process ended without recording the end of the run (killed, out of memory, or the machine stopped?)"
+	}
+}
+
+// replicasAlive is a shared store that tells whether the process of a
+// replica still holds its session (postgres.Store.ReplicasAlive).
+type replicasAlive interface {
+	ReplicasAlive(ctx context.Context, replicas []string) (map[string]bool, error)
+}
+
+// endedReplicaRuns shows as interrupted the runs a shared store records as
+// running whose replica no longer holds its run lock: its process ended
+// without recording their end (its connection to the database went with
+// it). A store that cannot tell leaves the records as they are (logged).
+func endedReplicaRuns(ctx context.Context, jobs []jobStatus, store replicasAlive, log *zap.Logger) {
+	var running []*runStatus
+	var replicas []string
+	for _, j := range jobs {
+		if r := j.LastRun; r != nil && r.Result == checkpoint.RunRunning {
+			running = append(running, r)
+			replicas = append(replicas, r.Replica)
+		}
+	}
+	if len(running) == 0 {
+		return
+	}
+	alive, err := store.ReplicasAlive(ctx, replicas)
+	if err != nil {
+		log.Warn("cannot tell whether the replicas of running runs are alive; they are shown as running", zap.Error(err))
+		return
+	}
+	for _, r := range running {
+		if alive[r.Replica] {
+			continue
+		}
+		r.Recorded, r.Result = r.Result, checkpoint.RunInterrupted
+		r.Error = fmt.Sprintf("recorded as running, but replica %s holds no session on the database: its process ended without recording the end of the run (killed, out of memory, or the machine stopped?)", r.Replica)
 	}
 }
 

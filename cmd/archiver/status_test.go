@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,8 @@ import (
 	"github.com/cec-archiver/cec-archiver/internal/cecsim"
 	"github.com/cec-archiver/cec-archiver/internal/cecwire"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint/postgres"
+	"github.com/cec-archiver/cec-archiver/internal/checkpoint/postgres/pgtest"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint/sqlite"
 	"github.com/cec-archiver/cec-archiver/internal/config"
 )
@@ -237,6 +241,67 @@ func TestCmdStatus_EndedRun(t *testing.T) {
 		t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
 	}
 	if !strings.Contains(out, "\n  transfer: last run interrupted: recorded as running, but no archiver holds the state") {
+		t.Errorf("no interrupted line for the ended run:\n%s", out)
+	}
+}
+
+// TestCmdStatus_EndedRunPostgres: with PostgreSQL, a run recorded as
+// running by a replica whose process still holds its session reads
+// running; once that session is gone (the process killed: its connection
+// closes), status shows the run interrupted, naming the replica.
+func TestCmdStatus_EndedRunPostgres(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	e := newTestEnv(t, nil, "")
+	dsnFile := filepath.Join(t.TempDir(), "dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.env["ARCHIVER_CHECKPOINT_DRIVER"] = "postgres"
+	e.env["ARCHIVER_CHECKPOINT_DSN_FILE"] = dsnFile
+	if code, out, errOut := e.run("once", "--config", e.config); code != exitOK {
+		t.Fatalf("once = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	held, err := postgres.Open(t.Context(), postgres.Options{DSN: dsn, Tenant: testTenant})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { held.Close() })
+	killed := checkpoint.JobRun{Job: "transfer", Started: time.Now(), Result: checkpoint.RunRunning, Replica: "gone-1-00000000"}
+	if err := held.SetLastRun(t.Context(), killed); err != nil {
+		t.Fatal(err)
+	}
+	transfer := func(t *testing.T) *runStatus {
+		t.Helper()
+		rep, out := e.statusJSON(t)
+		for _, j := range rep.Jobs {
+			if j.Job == "transfer" && j.LastRun != nil {
+				return j.LastRun
+			}
+		}
+		t.Fatalf("no last run of transfer:\n%s", out)
+		return nil
+	}
+	if r := transfer(t); r.Result != checkpoint.RunRunning || r.Recorded != "" || r.Replica != killed.Replica {
+		t.Fatalf("while the replica's process holds its session: %+v, want running", r)
+	}
+	if err := held.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var r *runStatus
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if r = transfer(t); r.Result != checkpoint.RunRunning || time.Now().After(deadline) {
+			break
+		}
+	}
+	if r.Result != checkpoint.RunInterrupted || r.Recorded != checkpoint.RunRunning || r.Finished != nil ||
+		!strings.Contains(r.Error, "replica "+killed.Replica+" holds no session on the database") {
+		t.Fatalf("after the replica's session is gone: %+v, want interrupted, recorded running, the reason", r)
+	}
+	code, out, errOut := e.run("status", "--config", e.config)
+	if code != exitOK {
+		t.Fatalf("status = %d\nstderr:\n%s", code, errOut)
+	}
+	if !strings.Contains(out, "\n  transfer: last run interrupted: recorded as running, but replica "+killed.Replica+" holds no session") {
 		t.Errorf("no interrupted line for the ended run:\n%s", out)
 	}
 }

@@ -105,6 +105,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
@@ -157,8 +158,23 @@ type Store struct {
 	log           *zap.Logger
 	now           func() time.Time
 
-	mu     sync.Mutex
-	closed bool
+	mu       sync.Mutex
+	isClosed bool
+
+	// The run lock (alive.go).
+	connConfig *pgx.ConnConfig
+	runMu      sync.Mutex
+	runConn    *pgx.Conn
+	runReplica string
+	runStop    chan struct{}
+	runDone    chan struct{}
+}
+
+// closed reports whether Close was called.
+func (s *Store) closed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.isClosed
 }
 
 var _ checkpoint.Store = (*Store)(nil)
@@ -209,7 +225,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	s := &Store{
 		pool: pool, where: where, tenant: o.Tenant, readOnly: o.ReadOnly, commitTimeout: o.CommitTimeout,
-		log: o.Logger, now: o.Now,
+		log: o.Logger, now: o.Now, connConfig: cfg.ConnConfig.Copy(),
 	}
 	if o.ReadOnly {
 		err = s.checkSchema(ctx)
@@ -253,9 +269,11 @@ func dsnError(dsn string, err error) error {
 // released. Closing twice is a no-op.
 func (s *Store) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.closed {
-		s.closed = true
+	was := s.isClosed
+	s.isClosed = true
+	s.mu.Unlock()
+	if !was {
+		s.closeRunLock()
 		s.pool.Close()
 	}
 	return nil

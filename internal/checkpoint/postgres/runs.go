@@ -40,8 +40,12 @@ func (s *Store) LastRun(ctx context.Context, job string) (checkpoint.JobRun, boo
 
 // SetLastRun records r as its job's last run unless the stored one started
 // later: the comparison and the change are one statement, so concurrent
-// replicas leave the run that started last.
+// replicas leave the run that started last. A run recorded as running is
+// first covered by this process's run lock (alive.go).
 func (s *Store) SetLastRun(ctx context.Context, r checkpoint.JobRun) error {
+	if r.Result == checkpoint.RunRunning {
+		s.holdRunLock(ctx, r.Replica)
+	}
 	err := func() error {
 		row, err := s.jobRunValues(r)
 		if err != nil {
