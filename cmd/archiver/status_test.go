@@ -33,6 +33,19 @@ func (e *testEnv) statusJSON(t *testing.T) (statusReport, string) {
 	return rep, out
 }
 
+// lastRun is the last run of job that status --json shows.
+func (e *testEnv) lastRun(t *testing.T, job string) *runStatus {
+	t.Helper()
+	rep, out := e.statusJSON(t)
+	for _, j := range rep.Jobs {
+		if j.Job == job && j.LastRun != nil {
+			return j.LastRun
+		}
+	}
+	t.Fatalf("no last run of %s:\n%s", job, out)
+	return nil
+}
+
 // failedStateHeld runs once with every agent recording download failing,
 // then holds the state open for writing (the closing is the test's
 // cleanup), as a running daemon does.
@@ -214,17 +227,7 @@ func TestCmdStatus_EndedRun(t *testing.T) {
 	if err := held.SetLastRun(t.Context(), killed); err != nil {
 		t.Fatal(err)
 	}
-	transfer := func(t *testing.T) *runStatus {
-		t.Helper()
-		rep, out := e.statusJSON(t)
-		for _, j := range rep.Jobs {
-			if j.Job == "transfer" && j.LastRun != nil {
-				return j.LastRun
-			}
-		}
-		t.Fatalf("no last run of transfer:\n%s", out)
-		return nil
-	}
+	transfer := func(t *testing.T) *runStatus { return e.lastRun(t, "transfer") }
 	if r := transfer(t); r.Result != checkpoint.RunRunning || r.Recorded != "" {
 		t.Fatalf("while a process holds the state: %+v, want running", r)
 	}
@@ -270,17 +273,7 @@ func TestCmdStatus_EndedRunPostgres(t *testing.T) {
 	if err := held.SetLastRun(t.Context(), killed); err != nil {
 		t.Fatal(err)
 	}
-	transfer := func(t *testing.T) *runStatus {
-		t.Helper()
-		rep, out := e.statusJSON(t)
-		for _, j := range rep.Jobs {
-			if j.Job == "transfer" && j.LastRun != nil {
-				return j.LastRun
-			}
-		}
-		t.Fatalf("no last run of transfer:\n%s", out)
-		return nil
-	}
+	transfer := func(t *testing.T) *runStatus { return e.lastRun(t, "transfer") }
 	if r := transfer(t); r.Result != checkpoint.RunRunning || r.Recorded != "" || r.Replica != killed.Replica {
 		t.Fatalf("while the replica's process holds its session: %+v, want running", r)
 	}
