@@ -204,6 +204,7 @@ ok  	MOD/internal/checkpoint/postgres	7.2s
     --- PASS: TestCmdUpload/valid (0.05s)
 --- PASS: TestCmdUpload (0.30s)
 --- PASS: TestCmdOnce_Replica (0.40s)
+--- PASS: TestCmdOnce_HeldElsewhere (0.40s)
 --- PASS: TestCmdOnce_DatabaseDown (3.10s)
     --- PASS: TestCmdMigrateState/usage (0.01s)
 --- PASS: TestCmdBackfill_ProgressTTY (2.10s)

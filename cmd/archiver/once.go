@@ -154,7 +154,7 @@ func (c *cli) runArchiver(cmd string, cfg *config.Config, o wireOptions, pf *pro
 		return exitFailed
 	}
 	// The state is still open: list what failed before it is closed.
-	code := c.outcome(context.WithoutCancel(sh.Stop), cmd, a.store, res.rep, res.err, sh)
+	code := c.outcome(context.WithoutCancel(sh.Stop), cmd, a.store, a.replica, res.rep, res.err, sh)
 	c.push(cmd, cfg, a, log, pushTimeout)
 	return code
 }

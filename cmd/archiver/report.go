@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/cec-archiver/cec-archiver/internal/cecclient"
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
@@ -38,8 +39,9 @@ func replicas(w io.Writer, cmd string, r *jobs.Report) {
 
 // outcome turns the result of a run (once, backfill) into output and an exit
 // code: the summary on stdout; every failed and dead item of the state, the
-// window failures and the run's error on stderr.
-func (c *cli) outcome(ctx context.Context, cmd string, store checkpoint.Store, rep *jobs.Report, runErr error, sh *shutdown) int {
+// window failures and the run's error on stderr. self is this process's
+// replica ID: items left in progress under another's lease are named too.
+func (c *cli) outcome(ctx context.Context, cmd string, store checkpoint.Store, self string, rep *jobs.Report, runErr error, sh *shutdown) int {
 	if rep == nil {
 		rep = &jobs.Report{}
 	}
@@ -72,6 +74,7 @@ func (c *cli) outcome(ctx context.Context, cmd string, store checkpoint.Store, r
 		if waiting := pendingItems(ctx, store); waiting > 0 {
 			fmt.Fprintf(c.stdout, "%s: %d items waiting for a later run (pending or deferred, not failures)\n", cmd, waiting)
 		}
+		heldElsewhere(ctx, c.stdout, cmd, store, self)
 	}
 	if rep.Released > 0 {
 		fmt.Fprintf(c.stdout, "%s: %d items released at shutdown; the next run does them\n", cmd, rep.Released)
@@ -94,6 +97,35 @@ func (c *cli) outcome(ctx context.Context, cmd string, store checkpoint.Store, r
 		fail(exitFailed)
 	}
 	return code
+}
+
+// heldElsewhere says how many items are left in progress under other
+// replicas' leases, and until when: this run did not do them (another
+// replica is at work on them, or one that stopped without releasing them,
+// until its lease ends), so the days they belong to stay incomplete.
+// Not a failure of this run.
+func heldElsewhere(ctx context.Context, w io.Writer, cmd string, store checkpoint.Store, self string) {
+	items, err := store.Items(ctx, checkpoint.StateInProgress)
+	if err != nil {
+		fmt.Fprintf(w, "%s: cannot list the items in progress: %v\n", cmd, err)
+		return
+	}
+	n, owners, until := 0, map[string]bool{}, time.Time{}
+	for _, it := range items {
+		if it.Owner == self {
+			continue
+		}
+		n++
+		owners[it.Owner] = true
+		if it.LeaseUntil.After(until) {
+			until = it.LeaseUntil
+		}
+	}
+	if n > 0 {
+		fmt.Fprintf(w, "%s: %d items in progress under the leases of %d other replicas (until %s at the latest), not done by this run: "+
+			"those replicas finish them, or the next run takes them once the lease ends (archiver status lists them)\n",
+			cmd, n, len(owners), until.UTC().Format(time.RFC3339))
+	}
 }
 
 // printItems lists items, one per line: kind, upstream ID, call ID, state,
