@@ -129,3 +129,66 @@ func BenchmarkStore_Done(b *testing.B) {
 func BenchmarkStore_Claim(b *testing.B) {
 	checkpointtest.BenchmarkClaim(b, mustOpen(b, dbPath(b), Options{}), mustOpen(b, dbPath(b), Options{}))
 }
+
+// packagePart is a part of a CDR package as the cdr job commits it: calls
+// calls, each with an agent recording and its two lookups, the arguments
+// about the size the jobs give them.
+func packagePart(part, calls int) ([]checkpoint.Call, []checkpoint.Item) {
+	cs := make([]checkpoint.Call, 0, calls)
+	items := make([]checkpoint.Item, 0, 3*calls)
+	begin := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+	for i := range calls {
+		id := fmt.Sprintf("1772%06d-%05d", part, i)
+		cs = append(cs, checkpoint.Call{CallID: id, Day: "2026-03-01", Begin: begin, VDN: "1", AgentID: "1001"})
+		args := fmt.Sprintf(`{"call_id":%q,"call_begin":"2026-03-01T08:00:00Z","vdn":"1","agent_id":"1001","file_name":"/rec/2026/03/01/%s.wav","call":{"caller":"138****0000","callee":"2000"}}`, id, id)
+		items = append(items,
+			checkpoint.Item{Kind: checkpoint.KindAgent, UpstreamID: "/rec/2026/03/01/" + id + ".wav", CallID: id, Day: "2026-03-01",
+				Key: "tenant/agent/2026/03/01/" + id + ".wav", Args: []byte(args)},
+			checkpoint.Item{Kind: checkpoint.KindTransferLookup, UpstreamID: id, CallID: id, Day: "2026-03-01", Args: []byte(args)},
+			checkpoint.Item{Kind: checkpoint.KindIVRLookup, UpstreamID: id, CallID: id, Day: "2026-03-01", Args: []byte(args)})
+	}
+	return cs, items
+}
+
+// BenchmarkStore_AddCalls measures AddCalls of package parts of 1,000
+// calls and 3,000 items (the cdr job's commits), in statements of
+// insertRows rows, against one row a statement (the baseline) measured in
+// the same run on the same parts. x-vs-single is the baseline's wall time
+// over the multi-row one's; cpu-x-vs-single the same for CPU time.
+//
+// Run: go test -run '^$' -bench 'Store_AddCalls$' -benchtime 20x ./internal/checkpoint/sqlite/
+func BenchmarkStore_AddCalls(b *testing.B) {
+	ctx := context.Background()
+	b.StopTimer()
+	single := mustOpen(b, dbPath(b), Options{})
+	single.insertRows = 1
+	multi := mustOpen(b, dbPath(b), Options{})
+	run := func(s *Store) doneRun {
+		cpu0, ok0 := cpuTime()
+		start := time.Now()
+		for i := range b.N {
+			calls, items := packagePart(i, 1000)
+			n, err := s.AddCalls(ctx, calls, items)
+			if err != nil || n != len(items) {
+				b.Fatalf("AddCalls = %d, %v; want %d", n, err, len(items))
+			}
+		}
+		r := doneRun{wall: time.Since(start)}
+		cpu1, ok1 := cpuTime()
+		r.cpu, r.cpuOK = cpu1-cpu0, ok0 && ok1
+		return r
+	}
+	base := run(single)
+	b.StartTimer()
+	m := run(multi)
+	b.StopTimer()
+	b.ReportMetric(base.wall.Seconds()/m.wall.Seconds(), "x-vs-single")
+	if m.cpuOK && base.cpuOK && m.cpu > 0 {
+		b.ReportMetric(float64(m.cpu.Microseconds())/float64(3000*b.N), "cpu-µs/item")
+		b.ReportMetric(float64(base.cpu.Microseconds())/float64(3000*b.N), "single-cpu-µs/item")
+		b.ReportMetric(base.cpu.Seconds()/m.cpu.Seconds(), "cpu-x-vs-single")
+	}
+}
+
+// packagePartOf is packagePart(0, calls) for tests.
+func packagePartOf(calls int) ([]checkpoint.Call, []checkpoint.Item) { return packagePart(0, calls) }

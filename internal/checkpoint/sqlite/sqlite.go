@@ -95,6 +95,8 @@ type Store struct {
 	now      func() time.Time
 	group    *committer // nil when ReadOnly or MaxBatch is 1
 	stmts    stmtCache  // statements of the hot paths, prepared once
+	// insertRows is the rows one INSERT adds (0: the insertRows constant).
+	insertRows int
 
 	mu   sync.Mutex // guards lock and done
 	lock *os.File   // nil for ReadOnly

@@ -792,3 +792,69 @@ func TestOpen_MigrateJobRuns(t *testing.T) {
 		t.Fatalf("LastRun = %+v, %v; want %+v", got, err, run)
 	}
 }
+
+// TestStore_AddCallsRows adds calls and items in statements of a few rows
+// (insertRows 3): rows repeated inside one statement and across statements
+// are added once, the count of new items is right on either side of a
+// statement's boundary, a second AddCalls adds nothing, and the day
+// summary the triggers keep counts each row once.
+func TestStore_AddCallsRows(t *testing.T) {
+	ctx := context.Background()
+	for _, rows := range []int{1, 3, 0} {
+		t.Run(fmt.Sprintf("rows=%d", rows), func(t *testing.T) {
+			s := mustOpen(t, dbPath(t), Options{})
+			s.insertRows = rows
+			calls, items := packagePartOf(7)
+			// Repeats: the next row (same statement with 3 rows), and one
+			// 5 rows later (another statement).
+			items = append(items[:4], append([]checkpoint.Item{items[3]}, items[4:]...)...)
+			items = append(items, items[0])
+			calls = append(calls, calls[6], calls[0])
+			n, err := s.AddCalls(ctx, calls, items)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != 21 {
+				t.Fatalf("AddCalls = %d new items, want 21 (7 calls × 3, repeats once)", n)
+			}
+			if n, err := s.AddCalls(ctx, calls, items); err != nil || n != 0 {
+				t.Fatalf("AddCalls again = %d, %v; want 0", n, err)
+			}
+			days, err := s.Days(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(days) != 1 || days[0].Calls != 7 {
+				t.Fatalf("Days = %+v, want one day of 7 calls", days)
+			}
+			for _, kind := range []string{checkpoint.KindAgent, checkpoint.KindTransferLookup, checkpoint.KindIVRLookup} {
+				if got := days[0].Counts[kind][checkpoint.StatePending]; got != 7 {
+					t.Errorf("Days: %d pending %s items, want 7", got, kind)
+				}
+			}
+			var stored int
+			if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM items`).Scan(&stored); err != nil || stored != 21 {
+				t.Fatalf("items table: %d rows, %v; want 21", stored, err)
+			}
+		})
+	}
+}
+
+// TestStore_AddCallsRowsInvalid: an item that cannot be added fails the
+// whole AddCalls naming it, and nothing of it is kept, in whichever
+// statement it falls.
+func TestStore_AddCallsRowsInvalid(t *testing.T) {
+	ctx := context.Background()
+	s := mustOpen(t, dbPath(t), Options{})
+	s.insertRows = 3
+	calls, items := packagePartOf(4)
+	items[7].State = checkpoint.StateDone
+	_, err := s.AddCalls(ctx, calls, items)
+	if !errors.Is(err, checkpoint.ErrState) || !strings.Contains(err.Error(), items[7].UpstreamID) {
+		t.Fatalf("AddCalls = %v, want ErrState naming %s", err, items[7].UpstreamID)
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM items) + (SELECT COUNT(*) FROM calls)`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d rows kept, %v; want none", n, err)
+	}
+}
