@@ -293,6 +293,11 @@ type Store interface {
 	// items (by ID).
 	DayCalls(ctx context.Context, day string) ([]Call, error)
 	DayItems(ctx context.Context, day string) ([]Item, error)
+	// EachDayItem calls fn with each of one day's items, by ID, without
+	// holding them all: a day's ledger reads tens of thousands. It stops at
+	// the first error of fn and returns it. fn must not use the store (the
+	// read holds SQLite's one connection until it ends).
+	EachDayItem(ctx context.Context, day string, fn func(Item) error) error
 	// Days summarises every day that has calls or items, oldest first.
 	Days(ctx context.Context) ([]DaySummary, error)
 

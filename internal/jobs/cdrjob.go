@@ -683,24 +683,52 @@ type callPart struct {
 
 // callParts splits calls into parts of at most size calls, each with the
 // items of its calls, in the order given; an item whose call is not among
-// calls goes with the last part.
+// calls goes with the last part. The parts share calls' and items' arrays:
+// items is reordered in place (grouped by part, each group in the order
+// given), not copied, since a large package's items are most of what it
+// costs in memory.
 func callParts(calls []checkpoint.Call, items []checkpoint.Item, size int) []callPart {
 	n := (len(calls) + size - 1) / size
 	if n < 1 {
 		n = 1
 	}
-	parts := make([]callPart, n)
-	part := make(map[string]int, len(calls))
+	part := make(map[string]int32, len(calls))
 	for i, c := range calls {
-		parts[i/size].calls = append(parts[i/size].calls, c)
-		part[c.CallID] = i / size
+		part[c.CallID] = int32(i / size)
 	}
-	for _, it := range items {
-		i, ok := part[it.CallID]
+	// Each item's place once grouped: a counting sort's positions, then the
+	// permutation applied cycle by cycle.
+	count := make([]int, n+1)
+	of := make([]int32, len(items))
+	for i, it := range items {
+		p, ok := part[it.CallID]
 		if !ok {
-			i = n - 1
+			p = int32(n - 1)
 		}
-		parts[i].items = append(parts[i].items, it)
+		of[i] = p
+		count[p+1]++
+	}
+	for p := 1; p <= n; p++ {
+		count[p] += count[p-1]
+	}
+	start := slices.Clone(count)
+	dest := make([]int32, len(items))
+	for i, p := range of {
+		dest[i] = int32(count[p])
+		count[p]++
+	}
+	for i := range items {
+		for int(dest[i]) != i {
+			j := dest[i]
+			items[i], items[j] = items[j], items[i]
+			dest[i], dest[j] = dest[j], dest[i]
+		}
+	}
+	parts := make([]callPart, n)
+	for p := range parts {
+		lo, hi := min(p*size, len(calls)), min((p+1)*size, len(calls))
+		parts[p].calls = calls[lo:hi:hi]
+		parts[p].items = items[start[p]:start[p+1]:start[p+1]]
 	}
 	return parts
 }
@@ -774,18 +802,20 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 	loc := a.loc()
 	calls := map[string]*callInfo{}
 	var callOrder []string
-	items := map[string]checkpoint.Item{} // by kind + "\x00" + upstream id
-	var itemOrder []string
+	// The items in the order first met, once each (by kind and upstream
+	// id); the map holds indexes, not copies.
+	var list []checkpoint.Item
+	items := map[string]int{} // kind + "\x00" + upstream id → index in list
 	addItem := func(it checkpoint.Item) {
 		k := it.Kind + "\x00" + it.UpstreamID
 		if _, ok := items[k]; !ok {
-			items[k] = it
-			itemOrder = append(itemOrder, k)
+			items[k] = len(list)
+			list = append(list, it)
 		}
 	}
-	// placed is where each agent item was keyed: by its own row's call
-	// begin, which its call's earliest row may precede.
-	placed := map[string]agentPlace{}
+	// placed is where each agent item was keyed (by index in list): by its
+	// own row's call begin, which its call's earliest row may precede.
+	placed := map[int]agentPlace{}
 	var bad badRows
 	noteCall := func(id string, begin time.Time, vdn, agent string) {
 		c, ok := calls[id]
@@ -853,8 +883,8 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 				bad.add(r, err.Error())
 				return nil
 			}
-			if k := it.Kind + "\x00" + it.UpstreamID; items[k].Kind == "" {
-				placed[k] = agentPlace{vdn: vdn, agent: agent, begin: begin}
+			if _, ok := items[it.Kind+"\x00"+it.UpstreamID]; !ok {
+				placed[len(list)] = agentPlace{vdn: vdn, agent: agent, begin: begin}
 			}
 			addItem(it)
 			return nil
@@ -883,19 +913,19 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 	// An agent recording belongs to its call's day, and its key carries the
 	// call's date: a recording that starts after midnight is not filed apart
 	// from its call.
-	for _, k := range itemOrder {
-		it := items[k]
-		if it.Kind != checkpoint.KindAgent {
+	for i := range list {
+		p, ok := placed[i]
+		if !ok {
 			continue
 		}
-		p, begin := placed[k], calls[it.CallID].begin
+		it := &list[i]
+		begin := calls[it.CallID].begin
 		if begin.Equal(p.begin) {
 			continue // keyed by this begin already
 		}
-		if err := a.placeAgent(&it, AgentArgs{VDN: p.vdn, AgentID: p.agent}, begin); err != nil {
+		if err := a.placeAgent(it, AgentArgs{VDN: p.vdn, AgentID: p.agent}, begin); err != nil {
 			return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: call %s recording %s: %w", name, it.CallID, it.UpstreamID, err)
 		}
-		items[k] = it
 	}
 	sort.Strings(callOrder)
 	out := make([]checkpoint.Call, 0, len(calls))
@@ -918,10 +948,6 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 			}
 			addItem(it)
 		}
-	}
-	list := make([]checkpoint.Item, 0, len(itemOrder))
-	for _, k := range itemOrder {
-		list = append(list, items[k])
 	}
 	return out, list, rows, nil
 }

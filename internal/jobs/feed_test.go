@@ -155,17 +155,32 @@ func TestPass_PackageInParts(t *testing.T) {
 }
 
 // TestCallParts: every call once, each with its items, in order; an item of
-// no listed call in the last part.
+// no listed call in the last part. The items come interleaved (every call's
+// first item, then every call's second, as the recording-index rows and
+// the lookups come) and each part keeps them in the order given.
 func TestCallParts(t *testing.T) {
 	var calls []checkpoint.Call
 	var items []checkpoint.Item
 	for i := range 7 {
 		id := string(rune('a' + i))
 		calls = append(calls, checkpoint.Call{CallID: id})
-		items = append(items, checkpoint.Item{CallID: id, UpstreamID: id + "1"}, checkpoint.Item{CallID: id, UpstreamID: id + "2"})
+		items = append(items, checkpoint.Item{CallID: id, UpstreamID: id + "1"})
 	}
 	items = append(items, checkpoint.Item{CallID: "zz", UpstreamID: "orphan"})
+	for i := range 7 {
+		id := string(rune('a' + i))
+		items = append(items, checkpoint.Item{CallID: id, UpstreamID: id + "2"})
+	}
 	parts := callParts(calls, items, 3)
+	var order []string
+	for _, p := range parts {
+		for _, it := range p.items {
+			order = append(order, it.UpstreamID)
+		}
+	}
+	if want := "[a1 b1 c1 a2 b2 c2 d1 e1 f1 d2 e2 f2 g1 orphan g2]"; fmt.Sprint(order) != want {
+		t.Errorf("items by part %v, want %s", order, want)
+	}
 	if len(parts) != 3 {
 		t.Fatalf("%d parts, want 3", len(parts))
 	}

@@ -6,7 +6,9 @@ import (
 	"compress/gzip"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -127,4 +129,76 @@ func TestArchiver_parsePackage(t *testing.T) {
 			t.Errorf("parsePackage: %v, want 2 unusable rows naming file and line", err)
 		}
 	})
+}
+
+// bigPackage is a package of n calls, each with one recording-index row.
+func bigPackage(b *testing.B, n int) *cdr.Package {
+	b.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		row  func(id string) []string
+	}{{"20261101_call_1.csv", func(id string) []string { return callRow(id) }},
+		{"20261101_record_1.csv", func(id string) []string { return recordRow(id, "/1/"+id+".wav") }}} {
+		w, err := zw.Create(f.name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cw := csv.NewWriter(w)
+		for i := range n {
+			if err := cw.Write(f.row(fmt.Sprintf("17620000%08d", i))); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cw.Flush()
+	}
+	if err := zw.Close(); err != nil {
+		b.Fatal(err)
+	}
+	p, err := cdr.Open(bytes.NewReader(buf.Bytes()), int64(buf.Len()), cdr.DefaultLimits())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// BenchmarkParsePackage parses a package of 20,000 calls (60,000 items with
+// the lookups) and splits it into the parts completePackage commits.
+// heap-B/call is the heap still in use afterwards, with the calls, items
+// and parts alive (what a package costs the process while it is
+// committed); B/op what was allocated on the way.
+//
+// Run: go test -run '^$' -bench 'ParsePackage$' -benchtime 3x -benchmem ./internal/jobs/
+func BenchmarkParsePackage(b *testing.B) {
+	const calls = 20000
+	keys, err := sink.NewKeyBuilder("", sink.DefaultKeyTemplate)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := &Archiver{Keys: keys, Settings: Settings{Tenant: "t", Location: time.UTC, SpoolDir: b.TempDir()}}
+	p := bigPackage(b, calls)
+	b.ReportAllocs()
+	var inUse uint64
+	for b.Loop() {
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		cs, items, rows, err := a.parsePackage(p, "pkg.zip")
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows.remove()
+		parts := callParts(cs, items, partCalls)
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		if len(items) != 3*calls || len(parts) != calls/partCalls {
+			b.Fatalf("%d items in %d parts, want %d in %d", len(items), len(parts), 3*calls, calls/partCalls)
+		}
+		inUse = max(inUse, m1.HeapAlloc-m0.HeapAlloc)
+		runtime.KeepAlive(parts)
+		runtime.KeepAlive(cs)
+		runtime.KeepAlive(items)
+	}
+	b.ReportMetric(float64(inUse)/calls, "heap-B/call")
 }

@@ -969,6 +969,35 @@ func testQueries(t *testing.T, s checkpoint.Store) {
 			t.Fatalf("DayItems(empty day) = %v, %v", upstreams(d), err)
 		}
 	})
+	t.Run("EachDayItem", func(t *testing.T) {
+		var got []checkpoint.Item
+		if err := s.EachDayItem(ctx(t), "2026-03-01", func(it checkpoint.Item) error {
+			got = append(got, it)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		want, err := s.DayItems(ctx(t), "2026-03-01")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || !reflect.DeepEqual(got, want) {
+			t.Fatalf("EachDayItem = %v, want DayItems' %v", upstreams(got), upstreams(want))
+		}
+		stop := errors.New("stop")
+		calls := 0
+		err = s.EachDayItem(ctx(t), "2026-03-01", func(checkpoint.Item) error { calls++; return stop })
+		if !errors.Is(err, stop) || calls != 1 {
+			t.Fatalf("EachDayItem with fn failing = %v after %d calls, want fn's error after 1", err, calls)
+		}
+		// The store is usable again once it returned (the read is closed).
+		if _, err := s.DayItems(ctx(t), "2026-03-01"); err != nil {
+			t.Fatalf("DayItems after a stopped EachDayItem: %v", err)
+		}
+		if err := s.EachDayItem(ctx(t), "1999-01-01", func(checkpoint.Item) error { return stop }); err != nil {
+			t.Fatalf("EachDayItem(empty day) = %v, want nil (fn not called)", err)
+		}
+	})
 	t.Run("DayCalls", func(t *testing.T) {
 		id, err := s.CreatePackage(ctx(t), checkpoint.Package{Begin: t0(), End: t0().Add(time.Hour)})
 		if err != nil {

@@ -861,14 +861,34 @@ func (s *Store) DayCalls(ctx context.Context, day string) ([]checkpoint.Call, er
 
 // DayItems returns one day's items ordered by ID.
 func (s *Store) DayItems(ctx context.Context, day string) ([]checkpoint.Item, error) {
+	var out []checkpoint.Item
+	err := s.EachDayItem(ctx, day, func(it checkpoint.Item) error {
+		out = append(out, it)
+		return nil
+	})
+	return out, err
+}
+
+// EachDayItem implements checkpoint.Store.
+func (s *Store) EachDayItem(ctx context.Context, day string, fn func(checkpoint.Item) error) error {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+itemCols+` FROM items WHERE day = ? ORDER BY id`, day)
-	if err == nil {
-		var out []checkpoint.Item
-		if out, err = collectItems(rows); err == nil {
-			return out, nil
+	if err != nil {
+		return fmt.Errorf("checkpoint: items of %s: %w", day, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		it, err := scanItem(rows)
+		if err != nil {
+			return fmt.Errorf("checkpoint: items of %s: %w", day, err)
+		}
+		if err := fn(it); err != nil {
+			return err
 		}
 	}
-	return nil, fmt.Errorf("checkpoint: items of %s: %w", day, err)
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("checkpoint: items of %s: %w", day, err)
+	}
+	return nil
 }
 
 // Days summarises every day that has calls or items, oldest first, from one
