@@ -529,6 +529,7 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		return err
 	}
 	p.QuarantineKey = ""
+	nItems := len(items) + lookupsPerCall*len(calls) // with the lookups
 	prev, ok, err := a.Store.LastDonePackage(sctx, w.Begin, w.End)
 	if err != nil {
 		return a.storeErr("last done package", err)
@@ -537,7 +538,7 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		// The same CDR as the last package of this window: nothing new to
 		// store. Calls and items are still offered (they are known already).
 		p.State, p.Key, p.RowsKey, p.RowsSHA256, p.LastError = checkpoint.StateDone, "", prev.RowsKey, rows.content, ""
-		p.Calls, p.Items = len(calls), len(items)
+		p.Calls, p.Items = len(calls), nItems
 		added, err := a.completePackage(ctx, calls, items, func() (checkpoint.Package, error) { return *p, nil })
 		rep.Added += added
 		if err != nil {
@@ -594,7 +595,7 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		if err := a.storeParquet(tctx, pkg, p, s.sha256, rep); err != nil {
 			return checkpoint.Package{}, err
 		}
-		p.State, p.Key, p.RowsKey, p.RowsSHA256, p.Calls, p.Items, p.LastError = checkpoint.StateDone, key, rowsKey, rows.content, len(calls), len(items), ""
+		p.State, p.Key, p.RowsKey, p.RowsSHA256, p.Calls, p.Items, p.LastError = checkpoint.StateDone, key, rowsKey, rows.content, len(calls), nItems, ""
 		return *p, nil
 	}
 	added, err := a.completePackage(ctx, calls, items, store)
@@ -605,7 +606,7 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 	rep.Packages++
 	a.met.Package("done")
 	log.Info("package archived", zap.String("bill_file", p.BillFileName), zap.String("key", key),
-		zap.Int("calls", len(calls)), zap.Int("items", len(items)), zap.Int("new_items", added))
+		zap.Int("calls", len(calls)), zap.Int("items", nItems), zap.Int("new_items", added))
 	return nil
 }
 
@@ -613,7 +614,8 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 // package holds when its items are committed in parts (completePackage).
 const partCalls = 1000
 
-// completePackage records a package's calls and items and marks it done:
+// completePackage records a package's calls, the items of their recordings
+// and their lookups (lookupItems, made part by part) and marks it done:
 // store stores its objects and returns it as it is to be saved, and only
 // once store has succeeded is the package done (Store.CompletePackage, with
 // the calls and items, or the last part of them). While item jobs run in
@@ -642,7 +644,12 @@ func (a *Archiver) completePackage(ctx context.Context, calls []checkpoint.Call,
 		go func() {
 			var res result
 			for _, pt := range parts[:len(parts)-1] {
-				n, err := a.Store.AddCalls(sctx, pt.calls, pt.items)
+				items, err := withLookups(pt.calls, pt.items)
+				if err != nil {
+					res.err = err
+					break
+				}
+				n, err := a.Store.AddCalls(sctx, pt.calls, items)
 				if err != nil {
 					res.err = a.storeErr("add calls", err)
 					break
@@ -665,6 +672,9 @@ func (a *Archiver) completePackage(ctx context.Context, calls []checkpoint.Call,
 	if res.err != nil {
 		return res.added, res.err
 	}
+	if items, err = withLookups(calls, items); err != nil {
+		return res.added, err
+	}
 	n, err := a.Store.CompletePackage(sctx, p, calls, items)
 	if err != nil {
 		return res.added, a.storeErr("complete package", err)
@@ -673,6 +683,34 @@ func (a *Archiver) completePackage(ctx context.Context, calls []checkpoint.Call,
 		fd.added()
 	}
 	return res.added + n, nil
+}
+
+// lookupsPerCall is the lookups each call has: transfer and IVR.
+const lookupsPerCall = 2
+
+// lookupItems returns the transfer and IVR lookups of calls, in their order.
+func lookupItems(calls []checkpoint.Call) ([]checkpoint.Item, error) {
+	out := make([]checkpoint.Item, 0, lookupsPerCall*len(calls))
+	for _, c := range calls {
+		for _, kind := range []string{checkpoint.KindTransferLookup, checkpoint.KindIVRLookup} {
+			it, err := withArgs(checkpoint.Item{UpstreamID: c.CallID, CallID: c.CallID, Day: c.Day, State: checkpoint.StatePending},
+				LookupArgs{kind: kind, CallID: c.CallID, CallBegin: c.Begin, VDN: c.VDN, AgentID: c.AgentID})
+			if err != nil {
+				return nil, fmt.Errorf("jobs: cdr: call %s: %s: %w", c.CallID, kind, err)
+			}
+			out = append(out, it)
+		}
+	}
+	return out, nil
+}
+
+// withLookups is items followed by the lookups of calls.
+func withLookups(calls []checkpoint.Call, items []checkpoint.Item) ([]checkpoint.Item, error) {
+	lookups, err := lookupItems(calls)
+	if err != nil {
+		return nil, err
+	}
+	return append(items[:len(items):len(items)], lookups...), nil
 }
 
 // callPart is a part of a package: calls and their items.
@@ -784,7 +822,10 @@ func (l *limitWriter) Write(b []byte) (int, error) {
 }
 
 // parsePackage walks both CSV kinds: it writes every row to a gzipped JSON
-// Lines temp file and derives the calls and items.
+// Lines temp file and derives the calls and the items of their recordings.
+// The lookups, two items a call made of nothing but the call, are made as
+// each part is committed (lookupItems): held from the parse to the commit
+// they were two thirds of a large package's items in memory.
 func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.Call, _ []checkpoint.Item, _ *spooled, err error) {
 	f, err := os.CreateTemp(a.SpoolDir, "cdr-rows-*.jsonl.gz")
 	if err != nil {
@@ -933,14 +974,6 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 		c := calls[id]
 		day := c.begin.In(loc).Format(time.DateOnly)
 		out = append(out, checkpoint.Call{CallID: id, Day: day, Begin: c.begin, VDN: c.vdn, AgentID: c.agent})
-		for _, kind := range []string{checkpoint.KindTransferLookup, checkpoint.KindIVRLookup} {
-			it, err := withArgs(checkpoint.Item{UpstreamID: id, CallID: id, Day: day, State: checkpoint.StatePending},
-				LookupArgs{kind: kind, CallID: id, CallBegin: c.begin, VDN: c.vdn, AgentID: c.agent})
-			if err != nil {
-				return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: call %s: %w", name, id, err)
-			}
-			addItem(it)
-		}
 		if a.method() == config.MethodCMS && len(c.records) > 0 {
 			it, err := a.cmsItem(id, c)
 			if err != nil {
