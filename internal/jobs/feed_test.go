@@ -152,6 +152,39 @@ func TestPass_PackageInParts(t *testing.T) {
 	for _, it := range e.items(checkpoint.StatePending, checkpoint.StateInProgress, checkpoint.StateFailed, checkpoint.StateDead) {
 		t.Errorf("%s item %s left %s after the pass", it.Kind, it.UpstreamID, it.State)
 	}
+	// Every call has its two lookups (made part by part), and the done
+	// packages count every item they added (the lookups add the transfer
+	// and IVR recordings).
+	days, err := e.store.Days(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls, lookups, fromPackages := 0, map[string]map[string]bool{}, 0
+	for _, d := range days {
+		calls += d.Calls
+	}
+	for _, it := range e.items() {
+		if it.Kind == checkpoint.KindAgent || it.Kind == checkpoint.KindTransferLookup || it.Kind == checkpoint.KindIVRLookup {
+			fromPackages++
+		}
+		if it.Kind == checkpoint.KindTransferLookup || it.Kind == checkpoint.KindIVRLookup {
+			if lookups[it.Kind] == nil {
+				lookups[it.Kind] = map[string]bool{}
+			}
+			lookups[it.Kind][it.CallID] = true
+		}
+	}
+	if calls == 0 || len(lookups[checkpoint.KindTransferLookup]) != calls || len(lookups[checkpoint.KindIVRLookup]) != calls {
+		t.Errorf("%d calls, %d with a transfer lookup, %d with an IVR lookup; want every call with both",
+			calls, len(lookups[checkpoint.KindTransferLookup]), len(lookups[checkpoint.KindIVRLookup]))
+	}
+	counted := 0
+	for _, p := range pkgs {
+		counted += p.Items
+	}
+	if counted != fromPackages {
+		t.Errorf("done packages count %d items, the store holds %d agent recordings and lookups", counted, fromPackages)
+	}
 }
 
 // TestCallParts: every call once, each with its items, in order; an item of
