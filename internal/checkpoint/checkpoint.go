@@ -155,6 +155,23 @@ type Item struct {
 	UpdatedAt  time.Time
 }
 
+// AddedState is the state it is added in (AddItems, AddCalls,
+// CompletePackage): pending when it has none, pending or absent as given;
+// any other state, or an item without kind or upstream ID, is an error
+// naming it (ErrState for a state).
+func AddedState(it Item) (State, error) {
+	if it.Kind == "" || it.UpstreamID == "" {
+		return "", fmt.Errorf("item %q/%q: empty kind or upstream id", it.Kind, it.UpstreamID)
+	}
+	switch it.State {
+	case "":
+		return StatePending, nil
+	case StatePending, StateAbsent:
+		return it.State, nil
+	}
+	return "", fmt.Errorf("item %s/%s: cannot be added as %s: %w", it.Kind, it.UpstreamID, it.State, ErrState)
+}
+
 // Claimer is who claims items and how long a claim holds.
 type Claimer struct {
 	// Owner identifies the claimer: a replica ID, unique to one process

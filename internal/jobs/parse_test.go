@@ -20,7 +20,7 @@ import (
 )
 
 // testPackage builds a package ZIP from CSV rows.
-func testPackage(t *testing.T, files map[string][][]string) *cdr.Package {
+func testPackage(t testing.TB, files map[string][][]string) *cdr.Package {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
@@ -143,33 +143,12 @@ func TestArchiver_parsePackage(t *testing.T) {
 // bigPackage is a package of n calls, each with one recording-index row.
 func bigPackage(b *testing.B, n int) *cdr.Package {
 	b.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		row  func(id string) []string
-	}{{"20261101_call_1.csv", func(id string) []string { return callRow(id) }},
-		{"20261101_record_1.csv", func(id string) []string { return recordRow(id, "/1/"+id+".wav") }}} {
-		w, err := zw.Create(f.name)
-		if err != nil {
-			b.Fatal(err)
-		}
-		cw := csv.NewWriter(w)
-		for i := range n {
-			if err := cw.Write(f.row(fmt.Sprintf("17620000%08d", i))); err != nil {
-				b.Fatal(err)
-			}
-		}
-		cw.Flush()
+	calls, records := make([][]string, n), make([][]string, n)
+	for i := range n {
+		id := fmt.Sprintf("17620000%08d", i)
+		calls[i], records[i] = callRow(id), recordRow(id, "/1/"+id+".wav")
 	}
-	if err := zw.Close(); err != nil {
-		b.Fatal(err)
-	}
-	p, err := cdr.Open(bytes.NewReader(buf.Bytes()), int64(buf.Len()), cdr.DefaultLimits())
-	if err != nil {
-		b.Fatal(err)
-	}
-	return p
+	return testPackage(b, map[string][][]string{"20261101_call_1.csv": calls, "20261101_record_1.csv": records})
 }
 
 // BenchmarkParsePackage parses a package of 20,000 calls (20,000 recording

@@ -407,15 +407,9 @@ func (s *Store) insertItems(ctx context.Context, q querier, items []checkpoint.I
 		attempts, nexts, sizes                          = make([]int64, n), make([]int64, n), make([]int64, n)
 	)
 	for i, it := range items {
-		if it.Kind == "" || it.UpstreamID == "" {
-			return 0, fmt.Errorf("item %q/%q: empty kind or upstream id", it.Kind, it.UpstreamID)
-		}
-		st := it.State
-		if st == "" {
-			st = checkpoint.StatePending
-		}
-		if st != checkpoint.StatePending && st != checkpoint.StateAbsent {
-			return 0, fmt.Errorf("item %s/%s: cannot be added as %s: %w", it.Kind, it.UpstreamID, st, checkpoint.ErrState)
+		st, err := checkpoint.AddedState(it)
+		if err != nil {
+			return 0, err
 		}
 		p, err := encodeParams(it.Args)
 		if err != nil {

@@ -411,15 +411,9 @@ func (s *Store) insertItems(ctx context.Context, tx *sql.Tx, items []checkpoint.
 		part := items[start:min(start+rows, len(items))]
 		args = args[:0]
 		for _, it := range part {
-			if it.Kind == "" || it.UpstreamID == "" {
-				return 0, fmt.Errorf("item %q/%q: empty kind or upstream id", it.Kind, it.UpstreamID)
-			}
-			st := it.State
-			if st == "" {
-				st = checkpoint.StatePending
-			}
-			if st != checkpoint.StatePending && st != checkpoint.StateAbsent {
-				return 0, fmt.Errorf("item %s/%s: cannot be added as %s: %w", it.Kind, it.UpstreamID, st, checkpoint.ErrState)
+			st, err := checkpoint.AddedState(it)
+			if err != nil {
+				return 0, err
 			}
 			params, err := encodeParams(it.Args)
 			if err != nil {
