@@ -473,6 +473,7 @@ func (a *Archiver) downloadPackage(ctx context.Context, name string) (_ *spooled
 
 // callInfo gathers what the package says about one call.
 type callInfo struct {
+	idx        int // in the order first met
 	begin      time.Time
 	vdn, agent string
 	records    []string // file_name of each recording-index row (Method cms: the members a call-level download must hold)
@@ -508,13 +509,14 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 	keyTime := wallUTC(w.Begin, a.loc())
 	pkg, err := cdr.Open(s.f, s.size, a.limits())
 	var calls []checkpoint.Call
-	var items []checkpoint.Item
+	var items *packageItems
 	var rows *spooled
 	if err == nil {
 		calls, items, rows, err = a.parsePackage(pkg, p.BillFileName)
 		if rows != nil {
 			defer rows.remove()
 		}
+		defer items.remove()
 	} else {
 		err = fmt.Errorf("jobs: cdr: package %s: %w", p.BillFileName, err)
 	}
@@ -529,7 +531,7 @@ func (a *Archiver) storePackage(ctx context.Context, log *zap.Logger, w Window, 
 		return err
 	}
 	p.QuarantineKey = ""
-	nItems := len(items) + lookupsPerCall*len(calls) // with the lookups
+	nItems := items.Len() + lookupsPerCall*len(calls) // with the lookups
 	prev, ok, err := a.Store.LastDonePackage(sctx, w.Begin, w.End)
 	if err != nil {
 		return a.storeErr("last done package", err)
@@ -618,15 +620,15 @@ const partCalls = 1000
 // and their lookups (lookupItems, made part by part) and marks it done:
 // store stores its objects and returns it as it is to be saved, and only
 // once store has succeeded is the package done (Store.CompletePackage, with
-// the calls and items, or the last part of them). While item jobs run in
-// the same pass (a feed in ctx), a package of more than partCalls calls is
-// committed in parts while store runs, the calls of each part with their
-// items (Store.AddCalls), each part announced to the feed: its recordings
-// are archived while the package and the rest of it are stored. Parts of a
-// package that then fails are kept: their items are the package's, which
-// is retried, and adding them again adds nothing. It returns the items
-// added, also when it fails.
-func (a *Archiver) completePackage(ctx context.Context, calls []checkpoint.Call, items []checkpoint.Item,
+// the calls and items, or the last part of them). A package of more than
+// partCalls calls is committed in parts while store runs, the calls of each
+// part with their items (Store.AddCalls), read from items one part at a
+// time; while item jobs run in the same pass (a feed in ctx) each part is
+// announced to them, and its recordings are archived while the package and
+// the rest of it are stored. Parts of a package that then fails are kept:
+// their items are the package's, which is retried, and adding them again
+// adds nothing. It returns the items added, also when it fails.
+func (a *Archiver) completePackage(ctx context.Context, calls []checkpoint.Call, items *packageItems,
 	store func() (checkpoint.Package, error)) (int, error) {
 	sctx, fd := storeCtx(ctx), feedOf(ctx)
 	size := a.parts
@@ -638,18 +640,22 @@ func (a *Archiver) completePackage(ctx context.Context, calls []checkpoint.Call,
 		err   error
 	}
 	parted := make(chan result, 1)
-	if fd != nil && len(calls) > size {
-		parts := callParts(calls, items, size)
-		calls, items = parts[len(parts)-1].calls, parts[len(parts)-1].items
+	last := 0 // the first call of the last part
+	if len(calls) > size {
+		last = (len(calls) - 1) / size * size
 		go func() {
 			var res result
-			for _, pt := range parts[:len(parts)-1] {
-				items, err := withLookups(pt.calls, pt.items)
+			for lo := 0; lo < last; lo += size {
+				pt := calls[lo : lo+size]
+				its, err := items.part(lo, lo+size)
+				if err == nil {
+					its, err = withLookups(pt, its)
+				}
 				if err != nil {
 					res.err = err
 					break
 				}
-				n, err := a.Store.AddCalls(sctx, pt.calls, items)
+				n, err := a.Store.AddCalls(sctx, pt, its)
 				if err != nil {
 					res.err = a.storeErr("add calls", err)
 					break
@@ -672,10 +678,14 @@ func (a *Archiver) completePackage(ctx context.Context, calls []checkpoint.Call,
 	if res.err != nil {
 		return res.added, res.err
 	}
-	if items, err = withLookups(calls, items); err != nil {
+	its, err := items.part(last, len(calls))
+	if err == nil {
+		its, err = withLookups(calls[last:], its)
+	}
+	if err != nil {
 		return res.added, err
 	}
-	n, err := a.Store.CompletePackage(sctx, p, calls, items)
+	n, err := a.Store.CompletePackage(sctx, p, calls[last:], its)
 	if err != nil {
 		return res.added, a.storeErr("complete package", err)
 	}
@@ -711,64 +721,6 @@ func withLookups(calls []checkpoint.Call, items []checkpoint.Item) ([]checkpoint
 		return nil, err
 	}
 	return append(items[:len(items):len(items)], lookups...), nil
-}
-
-// callPart is a part of a package: calls and their items.
-type callPart struct {
-	calls []checkpoint.Call
-	items []checkpoint.Item
-}
-
-// callParts splits calls into parts of at most size calls, each with the
-// items of its calls, in the order given; an item whose call is not among
-// calls goes with the last part. The parts share calls' and items' arrays:
-// items is reordered in place (grouped by part, each group in the order
-// given), not copied, since a large package's items are most of what it
-// costs in memory.
-func callParts(calls []checkpoint.Call, items []checkpoint.Item, size int) []callPart {
-	n := (len(calls) + size - 1) / size
-	if n < 1 {
-		n = 1
-	}
-	part := make(map[string]int32, len(calls))
-	for i, c := range calls {
-		part[c.CallID] = int32(i / size)
-	}
-	// Each item's place once grouped: a counting sort's positions, then the
-	// permutation applied cycle by cycle.
-	count := make([]int, n+1)
-	of := make([]int32, len(items))
-	for i, it := range items {
-		p, ok := part[it.CallID]
-		if !ok {
-			p = int32(n - 1)
-		}
-		of[i] = p
-		count[p+1]++
-	}
-	for p := 1; p <= n; p++ {
-		count[p] += count[p-1]
-	}
-	start := slices.Clone(count)
-	dest := make([]int32, len(items))
-	for i, p := range of {
-		dest[i] = int32(count[p])
-		count[p]++
-	}
-	for i := range items {
-		for int(dest[i]) != i {
-			j := dest[i]
-			items[i], items[j] = items[j], items[i]
-			dest[i], dest[j] = dest[j], dest[i]
-		}
-	}
-	parts := make([]callPart, n)
-	for p := range parts {
-		lo, hi := min(p*size, len(calls)), min((p+1)*size, len(calls))
-		parts[p].calls = calls[lo:hi:hi]
-		parts[p].items = items[start[p]:start[p+1]:start[p+1]]
-	}
-	return parts
 }
 
 // quarantine keeps the bytes of a package rejected for its content under
@@ -822,16 +774,27 @@ func (l *limitWriter) Write(b []byte) (int, error) {
 }
 
 // parsePackage walks both CSV kinds: it writes every row to a gzipped JSON
-// Lines temp file and derives the calls and the items of their recordings.
-// The lookups, two items a call made of nothing but the call, are made as
-// each part is committed (lookupItems): held from the parse to the commit
-// they were two thirds of a large package's items in memory.
-func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.Call, _ []checkpoint.Item, _ *spooled, err error) {
+// Lines temp file and derives the calls and the items of their recordings,
+// which it keeps in another (packageItems): memory holds the calls and a
+// small record an item, however large the package. The lookups, two items
+// a call made of nothing but the call, are made as each part is committed
+// (lookupItems). The caller removes the items (when there is no error) and
+// the rows (when they are not nil).
+func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.Call, _ *packageItems, _ *spooled, err error) {
 	f, err := os.CreateTemp(a.SpoolDir, "cdr-rows-*.jsonl.gz")
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("jobs: cdr: rows of %s: %w", name, err)
 	}
 	rows := &spooled{f: f}
+	list, err := newPackageItems(a.SpoolDir)
+	if err != nil {
+		return nil, nil, rows, fmt.Errorf("jobs: cdr: items of %s: %w", name, err)
+	}
+	defer func() {
+		if err != nil {
+			list.remove()
+		}
+	}()
 	h := sha256.New()
 	content := sha256.New()
 	lw := &limitWriter{w: io.MultiWriter(f, h), max: 2 * a.limits().MaxTotalBytes}
@@ -841,27 +804,32 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 	var digest []byte
 
 	loc := a.loc()
+	// The calls, each with its index in callOrder (the order first met).
+	// What is kept of a row is copied (strings.Clone): a field is a slice
+	// of its whole CSV record.
 	calls := map[string]*callInfo{}
 	var callOrder []string
-	// The items in the order first met, once each (by kind and upstream
-	// id); the map holds indexes, not copies.
-	var list []checkpoint.Item
+	// The items are kept once each (by kind and upstream id), in the order
+	// first met; the map holds their indexes in list.
 	items := map[string]int{} // kind + "\x00" + upstream id → index in list
-	addItem := func(it checkpoint.Item) {
+	addItem := func(it checkpoint.Item, call int, at *agentPlace) error {
 		k := it.Kind + "\x00" + it.UpstreamID
-		if _, ok := items[k]; !ok {
-			items[k] = len(list)
-			list = append(list, it)
+		if _, ok := items[k]; ok {
+			return nil
 		}
+		i, err := list.add(it, call, at)
+		if err != nil {
+			return fmt.Errorf("jobs: cdr: items of %s: %w", name, err)
+		}
+		items[k] = i
+		return nil
 	}
-	// placed is where each agent item was keyed (by index in list): by its
-	// own row's call begin, which its call's earliest row may precede.
-	placed := map[int]agentPlace{}
 	var bad badRows
-	noteCall := func(id string, begin time.Time, vdn, agent string) {
+	noteCall := func(id string, begin time.Time, vdn, agent string) *callInfo {
 		c, ok := calls[id]
 		if !ok {
-			c = &callInfo{begin: begin}
+			id = strings.Clone(id)
+			c = &callInfo{idx: len(callOrder), begin: begin}
 			calls[id] = c
 			callOrder = append(callOrder, id)
 		}
@@ -869,11 +837,12 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 			c.begin = begin
 		}
 		if c.vdn == "" {
-			c.vdn = vdn
+			c.vdn = strings.Clone(vdn)
 		}
 		if c.agent == "" {
-			c.agent = agent
+			c.agent = strings.Clone(agent)
 		}
+		return c
 	}
 	parseTime := func(s string) (time.Time, bool) {
 		t, err := time.ParseInLocation(cecwire.TimeLayout, strings.TrimSpace(s), loc)
@@ -904,7 +873,7 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 				return nil
 			}
 			vdn, agent := strings.TrimSpace(r.Get(kind, "vdn_id")), strings.TrimSpace(r.Get(kind, "agent_id"))
-			noteCall(callID, begin, vdn, agent)
+			c := noteCall(callID, begin, vdn, agent)
 			if kind != cdr.KindRecord {
 				return nil
 			}
@@ -914,8 +883,8 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 					bad.add(r, "no file_name")
 					return nil
 				}
-				if c := calls[callID]; !slices.Contains(c.records, fileName) {
-					c.records = append(c.records, fileName)
+				if !slices.Contains(c.records, fileName) {
+					c.records = append(c.records, strings.Clone(fileName))
 				}
 				return nil
 			}
@@ -924,11 +893,9 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 				bad.add(r, err.Error())
 				return nil
 			}
-			if _, ok := items[it.Kind+"\x00"+it.UpstreamID]; !ok {
-				placed[len(list)] = agentPlace{vdn: vdn, agent: agent, begin: begin}
-			}
-			addItem(it)
-			return nil
+			// Keyed by its own row's call begin, which its call's earliest
+			// row may precede: placed again after the walk.
+			return addItem(it, c.idx, &agentPlace{begin: begin, vdn: vdn, agent: agent})
 		})
 		if err != nil {
 			return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: %w", name, err)
@@ -954,41 +921,48 @@ func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.C
 	// An agent recording belongs to its call's day, and its key carries the
 	// call's date: a recording that starts after midnight is not filed apart
 	// from its call.
-	for i := range list {
-		p, ok := placed[i]
-		if !ok {
-			continue
+	begins := make([]time.Time, len(callOrder))
+	for i, id := range callOrder {
+		begins[i] = calls[id].begin
+	}
+	err = list.place(begins, func(it *checkpoint.Item, at agentPlace) error {
+		if err := a.placeAgent(it, AgentArgs{VDN: at.vdn, AgentID: at.agent}, at.begin); err != nil {
+			return fmt.Errorf("jobs: cdr: package %s: call %s recording %s: %w", name, it.CallID, it.UpstreamID, err)
 		}
-		it := &list[i]
-		begin := calls[it.CallID].begin
-		if begin.Equal(p.begin) {
-			continue // keyed by this begin already
-		}
-		if err := a.placeAgent(it, AgentArgs{VDN: p.vdn, AgentID: p.agent}, begin); err != nil {
-			return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: call %s recording %s: %w", name, it.CallID, it.UpstreamID, err)
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, rows, err
 	}
 	sort.Strings(callOrder)
+	pos := make([]int, len(callOrder))
 	out := make([]checkpoint.Call, 0, len(calls))
-	for _, id := range callOrder {
+	for i, id := range callOrder {
 		c := calls[id]
+		pos[c.idx] = i
 		day := c.begin.In(loc).Format(time.DateOnly)
 		out = append(out, checkpoint.Call{CallID: id, Day: day, Begin: c.begin, VDN: c.vdn, AgentID: c.agent})
-		if a.method() == config.MethodCMS && len(c.records) > 0 {
+	}
+	list.order(pos)
+	if a.method() == config.MethodCMS {
+		for i, id := range callOrder {
+			c := calls[id]
+			if len(c.records) == 0 {
+				continue
+			}
 			it, err := a.cmsItem(id, c)
 			if err != nil {
 				return nil, nil, rows, fmt.Errorf("jobs: cdr: package %s: call %s: %w", name, id, err)
 			}
-			addItem(it)
+			if err := addItem(it, i, nil); err != nil {
+				return nil, nil, rows, err
+			}
 		}
 	}
+	if err := list.done(); err != nil {
+		return nil, nil, rows, fmt.Errorf("jobs: cdr: items of %s: %w", name, err)
+	}
 	return out, list, rows, nil
-}
-
-// agentPlace is what an agent item's key was made of (placeAgent).
-type agentPlace struct {
-	vdn, agent string
-	begin      time.Time
 }
 
 // orNone keeps key fields non-empty: a template may use a field the

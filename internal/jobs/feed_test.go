@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -187,55 +188,94 @@ func TestPass_PackageInParts(t *testing.T) {
 	}
 }
 
-// TestCallParts: every call once, each with its items, in order; an item of
-// no listed call in the last part. The items come interleaved (every call's
-// first item, then every call's second, as the recording-index rows and
-// the lookups come) and each part keeps them in the order given.
-func TestCallParts(t *testing.T) {
-	var calls []checkpoint.Call
-	var items []checkpoint.Item
-	for i := range 7 {
-		id := string(rune('a' + i))
-		calls = append(calls, checkpoint.Call{CallID: id})
-		items = append(items, checkpoint.Item{CallID: id, UpstreamID: id + "1"})
+// TestPackageItems: a package's items kept in their file come back whole,
+// each once, a part of calls at a time in the order first met (they come
+// interleaved: every call's first item, then every call's second, as the
+// recording-index rows do), renumbered to the calls' final order; a placed
+// item is written again only when its call began before the begin it was
+// keyed with; an item with a field the file does not hold is refused.
+func TestPackageItems(t *testing.T) {
+	dir := t.TempDir()
+	list, err := newPackageItems(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	items = append(items, checkpoint.Item{CallID: "zz", UpstreamID: "orphan"})
-	for i := range 7 {
-		id := string(rune('a' + i))
-		items = append(items, checkpoint.Item{CallID: id, UpstreamID: id + "2"})
+	defer list.remove()
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 || !list.unlinked {
+		t.Errorf("directory after the file was created: %v, %v (unlinked %v); want it empty: nothing left if the process is killed", ents, err, list.unlinked)
 	}
-	parts := callParts(calls, items, 3)
-	var order []string
-	for _, p := range parts {
-		for _, it := range p.items {
-			order = append(order, it.UpstreamID)
-		}
-	}
-	if want := "[a1 b1 c1 a2 b2 c2 d1 e1 f1 d2 e2 f2 g1 orphan g2]"; fmt.Sprint(order) != want {
-		t.Errorf("items by part %v, want %s", order, want)
-	}
-	if len(parts) != 3 {
-		t.Fatalf("%d parts, want 3", len(parts))
-	}
-	var got []string
-	for i, p := range parts {
-		in := map[string]bool{}
-		for _, c := range p.calls {
-			in[c.CallID] = true
-			got = append(got, c.CallID)
-		}
-		for _, it := range p.items {
-			if !in[it.CallID] && !(it.UpstreamID == "orphan" && i == len(parts)-1) {
-				t.Errorf("part %d holds item %s of call %s, not its", i, it.UpstreamID, it.CallID)
+	begin := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	// Calls met in the order g, f, …, a; their final order is a … g.
+	ids := []string{"g", "f", "e", "d", "c", "b", "a"}
+	for round := 1; round <= 2; round++ {
+		for i, id := range ids {
+			it := checkpoint.Item{Kind: checkpoint.KindAgent, UpstreamID: fmt.Sprintf("%s%d", id, round), CallID: id,
+				Day: "2026-11-01", Key: "k/" + id, State: checkpoint.StatePending, Args: json.RawMessage(`{"n":"` + id + `"}`)}
+			if _, err := list.add(it, i, &agentPlace{begin: begin, vdn: "v" + id, agent: "a" + id}); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}
-	if n := len(parts[0].items) + len(parts[1].items) + len(parts[2].items); n != len(items) || fmt.Sprint(got) != "[a b c d e f g]" {
-		t.Errorf("calls %v, %d items; want a–g once each, %d items", got, n, len(items))
+	if _, err := list.add(checkpoint.Item{Kind: checkpoint.KindAgent, UpstreamID: "x", Attempts: 1}, 0, nil); err == nil ||
+		!strings.Contains(err.Error(), "does not hold") {
+		t.Errorf("an item with attempts: %v, want a refusal", err)
 	}
-	if one := callParts(nil, nil, 3); len(one) != 1 {
-		t.Errorf("no calls: %d parts, want 1", len(one))
+	begins := make([]time.Time, len(ids))
+	for i := range begins {
+		begins[i] = begin
 	}
+	begins[1] = begin.Add(-time.Hour) // f began earlier than its rows said
+	var placed []string
+	err = list.place(begins, func(it *checkpoint.Item, at agentPlace) error {
+		if at.vdn != "v"+it.CallID || at.agent != "a"+it.CallID {
+			t.Errorf("item %s placed with VDN %q, agent %q; want its own", it.UpstreamID, at.vdn, at.agent)
+		}
+		placed = append(placed, it.UpstreamID)
+		it.Day, it.Key = at.begin.Format(time.DateOnly), "k/"+it.CallID+"/"+at.begin.Format("15")
+		return nil
+	})
+	if err != nil || fmt.Sprint(placed) != "[f1 f2]" {
+		t.Errorf("placed %v, %v; want f1 f2", placed, err)
+	}
+	pos := make([]int, len(ids))
+	for i := range ids {
+		pos[i] = len(ids) - 1 - i
+	}
+	list.order(pos)
+	if err := list.done(); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for lo := 0; lo < len(ids); lo += 3 {
+		part, err := list.part(lo, min(lo+3, len(ids)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range part {
+			order = append(order, it.UpstreamID)
+			if want := `{"n":"` + it.CallID + `"}`; string(it.Args) != want || it.Kind != checkpoint.KindAgent || it.State != checkpoint.StatePending {
+				t.Errorf("item %s came back as %+v", it.UpstreamID, it)
+			}
+			wantKey := "k/" + it.CallID
+			if it.CallID == "f" {
+				wantKey += "/09"
+			}
+			if it.Key != wantKey {
+				t.Errorf("item %s: key %s, want %s", it.UpstreamID, it.Key, wantKey)
+			}
+		}
+	}
+	if want := "[c1 b1 a1 c2 b2 a2 f1 e1 d1 f2 e2 d2 g1 g2]"; fmt.Sprint(order) != want {
+		t.Errorf("items by part %v, want %s", order, want)
+	}
+	if all, err := list.all(); err != nil || len(all) != list.Len() || list.Len() != 2*len(ids) {
+		t.Errorf("all: %d items, %v; Len %d; want %d", len(all), err, list.Len(), 2*len(ids))
+	}
+	var empty *packageItems
+	if empty.Len() != 0 {
+		t.Error("a nil list has items")
+	}
+	empty.remove()
 }
 
 // failPackageSink fails the Put of every CDR package ZIP while fail is set.

@@ -8,8 +8,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,6 +70,24 @@ func callRow(callID string, extra ...string) []string {
 	return append(r, extra...)
 }
 
+// parseAll parses p and reads all its items; the files go with the test.
+func parseAll(t *testing.T, a *Archiver, p *cdr.Package) ([]checkpoint.Call, []checkpoint.Item, *spooled) {
+	t.Helper()
+	calls, list, rows, err := a.parsePackage(p, "pkg.zip")
+	if rows != nil {
+		t.Cleanup(rows.remove)
+	}
+	if err != nil {
+		t.Fatalf("parsePackage: %v", err)
+	}
+	t.Cleanup(list.remove)
+	items, err := list.all()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return calls, items, rows
+}
+
 func TestArchiver_parsePackage(t *testing.T) {
 	keys, err := sink.NewKeyBuilder("", sink.DefaultKeyTemplate)
 	if err != nil {
@@ -76,13 +99,7 @@ func TestArchiver_parsePackage(t *testing.T) {
 			"20261101_call_1.csv":   {cecwire.CallColumns, callRow("c1", "x1", "x2"), callRow("c2")},
 			"20261101_record_1.csv": {recordRow("c1", "/1/a.wav"), recordRow("c1", "/1/b.wav"), recordRow("c1", "/1/a.wav")},
 		})
-		calls, items, rows, err := a.parsePackage(p, "pkg.zip")
-		if rows != nil {
-			defer rows.remove()
-		}
-		if err != nil {
-			t.Fatalf("parsePackage: %v", err)
-		}
+		calls, items, rows := parseAll(t, a, p)
 		if len(calls) != 2 || calls[0].CallID != "c1" || calls[0].Day != "2026-11-01" || !calls[0].Begin.Equal(time.Date(2026, 11, 1, 9, 59, 0, 0, time.UTC)) {
 			t.Errorf("calls %+v", calls)
 		}
@@ -130,18 +147,58 @@ func TestArchiver_parsePackage(t *testing.T) {
 			"20261101_call_1.csv":   {callRow("c1")},
 			"20261101_record_1.csv": {recordRow("c1", "/1/a.wav"), recordRow("c1", ""), recordRow("", "/1/c.wav")},
 		})
-		_, _, rows, err := a.parsePackage(p, "pkg.zip")
+		_, list, rows, err := a.parsePackage(p, "pkg.zip")
 		if rows != nil {
 			rows.remove()
 		}
+		if list != nil {
+			t.Error("the items of a failed parse are returned")
+		}
 		if err == nil || !strings.Contains(err.Error(), "2 unusable rows, first 20261101_record_1.csv line 2: no file_name") {
 			t.Errorf("parsePackage: %v, want 2 unusable rows naming file and line", err)
+		}
+		if ents, err := os.ReadDir(a.SpoolDir); err != nil || len(ents) != 0 {
+			t.Errorf("spool directory after a failed parse: %v, %v; want it empty", ents, err)
+		}
+	})
+	t.Run("a recording after midnight is filed with its call", func(t *testing.T) {
+		// c1's recording-index rows (10:00 on 1 November) come before its
+		// call row, which begins at 23:59 the day before: the item, kept
+		// with the day and key of its own row, is placed again by the
+		// call's begin. c2's rows agree and are not.
+		late := func(callID, file string) []string {
+			r := recordRow(callID, file)
+			r[slices.Index(cecwire.RecordColumns, "call_begin")] = "2026-11-01 00:00:30"
+			return r
+		}
+		early := callRow("c1")
+		early[slices.Index(cecwire.CallColumns, "call_begin")] = "2026-10-31 23:59:00"
+		p := testPackage(t, map[string][][]string{
+			"20261101_record_1.csv": {late("c1", "/1/a.wav"), late("c1", "/1/b.wav"), recordRow("c2", "/1/c.wav")},
+			"20261101_call_1.csv":   {early, callRow("c2")},
+		})
+		calls, items, _ := parseAll(t, a, p)
+		if len(calls) != 2 || calls[0].Day != "2026-10-31" || calls[1].Day != "2026-11-01" {
+			t.Fatalf("calls %+v, want c1 on 31 October, c2 on 1 November", calls)
+		}
+		want := map[string]string{"/1/a.wav": "2026-10-31", "/1/b.wav": "2026-10-31", "/1/c.wav": "2026-11-01"}
+		if len(items) != len(want) {
+			t.Fatalf("%d items, want %d", len(items), len(want))
+		}
+		for _, it := range items {
+			day := want[it.UpstreamID]
+			if it.Day != day || !strings.HasPrefix(it.Key, "t/"+strings.ReplaceAll(day, "-", "/")+"/") {
+				t.Errorf("item %s: day %s, key %s; want day %s and a key of that date", it.UpstreamID, it.Day, it.Key, day)
+			}
+			if it.State != checkpoint.StatePending || it.Kind != checkpoint.KindAgent || len(it.Args) == 0 {
+				t.Errorf("item %s: %+v", it.UpstreamID, it)
+			}
 		}
 	})
 }
 
 // bigPackage is a package of n calls, each with one recording-index row.
-func bigPackage(b *testing.B, n int) *cdr.Package {
+func bigPackage(b testing.TB, n int) *cdr.Package {
 	b.Helper()
 	calls, records := make([][]string, n), make([][]string, n)
 	for i := range n {
@@ -153,10 +210,14 @@ func bigPackage(b *testing.B, n int) *cdr.Package {
 
 // BenchmarkParsePackage parses a package of 20,000 calls (20,000 recording
 // items; the 40,000 lookups are made part by part as they are committed)
-// and splits it into the parts completePackage commits.
-// heap-B/call is the heap still in use afterwards, with the calls, items
-// and parts alive (what a package costs the process while it is
-// committed); B/op what was allocated on the way.
+// and reads its items a part at a time, as completePackage commits them.
+// Reported a call: peak-B/call, the most heap the parse and the reading of
+// the parts held at any moment (sampled, with the collector kept close to
+// the live heap); heap-B/call, the heap in use once parsed with one part of
+// the items read; all-items-B/call, the same with all of them read at once,
+// which is what holding a package's items costs (the baseline, measured in
+// the same run); x-less-than-all the baseline over heap-B/call. B/op what
+// was allocated on the way.
 //
 // Run: go test -run '^$' -bench 'ParsePackage$' -benchtime 3x -benchmem ./internal/jobs/
 func BenchmarkParsePackage(b *testing.B) {
@@ -168,26 +229,78 @@ func BenchmarkParsePackage(b *testing.B) {
 	a := &Archiver{Keys: keys, Settings: Settings{Tenant: "t", Location: time.UTC, SpoolDir: b.TempDir()}}
 	p := bigPackage(b, calls)
 	b.ReportAllocs()
-	var inUse uint64
-	for b.Loop() {
-		var m0, m1 runtime.MemStats
+	var inUse, all, peak uint64
+	heap := func() uint64 {
 		runtime.GC()
-		runtime.ReadMemStats(&m0)
-		cs, items, rows, err := a.parsePackage(p, "pkg.zip")
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	for b.Loop() {
+		base := heap()
+		stop := sampleHeap(b, &peak, base)
+		cs, list, rows, err := a.parsePackage(p, "pkg.zip")
 		if err != nil {
 			b.Fatal(err)
 		}
 		rows.remove()
-		parts := callParts(cs, items, partCalls)
-		runtime.GC()
-		runtime.ReadMemStats(&m1)
-		if len(items) != calls || len(parts) != calls/partCalls {
-			b.Fatalf("%d items in %d parts, want %d in %d", len(items), len(parts), calls, calls/partCalls)
+		n := 0
+		for lo := 0; lo < len(cs); lo += partCalls {
+			part, err := list.part(lo, min(lo+partCalls, len(cs)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += len(part)
+			if lo == 0 {
+				inUse = max(inUse, heap()-base)
+			}
+			runtime.KeepAlive(part)
 		}
-		inUse = max(inUse, m1.HeapAlloc-m0.HeapAlloc)
-		runtime.KeepAlive(parts)
-		runtime.KeepAlive(cs)
+		stop()
+		items, err := list.all()
+		if err != nil || n != calls || len(items) != calls {
+			b.Fatalf("%d items in parts, %d in all, %v; want %d", n, len(items), err, calls)
+		}
+		all = max(all, heap()-base)
 		runtime.KeepAlive(items)
+		runtime.KeepAlive(cs)
+		list.remove()
 	}
+	b.ReportMetric(float64(peak)/calls, "peak-B/call")
 	b.ReportMetric(float64(inUse)/calls, "heap-B/call")
+	b.ReportMetric(float64(all)/calls, "all-items-B/call")
+	b.ReportMetric(float64(all)/float64(inUse), "x-less-than-all")
+}
+
+// sampleHeap records in peak the most heap objects above base until the
+// function it returns is called, the collector set to run at a tenth more
+// than the live heap meanwhile so that garbage adds little to the samples.
+func sampleHeap(b *testing.B, peak *uint64, base uint64) func() {
+	b.Helper()
+	old := debug.SetGCPercent(10)
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(sample)
+			if v := sample[0].Value.Uint64(); v > base && v-base > *peak {
+				*peak = v - base
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		debug.SetGCPercent(old)
+	}
 }

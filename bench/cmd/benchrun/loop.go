@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,7 @@ func runLoop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	region := fs.String("region", "us-east-1", "S3 region")
 	bucket := fs.String("bucket", "", "S3 bucket")
 	conc := fs.Int("concurrency", 16, "transfers in flight")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the copy to `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -59,6 +61,20 @@ func runLoop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	c := newS3Client(*endpoint, *region, os.Getenv("BENCH_S3_ACCESS_KEY"), os.Getenv("BENCH_S3_SECRET_KEY"), loopApp, *conc)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * *conc, DisableCompression: true}}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "benchrun loop: --cpuprofile:", err)
+			return exitFailed
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 	res, err := copyAll(ctx, hc, c, strings.TrimSuffix(*src, "/"), *bucket, keys, *conc)
 	if err != nil {
 		fmt.Fprintln(stderr, "benchrun loop:", err)

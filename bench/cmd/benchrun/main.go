@@ -93,7 +93,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil
 	})
 	fs.BoolVar(&o.verify, "verify", true, "read every object back and check its SHA-256 after each run")
-	fs.BoolVar(&o.profile, "profile", false, "the archiver writes a CPU and a heap profile of each A run into its run directory (archiver.cpu.pprof, archiver.heap.pprof; use with --keep)")
+	fs.BoolVar(&o.profile, "profile", false, "the archiver writes a CPU and a heap profile of each A run into its run directory (archiver.cpu.pprof, archiver.heap.pprof), and the bare loop a CPU profile into its own (loop.cpu.pprof); use with --keep")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

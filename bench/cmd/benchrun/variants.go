@@ -131,6 +131,9 @@ func (b *bench) runLoop(ctx context.Context, dir, bucket string) (measure, error
 	cmd := exec.CommandContext(ctx, self, "loop", "--src", b.filesURL, "--list", b.keysFile,
 		"--endpoint", b.s3.Endpoint, "--region", b.s3.Region, "--bucket", bucket,
 		"--concurrency", strconv.Itoa(b.o.concurrency))
+	if b.o.profile {
+		cmd.Args = append(cmd.Args, "--cpuprofile", filepath.Join(dir, "loop.cpu.pprof"))
+	}
 	cmd.Env = append(os.Environ(), "BENCH_S3_ACCESS_KEY="+b.s3.AccessKey, "BENCH_S3_SECRET_KEY="+b.s3.SecretKey)
 	return measureCmd(ctx, cmd, dir, "loop")
 }
