@@ -230,14 +230,8 @@ func BenchmarkParsePackage(b *testing.B) {
 	p := bigPackage(b, calls)
 	b.ReportAllocs()
 	var inUse, all, peak uint64
-	heap := func() uint64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
 	for b.Loop() {
-		base := heap()
+		base := heapInUse()
 		stop := sampleHeap(b, &peak, base)
 		cs, list, rows, err := a.parsePackage(p, "pkg.zip")
 		if err != nil {
@@ -252,7 +246,7 @@ func BenchmarkParsePackage(b *testing.B) {
 			}
 			n += len(part)
 			if lo == 0 {
-				inUse = max(inUse, heap()-base)
+				inUse = max(inUse, heapInUse()-base)
 			}
 			runtime.KeepAlive(part)
 		}
@@ -261,7 +255,7 @@ func BenchmarkParsePackage(b *testing.B) {
 		if err != nil || n != calls || len(items) != calls {
 			b.Fatalf("%d items in parts, %d in all, %v; want %d", n, len(items), err, calls)
 		}
-		all = max(all, heap()-base)
+		all = max(all, heapInUse()-base)
 		runtime.KeepAlive(items)
 		runtime.KeepAlive(cs)
 		list.remove()
@@ -270,6 +264,14 @@ func BenchmarkParsePackage(b *testing.B) {
 	b.ReportMetric(float64(inUse)/calls, "heap-B/call")
 	b.ReportMetric(float64(all)/calls, "all-items-B/call")
 	b.ReportMetric(float64(all)/float64(inUse), "x-less-than-all")
+}
+
+// heapInUse is the heap in use after a collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
 
 // sampleHeap records in peak the most heap objects above base until the
