@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cec-archiver/cec-archiver/internal/checkpoint"
+	"github.com/cec-archiver/cec-archiver/internal/config"
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 )
 
@@ -153,9 +154,14 @@ func TestPass_PackageInParts(t *testing.T) {
 	for _, it := range e.items(checkpoint.StatePending, checkpoint.StateInProgress, checkpoint.StateFailed, checkpoint.StateDead) {
 		t.Errorf("%s item %s left %s after the pass", it.Kind, it.UpstreamID, it.State)
 	}
-	// Every call has its two lookups (made part by part), and the done
-	// packages count every item they added (the lookups add the transfer
-	// and IVR recordings).
+	checkPackageItems(t, e, pkgs)
+}
+
+// checkPackageItems: every call has its two lookups (made part by part),
+// and the done packages pkgs count every item they added (the lookups add
+// the transfer and IVR recordings).
+func checkPackageItems(t *testing.T, e *env, pkgs []checkpoint.Package) {
+	t.Helper()
 	days, err := e.store.Days(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -185,6 +191,43 @@ func TestPass_PackageInParts(t *testing.T) {
 	}
 	if counted != fromPackages {
 		t.Errorf("done packages count %d items, the store holds %d agent recordings and lookups", counted, fromPackages)
+	}
+}
+
+// countingStore counts the parts committed with AddCalls.
+type countingStore struct {
+	checkpoint.Store
+	parts atomic.Int64
+}
+
+func (s *countingStore) AddCalls(ctx context.Context, calls []checkpoint.Call, items []checkpoint.Item) (int, error) {
+	s.parts.Add(1)
+	return s.Store.AddCalls(ctx, calls, items)
+}
+
+// TestRunCDR_PackageInParts: the cdr job run alone (no item jobs, no feed)
+// commits a package of more calls than a part holds in parts too, read
+// back from its items file, and loses none of its items or lookups.
+func TestRunCDR_PackageInParts(t *testing.T) {
+	var st *countingStore
+	e := newEnv(t, envOptions{archiver: func(a *Archiver) {
+		a.parts = 7
+		st = &countingStore{Store: a.Store}
+		a.Store = st
+	}})
+	if _, err := e.a.Run(testCtx(t), config.JobCDR); err != nil {
+		t.Fatalf("cdr job: %v", err)
+	}
+	if st.parts.Load() == 0 {
+		t.Fatalf("no package was committed in parts (%d calls a part, %d calls)", e.a.parts, defaultTestCalls)
+	}
+	pkgs, err := e.store.Packages(context.Background(), checkpoint.StateDone)
+	if err != nil || len(pkgs) == 0 {
+		t.Fatalf("done packages %d (%v)", len(pkgs), err)
+	}
+	checkPackageItems(t, e, pkgs)
+	if n := len(e.items(checkpoint.StatePending)); n == 0 || n != len(e.items()) {
+		t.Errorf("%d items pending of %d: the cdr job alone archives none", n, len(e.items()))
 	}
 }
 
