@@ -344,9 +344,11 @@ func (e *expiredError) Error() string {
 	return fmt.Sprintf("jobs: cdr: package %s answers not found although it was ready (expired at the source)", e.name)
 }
 
-// spooled is a package downloaded to a temp file.
+// spooled is a package downloaded to a temp file (or a file derived from
+// one: its rows, a Parquet table).
 type spooled struct {
 	f      *os.File
+	drop   func() // closes f (createSpool)
 	size   int64
 	sha256 string
 	// content is, for a rows file, the digest of the rows themselves (kind
@@ -355,9 +357,37 @@ type spooled struct {
 	content string
 }
 
-func (s *spooled) remove() {
-	s.f.Close()
-	os.Remove(s.f.Name())
+func (s *spooled) remove() { s.drop() }
+
+// newSpooled is a new empty spooled file in dir (createSpool).
+func newSpooled(dir, pattern string) (*spooled, error) {
+	f, drop, err := createSpool(dir, pattern)
+	if err != nil {
+		return nil, err
+	}
+	return &spooled{f: f, drop: drop}, nil
+}
+
+// createSpool creates a temporary file in dir (os.CreateTemp's pattern)
+// and removes it from dir at once where the system allows: it is used
+// through f alone, so a process killed while it is open (a SIGKILL, the
+// OOM killer) leaves nothing behind in the spool directory. drop closes f,
+// and removes it where it could not be removed at once.
+func createSpool(dir, pattern string) (f *os.File, drop func(), err error) {
+	f, err = os.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, nil, err
+	}
+	name := f.Name()
+	if os.Remove(name) == nil {
+		name = ""
+	}
+	return f, func() {
+		f.Close()
+		if name != "" {
+			os.Remove(name)
+		}
+	}, nil
 }
 
 // fetchPackage waits until the package is ready and spools it: it polls
@@ -443,16 +473,16 @@ func (a *Archiver) downloadPackage(ctx context.Context, name string) (_ *spooled
 		return nil, err
 	}
 	defer d.Body.Close()
-	f, err := os.CreateTemp(a.SpoolDir, "cdr-*.zip")
+	s, err := newSpooled(a.SpoolDir, "cdr-*.zip")
 	if err != nil {
 		return nil, fmt.Errorf("jobs: spool %s: %w", name, err)
 	}
 	defer func() {
 		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
+			s.remove()
 		}
 	}()
+	f := s.f
 	h := sha256.New()
 	max := a.maxPackageBytes()
 	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(d.Body, max+1))
@@ -468,7 +498,8 @@ func (a *Archiver) downloadPackage(ctx context.Context, name string) (_ *spooled
 	if err := f.Sync(); err != nil {
 		return nil, fmt.Errorf("jobs: spool %s: %w", name, err)
 	}
-	return &spooled{f: f, size: n, sha256: hex.EncodeToString(h.Sum(nil))}, nil
+	s.size, s.sha256 = n, hex.EncodeToString(h.Sum(nil))
+	return s, nil
 }
 
 // callInfo gathers what the package says about one call.
@@ -781,11 +812,11 @@ func (l *limitWriter) Write(b []byte) (int, error) {
 // (lookupItems). The caller removes the items (when there is no error) and
 // the rows (when they are not nil).
 func (a *Archiver) parsePackage(pkg *cdr.Package, name string) (_ []checkpoint.Call, _ *packageItems, _ *spooled, err error) {
-	f, err := os.CreateTemp(a.SpoolDir, "cdr-rows-*.jsonl.gz")
+	rows, err := newSpooled(a.SpoolDir, "cdr-rows-*.jsonl.gz")
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("jobs: cdr: rows of %s: %w", name, err)
 	}
-	rows := &spooled{f: f}
+	f := rows.f
 	list, err := newPackageItems(a.SpoolDir)
 	if err != nil {
 		return nil, nil, rows, fmt.Errorf("jobs: cdr: items of %s: %w", name, err)

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -715,14 +714,11 @@ func (r *itemRun) storeBundle(ctx context.Context, it checkpoint.Item, d *ceccli
 		}
 		return obj, nil
 	}
-	f, err := os.CreateTemp(a.SpoolDir, "bundle-*.zip")
+	f, drop, err := createSpool(a.SpoolDir, "bundle-*.zip")
 	if err != nil {
 		return sink.Object{}, fmt.Errorf("jobs: spool %s %s: %w", it.Kind, it.UpstreamID, err)
 	}
-	defer func() {
-		f.Close()
-		os.Remove(f.Name())
-	}()
+	defer drop()
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(f, h), d.Body)
 	if err != nil {

@@ -111,7 +111,7 @@ func ledgerDigest(l *Ledger) (string, error) {
 // directory, removed from it at once where the system allows.
 type ledgerFile struct {
 	f      *os.File
-	name   string // to remove at close; "" when removed already
+	drop   func() // closes f (createSpool)
 	size   int64
 	sha256 string
 }
@@ -119,14 +119,11 @@ type ledgerFile struct {
 // writeLedgerFile writes l's indented JSON into a new file of dir, and
 // leaves it at its start; the caller closes it.
 func writeLedgerFile(dir string, l *Ledger) (*ledgerFile, error) {
-	f, err := os.CreateTemp(dir, "ledger-*.json")
+	f, drop, err := createSpool(dir, "ledger-*.json")
 	if err != nil {
 		return nil, err
 	}
-	lf := &ledgerFile{f: f}
-	if os.Remove(f.Name()) != nil {
-		lf.name = f.Name()
-	}
+	lf := &ledgerFile{f: f, drop: drop}
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(f, h)}
 	err = encodeLedger(cw, l, true)
@@ -141,12 +138,7 @@ func writeLedgerFile(dir string, l *Ledger) (*ledgerFile, error) {
 	return lf, nil
 }
 
-func (lf *ledgerFile) close() {
-	lf.f.Close()
-	if lf.name != "" {
-		os.Remove(lf.name)
-	}
-}
+func (lf *ledgerFile) close() { lf.drop() }
 
 // countWriter counts what it writes.
 type countWriter struct {

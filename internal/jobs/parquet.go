@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/cec-archiver/cec-archiver/internal/cdr"
@@ -81,12 +80,12 @@ func parquetSource(p checkpoint.Package, pkgSHA string) cdr.ParquetSource {
 // putParquet writes one table's file to a spool and puts it under key. It
 // returns the bytes newly stored: 0 when the sink held the object already.
 func (a *Archiver) putParquet(ctx context.Context, pkg *cdr.Package, kind cdr.Kind, key string, src cdr.ParquetSource) (int64, error) {
-	f, err := os.CreateTemp(a.SpoolDir, "cdr-*.parquet")
+	s, err := newSpooled(a.SpoolDir, "cdr-*.parquet")
 	if err != nil {
 		return 0, err
 	}
-	s := &spooled{f: f}
 	defer s.remove()
+	f := s.f
 	h := sha256.New()
 	lw := &limitWriter{w: io.MultiWriter(f, h), max: 2 * a.limits().MaxTotalBytes}
 	if _, err := pkg.WriteParquet(lw, kind, src, cdr.DefaultParquetLimits()); err != nil {

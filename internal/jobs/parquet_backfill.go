@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"go.uber.org/zap"
@@ -221,11 +220,11 @@ func (a *Archiver) readPackage(ctx context.Context, r sink.Reader, p checkpoint.
 		return nil, fail(err)
 	}
 	defer rc.Close()
-	f, err := os.CreateTemp(a.SpoolDir, "cdr-*.zip")
+	s, err := newSpooled(a.SpoolDir, "cdr-*.zip")
 	if err != nil {
 		return nil, fail(err)
 	}
-	s := &spooled{f: f}
+	f := s.f
 	defer func() {
 		if err != nil {
 			s.remove()

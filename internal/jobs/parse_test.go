@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -304,5 +305,33 @@ func sampleHeap(b *testing.B, peak *uint64, base uint64) func() {
 		close(done)
 		wg.Wait()
 		debug.SetGCPercent(old)
+	}
+}
+
+// TestCreateSpool: a spool file is gone from its directory as soon as it
+// is created (a process killed while it is open leaves nothing behind), is
+// written and read through its descriptor, and is closed by drop.
+func TestCreateSpool(t *testing.T) {
+	dir := t.TempDir()
+	f, drop, err := createSpool(dir, "x-*.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Errorf("directory holds %v, %v; want it empty", ents, err)
+	}
+	if _, err := f.WriteString("abc"); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 3)
+	if _, err := f.ReadAt(b, 0); err != nil || string(b) != "abc" {
+		t.Errorf("read back %q, %v", b, err)
+	}
+	drop()
+	if _, err := f.WriteString("d"); err == nil {
+		t.Error("the file is still open after drop")
+	}
+	if _, _, err := createSpool(filepath.Join(dir, "missing"), "x-*.bin"); err == nil {
+		t.Error("a spool in a missing directory was created")
 	}
 }

@@ -28,12 +28,12 @@ import (
 // was seen is written again once placed (place), with what its key was
 // made of (agentPlace), written beside it.
 type packageItems struct {
-	f        *os.File
-	unlinked bool          // removed from the directory when created
-	w        *bufio.Writer // nil once the parse has ended (done)
-	end      int64         // bytes written
-	recs     []itemRec
-	buf      []byte
+	f    *os.File
+	drop func()        // closes f (createSpool)
+	w    *bufio.Writer // nil once the parse has ended (done)
+	end  int64         // bytes written
+	recs []itemRec
+	buf  []byte
 }
 
 // itemRec is where an item is in the file and what it belongs to.
@@ -48,15 +48,14 @@ type itemRec struct {
 	placed bool
 }
 
-// newPackageItems creates the file in dir, and removes it from dir at once
-// where the system allows (it is read through its descriptor): a process
-// killed meanwhile leaves nothing behind.
+// newPackageItems creates the file in dir (createSpool: a process killed
+// meanwhile leaves nothing behind).
 func newPackageItems(dir string) (*packageItems, error) {
-	f, err := os.CreateTemp(dir, "cdr-items-*.bin")
+	f, drop, err := createSpool(dir, "cdr-items-*.bin")
 	if err != nil {
 		return nil, err
 	}
-	return &packageItems{f: f, unlinked: os.Remove(f.Name()) == nil, w: bufio.NewWriterSize(f, 64<<10)}, nil
+	return &packageItems{f: f, drop: drop, w: bufio.NewWriterSize(f, 64<<10)}, nil
 }
 
 // Len is the number of items.
@@ -72,10 +71,7 @@ func (p *packageItems) remove() {
 	if p == nil || p.f == nil {
 		return
 	}
-	p.f.Close()
-	if !p.unlinked {
-		os.Remove(p.f.Name())
-	}
+	p.drop()
 	p.f = nil
 }
 

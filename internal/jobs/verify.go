@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -38,14 +37,11 @@ func (a *Archiver) validateContainer(kind string, r io.Reader, size int64) error
 		_, err := io.Copy(io.Discard, recording.NewReader(br, size, a.Formats))
 		return err
 	}
-	f, err := os.CreateTemp(a.SpoolDir, "verify-*.zip")
+	f, drop, err := createSpool(a.SpoolDir, "verify-*.zip")
 	if err != nil {
 		return fmt.Errorf("jobs: verify: spool: %w", err)
 	}
-	defer func() {
-		f.Close()
-		os.Remove(f.Name())
-	}()
+	defer drop()
 	n, err := io.Copy(f, br)
 	if err != nil {
 		return err

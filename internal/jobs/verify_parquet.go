@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -180,14 +179,11 @@ func (a *Archiver) rereadParquetFile(ctx context.Context, r sink.Reader, p check
 		return "", fmt.Errorf("jobs: verify: read %s: %w", obj.Key, err)
 	}
 	defer rc.Close()
-	f, err := os.CreateTemp(a.SpoolDir, "verify-*.parquet")
+	f, drop, err := createSpool(a.SpoolDir, "verify-*.parquet")
 	if err != nil {
 		return "", fmt.Errorf("jobs: verify: spool: %w", err)
 	}
-	defer func() {
-		f.Close()
-		os.Remove(f.Name())
-	}()
+	defer drop()
 	h := sha256.New()
 	cr := &countingReader{r: io.LimitReader(rc, max+1)}
 	if _, err := io.Copy(io.MultiWriter(f, h), cr); err != nil {
