@@ -20,15 +20,20 @@ import (
 // the stored indented one) was most of what the end of a pass cost in
 // memory, and it grows with the calls of the day.
 func encodeLedger(w io.Writer, l *Ledger, indent bool) error {
+	marshal := json.Marshal
+	if indent {
+		marshal = func(v any) ([]byte, error) { return json.MarshalIndent(v, "", " ") }
+	}
+	if len(l.Calls) == 0 { // nothing to spare, and nil calls are null
+		b, err := marshal(l)
+		if err == nil {
+			_, err = w.Write(b)
+		}
+		return err
+	}
 	shell := *l
 	shell.Calls = []LedgerCall{}
-	var head []byte
-	var err error
-	if indent {
-		head, err = json.MarshalIndent(&shell, "", " ")
-	} else {
-		head, err = json.Marshal(&shell)
-	}
+	head, err := marshal(&shell)
 	if err != nil {
 		return err
 	}
@@ -58,7 +63,7 @@ func encodeLedger(w io.Writer, l *Ledger, indent bool) error {
 		}
 		bw.Write(b)
 	}
-	if indent && len(l.Calls) > 0 {
+	if indent {
 		bw.WriteString("\n ")
 	}
 	bw.Write(head[at+1:])
