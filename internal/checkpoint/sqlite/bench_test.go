@@ -123,6 +123,41 @@ func BenchmarkStore_Done(b *testing.B) {
 	}
 }
 
+// BenchmarkStore_DoneGuarded measures Done from 16 workers, grouped, as
+// one guarded UPDATE an item (op.update), against reading each item first
+// and then updating it (selectFirst: every transition before), measured in
+// the same run on the same number of items. cpu-x-vs-select is the
+// baseline's CPU time a call over the guarded one's.
+//
+// Run: go test -run '^$' -bench 'Store_DoneGuarded$' -benchtime 20000x ./internal/checkpoint/sqlite/
+func BenchmarkStore_DoneGuarded(b *testing.B) {
+	for _, think := range []time.Duration{0, time.Millisecond} {
+		b.Run(fmt.Sprintf("think=%s", think), func(b *testing.B) {
+			b.StopTimer()
+			sel := mustOpen(b, dbPath(b), Options{})
+			sel.selectFirst = true
+			guarded := mustOpen(b, dbPath(b), Options{})
+			sids, gids := inProgress(b, sel, b.N), inProgress(b, guarded, b.N)
+			base := runDone(b, sel, sids, 16, think)
+			b.StartTimer()
+			g := runDone(b, guarded, gids, 16, think)
+			b.StopTimer()
+			n := float64(b.N)
+			b.ReportMetric(base.wall.Seconds()/g.wall.Seconds(), "x-vs-select")
+			if g.cpuOK && base.cpuOK && g.cpu > 0 {
+				b.ReportMetric(float64(g.cpu.Microseconds())/n, "guarded-cpu-µs/op")
+				b.ReportMetric(float64(base.cpu.Microseconds())/n, "select-cpu-µs/op")
+				b.ReportMetric(base.cpu.Seconds()/g.cpu.Seconds(), "cpu-x-vs-select")
+			}
+			for _, st := range []*Store{sel, guarded} {
+				if got, err := st.Items(context.Background(), checkpoint.StateDone); err != nil || len(got) != b.N {
+					b.Fatalf("%d items done, %v; want %d", len(got), err, b.N)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkStore_Claim is checkpointtest.BenchmarkClaim on SQLite.
 //
 // Run: go test -run '^$' -bench 'Store_Claim$' -benchtime 100x ./internal/checkpoint/sqlite/

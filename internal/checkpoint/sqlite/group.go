@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,8 +51,14 @@ type op struct {
 	id    int64
 	from  []checkpoint.State
 	apply func(ctx context.Context, tx *batchTx, attempts int) error
-	start time.Time  // when the caller submitted it
-	done  chan error // the outcome; buffered, written once
+	// update, when not "", is apply as one statement: an UPDATE of the
+	// item ending in "WHERE id = ?", with its arguments (id last). It runs
+	// guarded by the checks (guarded), without reading the item first; the
+	// item is read only when it changed nothing, to name the refusal.
+	update string
+	args   []any
+	start  time.Time  // when the caller submitted it
+	done   chan error // the outcome; buffered, written once
 }
 
 // refusal marks an error of the op itself (a value that cannot be stored)
@@ -94,12 +101,21 @@ func (b *batchTx) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 
 // exec runs one statement.
 func (b *batchTx) exec(ctx context.Context, q string, args ...any) error {
+	_, err := b.execN(ctx, q, args...)
+	return err
+}
+
+// execN runs one statement and returns the rows it changed.
+func (b *batchTx) execN(ctx context.Context, q string, args ...any) (int64, error) {
 	st, err := b.stmt(ctx, q)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	_, err = st.ExecContext(ctx, args...)
-	return err
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // transition applies o inside tx. refused is the op's own error (unknown
@@ -107,6 +123,17 @@ func (b *batchTx) exec(ctx context.Context, q string, args ...any) error {
 // changed nothing and the transaction can go on. err is a failure of the
 // database: the transaction must be rolled back.
 func (s *Store) transition(ctx context.Context, tx *batchTx, o *op) (refused, err error) {
+	if o.update != "" && !s.selectFirst {
+		args := append(s.opArgs(o), statesArgs(o.from)...)
+		n, err := tx.execN(ctx, guarded(o.update, len(o.from)), append(args, o.owner)...)
+		if refused, err := classify(err); refused != nil || err != nil {
+			return refused, err
+		}
+		if n == 1 {
+			return nil, nil
+		}
+		// Nothing changed: the item is missing, or refused below.
+	}
 	sel, err := tx.stmt(ctx, `SELECT state, attempts, owner FROM items WHERE id = ?`)
 	if err != nil {
 		return nil, err
@@ -127,7 +154,17 @@ func (s *Store) transition(ctx context.Context, tx *batchTx, o *op) (refused, er
 	if st == checkpoint.StateInProgress && owner != o.owner {
 		return fmt.Errorf("item is %s, claimed by %q: %w", st, owner, checkpoint.ErrLeaseLost), nil
 	}
-	err = o.apply(ctx, tx, attempts)
+	if o.update != "" {
+		_, err = tx.execN(ctx, o.update, s.opArgs(o)...)
+	} else {
+		err = o.apply(ctx, tx, attempts)
+	}
+	return classify(err)
+}
+
+// classify splits the error of an op's change: refused is the op's own (a
+// refusal, a constraint), err a failure of the database.
+func classify(err error) (refused, _ error) {
 	var r refusal
 	var se *msqlite.Error
 	switch {
@@ -144,6 +181,38 @@ func (s *Store) transition(ctx context.Context, tx *batchTx, o *op) (refused, er
 		// transaction already; nothing more may run in it.
 		return nil, err
 	}
+}
+
+// stampNow is, among an op's args, the store's clock (stamp) at the moment
+// the op is applied in its transaction.
+type stampNow struct{}
+
+// opArgs is a copy of o's args with stampNow replaced.
+func (s *Store) opArgs(o *op) []any {
+	out := make([]any, len(o.args), len(o.args)+len(o.from)+1)
+	for i, a := range o.args {
+		if _, ok := a.(stampNow); ok {
+			a = s.stamp()
+		}
+		out[i] = a
+	}
+	return out
+}
+
+// guarded is update (ending in "WHERE id = ?") that changes the item only
+// if it is in one of nfrom states and, in_progress, the caller's: the checks
+// transition makes on the row it reads. Its arguments are update's, the
+// states, then the owner.
+func guarded(update string, nfrom int) string {
+	return update + ` AND state IN (?` + strings.Repeat(`, ?`, nfrom-1) + `) AND (state <> 'in_progress' OR owner = ?)`
+}
+
+func statesArgs(states []checkpoint.State) []any {
+	out := make([]any, len(states))
+	for i, st := range states {
+		out[i] = st
+	}
+	return out
 }
 
 // submit runs o and returns its outcome, unwrapped. With group commit off it

@@ -97,6 +97,9 @@ type Store struct {
 	stmts    stmtCache  // statements of the hot paths, prepared once
 	// insertRows is the rows one INSERT adds (0: the insertRows constant).
 	insertRows int
+	// selectFirst makes every transition read its item before it changes
+	// it, as they all did before the guarded UPDATE (a benchmark's baseline).
+	selectFirst bool
 
 	mu   sync.Mutex // guards lock and done
 	lock *os.File   // nil for ReadOnly

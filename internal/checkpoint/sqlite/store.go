@@ -638,8 +638,20 @@ func kindsString(kinds []string) string {
 // raises before writing, about a value it cannot store, must be a refusal,
 // so that the batch it shares goes on without it.
 func (s *Store) change(ctx context.Context, name, owner string, id int64, from []checkpoint.State, fn func(ctx context.Context, tx *batchTx, attempts int) error) error {
-	if err := s.submit(&op{ctx: ctx, owner: owner, id: id, from: from, apply: fn}); err != nil {
-		return fmt.Errorf("checkpoint: %s item %d: %w", name, id, err)
+	return s.submitOp(name, &op{ctx: ctx, owner: owner, id: id, from: from, apply: fn})
+}
+
+// changeTo is change when the change is one UPDATE of the item, q ending
+// in "WHERE id = ?", with args (id last; stampNow{} for the store's clock
+// when the change is applied): it runs guarded by the checks, and the item
+// is read only when it is refused (op.update).
+func (s *Store) changeTo(ctx context.Context, name, owner string, id int64, from []checkpoint.State, q string, args ...any) error {
+	return s.submitOp(name, &op{ctx: ctx, owner: owner, id: id, from: from, update: q, args: args})
+}
+
+func (s *Store) submitOp(name string, o *op) error {
+	if err := s.submit(o); err != nil {
+		return fmt.Errorf("checkpoint: %s item %d: %w", name, o.id, err)
 	}
 	return nil
 }
@@ -647,10 +659,9 @@ func (s *Store) change(ctx context.Context, name, owner string, id int64, from [
 // Done marks an in_progress item done with the key, size and digest the
 // sink verified, and clears LastError.
 func (s *Store) Done(ctx context.Context, owner string, id int64, key string, size int64, sha256 string) error {
-	return s.change(ctx, "done", owner, id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, _ int) error {
-		return tx.exec(ctx, `UPDATE items SET state = ?, key = ?, size = ?, sha256 = ?, last_error = '',
-			owner = '', lease_until = 0, updated_at = ? WHERE id = ?`, checkpoint.StateDone, key, size, sha256, s.stamp(), id)
-	})
+	return s.changeTo(ctx, "done", owner, id, []checkpoint.State{checkpoint.StateInProgress}, `UPDATE items SET state = ?, key = ?,
+		size = ?, sha256 = ?, last_error = '', owner = '', lease_until = 0, updated_at = ? WHERE id = ?`,
+		checkpoint.StateDone, key, size, sha256, stampNow{}, id)
 }
 
 // DoneArgs is Done that also replaces the item's arguments.
@@ -659,10 +670,9 @@ func (s *Store) DoneArgs(ctx context.Context, owner string, id int64, key string
 	if err != nil {
 		return fmt.Errorf("checkpoint: done item %d: args: %w", id, err)
 	}
-	return s.change(ctx, "done", owner, id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, _ int) error {
-		return tx.exec(ctx, `UPDATE items SET state = ?, key = ?, size = ?, sha256 = ?, params = ?, last_error = '',
-			owner = '', lease_until = 0, updated_at = ? WHERE id = ?`, checkpoint.StateDone, key, size, sha256, params, s.stamp(), id)
-	})
+	return s.changeTo(ctx, "done", owner, id, []checkpoint.State{checkpoint.StateInProgress}, `UPDATE items SET state = ?, key = ?,
+		size = ?, sha256 = ?, params = ?, last_error = '', owner = '', lease_until = 0, updated_at = ? WHERE id = ?`,
+		checkpoint.StateDone, key, size, sha256, params, stampNow{}, id)
 }
 
 // Absent marks an item absent with the reason and the source's evidence.
@@ -670,11 +680,8 @@ func (s *Store) DoneArgs(ctx context.Context, owner string, id int64, key string
 // a job may rule an item absent without claiming it.
 func (s *Store) Absent(ctx context.Context, owner string, id int64, reason, evidence string) error {
 	from := []checkpoint.State{checkpoint.StateInProgress, checkpoint.StatePending, checkpoint.StateFailed}
-	return s.change(ctx, "absent", owner, id, from, func(ctx context.Context, tx *batchTx, _ int) error {
-		return tx.exec(ctx, `UPDATE items SET state = ?, reason = ?, evidence = ?, owner = '', lease_until = 0,
-			updated_at = ? WHERE id = ?`,
-			checkpoint.StateAbsent, reason, evidence, s.stamp(), id)
-	})
+	return s.changeTo(ctx, "absent", owner, id, from, `UPDATE items SET state = ?, reason = ?, evidence = ?, owner = '',
+		lease_until = 0, updated_at = ? WHERE id = ?`, checkpoint.StateAbsent, reason, evidence, stampNow{}, id)
 }
 
 // Resolve records an operator's decision that a failed or dead item has no
@@ -741,10 +748,9 @@ func (s *Store) Defer(ctx context.Context, owner string, id int64, next time.Tim
 // Release puts an in_progress item back to pending, due at once, without
 // counting an attempt.
 func (s *Store) Release(ctx context.Context, owner string, id int64) error {
-	return s.change(ctx, "release", owner, id, []checkpoint.State{checkpoint.StateInProgress}, func(ctx context.Context, tx *batchTx, _ int) error {
-		return tx.exec(ctx, `UPDATE items SET state = ?, next_attempt_at = 0, owner = '', lease_until = 0, updated_at = ? WHERE id = ?`,
-			checkpoint.StatePending, s.stamp(), id)
-	})
+	return s.changeTo(ctx, "release", owner, id, []checkpoint.State{checkpoint.StateInProgress},
+		`UPDATE items SET state = ?, next_attempt_at = 0, owner = '', lease_until = 0, updated_at = ? WHERE id = ?`,
+		checkpoint.StatePending, stampNow{}, id)
 }
 
 // RecoverInProgress releases (pending, due at once) the in_progress items
