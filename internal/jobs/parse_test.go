@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -69,6 +70,14 @@ func callRow(callID string, extra ...string) []string {
 		r[i] = set[c]
 	}
 	return append(r, extra...)
+}
+
+// all returns every item, in the order first met.
+func (p *packageItems) all() ([]checkpoint.Item, error) {
+	if p == nil {
+		return nil, nil
+	}
+	return p.part(0, math.MaxInt32)
 }
 
 // parseAll parses p and reads all its items; the files go with the test.

@@ -187,6 +187,11 @@ func (p *packageItems) read(r itemRec, buf []byte) (_ checkpoint.Item, vdn, agen
 // was keyed by and the call's begin. begins are the calls' begins by index
 // (first met).
 func (p *packageItems) place(begins []time.Time, fn func(it *checkpoint.Item, at agentPlace) error) error {
+	// Each record is read from where the parse wrote it, all of it on disk
+	// once flushed here; the records written again go after it.
+	if err := p.w.Flush(); err != nil {
+		return fmt.Errorf("package items: %w", err)
+	}
 	var buf []byte
 	for i := range p.recs {
 		r := &p.recs[i]
@@ -196,9 +201,6 @@ func (p *packageItems) place(begins []time.Time, fn func(it *checkpoint.Item, at
 		begin := begins[r.call]
 		if begin.Unix() == r.begin && int32(begin.Nanosecond()) == r.nsec {
 			continue // keyed by this begin already
-		}
-		if err := p.w.Flush(); err != nil {
-			return fmt.Errorf("package items: %w", err)
 		}
 		it, vdn, agent, b, err := p.read(*r, buf)
 		buf = b
@@ -251,12 +253,4 @@ func (p *packageItems) part(lo, hi int) ([]checkpoint.Item, error) {
 		out = append(out, it)
 	}
 	return out, nil
-}
-
-// all returns every item, in the order first met.
-func (p *packageItems) all() ([]checkpoint.Item, error) {
-	if p == nil {
-		return nil, nil
-	}
-	return p.part(0, int(^uint32(0)>>1))
 }
