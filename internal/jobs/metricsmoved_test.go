@@ -364,16 +364,30 @@ func (s *doneFailingStore) Done(ctx context.Context, owner string, id int64, key
 
 // takeoverStore lets another replica take an item over (takeover) just
 // before the first Done of a recording: the replica that calls Done has
-// stalled past its lease, and the store refuses it.
+// stalled past its lease, and the store refuses it. The takeover (a jump
+// of the clock past the lease, then the other replica's claim) excludes
+// the stalled replica's own claims: one of its claim-ahead batches landing
+// between the jump and the takeover would take its own expired items back
+// (as the store rightly lets it), and nothing would be lost to anyone.
 type takeoverStore struct {
 	checkpoint.Store
 	takeover func(ctx context.Context, id int64) error
 	done     atomic.Bool
+	mu       sync.Mutex // held by the takeover and by every Claim through this store
+}
+
+func (s *takeoverStore) Claim(ctx context.Context, c checkpoint.Claimer, kinds []string, now time.Time, limit int) ([]checkpoint.Item, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Store.Claim(ctx, c, kinds, now, limit)
 }
 
 func (s *takeoverStore) Done(ctx context.Context, owner string, id int64, key string, size int64, sha string) error {
 	if key != "" && s.done.CompareAndSwap(false, true) {
-		if err := s.takeover(ctx, id); err != nil {
+		s.mu.Lock()
+		err := s.takeover(ctx, id)
+		s.mu.Unlock()
+		if err != nil {
 			return err
 		}
 	}
@@ -719,7 +733,12 @@ func TestMetrics_EveryDocumentedSeriesMoves(t *testing.T) {
 					return err
 				}
 				e.clock.Add(time.Hour) // A's lease (2m) has long expired
-				_, err = e.store.Claim(ctx, checkpoint.Claimer{Owner: replicaB, Lease: time.Hour}, []string{it.Kind}, e.clock.Now(), 0)
+				if _, err := e.store.Claim(ctx, checkpoint.Claimer{Owner: replicaB, Lease: time.Hour}, []string{it.Kind}, e.clock.Now(), 0); err != nil {
+					return err
+				}
+				if it, err = e.store.Item(ctx, id); err == nil && it.Owner != replicaB {
+					err = fmt.Errorf("takeover of item %d: %s by %q after replica B's claim, want in_progress by B", id, it.State, it.Owner)
+				}
 				return err
 			}}
 		}})
