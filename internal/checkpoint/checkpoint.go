@@ -222,6 +222,12 @@ type Store interface {
 	Packages(ctx context.Context, states ...State) ([]Package, error)
 	// LastDonePackage returns the newest done package of the window, if any.
 	LastDonePackage(ctx context.Context, begin, end time.Time) (Package, bool, error)
+	// UnfinishedWindows returns, for every window that begins before before
+	// and whose newest package is pending or failed, that package, ordered
+	// by window begin: the requests a run left unfinished (killed, or failed)
+	// that no longer fall in the scheduled windows, to be taken up again.
+	// A window whose newest package is done or dead is not one.
+	UnfinishedWindows(ctx context.Context, before time.Time) ([]Package, error)
 	// UpdatePackage saves every field of p (by p.ID) except ID and Begin/End.
 	// An unknown ID is an error wrapping ErrNotFound.
 	UpdatePackage(ctx context.Context, p Package) error

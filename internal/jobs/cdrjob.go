@@ -106,45 +106,16 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window, rescan bool) (*Rep
 				continue
 			}
 		}
-		ran, err := a.exclusive(ctx, cdrLease(w), func(ctx context.Context) error {
-			rep.Windows++
-			return a.processWindow(ctx, log, w, rep)
-		})
-		done := err == nil && ran
-		if !ran && err == nil {
-			rep.WindowsHeld++
+		ok, held, err := a.cdrWindow(ctx, log, w, rep, nil)
+		if held {
 			heldElsewhere = true
-			log.Info("window skipped: another replica is processing it", zap.Time("begin", w.Begin), zap.Time("end", w.End))
-			done = wmOK && !w.End.After(wm)
 		}
 		if err != nil {
-			var se *storeError
-			switch {
-			case errors.As(err, &se):
-				runErr = err
-			case errors.Is(err, errLeaseLost):
-				// Another replica took the window over (this one stalled past
-				// its lease): the package is left to it.
-				a.met.LeaseLost(config.JobCDR)
-				log.Warn("window abandoned: its lease was lost to another replica", zap.Time("begin", w.Begin), zap.Time("end", w.End), zap.Error(err))
-			case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
-				// Shutdown: the package stays open and is resumed next run.
-			default:
-				rep.PackagesFailed++
-				rep.Errors = append(rep.Errors, fmt.Sprintf("cdr window %s: %v", w, err))
-				log.Warn("window failed", zap.Time("begin", w.Begin), zap.Time("end", w.End), zap.Error(err))
-				if authError(err) && rep.AuthError == nil {
-					rep.AuthError = err
-					runErr = err
-					if !strings.HasPrefix(err.Error(), "jobs: cdr: ") {
-						runErr = fmt.Errorf("jobs: cdr: %w", err) // named once
-					}
-				}
-			}
-			// A window behind the stored watermark was done before: a failed
-			// re-scan does not undo that.
-			done = wmOK && !w.End.After(wm)
+			runErr = err
 		}
+		// A window behind the stored watermark was done before: a re-scan
+		// that failed or that another replica holds does not undo that.
+		done := ok || wmOK && !w.End.After(wm)
 		a.Progress.windowEnded(&seen, rep)
 		if !backfill && !blocked {
 			if done && !w.Begin.After(newWM) {
@@ -183,6 +154,9 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window, rescan bool) (*Rep
 			newWM = wm
 		}
 	}
+	if !backfill && runErr == nil && ctx.Err() == nil {
+		runErr = a.resumeUnfinished(ctx, log, plan, rep, &seen)
+	}
 	if !backfill && newWM.After(initial) {
 		log.Info("watermark advanced", zap.Time("watermark", newWM))
 	}
@@ -194,6 +168,104 @@ func (a *Archiver) runCDR(ctx context.Context, plan []Window, rescan bool) (*Rep
 		runErr = ctx.Err()
 	}
 	return rep, runErr
+}
+
+// cdrWindow processes window w under its lease (cdrLease) and records the
+// outcome in rep: ok when its package was obtained and archived, held when
+// another replica holds the window (it is skipped), and err when the run
+// must stop (a checkpoint failure, refused credentials). A window that
+// failed otherwise is counted and logged, and is neither ok nor an err.
+// still, when not nil, is asked under the lease whether the window still
+// needs its package (another replica may have finished it meanwhile); a
+// window that does not is ok.
+func (a *Archiver) cdrWindow(ctx context.Context, log *zap.Logger, w Window, rep *Report,
+	still func(sctx context.Context) (bool, error)) (ok, held bool, err error) {
+	ran, err := a.exclusive(ctx, cdrLease(w), func(ctx context.Context) error {
+		if still != nil {
+			if need, err := still(storeCtx(ctx)); err != nil || !need {
+				return err
+			}
+		}
+		rep.Windows++
+		return a.processWindow(ctx, log, w, rep)
+	})
+	if err == nil {
+		if !ran {
+			rep.WindowsHeld++
+			log.Info("window skipped: another replica is processing it", zap.Time("begin", w.Begin), zap.Time("end", w.End))
+		}
+		return ran, !ran, nil
+	}
+	var se *storeError
+	switch {
+	case errors.As(err, &se):
+		return false, false, err
+	case errors.Is(err, errLeaseLost):
+		// Another replica took the window over (this one stalled past
+		// its lease): the package is left to it.
+		a.met.LeaseLost(config.JobCDR)
+		log.Warn("window abandoned: its lease was lost to another replica", zap.Time("begin", w.Begin), zap.Time("end", w.End), zap.Error(err))
+	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		// Shutdown: the package stays open and is resumed next run.
+	default:
+		rep.PackagesFailed++
+		rep.Errors = append(rep.Errors, fmt.Sprintf("cdr window %s: %v", w, err))
+		log.Warn("window failed", zap.Time("begin", w.Begin), zap.Time("end", w.End), zap.Error(err))
+		if authError(err) && rep.AuthError == nil {
+			rep.AuthError = err
+			if !strings.HasPrefix(err.Error(), "jobs: cdr: ") {
+				err = fmt.Errorf("jobs: cdr: %w", err) // named once
+			}
+			return false, false, err
+		}
+	}
+	return false, false, nil
+}
+
+// resumeUnfinished takes up again, after the scheduled windows of plan,
+// the windows before them whose newest package is not finished (pending or
+// failed; checkpoint.Store.UnfinishedWindows): a request a killed replica
+// left open, or a re-scan that failed, in a window that has since left the
+// lookback. No scheduled run would request those windows again, and the
+// days they cover would stay incomplete. Each is processed as a scheduled
+// window is (under its lease; an open package is resumed or requested
+// again), and a failure fails the run as a scheduled window's does; they do
+// not move the watermark, which is past them.
+func (a *Archiver) resumeUnfinished(ctx context.Context, log *zap.Logger, plan []Window, rep *Report, seen *Report) error {
+	before := a.now()
+	if len(plan) > 0 {
+		before = plan[0].Begin
+	}
+	sctx := storeCtx(ctx)
+	open, err := a.Store.UnfinishedWindows(sctx, before)
+	if err != nil {
+		return a.storeErr("unfinished windows", err)
+	}
+	if len(open) == 0 {
+		return nil
+	}
+	a.Progress.planned(len(plan) + len(open))
+	for _, p := range open {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w := Window{Begin: p.Begin.In(a.loc()), End: p.End.In(a.loc())}
+		log.Info("taking up a window before the scheduled ones: its newest package is not finished", zap.Time("begin", w.Begin),
+			zap.Time("end", w.End), zap.String("bill_file", p.BillFileName), zap.String("state", string(p.State)), zap.Int("attempts", p.Attempts))
+		_, _, err := a.cdrWindow(ctx, log, w, rep, func(sctx context.Context) (bool, error) {
+			// Still open: the package found, or a newer request of the window.
+			q, ok, err := a.Store.OpenPackage(sctx, w.Begin, w.End)
+			if err != nil {
+				return false, a.storeErr("open package", err)
+			}
+			return ok && q.ID >= p.ID, nil
+		})
+		a.Progress.windowEnded(seen, rep)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // settledWatermark is how far the watermark at wm can move over the

@@ -140,3 +140,78 @@ func TestCatchUp_SavesWatermarkPerWindow(t *testing.T) {
 		t.Errorf("watermark while day 2 is requested: %v, want %v (the end of day 1)", wm, want)
 	}
 }
+
+// TestRunCDR_TakesUpUnfinishedWindows: a scheduled cdr run takes up again
+// the windows before its own whose newest package is not finished, however
+// long ago: a request a killed replica left pending and a re-scan that
+// failed, both in windows that have left the lookback (no run schedules
+// them again). A window whose newest package is dead stays as it is, and
+// the taken-up windows do not move the watermark back.
+func TestRunCDR_TakesUpUnfinishedWindows(t *testing.T) {
+	const days = 6
+	e := newEnv(t, envOptions{sim: func(o *cecsim.Options) { o.Days = days; o.Calls = 60 }})
+	e.clock.Add(time.Duration(days)*24*time.Hour + 12*time.Hour - 60*time.Hour)
+	ctx := testCtx(t)
+	if err := e.store.SetWatermark(ctx, config.JobCDR, simStart); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.a.Run(ctx, config.JobCDR); err != nil {
+		t.Fatalf("catch-up: %v", err)
+	}
+	wm, _, err := e.store.Watermark(ctx, config.JobCDR)
+	if err != nil || !wm.Equal(simStart.AddDate(0, 0, days)) {
+		t.Fatalf("watermark after the catch-up: %s, %v; want %s", wm, err, simStart.AddDate(0, 0, days))
+	}
+	day := func(d int) (time.Time, time.Time) { return simStart.AddDate(0, 0, d), simStart.AddDate(0, 0, d+1) }
+	open := func(d int, st checkpoint.State) {
+		t.Helper()
+		b, en := day(d)
+		id, err := e.store.CreatePackage(ctx, checkpoint.Package{Begin: b, End: en, ResponseID: "gone", BillFileName: "gone.zip",
+			RequestedAt: e.clock.Now().Add(-24 * time.Hour)})
+		if err == nil && st != checkpoint.StatePending {
+			err = e.store.UpdatePackage(ctx, checkpoint.Package{ID: id, ResponseID: "gone", BillFileName: "gone.zip",
+				RequestedAt: e.clock.Now().Add(-24 * time.Hour), State: st, Attempts: 1, LastError: "queryBillData: HTTP 500"})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	open(0, checkpoint.StateDead)    // given up on: reported, not taken up
+	open(1, checkpoint.StatePending) // a replica killed after requesting it
+	open(2, checkpoint.StateFailed)  // a re-scan that failed
+	if wins, err := ProblemWindows(ctx, e.store, time.UTC); err != nil || len(wins) != 3 {
+		t.Fatalf("ProblemWindows before the run: %+v, %v; want 3", wins, err)
+	}
+
+	before := e.queries()
+	rep, err := e.a.Run(ctx, config.JobCDR)
+	if err != nil || RunFailure(rep, err) != nil {
+		t.Fatalf("run: %+v, %v", rep, err)
+	}
+	// The lookback's two windows, and days 1 and 2 requested again.
+	if q := e.queries() - before; q != 4 || rep.Windows != 4 {
+		t.Errorf("the run made %d queryBillData requests over %d windows, want 4 and 4 (2 of the lookback, 2 taken up)", q, rep.Windows)
+	}
+	wins, err := ProblemWindows(ctx, e.store, time.UTC)
+	if err != nil || len(wins) != 1 || !wins[0].Begin.Equal(simStart) || wins[0].State != checkpoint.StateDead {
+		t.Errorf("ProblemWindows after the run: %+v, %v; want only day 0's, dead", wins, err)
+	}
+	for _, d := range []int{1, 2} {
+		b, en := day(d)
+		if p, ok, err := e.store.LastDonePackage(ctx, b, en); err != nil || !ok || p.ResponseID == "gone" {
+			t.Errorf("day %d: newest done package %+v, %v, %v; want a new request done", d, p, ok, err)
+		}
+	}
+	if got, _, err := e.store.Watermark(ctx, config.JobCDR); err != nil || !got.Equal(wm) {
+		t.Errorf("watermark after the run: %s, %v; want %s", got, err, wm)
+	}
+
+	// Nothing left: the next run requests the lookback alone.
+	before = e.queries()
+	if _, err := e.a.Run(ctx, config.JobCDR); err != nil {
+		t.Fatal(err)
+	}
+	if q := e.queries() - before; q != 2 {
+		t.Errorf("the next run made %d queryBillData requests, want 2 (the lookback)", q)
+	}
+}

@@ -352,7 +352,10 @@ func TestReplicas_SIGKILL(t *testing.T) {
 				continue
 			}
 			code := s.ended(t, false, &totals)
-			if items, _ := e.unfinished(); code == 0 && len(items) == 0 {
+			items, wins := e.unfinished()
+			t.Logf("%5.1fs: replica %d run %d (%s) exit %d: %d items, %d windows unfinished",
+				time.Since(began).Seconds(), s.n, s.runs, orDash(s.replicaID()), code, len(items), len(wins))
+			if code == 0 && len(items) == 0 {
 				s.p = nil
 				stopped++
 				continue
@@ -361,9 +364,11 @@ func TestReplicas_SIGKILL(t *testing.T) {
 			s.start(e)
 		}
 		if stopped == replicas {
-			if _, wins := e.unfinished(); len(wins) == 0 {
+			_, wins := e.unfinished()
+			if len(wins) == 0 {
 				break
 			}
+			t.Logf("%5.1fs: every replica stopped, %d windows unfinished (%+v): all start again", time.Since(began).Seconds(), len(wins), wins)
 			time.Sleep(time.Second)
 			for _, s := range slots {
 				s.start(e)

@@ -99,6 +99,7 @@ func Run(t *testing.T, b Backend) {
 		fn   func(t *testing.T, s checkpoint.Store)
 	}{
 		{"Package", testPackage},
+		{"UnfinishedWindows", testUnfinishedWindows},
 		{"CompletePackage", testCompletePackage},
 		{"AddCalls", testAddCalls},
 		{"AddItems", testAddItems},
@@ -316,6 +317,62 @@ func testPackage(t *testing.T, s checkpoint.Store) {
 			t.Fatalf("LastDonePackage = %d, want %d", got.ID, id2)
 		}
 	})
+}
+
+// testUnfinishedWindows: the newest package of each window decides, by
+// its own window (begin and end), and only windows beginning before the
+// bound count.
+func testUnfinishedWindows(t *testing.T, s checkpoint.Store) {
+	h := func(n int) time.Time { return t0().Add(time.Duration(n) * time.Hour) }
+	if got, err := s.UnfinishedWindows(ctx(t), h(100)); err != nil || len(got) != 0 {
+		t.Fatalf("UnfinishedWindows on an empty store = %+v, %v", got, err)
+	}
+	add := func(begin, end time.Time, st checkpoint.State) int64 {
+		t.Helper()
+		id, err := s.CreatePackage(ctx(t), checkpoint.Package{Begin: begin, End: end, ResponseID: fmt.Sprint("r", begin.Unix(), st),
+			BillFileName: "b.zip", RequestedAt: t0()})
+		if err != nil {
+			t.Fatalf("CreatePackage: %v", err)
+		}
+		switch st {
+		case checkpoint.StatePending:
+		case checkpoint.StateDone:
+			if _, err := s.CompletePackage(ctx(t), checkpoint.Package{ID: id, ResponseID: fmt.Sprint("r", id)}, nil, nil); err != nil {
+				t.Fatalf("CompletePackage(%d): %v", id, err)
+			}
+		default:
+			if err := s.UpdatePackage(ctx(t), checkpoint.Package{ID: id, State: st, Attempts: 1, LastError: "boom"}); err != nil {
+				t.Fatalf("UpdatePackage(%d, %s): %v", id, st, err)
+			}
+		}
+		return id
+	}
+	pending := add(h(0), h(1), checkpoint.StatePending) // never finished
+	add(h(0), h(2), checkpoint.StateDone)               // another window of the same begin: done
+	add(h(1), h(2), checkpoint.StateFailed)
+	add(h(1), h(2), checkpoint.StateDone) // failed, then done: finished
+	add(h(2), h(3), checkpoint.StateDone)
+	failed := add(h(2), h(3), checkpoint.StateFailed) // done, then a re-request failed
+	add(h(3), h(4), checkpoint.StateFailed)
+	add(h(3), h(4), checkpoint.StateDead)    // given up: reported, not taken up
+	add(h(4), h(5), checkpoint.StatePending) // begins at the bound
+	got, err := s.UnfinishedWindows(ctx(t), h(4))
+	if err != nil {
+		t.Fatalf("UnfinishedWindows: %v", err)
+	}
+	var ids []int64
+	for _, p := range got {
+		ids = append(ids, p.ID)
+	}
+	if !slices.Equal(ids, []int64{pending, failed}) {
+		t.Fatalf("UnfinishedWindows(before %s) = packages %v, want %v (the pending one of [0h, 1h), the failed re-request of [2h, 3h))", h(4), ids, []int64{pending, failed})
+	}
+	if p := got[1]; p.State != checkpoint.StateFailed || p.Attempts != 1 || p.LastError != "boom" || !p.Begin.Equal(h(2)) || !p.End.Equal(h(3)) {
+		t.Fatalf("UnfinishedWindows: the failed package = %+v", p)
+	}
+	if got, err := s.UnfinishedWindows(ctx(t), h(5)); err != nil || len(got) != 3 {
+		t.Fatalf("UnfinishedWindows(before %s) = %d packages, %v; want 3", h(5), len(got), err)
+	}
 }
 
 func packageEqual(a, b checkpoint.Package) bool {

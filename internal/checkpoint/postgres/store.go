@@ -251,6 +251,26 @@ func (s *Store) findPackage(ctx context.Context, begin, end time.Time, cond stri
 	return p, true, nil
 }
 
+// UnfinishedWindows returns the newest package of every window beginning
+// before before whose newest package is pending or failed, by window begin
+// (packages_window finds the newer packages of a window).
+func (s *Store) UnfinishedWindows(ctx context.Context, before time.Time) ([]checkpoint.Package, error) {
+	var e timeEnc
+	b := e.enc(before)
+	if e.err != nil {
+		return nil, fmt.Errorf("checkpoint: unfinished windows: %w", e.err)
+	}
+	out, err := s.queryPackages(ctx, `SELECT `+pkgCols+` FROM packages AS p
+		WHERE p.tenant = $1 AND p.state IN ('pending', 'failed') AND p.begin < $2
+		AND NOT EXISTS (SELECT 1 FROM packages AS q
+			WHERE q.tenant = p.tenant AND q.begin = p.begin AND q."end" = p."end" AND q.id > p.id)
+		ORDER BY p.begin, p.id`, s.tenant, b)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: unfinished windows: %w", err)
+	}
+	return out, nil
+}
+
 // Packages returns the packages in any of the given states (all when none),
 // by window begin, then ID.
 func (s *Store) Packages(ctx context.Context, states ...checkpoint.State) ([]checkpoint.Package, error) {
@@ -260,26 +280,29 @@ func (s *Store) Packages(ctx context.Context, states ...checkpoint.State) ([]che
 		q += ` AND state = ANY($2)`
 		args = append(args, stateList(states))
 	}
-	out, err := func() ([]checkpoint.Package, error) {
-		rows, err := s.pool.Query(ctx, q+` ORDER BY begin, id`, args...)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		var out []checkpoint.Package
-		for rows.Next() {
-			p, err := scanPackage(rows)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, p)
-		}
-		return out, rows.Err()
-	}()
+	out, err := s.queryPackages(ctx, q+` ORDER BY begin, id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: packages: %w", err)
 	}
 	return out, nil
+}
+
+// queryPackages runs a query of pkgCols and scans its rows.
+func (s *Store) queryPackages(ctx context.Context, q string, args ...any) ([]checkpoint.Package, error) {
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []checkpoint.Package
+	for rows.Next() {
+		p, err := scanPackage(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
 }
 
 // UpdatePackage saves every field of p except ID, Begin and End; UpdatedAt

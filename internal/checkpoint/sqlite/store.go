@@ -170,6 +170,25 @@ func (s *Store) LastDonePackage(ctx context.Context, begin, end time.Time) (chec
 	return p, ok, nil
 }
 
+// UnfinishedWindows returns the newest package of every window beginning
+// before before whose newest package is pending or failed, by window begin
+// (packages_window finds the newer packages of a window).
+func (s *Store) UnfinishedWindows(ctx context.Context, before time.Time) ([]checkpoint.Package, error) {
+	var e timeEnc
+	b := e.enc(before)
+	if e.err != nil {
+		return nil, fmt.Errorf("checkpoint: unfinished windows: %w", e.err)
+	}
+	out, err := s.queryPackages(ctx, `SELECT `+pkgCols+` FROM packages AS p
+		WHERE p.state IN ('pending', 'failed') AND p.begin < ?
+		AND NOT EXISTS (SELECT 1 FROM packages AS q WHERE q.begin = p.begin AND q."end" = p."end" AND q.id > p.id)
+		ORDER BY p.begin, p.id`, b)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: unfinished windows: %w", err)
+	}
+	return out, nil
+}
+
 // Packages returns the packages in any of the given states (all when none),
 // by window begin, then ID.
 func (s *Store) Packages(ctx context.Context, states ...checkpoint.State) ([]checkpoint.Package, error) {
@@ -180,23 +199,29 @@ func (s *Store) Packages(ctx context.Context, states ...checkpoint.State) ([]che
 		list, args = in(states)
 		q += ` WHERE state IN ` + list
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY begin, id`, args...)
+	out, err := s.queryPackages(ctx, q+` ORDER BY begin, id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: packages: %w", err)
+	}
+	return out, nil
+}
+
+// queryPackages runs a query of pkgCols and scans its rows.
+func (s *Store) queryPackages(ctx context.Context, q string, args ...any) ([]checkpoint.Package, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []checkpoint.Package
 	for rows.Next() {
 		p, err := scanPackage(rows)
 		if err != nil {
-			return nil, fmt.Errorf("checkpoint: packages: %w", err)
+			return nil, err
 		}
 		out = append(out, p)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("checkpoint: packages: %w", err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 func (s *Store) findPackage(ctx context.Context, begin, end time.Time, cond string) (checkpoint.Package, bool, error) {
