@@ -190,6 +190,24 @@ type DaySummary struct {
 	Updated time.Time                // latest UpdatedAt/CreatedAt among the day's items and calls
 }
 
+// unhurriedKey marks a context of Unhurried.
+type unhurriedKey struct{}
+
+// Unhurried marks ctx for item transitions whose caller waits for nothing
+// but their outcome (the worker has moved on to its next item): a store
+// that commits transitions in groups may hold such a one a little longer,
+// so that more share its commit. The outcome, and that it is durable once
+// the call returns, are the same; only when the call returns differs.
+func Unhurried(ctx context.Context) context.Context {
+	return context.WithValue(ctx, unhurriedKey{}, true)
+}
+
+// IsUnhurried reports whether ctx was marked by Unhurried.
+func IsUnhurried(ctx context.Context) bool {
+	v, _ := ctx.Value(unhurriedKey{}).(bool)
+	return v
+}
+
 // Store is the checkpoint store. Implementations are safe for concurrent use
 // by the goroutines of one process; the PostgreSQL store is also shared by
 // processes (replicas, see the package doc), and the SQLite store refuses a

@@ -616,17 +616,21 @@ type stored struct {
 	args Args
 }
 
-// done records a fetched recording done and counts it.
+// done records a fetched recording done and counts it. It runs after the
+// item's slot is freed (runItems), so the store may take its time to group
+// the mark with others (checkpoint.Unhurried): the item counts done once
+// the mark is durable, whenever that is.
 func (r *itemRun) done(ctx context.Context, it checkpoint.Item, s stored) {
 	a, obj := r.a, s.Object
+	sctx := checkpoint.Unhurried(storeCtx(ctx))
 	var serr error
 	if s.args != nil {
 		var b []byte
 		if b, serr = json.Marshal(s.args); serr == nil {
-			serr = a.Store.DoneArgs(storeCtx(ctx), a.owner, it.ID, it.Key, obj.Size, obj.SHA256, b)
+			serr = a.Store.DoneArgs(sctx, a.owner, it.ID, it.Key, obj.Size, obj.SHA256, b)
 		}
 	} else {
-		serr = a.Store.Done(storeCtx(ctx), a.owner, it.ID, it.Key, obj.Size, obj.SHA256)
+		serr = a.Store.Done(sctx, a.owner, it.ID, it.Key, obj.Size, obj.SHA256)
 	}
 	if !r.recorded("done", it, serr) {
 		return

@@ -44,37 +44,17 @@ type doneRun struct {
 	cpuOK     bool
 }
 
-// runDone marks every id done from workers goroutines, each pausing think
-// between its calls (the work a job's worker does between two items).
-func runDone(b *testing.B, s *Store, ids []int64, workers int, think time.Duration) doneRun {
+// measureDone times start, which launches its Done calls on wg and sends
+// their failures to errs (buffered for n), until every call has returned.
+func measureDone(b *testing.B, n int, start func(wg *sync.WaitGroup, errs chan<- error)) doneRun {
 	b.Helper()
-	ctx := context.Background()
-	var next atomic.Int64
 	var wg sync.WaitGroup
-	errs := make(chan error, workers)
+	errs := make(chan error, n)
 	cpu0, ok0 := cpuTime()
-	start := time.Now()
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(len(ids)) {
-					return
-				}
-				if think > 0 {
-					time.Sleep(think)
-				}
-				if err := s.Done(ctx, testOwner, ids[i], "k", 1, "s"); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
+	began := time.Now()
+	start(&wg, errs)
 	wg.Wait()
-	r := doneRun{wall: time.Since(start)}
+	r := doneRun{wall: time.Since(began)}
 	cpu1, ok1 := cpuTime()
 	r.cpu, r.cpuOK = cpu1-cpu0, ok0 && ok1
 	close(errs)
@@ -82,6 +62,35 @@ func runDone(b *testing.B, s *Store, ids []int64, workers int, think time.Durati
 		b.Fatal(err)
 	}
 	return r
+}
+
+// runDone marks every id done from workers goroutines, each pausing think
+// between its calls (the work a job's worker does between two items).
+func runDone(b *testing.B, s *Store, ids []int64, workers int, think time.Duration) doneRun {
+	b.Helper()
+	ctx := context.Background()
+	var next atomic.Int64
+	return measureDone(b, workers, func(wg *sync.WaitGroup, errs chan<- error) {
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := next.Add(1) - 1
+					if i >= int64(len(ids)) {
+						return
+					}
+					if think > 0 {
+						time.Sleep(think)
+					}
+					if err := s.Done(ctx, testOwner, ids[i], "k", 1, "s"); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+	})
 }
 
 // BenchmarkStore_Done measures Done from concurrent workers with group
@@ -118,6 +127,67 @@ func BenchmarkStore_Done(b *testing.B) {
 				b.ReportMetric(float64(g.cpu.Microseconds())/n, "grouped-cpu-µs/op")
 				b.ReportMetric(float64(base.cpu.Microseconds())/n, "single-cpu-µs/op")
 				b.ReportMetric(base.cpu.Seconds()/g.cpu.Seconds(), "cpu-x-vs-single")
+			}
+		})
+	}
+}
+
+// arriveDone calls Done on every id, one call every interval, each from a
+// goroutine of its own: the job's workers hand their Done over and take
+// their next item, so the calls arrive at the pace of the downloads,
+// whatever the commits do.
+func arriveDone(b *testing.B, s *Store, ctx context.Context, ids []int64, interval time.Duration) doneRun {
+	b.Helper()
+	return measureDone(b, len(ids), func(wg *sync.WaitGroup, errs chan<- error) {
+		began := time.Now()
+		for i, id := range ids {
+			// Paced against the start, so that the sleeps' overshoot does not add up.
+			if d := time.Until(began.Add(time.Duration(i) * interval)); d > 0 {
+				time.Sleep(d)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := s.Done(ctx, testOwner, id, "k", 1, "s"); err != nil {
+					errs <- err
+				}
+			}()
+		}
+	})
+}
+
+// BenchmarkStore_DoneUnhurried measures Done calls arriving at a steady
+// pace (one every interval, as 16 workers downloading small recordings
+// hand them over), marked checkpoint.Unhurried as the jobs mark theirs,
+// against the same calls unmarked, measured in the same run on the same
+// number of items. cpu-x-vs-hurried is the unmarked calls' CPU time a call
+// over the unhurried ones'; ops/commit is the batches' size each way.
+//
+// Run: go test -run '^$' -bench 'Store_DoneUnhurried$' -benchtime 5000x ./internal/checkpoint/sqlite/
+func BenchmarkStore_DoneUnhurried(b *testing.B) {
+	for _, interval := range []time.Duration{250 * time.Microsecond, time.Millisecond} {
+		b.Run(fmt.Sprintf("interval=%s", interval), func(b *testing.B) {
+			b.StopTimer()
+			hurried := mustOpen(b, dbPath(b), Options{})
+			unhurried := mustOpen(b, dbPath(b), Options{})
+			hids, uids := inProgress(b, hurried, b.N), inProgress(b, unhurried, b.N)
+			base := arriveDone(b, hurried, context.Background(), hids, interval)
+			b.StartTimer()
+			u := arriveDone(b, unhurried, checkpoint.Unhurried(context.Background()), uids, interval)
+			b.StopTimer()
+			n := float64(b.N)
+			for _, st := range []struct {
+				name string
+				s    *Store
+			}{{"hurried", hurried}, {"unhurried", unhurried}} {
+				if commits := st.s.group.stats.commits.Load(); commits > 0 {
+					b.ReportMetric(float64(st.s.group.stats.ops.Load())/float64(commits), st.name+"-ops/commit")
+				}
+			}
+			if u.cpuOK && base.cpuOK && u.cpu > 0 {
+				b.ReportMetric(float64(u.cpu.Microseconds())/n, "unhurried-cpu-µs/op")
+				b.ReportMetric(float64(base.cpu.Microseconds())/n, "hurried-cpu-µs/op")
+				b.ReportMetric(base.cpu.Seconds()/u.cpu.Seconds(), "cpu-x-vs-hurried")
 			}
 		})
 	}

@@ -28,16 +28,28 @@ import (
 // and durable.
 //
 // The committer waits for more ops only when callers are seen to be
-// concurrent: the target size of a batch is the size of the previous one,
-// and a smaller batch waits for more until its oldest op has waited
+// concurrent: the target size of a batch is the number of callers that
+// waited on the previous one (its ops not marked unhurried), and a smaller
+// batch waits for more until its oldest such op has waited
 // Options.BatchWindow since its call. A lone caller, whose batches are all
 // of one, never waits; ops that arrive while a batch commits are taken
 // together as soon as it is done.
+//
+// Ops whose ctx is checkpoint.Unhurried (a job's Done after its worker
+// has moved on) wait longer: a batch of nothing but those waits for more
+// until it is full (MaxBatch) or its oldest op has waited
+// Options.UnhurriedWindow. Their callers keep no slot busy meanwhile, and
+// the ops arrive whatever the commits do, so batches grow to what arrives in
+// the window: one commit and its fsync for many recordings instead of a
+// handful. An op that is not unhurried joining such a batch ends that wait
+// (the batch then follows the rule above).
 
-// Defaults of Options.MaxBatch and Options.BatchWindow.
+// Defaults of Options.MaxBatch, Options.BatchWindow and
+// Options.UnhurriedWindow.
 const (
-	DefaultMaxBatch    = 64
-	DefaultBatchWindow = 2 * time.Millisecond
+	DefaultMaxBatch        = 64
+	DefaultBatchWindow     = 2 * time.Millisecond
+	DefaultUnhurriedWindow = 20 * time.Millisecond
 )
 
 // ErrClosed is returned by a transition called after Close.
@@ -55,10 +67,11 @@ type op struct {
 	// item ending in "WHERE id = ?", with its arguments (id last). It runs
 	// guarded by the checks (guarded), without reading the item first; the
 	// item is read only when it changed nothing, to name the refusal.
-	update string
-	args   []any
-	start  time.Time  // when the caller submitted it
-	done   chan error // the outcome; buffered, written once
+	update    string
+	args      []any
+	start     time.Time  // when the caller submitted it
+	unhurried bool       // ctx is checkpoint.Unhurried
+	done      chan error // the outcome; buffered, written once
 }
 
 // refusal marks an error of the op itself (a value that cannot be stored)
@@ -250,6 +263,7 @@ func (s *Store) submit(o *op) error {
 	g.submitters.Add(1)
 	g.mu.RUnlock()
 	o.start = time.Now()
+	o.unhurried = checkpoint.IsUnhurried(o.ctx)
 	o.done = make(chan error, 1)
 	select {
 	case g.ops <- o:
@@ -263,9 +277,10 @@ func (s *Store) submit(o *op) error {
 
 // committer batches the ops it is handed.
 type committer struct {
-	s        *Store
-	maxBatch int
-	window   time.Duration // ≤ 0: never wait for more ops
+	s         *Store
+	maxBatch  int
+	window    time.Duration // ≤ 0: never wait for more ops
+	unhurried time.Duration // the wait of a batch of unhurried ops alone (≤ 0: as the others)
 
 	ops    chan *op      // unbuffered: an op is taken when it is received
 	quit   chan struct{} // closed by stop once no submitter is left
@@ -285,9 +300,9 @@ type groupStats struct {
 	ops     atomic.Int64 // ops in those transactions
 }
 
-func newCommitter(s *Store, maxBatch int, window time.Duration) *committer {
+func newCommitter(s *Store, maxBatch int, window, unhurried time.Duration) *committer {
 	g := &committer{
-		s: s, maxBatch: maxBatch, window: window,
+		s: s, maxBatch: maxBatch, window: window, unhurried: unhurried,
 		ops: make(chan *op), quit: make(chan struct{}), exited: make(chan struct{}),
 	}
 	go g.run()
@@ -310,7 +325,7 @@ func (g *committer) run() {
 	defer close(g.exited)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	target := 1 // the previous batch's size: how many callers seem concurrent
+	target := 1 // the callers waiting on the previous batch: how many seem concurrent
 	batch := make([]*op, 0, g.maxBatch)
 	for {
 		select {
@@ -320,31 +335,62 @@ func (g *committer) run() {
 			return
 		}
 		batch = g.drain(batch)
-		if len(batch) > 0 && len(batch) < target && g.window > 0 {
-			if d := time.Until(batch[0].start.Add(g.window)); d > 0 {
-				timer.Reset(d)
-			wait:
-				for len(batch) < target {
-					select {
-					case o := <-g.ops:
-						batch = g.drain(g.take(batch, o))
-					case <-timer.C:
-						break wait
-					case <-g.quit:
-						break wait
-					}
-				}
+	wait:
+		for {
+			want, until := g.wanted(batch, target)
+			if len(batch) >= want {
+				break
+			}
+			d := time.Until(until)
+			if d <= 0 {
+				break
+			}
+			timer.Reset(d)
+			select {
+			case o := <-g.ops:
 				timer.Stop()
+				batch = g.drain(g.take(batch, o))
+			case <-timer.C:
+				break wait
+			case <-g.quit:
+				timer.Stop()
+				break wait
 			}
 		}
 		if len(batch) == 0 {
 			continue // every op taken had been cancelled
 		}
 		g.commit(batch)
-		target = len(batch)
+		target = 0
+		for _, o := range batch {
+			if !o.unhurried {
+				target++
+			}
+		}
+		target = max(target, 1)
 		clear(batch)
 		batch = batch[:0]
 	}
+}
+
+// wanted is how many ops batch waits for and until when: up to target
+// until its oldest op that is not unhurried has waited the window; a batch
+// of unhurried ops alone, until it is full or its oldest has waited the
+// unhurried window. An empty batch, or a committer that never waits,
+// wants nothing.
+func (g *committer) wanted(batch []*op, target int) (int, time.Time) {
+	if len(batch) == 0 || g.window <= 0 {
+		return 0, time.Time{}
+	}
+	for _, o := range batch {
+		if !o.unhurried {
+			return target, o.start.Add(g.window)
+		}
+	}
+	if g.unhurried <= 0 {
+		return target, batch[0].start.Add(g.window)
+	}
+	return g.maxBatch, batch[0].start.Add(g.unhurried)
 }
 
 // take adds o to the batch, unless its caller's ctx has ended: then o is

@@ -511,3 +511,92 @@ func TestGroupCommit_Errors(t *testing.T) {
 		t.Fatalf("Release on a read-only store = %v", err)
 	}
 }
+
+// TestGroupCommit_Unhurried: unhurried transitions (checkpoint.Unhurried)
+// arriving one by one share a commit until the batch is full (a caller
+// waiting on its transition would see it committed alone, as
+// TestGroupCommit_Lone); one that is not unhurried joining such a batch
+// ends its wait; and a negative UnhurriedWindow makes them wait as the
+// others do.
+func TestGroupCommit_Unhurried(t *testing.T) {
+	// arrive calls Done on each id, 3 ms apart, each in a goroutine of its
+	// own (the caller does not wait for the previous one), and waits for all.
+	arrive := func(t *testing.T, s *Store, ctx context.Context, ids []int64) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan error, len(ids))
+		for _, id := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := s.Done(ctx, testOwner, id, "k", 1, "s"); err != nil {
+					errs <- err
+				}
+			}()
+			time.Sleep(3 * time.Millisecond)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+	t.Run("share a commit", func(t *testing.T) {
+		s := mustOpen(t, dbPath(t), Options{MaxBatch: 8, UnhurriedWindow: time.Hour})
+		ids := claimed(t, s, "agent", 16)
+		arrive(t, s, checkpoint.Unhurried(t.Context()), ids)
+		if c, n := s.group.stats.commits.Load(), s.group.stats.ops.Load(); c != 2 || n != 16 {
+			t.Fatalf("16 unhurried transitions 3 ms apart, batches of at most 8: %d commits of %d ops, want 2 of 16", c, n)
+		}
+		for _, id := range ids {
+			if it, err := s.Item(t.Context(), id); err != nil || it.State != checkpoint.StateDone {
+				t.Fatalf("item %d after its Done returned: %+v, %v", id, it, err)
+			}
+		}
+	})
+	t.Run("a hurried one ends the wait", func(t *testing.T) {
+		s := mustOpen(t, dbPath(t), Options{MaxBatch: 8, UnhurriedWindow: time.Hour})
+		ids := claimed(t, s, "agent", 3)
+		done := make(chan error, 2)
+		for _, id := range ids[:2] {
+			go func() { done <- s.Done(checkpoint.Unhurried(t.Context()), testOwner, id, "k", 1, "s") }()
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for s.group.stats.taken.Load() < 2 {
+			if time.Now().After(deadline) {
+				t.Fatal("the committer did not take the two unhurried transitions")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("an unhurried transition returned (%v) before its batch was full or a caller waited on it", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		// With an hour's window, a wait would show as a hang.
+		if err := s.Done(t.Context(), testOwner, ids[2], "k", 1, "s"); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c, n := s.group.stats.commits.Load(), s.group.stats.ops.Load(); c != 1 || n != 3 {
+			t.Fatalf("%d commits of %d ops, want the three in one", c, n)
+		}
+	})
+	t.Run("negative window", func(t *testing.T) {
+		s := mustOpen(t, dbPath(t), Options{BatchWindow: time.Hour, UnhurriedWindow: -1})
+		ids := claimed(t, s, "agent", 10)
+		for _, id := range ids {
+			// A lone caller: committed at once, as TestGroupCommit_Lone.
+			if err := s.Done(checkpoint.Unhurried(t.Context()), testOwner, id, "k", 1, "s"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c := s.group.stats.commits.Load(); c != int64(len(ids)) {
+			t.Fatalf("%d commits for %d lone calls", c, len(ids))
+		}
+	})
+}

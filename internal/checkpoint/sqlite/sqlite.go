@@ -79,9 +79,14 @@ type Options struct {
 	// BatchWindow is the longest a transition waits for others to share its
 	// commit, counted from its call (default DefaultBatchWindow; negative:
 	// never wait, group only the transitions already waiting). The
-	// committer waits only while the previous group had more than one
-	// transition, and only until the group is as large as that one.
+	// committer waits only while more than one caller waited on the
+	// previous group, and only until the group has as many.
 	BatchWindow time.Duration
+	// UnhurriedWindow is the longest a group of unhurried transitions
+	// alone (checkpoint.Unhurried) waits for more, counted from the oldest
+	// one's call (default DefaultUnhurriedWindow; negative: as the others,
+	// BatchWindow).
+	UnhurriedWindow time.Duration
 }
 
 // Store is a checkpoint.Store backed by one SQLite database file. It is safe
@@ -141,6 +146,9 @@ func Open(path string, o Options) (*Store, error) {
 	}
 	if o.BatchWindow == 0 {
 		o.BatchWindow = DefaultBatchWindow
+	}
+	if o.UnhurriedWindow == 0 {
+		o.UnhurriedWindow = DefaultUnhurriedWindow
 	}
 	s := &Store{path: path, readOnly: o.ReadOnly, log: o.Logger, now: o.Now}
 	ctx := context.Background()
@@ -207,7 +215,7 @@ func Open(path string, o Options) (*Store, error) {
 	s.db = db
 	s.lock = lock
 	if o.MaxBatch > 1 {
-		s.group = newCommitter(s, o.MaxBatch, o.BatchWindow)
+		s.group = newCommitter(s, o.MaxBatch, o.BatchWindow, o.UnhurriedWindow)
 	}
 	return s, nil
 }
