@@ -16,7 +16,9 @@
 // ctx.Err() and is not applied; once taken, its outcome is its group's,
 // whatever becomes of ctx. A lone caller is committed at once: the committer
 // waits for more transitions (at most Options.BatchWindow) only while
-// callers are concurrent.
+// callers are concurrent. Transitions marked checkpoint.Unhurried, whose
+// callers have moved on, wait longer to share a commit (at most
+// Options.UnhurriedWindow, or until the group is full).
 //
 // A read-write store holds an exclusive flock on path+".lock" for its
 // lifetime, so a second daemon on the same state file is refused with a
