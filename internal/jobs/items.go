@@ -510,8 +510,7 @@ func (r *itemRun) process(ctx context.Context, it checkpoint.Item) (record func(
 	}
 	switch it.Kind {
 	case checkpoint.KindTransferLookup, checkpoint.KindIVRLookup:
-		r.lookup(ctx, it)
-		return nil
+		return r.lookup(ctx, it)
 	default:
 		return r.fetch(ctx, it)
 	}
@@ -810,8 +809,10 @@ func (r *itemRun) open(ctx context.Context, it checkpoint.Item, args Args) (*cec
 // item per recording (or an absent item with the reason). Transfer records
 // that have not settled (opResult INIT, recordResult N/A, …) are waited for
 // until SettleMaxAge after the call began: the lookup is deferred by
-// Retry.Backoff; past that age they are absent with the reason.
-func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
+// Retry.Backoff; past that age they are absent with the reason. A lookup
+// that found everything returns its Done, made once its slot is freed;
+// any other outcome is recorded before it returns nil.
+func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) (record func()) {
 	a, sctx, tctx := r.a, storeCtx(ctx), r.transferCtx(ctx, it)
 	now := a.now()
 	args, err := decodeArgs(it)
@@ -820,7 +821,7 @@ func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
 	}
 	if err != nil {
 		r.failed(ctx, it, fmt.Errorf("jobs: lookup %s: %w", it.CallID, err))
-		return
+		return nil
 	}
 	largs := args.(LookupArgs)
 	callBegin := largs.CallBegin
@@ -916,7 +917,7 @@ func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
 		added, err := a.Store.AddItems(sctx, list)
 		if err != nil {
 			r.stop(a.storeErr("add items", err))
-			return
+			return nil
 		}
 		isAbsent := list[0].State == checkpoint.StateAbsent
 		r.rep.add(func(rep *Report) {
@@ -934,27 +935,31 @@ func (r *itemRun) lookup(ctx context.Context, it checkpoint.Item) {
 	switch {
 	case qerr != nil:
 		r.failed(ctx, it, fmt.Errorf("jobs: lookup %s: %w", it.CallID, qerr))
-		return
+		return nil
 	case len(invalid) > 0:
 		r.failed(ctx, it, fmt.Errorf("jobs: lookup %s: %d unusable records, first: %s", it.CallID, len(invalid), invalid[0]))
-		return
+		return nil
 	case unsettled > 0:
 		note := fmt.Sprintf("waiting for %d records to settle", unsettled)
 		if unsettled == 1 {
 			note = "waiting for 1 record to settle"
 		}
 		if err := a.Store.Defer(sctx, a.owner, it.ID, now.Add(r.spec.retry.Backoff), note); !r.recorded("defer", it, err) {
-			return
+			return nil
 		}
 		a.met.Item(it.Kind, "deferred")
 		r.rep.add(func(rep *Report) { rep.Deferred++ })
-		return
+		return nil
 	}
-	if err := a.Store.Done(sctx, a.owner, it.ID, "", 0, ""); !r.recorded("done", it, err) {
-		return
+	// Done once the slot is freed, as a recording's (itemRun.done): what the
+	// lookup found is committed already.
+	return func() {
+		if err := a.Store.Done(checkpoint.Unhurried(sctx), a.owner, it.ID, "", 0, ""); !r.recorded("done", it, err) {
+			return
+		}
+		a.met.Item(it.Kind, "done")
+		r.rep.add(func(rep *Report) { rep.Done++ })
 	}
-	a.met.Item(it.Kind, "done")
-	r.rep.add(func(rep *Report) { rep.Done++ })
 }
 
 func msTime(ms int64) time.Time {
