@@ -246,10 +246,10 @@ func New(o Options) (*Client, error) {
 	}
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	var base http.RoundTripper = &watchdogRT{next: tr, timeout: o.StallTimeout}
-	c.plain = &http.Client{Transport: &userAgentRT{next: base, ua: o.UserAgent}, CheckRedirect: noRedirect}
+	c.plain = &http.Client{Transport: &prepareRT{next: base, ua: o.UserAgent}, CheckRedirect: noRedirect}
 	if signer != nil {
 		c.signed = &http.Client{
-			Transport:     &userAgentRT{next: &signRT{next: base, signer: signer, now: o.Now}, ua: o.UserAgent},
+			Transport:     &prepareRT{next: base, ua: o.UserAgent, signer: signer, now: o.Now},
 			CheckRedirect: noRedirect,
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -370,5 +371,50 @@ func TestClient_ResponseHeaderTimeout(t *testing.T) {
 	_, err := c.DownloadRecordFile(context.Background(), recName)
 	if !IsTransient(err) || ts.hitCount(cecwire.PathDownloadRecordFile) != 2 {
 		t.Fatalf("err = %v after %d attempts", err, ts.hitCount(cecwire.PathDownloadRecordFile))
+	}
+}
+
+// writeCountConn counts the writes on a connection.
+type writeCountConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c writeCountConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
+// TestTransport_OneWriteAnAPICall: a signed API call (headers and its small
+// JSON body) leaves in one write, watched or not: a body wrapped in the
+// stall watchdog made net/http flush the headers in a write of their own.
+func TestTransport_OneWriteAnAPICall(t *testing.T) {
+	ctx := context.Background()
+	wav := wavBytes(2000)
+	ts := newTestServer(t, map[string]handlerFunc{cecwire.PathDownloadRecordFile: func(w http.ResponseWriter, r *http.Request, body []byte, hit int) {
+		writeFile(w, "", wav)
+	}})
+	var writes atomic.Int64
+	c := newTestClient(t, ts.URL)
+	tr := c.signed.Transport.(*prepareRT).next.(*watchdogRT).next.(*http.Transport)
+	dial := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return writeCountConn{Conn: conn, writes: &writes}, nil
+	}
+	for i := range 3 {
+		d, err := c.DownloadRecordFile(ctx, recName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readAll(t, d); err != nil {
+			t.Fatal(err)
+		}
+		if got := writes.Load(); got != int64(i+1) {
+			t.Fatalf("%d calls took %d writes, want one each", i+1, got)
+		}
 	}
 }

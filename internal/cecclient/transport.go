@@ -53,29 +53,20 @@ func newTransport(o *Options) (*http.Transport, error) {
 	}, nil
 }
 
-// userAgentRT sets the User-Agent header.
-type userAgentRT struct {
-	next http.RoundTripper
-	ua   string
-}
-
-func (u *userAgentRT) RoundTrip(req *http.Request) (*http.Response, error) {
-	r := req.Clone(req.Context())
-	r.Header.Set("User-Agent", u.ua)
-	return u.next.RoundTrip(r)
-}
-
-// signRT signs every request it sends with a fresh timestamp. It runs after
-// userAgentRT so that every header it may sign is already in place.
-type signRT struct {
+// prepareRT sets the User-Agent header and, with a signer, signs every
+// request it sends with a fresh timestamp (after the User-Agent, so that
+// every header it may sign is in place): one clone of the request for
+// both, the transports below it copying the request only shallowly.
+type prepareRT struct {
 	next   http.RoundTripper
-	signer *Signer
+	ua     string
+	signer *Signer // nil: not signed
 	now    func() time.Time
 }
 
-func (s *signRT) RoundTrip(req *http.Request) (*http.Response, error) {
+func (p *prepareRT) RoundTrip(req *http.Request) (*http.Response, error) {
 	var body []byte
-	if req.Body != nil && req.Body != http.NoBody {
+	if p.signer != nil && req.Body != nil && req.Body != http.NoBody {
 		req.Body.Close() // the clone gets a fresh reader over the same bytes
 		if req.GetBody == nil {
 			return nil, errors.New("cec: sign: request body is not replayable")
@@ -91,10 +82,13 @@ func (s *signRT) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	r := req.Clone(req.Context())
-	if err := s.signer.Sign(r, body, s.now()); err != nil {
-		return nil, err
+	r.Header.Set("User-Agent", p.ua)
+	if p.signer != nil {
+		if err := p.signer.Sign(r, body, p.now()); err != nil {
+			return nil, err
+		}
 	}
-	return s.next.RoundTrip(r)
+	return p.next.RoundTrip(r)
 }
 
 // watchdogRT cancels a transfer that makes no progress for timeout: while
@@ -142,8 +136,8 @@ func (t *watchdogRT) RoundTrip(req *http.Request) (*http.Response, error) {
 		w.fired.Store(true)
 		cancel()
 	})
-	r := req.Clone(ctx)
-	if req.Body != nil && req.Body != http.NoBody {
+	r := req.WithContext(ctx) // shallow: neither the headers nor the URL change
+	if req.Body != nil && req.Body != http.NoBody && !smallInMemory(req) {
 		r.Body = &reqBodyWatch{rc: req.Body, w: w}
 	} else {
 		w.disarm()
@@ -157,6 +151,20 @@ func (t *watchdogRT) RoundTrip(req *http.Request) (*http.Response, error) {
 	w.disarm()
 	resp.Body = &respBodyWatch{rc: resp.Body, w: w}
 	return resp, nil
+}
+
+// smallBody is the largest request body sent unwatched (smallInMemory): with
+// the headers, well inside what a TCP connection takes before the peer reads.
+const smallBody = 8 << 10
+
+// smallInMemory reports whether req's body is a small one held in memory
+// (an API call's JSON, all but an uploaded file): the transport writes it
+// with the headers, without waiting on the peer, and wrapped it would hide
+// its type from net/http, which then flushes the headers in a write of their
+// own (two writes a request instead of one). Stalls before the answer are
+// the dial, TLS and response-header timeouts' to catch.
+func smallInMemory(req *http.Request) bool {
+	return req.GetBody != nil && req.ContentLength > 0 && req.ContentLength <= smallBody
 }
 
 type reqBodyWatch struct {

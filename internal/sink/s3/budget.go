@@ -118,8 +118,8 @@ func (b *budget) inUse() int64 {
 // charged against the spool budget: its bytes live in the kernel's page
 // cache, not in the process, which keeps the archiver's memory flat however
 // large or many the recordings. Only the small bodies stay in memory, in
-// the small memory budget: those up to smallExact allocated exactly, the
-// others in reused spoolAbove-size buffers.
+// the small memory budget: those up to smallExact in reused size-class
+// buffers (smallClasses), the others in reused spoolAbove-size buffers.
 type bufPool struct {
 	budget   *budget // memory buffers
 	partSize int64
@@ -134,9 +134,44 @@ type bufPool struct {
 	freeBytes int64 // stale bytes the free files hold on disk
 }
 
-// smallExact: memory bodies up to this size are allocated exactly (their
-// garbage is small); larger ones reuse pooled buffers.
+// smallExact: memory bodies up to this size are not taken from the part
+// (or spoolAbove) buffers; above minSmallClass they come from the size
+// classes, smaller ones are allocated exactly.
 const smallExact = 64 << 10
+
+// minSmallClass: bodies of up to this many bytes are allocated exactly;
+// larger ones up to smallExact are taken from smallClasses.
+const minSmallClass = 1 << 10
+
+// smallClasses hold the reused buffers of small bodies, by size: 4, 8, 16,
+// 32 and 64 KiB. A body gets the smallest class that holds it and is
+// charged that class's size. Allocated exactly, the buffers of 20,000 8 KiB
+// recordings were a sixth of the archiver's allocated bytes.
+var smallClasses [5]sync.Pool
+
+// smallClass returns the class of a body of n bytes, or -1.
+func smallClass(n int64) int {
+	if n <= minSmallClass || n > smallExact {
+		return -1
+	}
+	c := 0
+	for size := int64(4 << 10); size < n; size <<= 1 {
+		c++
+	}
+	return c
+}
+
+// getSmall returns a buffer of class c holding n bytes.
+func getSmall(c int, n int64) (pb *[]byte) {
+	if v, ok := smallClasses[c].Get().(*[]byte); ok {
+		pb = v
+	} else {
+		b := make([]byte, 4<<10<<c)
+		pb = &b
+	}
+	*pb = (*pb)[:n]
+	return pb
+}
 
 // maxFreeFiles bounds the spool files kept open for reuse.
 const maxFreeFiles = 32
@@ -161,6 +196,8 @@ type buffer struct {
 	cap   int64
 	cost  int64
 	from  *budget
+	small *[]byte // a buffer of smallClasses[class], returned by put
+	class int
 }
 
 func newBufPool(b *budget, partSize int64) *bufPool {
@@ -176,7 +213,8 @@ func (p *bufPool) withSpool(dir string, spool *budget, above int64) *bufPool {
 
 // get returns a buffer of capacity n (empty: fill it), charged at its real
 // size: in memory a pooled buffer when n is at least a quarter part (or
-// above smallExact with a spool), an exact one otherwise; a spool file
+// above smallExact with a spool), a size-class one above minSmallClass up
+// to smallExact, an exact one otherwise; a spool file
 // charged n.
 func (p *bufPool) get(ctx context.Context, n int64) (*buffer, error) {
 	if p.dir != "" && n > p.spoolAbove {
@@ -187,12 +225,23 @@ func (p *bufPool) get(ctx context.Context, n int64) (*buffer, error) {
 	if p.dir != "" {
 		poolSize, pooled = p.spoolAbove, n > smallExact
 	}
+	class := -1
+	if !pooled {
+		class = smallClass(n)
+	}
 	cost := n
-	if pooled {
+	switch {
+	case pooled:
 		cost = poolSize
+	case class >= 0:
+		cost = 4 << 10 << class
 	}
 	if err := p.budget.acquire(ctx, cost); err != nil {
 		return nil, err
+	}
+	if class >= 0 {
+		pb := getSmall(class, n)
+		return &buffer{b: *pb, small: pb, class: class, cap: n, cost: cost, from: p.budget}, nil
 	}
 	if !pooled {
 		return &buffer{b: make([]byte, n), cap: n, cost: cost, from: p.budget}, nil
@@ -250,6 +299,12 @@ func (p *bufPool) getFile(ctx context.Context, n int64) (*buffer, error) {
 // used afterwards.
 func (p *bufPool) put(buf *buffer) {
 	if buf == nil {
+		return
+	}
+	if buf.small != nil {
+		*buf.small = buf.b[:0]
+		smallClasses[buf.class].Put(buf.small)
+		buf.from.release(buf.cost)
 		return
 	}
 	if buf.f != nil {

@@ -229,3 +229,72 @@ func TestBufPool_SpoolBestFit(t *testing.T) {
 		defer p.put(b)
 	}
 }
+
+// TestBufPool_SmallClasses: a small memory body (above minSmallClass, up to
+// smallExact) gets a buffer of the smallest size class that holds it,
+// charged that class; the buffer is reused after put and reads back only
+// what its new fill wrote; bodies outside the classes are exact.
+func TestBufPool_SmallClasses(t *testing.T) {
+	const part = 4 << 20
+	mem := newBudget(2 * SpoolAbove)
+	p := newBufPool(mem, part).withSpool(t.TempDir(), newBudget(part), SpoolAbove)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		n, cost int64
+		class   int
+	}{
+		{minSmallClass, minSmallClass, -1},
+		{minSmallClass + 1, 4 << 10, 0},
+		{4 << 10, 4 << 10, 0},
+		{4<<10 + 1, 8 << 10, 1},
+		{8 << 10, 8 << 10, 1},
+		{33 << 10, 64 << 10, 4},
+		{smallExact, smallExact, 4},
+	} {
+		buf, err := p.get(ctx, tc.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if buf.class != tc.class && tc.class >= 0 || (tc.class < 0) != (buf.small == nil) {
+			t.Errorf("%d bytes: class %d (pooled %v), want %d", tc.n, buf.class, buf.small != nil, tc.class)
+		}
+		if got := mem.inUse(); got != tc.cost || buf.cost != tc.cost {
+			t.Errorf("%d bytes: charged %d (budget %d), want %d", tc.n, buf.cost, got, tc.cost)
+		}
+		if int64(len(buf.b)) != tc.n || int64(cap(buf.b)) < tc.n {
+			t.Errorf("%d bytes: len %d cap %d", tc.n, len(buf.b), cap(buf.b))
+		}
+		p.put(buf)
+		if got := mem.inUse(); got != 0 {
+			t.Errorf("%d bytes: %d still charged after put", tc.n, got)
+		}
+	}
+
+	src := bytes.Repeat([]byte("abcdefgh"), 1<<10)
+	first, _ := p.get(ctx, 8<<10)
+	if n, err := first.fill(bytes.NewReader(src), nil); n != 8<<10 || err != nil {
+		t.Fatalf("fill = %d, %v", n, err)
+	}
+	p.put(first)
+	// sync.Pool may drop what it holds; the class must still read back
+	// exactly what the new fill wrote, whichever buffer it hands out.
+	again, _ := p.get(ctx, 6<<10)
+	if n, err := again.fill(bytes.NewReader([]byte("short")), nil); n != 5 || err != io.ErrUnexpectedEOF {
+		t.Fatalf("fill = %d, %v; want 5, ErrUnexpectedEOF", n, err)
+	}
+	if got, _ := io.ReadAll(again.reader()); string(got) != "short" || again.len() != 5 {
+		t.Errorf("a reused small buffer reads back %q (len %d), want only its new content", got, again.len())
+	}
+	p.put(again)
+
+	allocs := testing.AllocsPerRun(200, func() {
+		b, err := p.get(ctx, 8<<10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.put(b)
+	})
+	if allocs > 1.5 { // the buffer struct; not the 8 KiB
+		t.Errorf("%.1f allocations a get and put of a small body, want the buffer reused", allocs)
+	}
+}
