@@ -35,7 +35,11 @@ type Download struct {
 const (
 	sniffHead = 512      // bytes peeked to recognise ZIP, JSON and HTML
 	sniffJSON = 64 << 10 // a body that starts like JSON is inspected up to this size
-	sniffBuf  = 4 << 10  // the read buffer of every download (at least sniffHead)
+	// The read buffer of every download: the sniffing peek's. A caller's
+	// larger reads pass it by (the connection has its own buffer below), so
+	// it need hold no more; at 4 KiB it was the largest allocation of a
+	// small recording's download.
+	sniffBuf = sniffHead
 )
 
 var zipMagic = []byte("PK\x03\x04")
@@ -72,7 +76,7 @@ func (c *Client) inspectDownload(rq *request, resp *http.Response, fallbackName 
 		raw = &rateGuard{r: resp.Body, c: resp.Body, m: newRateMeter(c.o.MinRate, c.o.MinRateWindow)}
 	}
 	// A small buffer for every download (a recording's body is then read
-	// through it without copies, in the caller's chunks); only a body that
+	// past it without copies, in the caller's chunks); only a body that
 	// starts like JSON gets a sniffJSON one, below. A sniffJSON buffer per
 	// download was a third of the bytes allocated on 8 KiB recordings.
 	br := bufio.NewReaderSize(raw, sniffBuf)

@@ -79,15 +79,15 @@ func scanPackage(r scanner) (checkpoint.Package, error) {
 
 func scanItem(r scanner) (checkpoint.Item, error) {
 	var it checkpoint.Item
-	var params string
+	var params []byte // one copy of the column, kept as the item's Args
 	var next, created, updated, attested, lease int64
 	err := r.Scan(&it.ID, &it.Kind, &it.UpstreamID, &it.CallID, &it.Day, &it.Key, &params, &it.State, &it.Attempts,
 		&next, &it.LastError, &it.Reason, &it.Size, &it.SHA256, &created, &updated, &it.Evidence, &attested, &it.Owner, &lease)
 	if err != nil {
 		return checkpoint.Item{}, err
 	}
-	if params != "" {
-		if !json.Valid([]byte(params)) {
+	if len(params) > 0 {
+		if !json.Valid(params) {
 			return checkpoint.Item{}, fmt.Errorf("item %d: decode params: not JSON", it.ID)
 		}
 		it.Args = json.RawMessage(params)
