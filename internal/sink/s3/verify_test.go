@@ -6,9 +6,11 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/cec-archiver/cec-archiver/internal/sink"
 	"github.com/cec-archiver/cec-archiver/internal/sink/s3"
@@ -266,5 +269,45 @@ func TestSink_VerifiesWriteResponse(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestSink_ErrorIn200IsNotTrusted: a store answering a PutObject with 200
+// and an error document (the answer S3 documents for some operations), no
+// checksum and nothing stored, fails the Put: the sink does not search a
+// PutObject's body for an error (its success has none), it verifies every
+// write by the answer's checksum or, lacking one, by a HEAD, which finds
+// nothing here.
+func TestSink_ErrorIn200IsNotTrusted(t *testing.T) {
+	var puts, heads atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		switch r.Method {
+		case http.MethodPut:
+			puts.Add(1)
+			w.Header().Set("Content-Type", "application/xml")
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?>`+
+				`<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>`)
+		case http.MethodHead:
+			heads.Add(1)
+			w.WriteHeader(http.StatusNotFound)
+		default:
+			w.WriteHeader(http.StatusNotImplemented)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	opts := s3.Options{
+		SpoolDir: t.TempDir(), Endpoint: srv.URL, Region: "us-east-1", Bucket: "b", PathStyle: true,
+		AccessKey: "AK", SecretKey: "SK", ConditionalWrite: s3.ConditionalOn, Checksum: s3.ChecksumSHA256,
+		Logger: zaptest.NewLogger(t),
+	}
+	s := newSink(t, opts)
+	obj, err := s.Put(context.Background(), "error-in-200", sinktest.Stream(1, 1000), -1, sink.Meta{})
+	if err == nil {
+		t.Fatalf("Put against a store that answered 200 with an error document = %+v, nil; want an error", obj)
+	}
+	t.Logf("refused: %v", err)
+	if puts.Load() == 0 || heads.Load() == 0 {
+		t.Errorf("%d PUTs, %d HEADs: want the write verified by a HEAD", puts.Load(), heads.Load())
 	}
 }
