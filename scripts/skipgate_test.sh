@@ -193,6 +193,9 @@ ok  	MOD/test/acceptance	30.2s
 --- PASS: TestRun_Smoke (12.00s)
 --- PASS: TestRun_Resume (14.00s)
 ok  	MOD/bench	12.5s
+=== PKG bench/cmd/benchrun
+--- PASS: TestDropCached (0.10s)
+ok  	MOD/bench/cmd/benchrun	0.2s
 === PKG internal/checkpoint/postgres
     --- PASS: TestStore_Conformance/Claim (0.01s)
 --- PASS: TestStore_Conformance (3.10s)

@@ -47,6 +47,9 @@ type bench struct {
 	// used are the buckets filled so far, removed after the last round
 	// (without --keep): see removeBuckets.
 	used []string
+	// warnedCache: a run's files could not all be dropped from the page
+	// cache (logged once).
+	warnedCache bool
 
 	res results
 }
@@ -240,6 +243,19 @@ func (b *bench) runVariant(ctx context.Context, round int, v string) (runResult,
 		return r, err
 	}
 	b.used = append(b.used, bucket)
+	// The run's objects and its run directory (a copied state) leave the
+	// page cache, so that the rounds do not add up there: on this class of
+	// VM (Firecracker), once the cache has grown by a gigabyte or two a new
+	// page-cache page costs some 20 µs of system time, which fell on
+	// whichever runs came later, and most on the archiver's, the one
+	// variant that puts its bodies in the page cache (the spool) before
+	// sending them: its CPU tripled from the third round of `large` on. The
+	// dataset's own files stay cached for every round.
+	n := dropCached(filepath.Join(b.s3.Root, bucket)) + dropCached(dir)
+	if n > 0 && !b.warnedCache {
+		b.warnedCache = true
+		b.logf("page cache: %d files of run %s not dropped (later runs may meet a larger page cache)", n, bucket)
+	}
 	return r, nil
 }
 
