@@ -146,7 +146,7 @@ const minSmallClass = 1 << 10
 // smallClasses hold the reused buffers of small bodies, by size: 4, 8, 16,
 // 32 and 64 KiB. A body gets the smallest class that holds it and is
 // charged that class's size. Allocated exactly, the buffers of 20,000 8 KiB
-// recordings were a sixth of the archiver's allocated bytes.
+// recordings were 160 MB of the 2.4 GB a pass allocated.
 var smallClasses [5]sync.Pool
 
 // smallClass returns the class of a body of n bytes, or -1.
