@@ -198,6 +198,7 @@ type buffer struct {
 	from  *budget
 	small *[]byte // a buffer of smallClasses[class], returned by put
 	class int
+	held  bool // the transport may still read b: put drops it (membody.go)
 }
 
 func newBufPool(b *budget, partSize int64) *bufPool {
@@ -299,6 +300,10 @@ func (p *bufPool) getFile(ctx context.Context, n int64) (*buffer, error) {
 // used afterwards.
 func (p *bufPool) put(buf *buffer) {
 	if buf == nil {
+		return
+	}
+	if buf.held {
+		buf.from.release(buf.cost) // b is the transport's until it drops it
 		return
 	}
 	if buf.small != nil {

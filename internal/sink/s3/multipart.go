@@ -247,7 +247,7 @@ func (u *uploader) dispatch(num int32, buf *buffer, check, payload string) {
 			ContentLength: aws.Int64(buf.len()),
 		}
 		u.s.opts.Checksum.setPart(in, check)
-		out, err := u.s.client.UploadPart(withFileBody(u.ctx, buf), in, u.s.signing(func() string { return payload }))
+		out, err := u.s.client.UploadPart(withBody(u.ctx, buf), in, u.s.signing(func() string { return payload }))
 		if err != nil {
 			u.cancel(fmt.Errorf("upload part %d: %w", num, err))
 			return

@@ -208,6 +208,7 @@ func newClient(ctx context.Context, opts Options) (*s3.Client, *fileBodyClient, 
 			tr.TLSClientConfig.RootCAs = pool
 		}
 		tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, 4*opts.UploadConcurrency)
+		tr.WriteBufferSize = writeBufferSize       // headers and a small body in one write (membody.go)
 		tr.ResponseHeaderTimeout = 5 * time.Minute // a part upload's answer after its body
 	})
 	loadOpts := []func(*config.LoadOptions) error{
@@ -571,7 +572,7 @@ func (s *Sink) putSingle(ctx context.Context, key string, buf *buffer, sha, full
 		in.IfNoneMatch = aws.String("*")
 	}
 	s.opts.Checksum.setPut(in, check)
-	out, err := s.client.PutObject(withFileBody(ctx, buf), in, s.signing(func() string { return sum }), noErrorIn200)
+	out, err := s.client.PutObject(withBody(ctx, buf), in, s.signing(func() string { return sum }), noErrorIn200)
 	if err != nil {
 		if isPreconditionFailed(err) {
 			return s.compareExisting(ctx, key, n, sum)

@@ -58,16 +58,20 @@ func (b *fileBody) open() (io.ReadCloser, error) {
 }
 
 // fileBodyClient is the S3 client's HTTP client: next, with spool files sent
-// as they are.
+// as they are, and memory buffers as *bytes.Reader (membody.go).
 type fileBodyClient struct {
 	next s3.HTTPClient
 	sent atomic.Int64 // bodies sent from their file, for tests
+	mem  atomic.Int64 // bodies sent from their memory buffer (membody.go), for tests
 }
 
 func (c *fileBodyClient) Do(req *http.Request) (*http.Response, error) {
+	if mb, ok := req.Context().Value(memBodyKey{}).(*memBody); ok && sendable(req, int64(len(mb.buf.b))) {
+		c.mem.Add(1)
+		return mb.do(c.next, req)
+	}
 	fb, ok := req.Context().Value(fileBodyKey{}).(*fileBody)
-	if !ok || req.Method != http.MethodPut || req.ContentLength != fb.n ||
-		req.Header.Get("Content-Encoding") != "" || req.Header.Get("X-Amz-Decoded-Content-Length") != "" || !canDup {
+	if !ok || !sendable(req, fb.n) || !canDup {
 		return c.next.Do(req)
 	}
 	body, err := fb.open()
