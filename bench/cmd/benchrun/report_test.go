@@ -1,0 +1,44 @@
+package main
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+// TestFinish_PairedRatios: the ratios of the medians take A and B from
+// different rounds; the _paired ratios are the median of each round's own
+// ratio. A round whose B is missing has no pair.
+func TestFinish_PairedRatios(t *testing.T) {
+	run := func(variant string, round int, cpu, wall float64) runResult {
+		r := runResult{Variant: variant, Round: round, Objects: 10, Bytes: 1e9}
+		r.UserSeconds, r.WallSeconds = cpu, wall
+		return r
+	}
+	res := &results{Runs: []runResult{
+		run(variantArchiver, 1, 10, 4), run(variantLoop, 1, 5, 2), run(variantRclone, 1, 30, 8),
+		run(variantArchiver, 2, 22, 5), run(variantLoop, 2, 10, 2), run(variantRclone, 2, 30, 8),
+		run(variantArchiver, 3, 14, 6), run(variantLoop, 3, 10, 3), run(variantRclone, 3, 30, 8),
+		run(variantArchiver, 4, 50, 9), // B of round 4 failed to run: no pair
+	}}
+	res.finish(dataset{Name: "8kb"})
+	for _, c := range []struct {
+		name string
+		want float64
+	}{
+		// Medians: A 18 CPU-s (of 10, 14, 22, 50), B 10 → 1.8; rounds: 2, 2.2, 1.4 → 2.
+		{"cpu_per_gb_a_over_b", 1.8},
+		{"cpu_per_gb_a_over_b_paired", 2},
+		// Throughput (MB/s): A 250, 200, 167, 111 → 183.3, B 500, 500, 333 →
+		// 500; rounds: 0.5, 0.4, 0.5 → 0.5.
+		{"throughput_a_over_b", (1e3/5 + 1e3/6) / 2 / 500},
+		{"throughput_a_over_b_paired", 0.5},
+	} {
+		if got, ok := res.Ratios[c.name]; !ok || math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("%s = %v (present %v), want %v", c.name, got, ok, c.want)
+		}
+	}
+	if md := markdown(res); !strings.Contains(md, "cpu_per_gb_a_over_b_paired 2.00") {
+		t.Errorf("the markdown lacks the paired CPU ratio:\n%s", md)
+	}
+}
