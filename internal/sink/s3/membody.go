@@ -29,8 +29,9 @@ import (
 // traces each attempt: a connection obtained starts a write that may read
 // the buffer, WroteRequest ends it; a request that returns with a write not
 // ended holds the buffer, which is then never reused (bufPool.put drops it).
-// An attempt that fails is over when it returns: net/http waits for its
-// write loop to end before it retries or returns the error.
+// The writes are counted, not flagged: an attempt whose write never began
+// (its connection failed first) keeps the count up and its buffer held,
+// and a late end of one attempt's write cannot hide another's.
 
 // writeBufferSize is the transport's write buffer: the headers of a
 // PutObject (some 1.5 KiB with the metadata, tags and checksum) and a body
@@ -44,7 +45,7 @@ type memBodyKey struct{}
 type memBody struct {
 	buf     *buffer
 	mu      sync.Mutex
-	writing bool // a connection was obtained and its write has not ended
+	writing int // connections obtained whose write has not ended
 }
 
 // withBody marks ctx with buf, which holds the body of the request made
@@ -80,18 +81,18 @@ func (mb *memBody) do(next interface {
 	trace := &httptrace.ClientTrace{
 		GotConn: func(httptrace.GotConnInfo) {
 			mb.mu.Lock()
-			mb.writing = true
+			mb.writing++
 			mb.mu.Unlock()
 		},
 		WroteRequest: func(httptrace.WroteRequestInfo) {
 			mb.mu.Lock()
-			mb.writing = false
+			mb.writing--
 			mb.mu.Unlock()
 		},
 	}
 	resp, err := next.Do(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
 	mb.mu.Lock()
-	if mb.writing {
+	if mb.writing != 0 {
 		mb.buf.held = true
 	}
 	mb.mu.Unlock()
