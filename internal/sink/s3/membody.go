@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"sync"
+	"time"
 )
 
 // Bodies sent from their memory buffer in one write with the headers.
@@ -45,8 +46,15 @@ type memBodyKey struct{}
 type memBody struct {
 	buf     *buffer
 	mu      sync.Mutex
-	writing int // connections obtained whose write has not ended
+	writing int           // connections obtained whose write has not ended
+	ended   chan struct{} // a write ended (buffered: one is enough)
 }
+
+// settleWait is how long a request that came back with a write not ended
+// waits for it before it holds its buffer: an answer that ends the
+// connection (Connection: close) comes back while the write loop, its body
+// sent, has yet to say so.
+const settleWait = time.Millisecond
 
 // withBody marks ctx with buf, which holds the body of the request made
 // with it: a spool file is sent by the kernel (withFileBody), a memory
@@ -58,7 +66,7 @@ func withBody(ctx context.Context, buf *buffer) context.Context {
 	if len(buf.b) == 0 {
 		return ctx
 	}
-	return context.WithValue(ctx, memBodyKey{}, &memBody{buf: buf})
+	return context.WithValue(ctx, memBodyKey{}, &memBody{buf: buf, ended: make(chan struct{}, 1)})
 }
 
 // sendable reports whether req carries exactly the bytes of a body of n
@@ -88,13 +96,42 @@ func (mb *memBody) do(next interface {
 			mb.mu.Lock()
 			mb.writing--
 			mb.mu.Unlock()
+			select {
+			case mb.ended <- struct{}{}:
+			default:
+			}
 		},
 	}
 	resp, err := next.Do(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
-	mb.mu.Lock()
-	if mb.writing != 0 {
+	if !mb.settle() {
 		mb.buf.held = true
 	}
-	mb.mu.Unlock()
 	return resp, err
+}
+
+// settle waits up to settleWait for every write of the request (of each
+// attempt so far) to end, and reports whether they have.
+func (mb *memBody) settle() bool {
+	if mb.settled() {
+		return true
+	}
+	wait := time.NewTimer(settleWait)
+	defer wait.Stop()
+	for {
+		select {
+		case <-mb.ended:
+			if mb.settled() {
+				return true
+			}
+		case <-wait.C:
+			return mb.settled()
+		}
+	}
+}
+
+// settled reports whether every write of the request has ended.
+func (mb *memBody) settled() bool {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return mb.writing == 0
 }

@@ -142,13 +142,15 @@ func TestMemBody_HeldWhileWriting(t *testing.T) {
 					time.Sleep(500 * time.Millisecond)
 					return
 				}
+				// Read the body, answer, and keep the connection: the
+				// client's transport then waits for its write to end
+				// before it returns the answer (to reuse the connection).
 				io.Copy(io.Discard, req.Body)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-				time.Sleep(100 * time.Millisecond)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				io.Copy(io.Discard, r)
 			}(c)
 		}
 	}()
-	client := &http.Client{Transport: &http.Transport{WriteBufferSize: writeBufferSize}}
 	for _, tc := range []struct {
 		path string
 		size int
@@ -163,13 +165,15 @@ func TestMemBody_HeldWhileWriting(t *testing.T) {
 			t.Fatal(err)
 		}
 		buf := &buffer{b: make([]byte, tc.size), cap: int64(tc.size), cost: int64(tc.size), from: b}
-		mb := &memBody{buf: buf}
+		mb := withBody(context.Background(), buf).Value(memBodyKey{}).(*memBody)
 		req, err := http.NewRequest(http.MethodPut, "http://"+ln.Addr().String()+tc.path, http.NoBody)
 		if err != nil {
 			t.Fatal(err)
 		}
 		req.ContentLength = int64(tc.size)
-		resp, err := mb.do(client, req)
+		tr := &http.Transport{WriteBufferSize: writeBufferSize}
+		defer tr.CloseIdleConnections()
+		resp, err := mb.do(&http.Client{Transport: tr}, req)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.path, err)
 		}
