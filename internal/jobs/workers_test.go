@@ -94,7 +94,7 @@ func TestNextAhead(t *testing.T) {
 func TestWorkers_KeepStacks(t *testing.T) {
 	w := newWorkers()
 	defer w.close()
-	const n = 8
+	const n = 32
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	wg.Add(n)
