@@ -20,6 +20,7 @@ import (
 // Variant names.
 const (
 	variantArchiver = "A"        // the archiver
+	variantBaseline = "A0"       // --baseline: another archiver binary, right after A
 	variantLoop     = "B"        // the bare Go loop
 	variantRclone   = "C"        // rclone copy
 	variantEmpty    = "A-empty"  // store1m: the archiver on an empty state
@@ -91,6 +92,9 @@ func (b *bench) variants() []string {
 	}
 	if b.d.Resume {
 		return []string{variantResume}
+	}
+	if b.o.baseline != "" {
+		return []string{variantArchiver, variantBaseline, variantLoop, variantRclone}
 	}
 	return []string{variantArchiver, variantLoop, variantRclone}
 }
@@ -205,7 +209,7 @@ func (b *bench) runVariant(ctx context.Context, round int, v string) (runResult,
 	}
 	r := runResult{Variant: v, Round: round, Bucket: bucket}
 	var state string
-	if v == variantArchiver || v == variantEmpty || v == variantFull || v == variantResume {
+	if v == variantArchiver || v == variantBaseline || v == variantEmpty || v == variantFull || v == variantResume {
 		seed := ""
 		if v == variantFull {
 			seed = b.bigState
@@ -224,7 +228,9 @@ func (b *bench) runVariant(ctx context.Context, round int, v string) (runResult,
 	var err error
 	switch v {
 	case variantArchiver, variantEmpty, variantFull:
-		r.measure, err = b.runArchiver(ctx, dir, bucket, state)
+		r.measure, err = b.runArchiver(ctx, b.o.archiver, dir, bucket, state)
+	case variantBaseline:
+		r.measure, err = b.runArchiver(ctx, b.o.baseline, dir, bucket, state)
 	case variantResume:
 		r.measure, err = b.runResume(ctx, dir, bucket, state)
 	case variantLoop:

@@ -61,6 +61,7 @@ type options struct {
 	jsonOut     string
 	markdown    string
 	archiver    string
+	baseline    string // a second archiver binary, run as A0 after A in every round
 	versitygw   string
 	rclone      string
 	keep        bool
@@ -81,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.jsonOut, "json", "", "write the results as JSON to `FILE` (default WORK/results.json with --work or --keep, else $TMPDIR/cec-bench-DATASET-TIME.json)")
 	fs.StringVar(&o.markdown, "markdown", "", "write the results table and targets as Markdown to `FILE`")
 	fs.StringVar(&o.archiver, "archiver", "", "the archiver binary (required)")
+	fs.StringVar(&o.baseline, "baseline", "", "a second archiver `BINARY` (an older build), run as variant A0 right after A in every round on the same files and server; the report adds A over A0 (medians and paired by round), to tell a change from this machine's drift")
 	fs.StringVar(&o.versitygw, "versitygw", "", "the versitygw binary (required; scripts/s3-server.sh build)")
 	fs.StringVar(&o.rclone, "rclone", "rclone", "the rclone binary")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory and the buckets' contents")
@@ -120,6 +122,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.archiver == "" || o.versitygw == "" {
 		return nil, fmt.Errorf("--archiver and --versitygw are required (bench/run.sh sets them)")
+	}
+	if d, _ := datasetByName(o.dataset); o.baseline != "" && (d.StoreItems > 0 || d.Resume) {
+		return nil, fmt.Errorf("--baseline: only for the datasets run as A B C, not %s", o.dataset)
 	}
 	return o, nil
 }

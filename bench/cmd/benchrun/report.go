@@ -246,12 +246,21 @@ func (res *results) finish(d dataset) {
 		res.Ratios["wall_a_over_c"] = a.WallSeconds / c.WallSeconds
 		res.Ratios["cpu_per_gb_a_over_b"] = a.CPUPerGB / b.CPUPerGB
 		res.Ratios["cpu_per_gb_a_over_c"] = a.CPUPerGB / c.CPUPerGB
-		for name, f := range map[string]func(a, b *runResult) float64{
-			"throughput_a_over_b": func(a, b *runResult) float64 { return a.MBps() / b.MBps() },
-			"cpu_per_gb_a_over_b": func(a, b *runResult) float64 { return a.CPUPerGB() / b.CPUPerGB() },
-		} {
-			if r, ok := paired(by[variantArchiver], by[variantLoop], f); ok {
-				res.Ratios[name+"_paired"] = r
+		pairs := map[string]string{"b": variantLoop}
+		if a0, ok := med[variantBaseline]; ok {
+			res.Ratios["throughput_a_over_a0"] = a.MBps / a0.MBps
+			res.Ratios["cpu_per_gb_a_over_a0"] = a.CPUPerGB / a0.CPUPerGB
+			res.Ratios["rss_a_over_a0"] = a.RSSMiB / a0.RSSMiB
+			pairs["a0"] = variantBaseline
+		}
+		for other, v := range pairs {
+			for name, f := range map[string]func(a, b *runResult) float64{
+				"throughput_a_over_": func(a, b *runResult) float64 { return a.MBps() / b.MBps() },
+				"cpu_per_gb_a_over_": func(a, b *runResult) float64 { return a.CPUPerGB() / b.CPUPerGB() },
+			} {
+				if r, ok := paired(by[variantArchiver], by[v], f); ok {
+					res.Ratios[name+other+"_paired"] = r
+				}
 			}
 		}
 		switch d.Name {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"math"
 	"strings"
 	"testing"
@@ -40,5 +41,62 @@ func TestFinish_PairedRatios(t *testing.T) {
 	}
 	if md := markdown(res); !strings.Contains(md, "cpu_per_gb_a_over_b_paired 2.00") {
 		t.Errorf("the markdown lacks the paired CPU ratio:\n%s", md)
+	}
+}
+
+// TestFinish_Baseline: with --baseline, A0's runs give the A over A0 ratios
+// (of the medians and paired by round) next to A over B.
+func TestFinish_Baseline(t *testing.T) {
+	run := func(variant string, round int, cpu, wall float64) runResult {
+		r := runResult{Variant: variant, Round: round, Objects: 10, Bytes: 1e9}
+		r.UserSeconds, r.WallSeconds = cpu, wall
+		return r
+	}
+	var runs []runResult
+	// A machine that slows down round by round: each round's A0 takes 1.25×
+	// A's CPU, whatever the round's speed.
+	for i, speed := range []float64{1, 2, 4} {
+		round := i + 1
+		runs = append(runs, run(variantArchiver, round, 8*speed, 2*speed), run(variantBaseline, round, 10*speed, 2*speed),
+			run(variantLoop, round, 4*speed, speed), run(variantRclone, round, 16*speed, 4*speed))
+	}
+	res := &results{Runs: runs}
+	res.finish(dataset{Name: "1mb"})
+	for _, c := range []struct {
+		name string
+		want float64
+	}{
+		{"cpu_per_gb_a_over_a0", 0.8},
+		{"cpu_per_gb_a_over_a0_paired", 0.8},
+		{"throughput_a_over_a0", 1},
+		{"throughput_a_over_a0_paired", 1},
+		{"cpu_per_gb_a_over_b_paired", 2},
+	} {
+		if got, ok := res.Ratios[c.name]; !ok || math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("%s = %v (present %v), want %v", c.name, got, ok, c.want)
+		}
+	}
+	if len(res.Medians) != 4 || res.Medians[1].Variant != variantBaseline {
+		t.Errorf("medians %+v: want A, A0, B, C", res.Medians)
+	}
+}
+
+// TestParseFlags_Baseline: --baseline adds A0 to the A B C datasets and is
+// refused for those that run the archiver alone.
+func TestParseFlags_Baseline(t *testing.T) {
+	base := []string{"--archiver", "/bin/true", "--versitygw", "/bin/true", "--baseline", "/bin/false"}
+	o, err := parseFlags(append(base, "--dataset", "8kb"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bench{o: o}
+	b.d, _ = datasetByName(o.dataset)
+	if got := strings.Join(b.variants(), " "); got != "A A0 B C" {
+		t.Errorf("variants %q, want A A0 B C", got)
+	}
+	for _, d := range []string{"store1m", "resume"} {
+		if _, err := parseFlags(append(base, "--dataset", d), io.Discard); err == nil || !strings.Contains(err.Error(), "--baseline") {
+			t.Errorf("--dataset %s --baseline: %v, want an error naming --baseline", d, err)
+		}
 	}
 }

@@ -38,7 +38,7 @@ func (b *bench) prepareStore(ctx context.Context) error {
 		return err
 	}
 	t0 := time.Now()
-	if _, err := b.runArchiver(ctx, dir, bucket, state); err != nil {
+	if _, err := b.runArchiver(ctx, b.o.archiver, dir, bucket, state); err != nil {
 		return fmt.Errorf("priming run: %w", err)
 	}
 	b.used = append(b.used, bucket)

@@ -107,12 +107,12 @@ func (b *bench) writeArchiverConfig(dir, bucket, state string) (string, error) {
 
 // runArchiver is variant A: `archiver once` on the state at path state
 // (see newState) into bucket. It must exit 0.
-func (b *bench) runArchiver(ctx context.Context, dir, bucket, state string) (measure, error) {
+func (b *bench) runArchiver(ctx context.Context, bin, dir, bucket, state string) (measure, error) {
 	cfg, err := b.writeArchiverConfig(dir, bucket, state)
 	if err != nil {
 		return measure{}, err
 	}
-	cmd := exec.CommandContext(ctx, b.o.archiver, "once", "--config", cfg)
+	cmd := exec.CommandContext(ctx, bin, "once", "--config", cfg)
 	cmd.Env = append(withoutEnv(os.Environ(), "ARCHIVER_"), "ARCHIVER_CONFIG=")
 	if b.o.profile {
 		cmd.Env = append(cmd.Env,
