@@ -11,16 +11,11 @@ import (
 // different rounds; the _paired ratios are the median of each round's own
 // ratio. A round whose B is missing has no pair.
 func TestFinish_PairedRatios(t *testing.T) {
-	run := func(variant string, round int, cpu, wall float64) runResult {
-		r := runResult{Variant: variant, Round: round, Objects: 10, Bytes: 1e9}
-		r.UserSeconds, r.WallSeconds = cpu, wall
-		return r
-	}
 	res := &results{Runs: []runResult{
-		run(variantArchiver, 1, 10, 4), run(variantLoop, 1, 5, 2), run(variantRclone, 1, 30, 8),
-		run(variantArchiver, 2, 22, 5), run(variantLoop, 2, 10, 2), run(variantRclone, 2, 30, 8),
-		run(variantArchiver, 3, 14, 6), run(variantLoop, 3, 10, 3), run(variantRclone, 3, 30, 8),
-		run(variantArchiver, 4, 50, 9), // B of round 4 failed to run: no pair
+		testRun(variantArchiver, 1, 10, 4), testRun(variantLoop, 1, 5, 2), testRun(variantRclone, 1, 30, 8),
+		testRun(variantArchiver, 2, 22, 5), testRun(variantLoop, 2, 10, 2), testRun(variantRclone, 2, 30, 8),
+		testRun(variantArchiver, 3, 14, 6), testRun(variantLoop, 3, 10, 3), testRun(variantRclone, 3, 30, 8),
+		testRun(variantArchiver, 4, 50, 9), // B of round 4 failed to run: no pair
 	}}
 	res.finish(dataset{Name: "8kb"})
 	for _, c := range []struct {
@@ -47,18 +42,13 @@ func TestFinish_PairedRatios(t *testing.T) {
 // TestFinish_Baseline: with --baseline, A0's runs give the A over A0 ratios
 // (of the medians and paired by round) next to A over B.
 func TestFinish_Baseline(t *testing.T) {
-	run := func(variant string, round int, cpu, wall float64) runResult {
-		r := runResult{Variant: variant, Round: round, Objects: 10, Bytes: 1e9}
-		r.UserSeconds, r.WallSeconds = cpu, wall
-		return r
-	}
 	var runs []runResult
 	// A machine that slows down round by round: each round's A0 takes 1.25×
 	// A's CPU, whatever the round's speed.
 	for i, speed := range []float64{1, 2, 4} {
 		round := i + 1
-		runs = append(runs, run(variantArchiver, round, 8*speed, 2*speed), run(variantBaseline, round, 10*speed, 2*speed),
-			run(variantLoop, round, 4*speed, speed), run(variantRclone, round, 16*speed, 4*speed))
+		runs = append(runs, testRun(variantArchiver, round, 8*speed, 2*speed), testRun(variantBaseline, round, 10*speed, 2*speed),
+			testRun(variantLoop, round, 4*speed, speed), testRun(variantRclone, round, 16*speed, 4*speed))
 	}
 	res := &results{Runs: runs}
 	res.finish(dataset{Name: "1mb"})
@@ -99,4 +89,12 @@ func TestParseFlags_Baseline(t *testing.T) {
 			t.Errorf("--dataset %s --baseline: %v, want an error naming --baseline", d, err)
 		}
 	}
+}
+
+// testRun is a run of 10 recordings, 1 GB, of cpu CPU-seconds in wall
+// seconds.
+func testRun(variant string, round int, cpu, wall float64) runResult {
+	r := runResult{Variant: variant, Round: round, Objects: 10, Bytes: 1e9}
+	r.UserSeconds, r.WallSeconds = cpu, wall
+	return r
 }

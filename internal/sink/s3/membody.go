@@ -8,6 +8,8 @@ import (
 	"net/http/httptrace"
 	"sync"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // Bodies sent from their memory buffer in one write with the headers.
@@ -77,9 +79,7 @@ func sendable(req *http.Request, n int64) bool {
 }
 
 // do sends req with mb's bytes as its body through next.
-func (mb *memBody) do(next interface {
-	Do(*http.Request) (*http.Response, error)
-}, req *http.Request) (*http.Response, error) {
+func (mb *memBody) do(next s3.HTTPClient, req *http.Request) (*http.Response, error) {
 	b := mb.buf.b
 	if req.Body != nil {
 		req.Body.Close() // the SDK's wrapper of the same bytes, unread
